@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:  `make demo`  (set up + main job)   `make test`  (set up + test suite)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: demo test bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned (the local CPU build), then everything else constrained to it.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[data,test]'
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PIP) install -q -c constraints.txt -e '.[bench]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/curvlab demo --out runs/demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python bench/bench_core.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,38 @@
+"""curvlab: empirical optimization research on neural networks.
+
+The operator core (:class:`Objective`) gives F, ∇F and Hessian-vector products of a model on a
+measurement set; the solvers (:func:`eigs`, :func:`trace`, :func:`spectral_density`) take any
+symmetric linear operator. Formulas follow ``SPEC.md``.
+"""
+
+from curvlab import losses
+from curvlab.core import HessianOperator, Objective
+from curvlab.linalg import (
+    EigResult,
+    LinearOperator,
+    MatrixOperator,
+    SpectralDensity,
+    TraceResult,
+    as_operator,
+    eigs,
+    spectral_density,
+    trace,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EigResult",
+    "HessianOperator",
+    "LinearOperator",
+    "MatrixOperator",
+    "Objective",
+    "SpectralDensity",
+    "TraceResult",
+    "__version__",
+    "as_operator",
+    "eigs",
+    "losses",
+    "spectral_density",
+    "trace",
+]

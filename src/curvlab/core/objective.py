@@ -1,0 +1,302 @@
+"""The Objective: model + loss + measurement set → F(x), ∇F(x), ∇²F(x) v (SPEC §1–§2)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from curvlab.core.batches import Chunk, ChunkStream
+from curvlab.core.hvp import ENGINES, HVP_ENGINES, default_engine, fresh_leaves, gradient, hvp_from_grads
+from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
+from curvlab.core.state import BN_MODES, measurement_mode
+from curvlab.linalg.operator import LinearOperator
+
+LossFn = Callable[[Any, Any], Tensor]
+
+
+class Objective:
+    """F(x): the size-weighted mean of ``loss_fn(model(inputs), targets)`` over the chunks of ``data``.
+
+    Args:
+        model: any ``nn.Module``; it is left exactly as found (parameters, ``requires_grad``, modes,
+            buffers, global RNG state).
+        loss_fn: ``loss_fn(outputs, targets)`` returning the *mean* loss of the batch as a scalar.
+        data: an ``(inputs, targets)`` pair of tensors, a ``Dataset``, a ``DataLoader``, or a re-iterable
+            of batches (tuples ``(inputs..., targets)`` or dicts with a ``"targets"``/``"labels"``/``"y"`` key).
+        batch_size: re-chunk tensor or Dataset data into batches of this size (memory), None = one chunk.
+        bn_mode: ``"train"`` (batch statistics, per-chunk, running stats untouched) or ``"eval"``.
+        dropout: keep dropout active while measuring (masks fixed per chunk by ``dropout_seed``).
+        params: restrict x to a subset: names, a predicate ``(name, p) -> bool`` or tensors.
+        hvp_engine: ``"reverse"`` (double backward), ``"forward"`` (jvp of grad) or ``"auto"``.
+
+    Flat vectors are 1-D tensors in parameter order (``objective.names``), in the parameters' dtype.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        data: Any,
+        *,
+        batch_size: int | None = None,
+        bn_mode: str = "train",
+        dropout: bool = False,
+        params: ParamSelector = None,
+        hvp_engine: str = "auto",
+        dropout_seed: int = 0,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn: expected a callable loss_fn(outputs, targets), got {type(loss_fn).__name__}")
+        if bn_mode not in BN_MODES:
+            raise ValueError(f"bn_mode: expected one of {BN_MODES}, got {bn_mode!r}")
+        if not isinstance(dropout, bool):
+            raise TypeError(f"dropout: expected a bool, got {type(dropout).__name__}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.chunks = ChunkStream(data, batch_size)
+        self.bn_mode = bn_mode
+        self.dropout = dropout
+        self.dropout_seed = dropout_seed
+        self._selected = select_parameters(model, params)
+        self.space: ParamSpace = param_space(self._selected)
+        self.hvp_engine = _resolve_engine(hvp_engine, self.space.device)
+        self.counts = {"loss": 0, "grad": 0, "hvp": 0}
+
+    # ----- description -------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Number of entries of x (the selected parameters)."""
+        return self.space.dim
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.space.names
+
+    @property
+    def settings(self) -> dict:
+        """The measurement choices to store beside every record (SPEC §1)."""
+        return {"bn_mode": self.bn_mode, "dropout": self.dropout, "hvp_engine": self.hvp_engine, "dim": self.dim}
+
+    def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
+        """Per-parameter tensors (in ``names`` order) → flat vector."""
+        return self.space.flatten(tensors)
+
+    def unflatten(self, vector: Tensor) -> list[Tensor]:
+        """Flat vector → per-parameter tensors (in ``names`` order)."""
+        return self.space.unflatten(vector)
+
+    def parameters_vector(self) -> Tensor:
+        """The current x as a new flat vector."""
+        return self.flatten([p.detach() for _, p in self._selected]).clone()
+
+    # ----- evaluations ---------------------------------------------------------------------------
+    def loss(self) -> float:
+        """F(x) at the model's current parameters."""
+        self.counts["loss"] += 1
+        with self._measuring():
+            total, n = 0.0, 0
+            for chunk in self._chunks():
+                with torch.no_grad():
+                    total += chunk.size * float(self._chunk_loss(self._params(), chunk))
+                n += chunk.size
+        return total / _nonempty(n)
+
+    def grad(self) -> Tensor:
+        """∇F(x) as a flat vector."""
+        return self.loss_and_grad()[1]
+
+    def loss_and_grad(self) -> tuple[float, Tensor]:
+        """(F(x), ∇F(x)) in one pass."""
+        self.counts["grad"] += 1
+
+        def chunk_grad(chunk: Chunk) -> tuple[Tensor, list[Tensor]]:
+            leaves = fresh_leaves(self._params())
+            with torch.enable_grad():
+                loss = self._chunk_loss(leaves, chunk)
+                return loss.detach(), [g.detach() for g in gradient(loss, leaves)]
+
+        return self._accumulate(chunk_grad)
+
+    def hvp(self, v: Tensor) -> Tensor:
+        """∇²F(x) v for a flat vector v (SPEC §2), with the Objective's engine."""
+        vs = self.unflatten(self.space.check_vector(v, "v"))
+        self.counts["hvp"] += 1
+        engine = HVP_ENGINES[self.hvp_engine]
+        return self._accumulate(lambda chunk: engine(lambda ps: self._chunk_loss(ps, chunk), self._params(), vs))[1]
+
+    def quad(self, u: Tensor) -> float:
+        """uᵀ ∇²F(x) u, computed as ⟨u, Hu⟩ (correct through LayerNorm and BatchNorm)."""
+        u = self.space.check_vector(u, "u")
+        return float(torch.dot(u, self.hvp(u)))
+
+    def hessian(self, cache: bool | str = "auto") -> "HessianOperator":
+        """∇²F at the *current* parameters as a :class:`LinearOperator` for the solvers.
+
+        ``cache=True`` keeps each chunk's gradient graph so that every product costs one extra
+        backward pass instead of a forward and two backwards (memory: one graph per chunk);
+        ``"auto"`` caches when the measurement set is a single chunk. Changing the parameters
+        afterwards makes the operator stale: it raises rather than return a wrong product.
+        """
+        return HessianOperator(self, cache)
+
+    # ----- internals ------------------------------------------------------------------------------
+    def _params(self) -> list[Tensor]:
+        return [p for _, p in self._selected]
+
+    @contextlib.contextmanager
+    def _measuring(self) -> Iterator[None]:
+        with measurement_mode(self.model, self.bn_mode, self.dropout), _math_attention():
+            yield
+
+    def _chunks(self) -> Iterator[Chunk]:
+        for index, chunk in enumerate(self.chunks):
+            if self.dropout:
+                torch.manual_seed(self.dropout_seed + index)  # global RNG is restored by _measuring
+            yield chunk.to(self.space.device)
+
+    def _chunk_loss(self, leaves: Sequence[Tensor], chunk: Chunk) -> Tensor:
+        overrides = {name: p.detach() for name, p in self.model.named_parameters()}
+        overrides.update(zip(self.names, leaves))
+        try:
+            outputs = functional_call(self.model, overrides, chunk.args, chunk.kwargs)
+            loss = self.loss_fn(outputs, chunk.targets)
+        except RuntimeError as err:
+            raise _explain(err) from err
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise ValueError(f"loss_fn: must return a scalar tensor (the batch's mean loss), got {shape}")
+        return loss.reshape(())
+
+    def _accumulate(self, per_chunk: Callable[[Chunk], tuple[Tensor, list[Tensor]]]) -> tuple[float, Tensor]:
+        """Size-weighted mean of (loss, vector) over the chunks."""
+        total_loss, total_vec, n = 0.0, None, 0
+        with self._measuring():
+            for chunk in self._chunks():
+                try:
+                    loss, parts = per_chunk(chunk)
+                except RuntimeError as err:
+                    raise _explain(err) from err
+                vec = self.flatten(parts) * chunk.size
+                total_vec = vec if total_vec is None else total_vec.add_(vec)
+                total_loss += chunk.size * float(loss)
+                n += chunk.size
+        n = _nonempty(n)
+        return total_loss / n, total_vec / n
+
+
+class HessianOperator(LinearOperator):
+    """∇²F at a fixed point, as a symmetric operator (see :meth:`Objective.hessian`)."""
+
+    def __init__(self, objective: Objective, cache: bool | str = "auto"):
+        if cache not in (True, False, "auto"):
+            raise ValueError(f"cache: expected True, False or 'auto', got {cache!r}")
+        super().__init__(self._product, objective.dim, dtype=objective.space.dtype, device=objective.space.device)
+        self.objective = objective
+        self.cache = cache
+        self._versions = self._current_versions()
+        self._graphs: list[tuple[int, list[Tensor], list[Tensor]]] | None = None
+        self._n_examples = 0
+
+    def _current_versions(self) -> list[int]:
+        model = self.objective.model
+        return [t._version for t in (*model.parameters(), *model.buffers())]
+
+    def _product(self, v: Tensor) -> Tensor:
+        if self._current_versions() != self._versions:
+            raise RuntimeError(
+                "HessianOperator: the model's parameters or buffers changed since this operator was made; "
+                "call objective.hessian() again at the new point"
+            )
+        wants_cache = self.cache is True or self.cache == "auto"
+        if not wants_cache or self.objective.hvp_engine != "reverse":
+            return self.objective.hvp(v)
+        if self._graphs is None:
+            self._build_graphs()
+        return self._cached_product(v)
+
+    def _build_graphs(self) -> None:
+        obj = self.objective
+        graphs, n = [], 0
+        with obj._measuring():
+            for chunk in obj._chunks():
+                leaves = fresh_leaves(obj._params())
+                with torch.enable_grad():
+                    grads = gradient(obj._chunk_loss(leaves, chunk), leaves, create_graph=True)
+                graphs.append((chunk.size, leaves, grads))
+                n += chunk.size
+                if self.cache == "auto" and len(graphs) > 1:
+                    self.cache = False  # several chunks: keeping every graph could exhaust memory
+                    graphs = []
+                    break
+        self._graphs, self._n_examples = graphs, n
+
+    def _cached_product(self, v: Tensor) -> Tensor:
+        if not self._graphs:
+            return self.objective.hvp(v)
+        obj = self.objective
+        self.objective.counts["hvp"] += 1
+        vs = obj.unflatten(obj.space.check_vector(v, "v"))
+        total = None
+        try:
+            for size, leaves, grads in self._graphs:
+                part = obj.flatten(hvp_from_grads(grads, leaves, vs, retain_graph=True)) * size
+                total = part if total is None else total.add_(part)
+        except RuntimeError as err:
+            raise _explain(err) from err
+        return total / self._n_examples
+
+
+def _resolve_engine(engine: str, device: torch.device) -> str:
+    if engine == "auto":
+        return default_engine(device)
+    if engine not in ENGINES:
+        raise ValueError(f"hvp_engine: expected 'auto' or one of {ENGINES}, got {engine!r}")
+    return engine
+
+
+def _nonempty(n: int) -> int:
+    if n == 0:
+        raise ValueError("data: the measurement set is empty (no examples)")
+    return n
+
+
+@contextlib.contextmanager
+def _math_attention() -> Iterator[None]:
+    """Run scaled_dot_product_attention with the MATH backend: the CPU flash kernel has no
+    double backward and no forward-mode derivative in torch 2.13 (SPEC §10)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover - torch < 2.3
+        yield
+        return
+    with sdpa_kernel([SDPBackend.MATH]):
+        yield
+
+
+def _explain(err: RuntimeError) -> Exception:
+    """Turn torch's cryptic second-order failures into errors that say what to do."""
+    text = str(err)
+    if "ZeroTensors are immutable" in text:
+        return RuntimeError(
+            "hvp_engine='forward': F.mse_loss breaks inside jvp(grad) in torch (pytorch #123996). "
+            "Use hvp_engine='reverse' or write the loss as ((outputs - targets) ** 2).mean() "
+            "(curvlab.losses.mse does). Original error: " + text
+        )
+    if "derivative for" in text and "not implemented" in text and "attention" in text:
+        return RuntimeError(
+            "The model calls a fused attention kernel that has no second derivative. curvlab runs "
+            "F.scaled_dot_product_attention under the MATH backend, so call that function (or write "
+            "softmax(QK^T/sqrt(d))V out) instead of the fused op. Original error: " + text
+        )
+    if "modified by an inplace operation" in text:
+        return RuntimeError(
+            "The parameters changed in place while a Hessian operator still needed them; "
+            "call objective.hessian() again at the new point. Original error: " + text
+        )
+    return err

@@ -1,0 +1,85 @@
+"""Measure without perturbing: module modes, buffers and RNG streams are restored exactly.
+
+SPEC §1: BatchNorm in train mode uses batch statistics but must not update running statistics;
+dropout is off unless asked for. Everything is put back as it was found, bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.dropout import _DropoutNd
+
+BN_MODES = ("train", "eval")
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Restore the global torch (CPU and CUDA), Python and NumPy RNG states on exit."""
+    cpu_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    py_state = random.getstate()
+    np_state = _numpy_state()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        random.setstate(py_state)
+        if np_state is not None:
+            import numpy as np
+
+            np.random.set_state(np_state)
+
+
+def _numpy_state():
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        return None
+    return np.random.get_state()
+
+
+@contextlib.contextmanager
+def measurement_mode(model: nn.Module, bn_mode: str, dropout: bool) -> Iterator[None]:
+    """Put ``model`` in the mode a measurement uses, and restore everything afterwards.
+
+    - every module goes to eval mode, except BatchNorm (train iff ``bn_mode == "train"``) and
+      dropout layers (train iff ``dropout``);
+    - train-mode BatchNorm stops tracking running statistics while inside (so nothing is updated,
+      and ``torch.func`` transforms see no in-place buffer update);
+    - all buffers are snapshotted and copied back, for custom layers that update their own state;
+    - global RNG states are restored.
+    """
+    modes = {m: m.training for m in model.modules()}
+    tracking = {m: m.track_running_stats for m in model.modules() if isinstance(m, _BatchNorm)}
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        with preserved_rng():
+            for m in model.modules():
+                m.training = _measurement_training_flag(m, bn_mode, dropout)
+                if isinstance(m, _BatchNorm) and m.training:
+                    m.track_running_stats = False
+            yield
+    finally:
+        for m, flag in modes.items():
+            m.training = flag
+        for m, flag in tracking.items():
+            m.track_running_stats = flag
+        with torch.no_grad():
+            for buf, saved in buffers:
+                buf.copy_(saved)
+
+
+def _measurement_training_flag(module: nn.Module, bn_mode: str, dropout: bool) -> bool:
+    if isinstance(module, _BatchNorm):
+        return bn_mode == "train"
+    if isinstance(module, (_DropoutNd, nn.MultiheadAttention)):
+        return dropout
+    return False

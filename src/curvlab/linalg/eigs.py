@@ -1,0 +1,193 @@
+"""Extreme eigenpairs of a symmetric operator: Lanczos (default) or power iteration (SPEC §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from curvlab.linalg.lanczos import F64, LanczosProcess
+from curvlab.linalg.operator import LinearOperator, as_operator
+from curvlab.linalg.progress import progress_bar
+from curvlab.linalg.random import gaussian, make_generator
+
+WHICH = ("LA", "SA", "LM")
+METHODS = ("lanczos", "power")
+
+
+@dataclass
+class EigResult:
+    """Eigenpairs sorted most-extreme first: descending for ``LA``, ascending for ``SA``,
+    by descending |λ| for ``LM``. ``eigenvectors[:, i]`` belongs to ``eigenvalues[i]``."""
+
+    eigenvalues: Tensor
+    eigenvectors: Tensor
+    residuals: Tensor
+    n_matvecs: int
+    n_iter: int
+    converged: bool
+    method: str
+    which: str
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{x:.6g}" for x in self.eigenvalues.tolist())
+        return (
+            f"EigResult(eigenvalues=[{vals}], which={self.which!r}, method={self.method!r}, "
+            f"converged={self.converged}, n_matvecs={self.n_matvecs})"
+        )
+
+
+def eigs(
+    op: Any,
+    k: int = 1,
+    which: str = "LA",
+    method: str = "lanczos",
+    tol: float = 1e-3,
+    max_iter: int | None = None,
+    v0: Tensor | None = None,
+    *,
+    atol: float = 0.0,
+    seed: int | None = 0,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> EigResult:
+    """The ``k`` extreme eigenpairs of a symmetric operator.
+
+    ``op`` is a :class:`LinearOperator`, an Objective (its Hessian), or a symmetric matrix.
+    ``which``: ``"LA"`` largest algebraic (sharpness λ1), ``"SA"`` smallest algebraic (the most
+    negative eigenvalue), ``"LM"`` largest magnitude. Converged when every wanted Ritz pair has
+    residual ‖Av − λv‖ ≤ max(tol·|λ|, atol); by Bauer–Fike an eigenvalue then lies within that
+    distance of λ. ``v0`` warm-starts the iteration (e.g. with the previous top eigenvector).
+
+    ``method="lanczos"``: full reorthogonalisation, basis in float64 (SPEC §2). ``max_iter`` bounds
+    the basis size (default ``min(dim, max(100, 20k))``).
+    ``method="power"``: power iteration with deflation, kept for comparison. It finds the eigenvalues
+    of largest *magnitude* whatever ``which`` says ("LA" is accepted and answered as "LM"): on an
+    indefinite Hessian the "top eigenvalue" it reports can be a negative one (Gilmer et al. App. E).
+    """
+    op = as_operator(op)
+    _check_args(op, k, which, method, tol, max_iter, atol)
+    gen = make_generator(seed, generator)
+    start = _start_vector(op, v0, gen)
+    if method == "power":
+        if which == "SA":
+            raise ValueError("which: method='power' finds the largest |λ| only; use method='lanczos' for which='SA'")
+        return _power(op, k, tol, atol, max_iter or 1000, start, progress)
+    return _lanczos(op, k, which, tol, atol, max_iter or min(op.dim, max(100, 20 * k)), start, gen, progress)
+
+
+def _check_args(op: LinearOperator, k: Any, which: Any, method: Any, tol: Any, max_iter: Any, atol: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k: expected a positive integer, got {k!r}")
+    if k > op.dim:
+        raise ValueError(f"k: asked for {k} eigenpairs of an operator of dimension {op.dim}")
+    if which not in WHICH:
+        raise ValueError(f"which: expected one of {WHICH}, got {which!r}")
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    if not isinstance(tol, (int, float)) or not tol > 0:
+        raise ValueError(f"tol: expected a positive number, got {tol!r}")
+    if not isinstance(atol, (int, float)) or atol < 0:
+        raise ValueError(f"atol: expected a non-negative number, got {atol!r}")
+    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < k):
+        raise ValueError(f"max_iter: expected an integer ≥ k = {k}, got {max_iter!r}")
+
+
+def _start_vector(op: LinearOperator, v0: Tensor | None, gen: torch.Generator) -> Tensor:
+    if v0 is None:
+        return gaussian((op.dim,), gen, op.device)
+    if not isinstance(v0, Tensor):
+        raise TypeError(f"v0: expected a torch.Tensor of length {op.dim}, got {type(v0).__name__}")
+    if v0.numel() != op.dim:
+        raise ValueError(f"v0: expected a vector of length {op.dim}, got shape {tuple(v0.shape)}")
+    v0 = v0.reshape(-1).to(device=op.device, dtype=F64)
+    if not torch.isfinite(v0).all() or torch.linalg.vector_norm(v0) == 0:
+        raise ValueError("v0: the start vector must be finite and non-zero")
+    return v0
+
+
+def _order(theta: Tensor, which: str) -> Tensor:
+    """Indices of Ritz values, most wanted first."""
+    if which == "LA":
+        return torch.argsort(theta, descending=True)
+    if which == "SA":
+        return torch.argsort(theta)
+    return torch.argsort(theta.abs(), descending=True)
+
+
+def _lanczos(op, k, which, tol, atol, max_iter, start, gen, progress) -> EigResult:
+    used_before = op.n_matvecs
+    process = LanczosProcess(op, start, gen)
+    bar = progress_bar(max_iter, "lanczos", progress)
+    converged = False
+    try:
+        while process.steps < max_iter and not process.exhausted:
+            process.step()
+            bar.update()
+            if process.steps < k:
+                continue
+            theta, s, res = process.ritz()
+            idx = _order(theta, which)[:k]
+            bound = torch.clamp(tol * theta[idx].abs(), min=atol)
+            bar.set_postfix_str(f"λ={theta[idx[0]]:.5g} res={res[idx[0]]:.2e}")
+            if process.exhausted or bool((res[idx] <= bound).all()):
+                converged = True
+                break
+    finally:
+        bar.close()
+    theta, s, res = process.ritz()
+    idx = _order(theta, which)[:k]
+    vectors = process.ritz_vectors(s[:, idx])
+    return EigResult(theta[idx], vectors, res[idx], op.n_matvecs - used_before, process.steps, converged, "lanczos", which)
+
+
+def _power(op, k, tol, atol, max_iter, start, progress) -> EigResult:
+    """Power iteration with Hotelling deflation; one eigenpair at a time."""
+    used_before = op.n_matvecs
+    values, vectors, residuals, total_iter, all_converged = [], [], [], 0, True
+    bar = progress_bar(None, "power iteration", progress)
+    try:
+        for _ in range(k):
+            value, vector, residual, n_iter, converged = _power_one(op, start, values, vectors, tol, atol, max_iter, bar)
+            values.append(value)
+            vectors.append(vector)
+            residuals.append(residual)
+            total_iter += n_iter
+            all_converged &= converged
+    finally:
+        bar.close()
+    order = torch.argsort(torch.tensor(values, dtype=F64).abs(), descending=True)
+    return EigResult(
+        torch.tensor(values, dtype=F64)[order],
+        torch.stack(vectors, dim=1)[:, order.to(op.device)],
+        torch.tensor(residuals, dtype=F64)[order],
+        op.n_matvecs - used_before,
+        total_iter,
+        all_converged,
+        "power",
+        "LM",
+    )
+
+
+def _power_one(op, start, values, vectors, tol, atol, max_iter, bar):
+    def deflated(v: Tensor) -> Tensor:
+        w = op.matvec(v.to(op.dtype)).to(F64)
+        for lam, u in zip(values, vectors):
+            w = w - lam * torch.dot(u, v) * u
+        return w
+
+    v = start / torch.linalg.vector_norm(start)
+    for it in range(1, max_iter + 1):
+        w = deflated(v)
+        theta = float(torch.dot(v, w))
+        residual = float(torch.linalg.vector_norm(w - theta * v))
+        bar.update()
+        if residual <= max(tol * abs(theta), atol):
+            return theta, v, residual, it, True
+        norm = torch.linalg.vector_norm(w)
+        if norm == 0:  # v lies in the null space: λ = 0 exactly
+            return 0.0, v, 0.0, it, True
+        v = w / norm
+    return theta, v, residual, max_iter, False

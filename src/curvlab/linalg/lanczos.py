@@ -1,0 +1,96 @@
+"""The Lanczos process with full reorthogonalisation, shared by eigs() and spectral_density().
+
+The basis and the tridiagonal T are kept in float64 whatever the operator's dtype (SPEC §2);
+products run in the operator's dtype. After m steps, the Ritz pairs (θ_i, Q s_i) of T = QᵀAQ have
+residual norms ‖A y_i − θ_i y_i‖ = |β_m · s_{m,i}|.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from curvlab.linalg.operator import LinearOperator
+from curvlab.linalg.random import gaussian
+
+F64 = torch.float64
+
+
+class LanczosProcess:
+    """Grows an orthonormal Krylov basis one product at a time.
+
+    On breakdown (an invariant subspace is found before the whole space is spanned) it restarts
+    with a random vector orthogonal to the basis, so repeated eigenvalues are found too.
+    """
+
+    def __init__(self, op: LinearOperator, v0: Tensor, generator: torch.Generator, capacity: int = 32):
+        self.op = op
+        self.gen = generator
+        q = v0.to(device=op.device, dtype=F64).reshape(-1)
+        norm = torch.linalg.vector_norm(q)
+        if not torch.isfinite(norm) or norm == 0:
+            raise ValueError("v0: the start vector must be finite and non-zero")
+        self._basis = torch.empty((min(capacity, op.dim + 1), op.dim), dtype=F64, device=op.device)
+        self._basis[0] = q / norm
+        self.alpha: list[float] = []
+        self.beta: list[float] = []
+        self.exhausted = False
+
+    @property
+    def steps(self) -> int:
+        return len(self.alpha)
+
+    def step(self) -> None:
+        """One product with A: extends T by one row and column."""
+        j = self.steps
+        q = self._basis[j]
+        w = self.op.matvec(q.to(self.op.dtype)).to(F64)
+        a = float(torch.dot(q, w))
+        basis = self._basis[: j + 1]
+        for _ in range(2):  # full reorthogonalisation, twice is enough
+            w = w - basis.T @ (basis @ w)
+        b = float(torch.linalg.vector_norm(w))
+        self.alpha.append(a)
+        if j + 1 >= self.op.dim:
+            self.beta.append(0.0)
+            self.exhausted = True
+            return
+        scale = max(abs(a), *(abs(x) for x in self.beta[-1:]), 1e-300)
+        if b <= 1e-10 * scale:  # invariant subspace: restart orthogonally
+            w = self._orthogonal_random(basis)
+            self.beta.append(0.0)
+        else:
+            self.beta.append(b)
+            w = w / b
+        self._append(w)
+
+    def _orthogonal_random(self, basis: Tensor) -> Tensor:
+        w = gaussian((self.op.dim,), self.gen, self.op.device)
+        for _ in range(2):
+            w = w - basis.T @ (basis @ w)
+        return w / torch.linalg.vector_norm(w)
+
+    def _append(self, w: Tensor) -> None:
+        j = self.steps
+        if j >= self._basis.shape[0]:
+            grow = torch.empty_like(self._basis[: min(self._basis.shape[0], self.op.dim + 1 - j)])
+            self._basis = torch.cat([self._basis, grow])
+        self._basis[j] = w
+
+    def tridiagonal(self) -> Tensor:
+        m = self.steps
+        t = torch.diag(torch.tensor(self.alpha, dtype=F64))
+        if m > 1:
+            off = torch.tensor(self.beta[: m - 1], dtype=F64)
+            t += torch.diag(off, 1) + torch.diag(off, -1)
+        return t
+
+    def ritz(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Ritz values θ (ascending), eigenvectors S of T, and residual norms |β_m s_{m,i}|."""
+        theta, s = torch.linalg.eigh(self.tridiagonal())
+        residuals = abs(self.beta[-1]) * s[-1].abs()
+        return theta, s, residuals
+
+    def ritz_vectors(self, s: Tensor) -> Tensor:
+        """Q S: Ritz vectors (columns) on the operator's device, float64."""
+        return self._basis[: self.steps].T @ s.to(self._basis.device)

@@ -1,0 +1,90 @@
+"""Symmetric linear operators v ↦ A v on flat vectors: the only thing the solvers see."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class LinearOperator:
+    """A symmetric linear map on flat vectors of length ``dim``.
+
+    ``matvec`` receives a 1-D tensor of ``dtype`` on ``device`` and returns ``A v`` of the same length.
+    Every product is counted in ``n_matvecs``. Wrap any callable this way, e.g. a preconditioned
+    Hessian ``LinearOperator(lambda v: d * H(d * v), dim=H.dim)``.
+    """
+
+    def __init__(
+        self,
+        matvec: Callable[[Tensor], Tensor],
+        dim: int,
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str = "cpu",
+    ):
+        if not callable(matvec):
+            raise TypeError(f"matvec: expected a callable v -> A v, got {type(matvec).__name__}")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim: expected a positive integer, got {dim!r}")
+        self._matvec = matvec
+        self.dim = dim
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.n_matvecs = 0
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """A v, with ``v`` cast to the operator's dtype and device; the result has the same."""
+        if not isinstance(v, Tensor):
+            raise TypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
+        if v.dim() != 1 or v.numel() != self.dim:
+            raise ValueError(f"v: expected a flat vector of length {self.dim}, got shape {tuple(v.shape)}")
+        out = self._matvec(v.to(device=self.device, dtype=self.dtype))
+        self.n_matvecs += 1
+        if not isinstance(out, Tensor) or out.numel() != self.dim:
+            raise ValueError(f"matvec: must return a vector of length {self.dim}")
+        return out.reshape(-1).to(self.dtype)
+
+    __call__ = matvec
+    __matmul__ = matvec
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.dim}, dtype={self.dtype}, device={self.device})"
+
+
+class MatrixOperator(LinearOperator):
+    """An explicit symmetric matrix as an operator (tests, toy problems, small Hessians)."""
+
+    def __init__(self, matrix: Tensor | np.ndarray, *, check_symmetric: bool = True):
+        matrix = torch.as_tensor(matrix)
+        if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"matrix: expected a square 2-D matrix, got shape {tuple(matrix.shape)}")
+        if not matrix.is_floating_point():
+            matrix = matrix.to(torch.float64)
+        if check_symmetric:
+            scale = matrix.abs().max().clamp_min(1e-300)
+            if ((matrix - matrix.T).abs().max() / scale) > 1e-6:
+                raise ValueError("matrix: expected a symmetric matrix (max |A - A^T| / max |A| > 1e-6)")
+        self.matrix = matrix
+        super().__init__(lambda v: matrix @ v, matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
+
+
+def as_operator(op: Any, dim: int | None = None) -> LinearOperator:
+    """Accept an operator, anything with a ``hessian()`` (an Objective), a matrix, or a callable with ``dim``."""
+    if isinstance(op, LinearOperator):
+        return op
+    if callable(getattr(op, "hessian", None)):
+        return op.hessian()
+    if isinstance(op, (Tensor, np.ndarray)):
+        return MatrixOperator(op)
+    if callable(op):
+        if dim is None:
+            dim = getattr(op, "dim", None)
+        if dim is None:
+            raise TypeError("op: a plain callable has no known dimension; wrap it as curvlab.LinearOperator(fn, dim=...)")
+        return LinearOperator(op, dim)
+    raise TypeError(
+        f"op: expected a curvlab.LinearOperator, an Objective, a square matrix or a callable, got {type(op).__name__}"
+    )

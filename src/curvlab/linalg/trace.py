@@ -1,0 +1,92 @@
+"""Stochastic trace estimation (SPEC §2): Hutchinson and Hutch++ with Rademacher probes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from curvlab.linalg.lanczos import F64
+from curvlab.linalg.operator import LinearOperator, as_operator
+from curvlab.linalg.progress import progress_bar
+from curvlab.linalg.random import make_generator, rademacher
+
+TRACE_METHODS = ("hutchinson", "hutch++")
+
+
+@dataclass
+class TraceResult:
+    """``estimate`` ± ``stderr`` (the standard error of the stochastic part)."""
+
+    estimate: float
+    stderr: float
+    n_matvecs: int
+    method: str
+    samples: Tensor
+
+    def __repr__(self) -> str:
+        return f"TraceResult(estimate={self.estimate:.6g}, stderr={self.stderr:.3g}, method={self.method!r}, n_matvecs={self.n_matvecs})"
+
+
+def trace(
+    op: Any,
+    method: str = "hutchinson",
+    n_probes: int = 100,
+    *,
+    seed: int | None = 0,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> TraceResult:
+    """tr(A) from ``n_probes`` products with A.
+
+    Hutchinson: mean of zᵀAz over Rademacher z; stderr = sample std / √n.
+    Hutch++ (Meyer et al. 2021): a third of the products sketch the dominant range Q of A, whose
+    trace tr(QᵀAQ) is exact; the rest estimate tr of the deflated remainder by Hutchinson.
+    """
+    op = as_operator(op)
+    if method not in TRACE_METHODS:
+        raise ValueError(f"method: expected one of {TRACE_METHODS}, got {method!r}")
+    minimum = 2 if method == "hutchinson" else 3
+    if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < minimum:
+        raise ValueError(f"n_probes: expected an integer ≥ {minimum} for method={method!r}, got {n_probes!r}")
+    gen = make_generator(seed, generator)
+    used_before = op.n_matvecs
+    bar = progress_bar(n_probes, f"trace ({method})", progress)
+    try:
+        if method == "hutchinson":
+            exact, samples = 0.0, _quadratic_forms(op, rademacher((n_probes, op.dim), gen, op.device), bar)
+        else:
+            exact, samples = _hutchpp(op, n_probes, gen, bar)
+    finally:
+        bar.close()
+    n = samples.numel()
+    stderr = float(samples.std(unbiased=True)) / math.sqrt(n) if n > 1 else float("nan")
+    return TraceResult(exact + float(samples.mean()), stderr, op.n_matvecs - used_before, method, samples)
+
+
+def _apply(op: LinearOperator, v: Tensor) -> Tensor:
+    return op.matvec(v.to(op.dtype)).to(F64)
+
+
+def _quadratic_forms(op: LinearOperator, probes: Tensor, bar: Any) -> Tensor:
+    values = []
+    for z in probes:
+        values.append(torch.dot(z, _apply(op, z)))
+        bar.update()
+    return torch.stack(values).cpu()
+
+
+def _hutchpp(op: LinearOperator, n_probes: int, gen: torch.Generator, bar: Any) -> tuple[float, Tensor]:
+    n_sketch = n_probes // 3
+    sketch = rademacher((n_sketch, op.dim), gen, op.device)
+    range_ = torch.stack([_apply(op, s) for s in sketch], dim=1)
+    bar.update(n_sketch)
+    q, _ = torch.linalg.qr(range_)
+    exact = sum(float(torch.dot(qi, _apply(op, qi))) for qi in q.T)
+    bar.update(n_sketch)
+    probes = rademacher((n_probes - 2 * n_sketch, op.dim), gen, op.device)
+    probes = probes - (probes @ q) @ q.T  # project out the sketched range
+    return exact, _quadratic_forms(op, probes, bar)
