@@ -54,12 +54,12 @@ def measurement_mode(model: nn.Module, bn_mode: str, dropout: bool) -> Iterator[
       dropout layers (train iff ``dropout``);
     - train-mode BatchNorm stops tracking running statistics while inside (so nothing is updated,
       and ``torch.func`` transforms see no in-place buffer update);
-    - all buffers are snapshotted and copied back, for custom layers that update their own state;
+    - all buffers are snapshotted, and any a custom layer updated in place is copied back;
     - global RNG states are restored.
     """
     modes = {m: m.training for m in model.modules()}
     tracking = {m: m.track_running_stats for m in model.modules() if isinstance(m, _BatchNorm)}
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    buffers = [(b, b._version, b.detach().clone()) for b in model.buffers()]
     try:
         with preserved_rng():
             for m in model.modules():
@@ -73,8 +73,9 @@ def measurement_mode(model: nn.Module, bn_mode: str, dropout: bool) -> Iterator[
         for m, flag in tracking.items():
             m.track_running_stats = flag
         with torch.no_grad():
-            for buf, saved in buffers:
-                buf.copy_(saved)
+            for buf, version, saved in buffers:
+                if buf._version != version:  # only what a layer actually updated
+                    buf.copy_(saved)
 
 
 def _measurement_training_flag(module: nn.Module, bn_mode: str, dropout: bool) -> bool:
