@@ -130,9 +130,8 @@ def _lanczos(op, k, which, tol, atol, max_iter, start, gen, progress) -> EigResu
                 continue
             theta, s, res = process.ritz()
             idx = _order(theta, which)[:k]
-            bound = torch.clamp(tol * theta[idx].abs(), min=atol)
             bar.set_postfix_str(f"λ={theta[idx[0]]:.5g} res={res[idx[0]]:.2e}")
-            if process.exhausted or bool((res[idx] <= bound).all()):
+            if process.exhausted or (_settled(theta, res, idx, tol, atol) and _block_settled(process, k, which, tol, atol)):
                 converged = True
                 break
     finally:
@@ -141,6 +140,21 @@ def _lanczos(op, k, which, tol, atol, max_iter, start, gen, progress) -> EigResu
     idx = _order(theta, which)[:k]
     vectors = process.ritz_vectors(s[:, idx])
     return EigResult(theta[idx], vectors, res[idx], op.n_matvecs - used_before, process.steps, converged, "lanczos", which)
+
+
+def _settled(theta: Tensor, res: Tensor, idx: Tensor, tol: float, atol: float) -> bool:
+    return bool((res[idx] <= torch.clamp(tol * theta[idx].abs(), min=atol)).all())
+
+
+def _block_settled(process: LanczosProcess, k: int, which: str, tol: float, atol: float) -> bool:
+    """After a restart, the newest block must also have converged at its wanted end before the
+    result is trusted: otherwise a second copy of a wanted eigenvalue could still be hiding there."""
+    if not process.restarted:
+        return True
+    if process.beta[-1] == 0.0:  # just restarted: the new block has not been explored yet
+        return False
+    theta, _, res = process.ritz(latest_block=True)
+    return _settled(theta, res, _order(theta, which)[: min(k, theta.numel())], tol, atol)
 
 
 def _power(op, k, tol, atol, max_iter, start, progress) -> EigResult:

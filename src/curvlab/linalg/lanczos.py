@@ -35,6 +35,7 @@ class LanczosProcess:
         self.alpha: list[float] = []
         self.beta: list[float] = []
         self.exhausted = False
+        self.block_start = 0  # first step of the Krylov block grown since the last restart
 
     @property
     def steps(self) -> int:
@@ -59,6 +60,7 @@ class LanczosProcess:
         if b <= 1e-10 * scale:  # invariant subspace: restart orthogonally
             w = self._orthogonal_random(basis)
             self.beta.append(0.0)
+            self.block_start = j + 1
         else:
             self.beta.append(b)
             w = w / b
@@ -77,17 +79,27 @@ class LanczosProcess:
             self._basis = torch.cat([self._basis, grow])
         self._basis[j] = w
 
-    def tridiagonal(self) -> Tensor:
+    @property
+    def restarted(self) -> bool:
+        """True once an invariant subspace was found and the process went on orthogonally to it."""
+        return self.block_start > 0
+
+    def tridiagonal(self, start: int = 0) -> Tensor:
         m = self.steps
-        t = torch.diag(torch.tensor(self.alpha, dtype=F64))
-        if m > 1:
-            off = torch.tensor(self.beta[: m - 1], dtype=F64)
+        t = torch.diag(torch.tensor(self.alpha[start:], dtype=F64))
+        if m - start > 1:
+            off = torch.tensor(self.beta[start : m - 1], dtype=F64)
             t += torch.diag(off, 1) + torch.diag(off, -1)
         return t
 
-    def ritz(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Ritz values θ (ascending), eigenvectors S of T, and residual norms |β_m s_{m,i}|."""
-        theta, s = torch.linalg.eigh(self.tridiagonal())
+    def ritz(self, latest_block: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """Ritz values θ (ascending), eigenvectors S of T, and residual norms |β_m s_{m,i}|.
+
+        ``latest_block`` restricts T to the block grown since the last restart: after a breakdown,
+        its Ritz values tell whether the orthogonal complement holds wanted eigenvalues (for
+        instance further copies of a repeated one, which a single Krylov space never sees).
+        """
+        theta, s = torch.linalg.eigh(self.tridiagonal(self.block_start if latest_block else 0))
         residuals = abs(self.beta[-1]) * s[-1].abs()
         return theta, s, residuals
 
