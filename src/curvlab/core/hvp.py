@@ -46,17 +46,13 @@ def gradient(loss: Tensor, leaves: Sequence[Tensor], create_graph: bool = False)
 def hvp_from_grads(
     grads: Sequence[Tensor], leaves: Sequence[Tensor], vs: Sequence[Tensor], retain_graph: bool = False
 ) -> list[Tensor]:
-    """H v by differentiating ⟨∇f, v⟩ once more (the gradients must carry their graph)."""
-    terms = [(g * v).sum() for g, v in zip(grads, vs) if g.requires_grad]
-    if not terms:  # the loss is linear in every selected parameter
+    """H v = ∇⟨∇f, v⟩, by backpropagating v through the gradients' graph (``grad_outputs``)."""
+    pairs = [(g, v) for g, v in zip(grads, vs) if g.requires_grad]
+    if not pairs:  # the loss is linear in every selected parameter
         return [torch.zeros_like(p) for p in leaves]
-    dot = torch.stack(terms).sum()
-    return gradient_of(dot, leaves, retain_graph)
-
-
-def gradient_of(scalar: Tensor, leaves: Sequence[Tensor], retain_graph: bool) -> list[Tensor]:
-    grads = torch.autograd.grad(scalar, leaves, retain_graph=retain_graph, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g.detach() for g, p in zip(grads, leaves)]
+    outputs, directions = zip(*pairs)
+    hv = torch.autograd.grad(outputs, leaves, grad_outputs=directions, retain_graph=retain_graph, allow_unused=True)
+    return [torch.zeros_like(p) if h is None else h.detach() for h, p in zip(hv, leaves)]
 
 
 def hvp_reverse(loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:

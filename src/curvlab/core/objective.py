@@ -175,19 +175,39 @@ class Objective:
 
     def _accumulate(self, per_chunk: Callable[[Chunk], tuple[Tensor, list[Tensor]]]) -> tuple[float, Tensor]:
         """Size-weighted mean of (loss, vector) over the chunks."""
-        total_loss, total_vec, n = 0.0, None, 0
+        total_loss, mean = 0.0, WeightedMean()
         with self._measuring():
             for chunk in self._chunks():
                 try:
                     loss, parts = per_chunk(chunk)
                 except RuntimeError as err:
                     raise _explain(err) from err
-                vec = self.flatten(parts) * chunk.size
-                total_vec = vec if total_vec is None else total_vec.add_(vec)
+                mean.add(self.flatten(parts), chunk.size)
                 total_loss += chunk.size * float(loss)
-                n += chunk.size
-        n = _nonempty(n)
-        return total_loss / n, total_vec / n
+        return total_loss / _nonempty(mean.n), mean.result()
+
+
+class WeightedMean:
+    """Σ n_i v_i / Σ n_i over chunks, in place; a single chunk's vector is returned untouched."""
+
+    def __init__(self) -> None:
+        self.total: Tensor | None = None
+        self.n = 0
+        self.count = 0
+
+    def add(self, vec: Tensor, size: int) -> None:
+        if self.total is None:
+            self.total = vec
+        else:
+            if self.count == 1:
+                self.total.mul_(self.n)
+            self.total.add_(vec, alpha=size)
+        self.n += size
+        self.count += 1
+
+    def result(self) -> Tensor:
+        _nonempty(self.n)
+        return self.total if self.count == 1 else self.total.div_(self.n)
 
 
 class HessianOperator(LinearOperator):
@@ -201,7 +221,6 @@ class HessianOperator(LinearOperator):
         self.cache = cache
         self._versions = self._current_versions()
         self._graphs: list[tuple[int, list[Tensor], list[Tensor]]] | None = None
-        self._n_examples = 0
 
     def _current_versions(self) -> list[int]:
         model = self.objective.model
@@ -222,19 +241,18 @@ class HessianOperator(LinearOperator):
 
     def _build_graphs(self) -> None:
         obj = self.objective
-        graphs, n = [], 0
+        graphs = []
         with obj._measuring():
             for chunk in obj._chunks():
                 leaves = fresh_leaves(obj._params())
                 with torch.enable_grad():
                     grads = gradient(obj._chunk_loss(leaves, chunk), leaves, create_graph=True)
                 graphs.append((chunk.size, leaves, grads))
-                n += chunk.size
                 if self.cache == "auto" and len(graphs) > 1:
                     self.cache = False  # several chunks: keeping every graph could exhaust memory
                     graphs = []
                     break
-        self._graphs, self._n_examples = graphs, n
+        self._graphs = graphs
 
     def _cached_product(self, v: Tensor) -> Tensor:
         if not self._graphs:
@@ -242,14 +260,13 @@ class HessianOperator(LinearOperator):
         obj = self.objective
         self.objective.counts["hvp"] += 1
         vs = obj.unflatten(obj.space.check_vector(v, "v"))
-        total = None
+        mean = WeightedMean()
         try:
             for size, leaves, grads in self._graphs:
-                part = obj.flatten(hvp_from_grads(grads, leaves, vs, retain_graph=True)) * size
-                total = part if total is None else total.add_(part)
+                mean.add(obj.flatten(hvp_from_grads(grads, leaves, vs, retain_graph=True)), size)
         except RuntimeError as err:
             raise _explain(err) from err
-        return total / self._n_examples
+        return mean.result()
 
 
 def _resolve_engine(engine: str, device: torch.device) -> str:
