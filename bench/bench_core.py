@@ -80,6 +80,18 @@ def lm_problem():
     return f"Transformer LM 2×64, 2 heads, {n_seq}×{context} tokens", model, x, y
 
 
+class FlatLogits(nn.Module):
+    """(B, T, V) language-model logits as (B·T, V), for tools that expect classification outputs."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out = self.model(x)
+        return out.reshape(-1, out.shape[-1])
+
+
 def _train(model, x, y, steps, lr, adam=False):
     opt = torch.optim.Adam(model.parameters(), lr=lr) if adam else torch.optim.SGD(model.parameters(), lr=lr)
     for _ in range(steps):
@@ -177,7 +189,10 @@ def solver_runs(model, x, y):
             from curvlinops import HessianLinearOperator
             from scipy.sparse.linalg import LinearOperator, eigsh
 
-            H = HessianLinearOperator(model, cross_entropy, list(model.parameters()), [(x, y)], check_deterministic=False).to_scipy()
+            flat = FlatLogits(model)  # curvlinops wants (N, C) logits and a loss module with .reduction
+            H = HessianLinearOperator(
+                flat, nn.CrossEntropyLoss(), list(model.parameters()), [(x, y.reshape(-1))], check_deterministic=False
+            ).to_scipy()
             count = [0]
 
             def matvec(v):
@@ -195,6 +210,7 @@ def solver_runs(model, x, y):
         ("curvlab Lanczos", "defaults (tol 1e-3)", curvlab_run("lanczos", 1e-3)),
         ("curvlab power iteration", "defaults (tol 1e-3)", curvlab_run("power", 1e-3)),
         ("PyHessian 0.1 power iteration", "defaults = tol 1e-3 (maxIter 100)", pyhessian_run(1e-3)),
+        ("PyHessian 0.1 power iteration", "tol 1e-4 (maxIter 100)", pyhessian_run(1e-4)),
         ("hessian-eigenthings 1.0.0a5 Lanczos", "defaults (k=1 → 2 steps)", eigenthings_run("lanczos")),
         ("hessian-eigenthings 1.0.0a5 Lanczos", "tol 1e-3 (steps fixed: tol only flags)", eigenthings_run("lanczos", tol=1e-3)),
         ("hessian-eigenthings 1.0.0a5 Lanczos", "tol 1e-3, max_iter 30", eigenthings_run("lanczos", tol=1e-3, max_iter=30)),

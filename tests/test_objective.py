@@ -214,3 +214,17 @@ def test_settings_expose_the_measurement_choices():
     case = make_case("bn_cnn_eval")
     obj = Objective(case.model, case.loss_fn, (case.inputs, case.targets), bn_mode="eval")
     assert obj.settings == {"bn_mode": "eval", "dropout": False, "hvp_engine": "reverse", "dim": obj.dim}
+
+
+def test_shuffled_loader_with_train_mode_bn_is_one_fixed_function():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 3)).double()
+    x, y = _xy(30)
+    obj = Objective(model, F.cross_entropy, DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True))
+    v = torch.ones(obj.dim, dtype=torch.float64)
+    first = obj.hvp(v)
+    torch.rand(5)  # training consumes random numbers between measurements
+    assert torch.equal(first, obj.hvp(v))
+    assert obj.loss() == obj.loss()
+    other_seed = Objective(model, F.cross_entropy, DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True), seed=1)
+    assert not torch.equal(first, other_seed.hvp(v))  # another shuffle: other BN batches

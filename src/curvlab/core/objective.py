@@ -29,9 +29,12 @@ class Objective:
             of batches (tuples ``(inputs..., targets)`` or dicts with a ``"targets"``/``"labels"``/``"y"`` key).
         batch_size: re-chunk tensor or Dataset data into batches of this size (memory), None = one chunk.
         bn_mode: ``"train"`` (batch statistics, per-chunk, running stats untouched) or ``"eval"``.
-        dropout: keep dropout active while measuring (masks fixed per chunk by ``dropout_seed``).
+        dropout: keep dropout active while measuring (masks fixed per chunk by ``seed``).
         params: restrict x to a subset: names, a predicate ``(name, p) -> bool`` or tensors.
         hvp_engine: ``"reverse"`` (double backward), ``"forward"`` (jvp of grad) or ``"auto"``.
+        seed: seeds the global RNG (saved and restored around every pass) at the start of each pass,
+            so a shuffling measurement DataLoader and dropout masks are the same in every call:
+            F stays one fixed function even with train-mode BatchNorm or dropout.
 
     Flat vectors are 1-D tensors in parameter order (``objective.names``), in the parameters' dtype.
     """
@@ -47,7 +50,7 @@ class Objective:
         dropout: bool = False,
         params: ParamSelector = None,
         hvp_engine: str = "auto",
-        dropout_seed: int = 0,
+        seed: int = 0,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -62,7 +65,9 @@ class Objective:
         self.chunks = ChunkStream(data, batch_size)
         self.bn_mode = bn_mode
         self.dropout = dropout
-        self.dropout_seed = dropout_seed
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+        self.seed = seed
         self._selected = select_parameters(model, params)
         self.space: ParamSpace = param_space(self._selected)
         self.hvp_engine = _resolve_engine(hvp_engine, self.space.device)
@@ -155,9 +160,11 @@ class Objective:
             yield
 
     def _chunks(self) -> Iterator[Chunk]:
+        """The chunks of one pass; the global RNG (restored by ``_measuring``) is seeded first."""
+        torch.manual_seed(self.seed)
         for index, chunk in enumerate(self.chunks):
             if self.dropout:
-                torch.manual_seed(self.dropout_seed + index)  # global RNG is restored by _measuring
+                torch.manual_seed(self.seed + 1 + index)
             yield chunk.to(self.space.device)
 
     def _chunk_loss(self, leaves: Sequence[Tensor], chunk: Chunk) -> Tensor:

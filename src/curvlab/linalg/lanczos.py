@@ -46,11 +46,11 @@ class LanczosProcess:
         j = self.steps
         q = self._basis[j]
         w = self.op.matvec(q.to(self.op.dtype)).to(F64)
+        if j > 0:
+            w = w - self.beta[-1] * self._basis[j - 1]
         a = float(torch.dot(q, w))
-        basis = self._basis[: j + 1]
-        for _ in range(2):  # full reorthogonalisation, twice is enough
-            w = w - basis.T @ (basis @ w)
-        b = float(torch.linalg.vector_norm(w))
+        w = w - a * q  # the three-term recurrence, then full reorthogonalisation for the rest
+        w, b = _orthogonalise(w, self._basis[: j + 1])
         self.alpha.append(a)
         if j + 1 >= self.op.dim:
             self.beta.append(0.0)
@@ -58,7 +58,7 @@ class LanczosProcess:
             return
         scale = max(abs(a), *(abs(x) for x in self.beta[-1:]), 1e-300)
         if b <= 1e-10 * scale:  # invariant subspace: restart orthogonally
-            w = self._orthogonal_random(basis)
+            w = self._orthogonal_random(self._basis[: j + 1])
             self.beta.append(0.0)
             self.block_start = j + 1
         else:
@@ -67,10 +67,8 @@ class LanczosProcess:
         self._append(w)
 
     def _orthogonal_random(self, basis: Tensor) -> Tensor:
-        w = gaussian((self.op.dim,), self.gen, self.op.device)
-        for _ in range(2):
-            w = w - basis.T @ (basis @ w)
-        return w / torch.linalg.vector_norm(w)
+        w, norm = _orthogonalise(gaussian((self.op.dim,), self.gen, self.op.device), basis)
+        return w / norm
 
     def _append(self, w: Tensor) -> None:
         j = self.steps
@@ -106,3 +104,16 @@ class LanczosProcess:
     def ritz_vectors(self, s: Tensor) -> Tensor:
         """Q S: Ritz vectors (columns) on the operator's device, float64."""
         return self._basis[: self.steps].T @ s.to(self._basis.device)
+
+
+def _orthogonalise(w: Tensor, basis: Tensor) -> tuple[Tensor, float]:
+    """Full reorthogonalisation of w against the basis rows (classical Gram–Schmidt), repeated
+    once when the first pass cancelled most of w (the DGKS criterion, ‖w‖ < ‖w₀‖/√2): twice is
+    enough for orthogonality to working precision. Returns (w, ‖w‖)."""
+    before = float(torch.linalg.vector_norm(w))
+    w = w - basis.T @ (basis @ w)
+    after = float(torch.linalg.vector_norm(w))
+    if after < before / 2**0.5:
+        w = w - basis.T @ (basis @ w)
+        after = float(torch.linalg.vector_norm(w))
+    return w, after
