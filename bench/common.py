@@ -12,16 +12,19 @@ from typing import Callable
 import torch
 
 
-def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` runs."""
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int = 9, warmup: int = 1) -> dict[str, float]:
+    """Median wall time of each function, timed round-robin (one call of each per round) so that
+    drift in the machine's speed hits every entry alike and the order of entries does not matter."""
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def machine_description() -> str:

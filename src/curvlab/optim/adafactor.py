@@ -1,0 +1,96 @@
+"""Adafactor as in seed 004 Alg. 3 (matrices) and Alg. 4 (vectors), with optional numerator clipping.
+
+    α_t = max(ε₂, RMS(x_{t−1})) ρ_t,  ρ_t = min(10⁻², 1/√t)      (or a fixed ``lr`` in place of α_t)
+    β̂₂ₜ = 1 − t^{−0.8}
+    matrices: R_t = β̂ R_{t−1} + (1−β̂)(G²+ε₁)·1  (row sums),  C_t = β̂ C_{t−1} + (1−β̂) 1ᵀ(G²+ε₁)  (column sums),
+              V̂_t = R_t C_t / (1ᵀR_t)
+    vectors:  V̂_t = β̂ V̂_{t−1} + (1−β̂)(G²+ε₁)
+    U_t = Ĝ_t / √V̂_t,   Û_t = U_t / max(1, RMS(U_t)/d),   x_t = x_{t−1} − α_t Û_t
+
+Ĝ = Clip(G) (top ``clip_percent``%) when clipping is on — only the numerator is clipped, since
+clipping the second moment too could cancel the effect (seed 004 App. A.2). Tensors with more than
+two dimensions are factored as (shape[0], rest).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from curvlab.optim._checks import check_lr, check_percent, check_positive
+from curvlab.optim.clipping import coordinate_clip
+
+
+def rms(x: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
+
+
+class Adafactor(Optimizer):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | None = None,
+        eps1: float = 1e-30,
+        eps2: float = 1e-3,
+        clip_threshold: float = 1.0,
+        clip_percent: float | None = None,
+        clip_per_tensor: bool = False,
+    ):
+        if lr is not None:
+            check_lr(lr)
+        check_positive(clip_threshold, "clip_threshold")
+        if clip_percent is not None:
+            check_percent(clip_percent, "clip_percent")
+        self.clip_percent = clip_percent
+        self.clip_per_tensor = clip_per_tensor
+        super().__init__(params, dict(lr=lr, eps1=eps1, eps2=eps2, clip_threshold=clip_threshold))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        numerators = dict(zip(params, self._numerators(params)))
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in numerators:
+                    self._update(p, numerators[p], group)
+        return loss
+
+    def _numerators(self, params: list[Tensor]) -> list[Tensor]:
+        grads = [p.grad for p in params]
+        if self.clip_percent is None:
+            return grads
+        return coordinate_clip(grads, self.clip_percent, self.clip_per_tensor)
+
+    def _update(self, p: Tensor, numerator: Tensor, group: dict) -> None:
+        state = self.state[p]
+        t = state["step"] = state.get("step", 0) + 1
+        beta = 1.0 - t**-0.8
+        g2 = p.grad**2 + group["eps1"]
+        if p.dim() >= 2:
+            g2 = g2.reshape(p.shape[0], -1)
+            if "row" not in state:
+                state["row"] = torch.zeros(g2.shape[0], dtype=p.dtype, device=p.device)
+                state["col"] = torch.zeros(g2.shape[1], dtype=p.dtype, device=p.device)
+            state["row"].mul_(beta).add_(g2.sum(dim=1), alpha=1 - beta)
+            state["col"].mul_(beta).add_(g2.sum(dim=0), alpha=1 - beta)
+            v_hat = (torch.outer(state["row"], state["col"]) / state["row"].sum()).reshape(p.shape)
+        else:
+            if "v" not in state:
+                state["v"] = torch.zeros_like(p)
+            state["v"].mul_(beta).add_(g2, alpha=1 - beta)
+            v_hat = state["v"]
+        u = numerator / v_hat.sqrt()
+        u = u / max(1.0, float(rms(u)) / group["clip_threshold"])
+        if group["lr"] is None:
+            alpha = max(group["eps2"], float(rms(p))) * min(1e-2, 1 / math.sqrt(t))
+        else:
+            alpha = group["lr"]
+        p.add_(u, alpha=-alpha)

@@ -1,0 +1,45 @@
+"""Normalized SGD with momentum, per tensor (seed 004, Alg. 2).
+
+    m_t = β m_{t−1} + (1 − β) g_t,   v_t = m_t / ‖m_t‖₂ · √(mn),   x_t = x_{t−1} − η v_t,
+
+for each weight tensor of m·n entries (n entries for a vector): every tensor moves by η·√(mn) in ℓ2,
+i.e. by η in RMS. Clip the gradients with :class:`curvlab.optim.CoordinateClip` for the clipped variant.
+Different from seed 001's normalized GD (:class:`curvlab.optim.NormalizedGD`): there the gradient is
+normalized before an undamped momentum, globally.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from curvlab.optim._checks import check_beta, check_lr
+
+
+class NormalizedSGD(Optimizer):
+    def __init__(self, params: Iterable, lr: float, momentum: float = 0.9, eps: float = 1e-12):
+        super().__init__(params, dict(lr=check_lr(lr), momentum=check_beta(momentum), eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta = group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                m = state["momentum_buffer"]
+                m.mul_(beta).add_(p.grad, alpha=1 - beta)
+                scale = math.sqrt(p.numel()) / (float(torch.linalg.vector_norm(m)) + group["eps"])
+                p.add_(m, alpha=-group["lr"] * scale)
+        return loss

@@ -1,0 +1,57 @@
+"""A base for wrappers that change what an optimizer's step does while keeping its interface."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+
+class OptimizerWrapper:
+    """Exposes ``param_groups``, ``state``, ``zero_grad`` and ``state_dict`` of the wrapped optimizer;
+    subclasses implement :meth:`_step` (called after the optional closure)."""
+
+    def __init__(self, optimizer: Any):
+        if not isinstance(optimizer, (Optimizer, OptimizerWrapper)):
+            raise TypeError(f"optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.optimizer.param_groups
+
+    @property
+    def state(self) -> Any:
+        return self.optimizer.state
+
+    def params(self) -> list[Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._step()
+        return loss
+
+    def _step(self) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), **self._extra_state()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+        self._load_extra_state(state_dict)
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _load_extra_state(self, state_dict: dict) -> None:
+        pass

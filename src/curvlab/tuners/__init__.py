@@ -1,0 +1,6 @@
+"""Learning-rate tuners (SPEC §7) that wrap any base optimizer."""
+
+from curvlab.tuners.base import Tuner
+from curvlab.tuners.rules import CDAT, EdgeRule, Hypergradient, Linesearch, Polyak, QuadraticallyGreedy
+
+__all__ = ["CDAT", "EdgeRule", "Hypergradient", "Linesearch", "Polyak", "QuadraticallyGreedy", "Tuner"]
