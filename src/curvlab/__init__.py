@@ -5,7 +5,7 @@ measurement set; the solvers (:func:`eigs`, :func:`trace`, :func:`spectral_densi
 symmetric linear operator. Formulas follow ``SPEC.md``.
 """
 
-from curvlab import losses
+from curvlab import losses, optim, tuners
 from curvlab.core import HessianOperator, Objective
 from curvlab.linalg import (
     EigResult,
@@ -33,6 +33,8 @@ __all__ = [
     "as_operator",
     "eigs",
     "losses",
+    "optim",
     "spectral_density",
     "trace",
+    "tuners",
 ]

@@ -49,24 +49,24 @@ class Tuner(OptimizerWrapper):
         self._rng_before = torch.get_rng_state()
         loss, self._grads = self._evaluate(create_graph=self.needs_graph)
         self._buffers = [b.detach().clone() for b in self.model.buffers()] if self.model is not None else []
-        self.loss = float(loss)
+        self.loss = float(loss.detach())
         self.stats = {"loss": self.loss, "extra_loss_evals": 0, "extra_grad_evals": 0, "extra_hvps": 0}
         self._x = [p.detach().clone() for p in self._params]
         self._u = self._unit_update()
         try:
-            self.lr = float(self.choose_lr())
+            eta = self.lr = float(self.choose_lr())
         finally:
             self._graph_grads = None  # free the retained graph
-        self._move_to(self.lr)
-        self.stats["lr"] = self.lr
-        self.after_step()
+        self.stats["lr"] = eta
+        self.after_step()  # may evaluate at w + ηu (restoring w) and set the next step's η
+        self._move_to(eta)
         return loss.detach()
 
     def choose_lr(self) -> float:
         raise NotImplementedError
 
     def after_step(self) -> None:
-        """Hook for rules that look at the new point (hypergradient)."""
+        """Hook for rules that look at the new point w + ηu (hypergradient), run before x moves there."""
 
     # ----- helpers for the rules ---------------------------------------------------------------------
     def grad_dot_u(self) -> float:

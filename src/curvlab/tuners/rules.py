@@ -116,24 +116,31 @@ class Polyak(Tuner):
 
 class Hypergradient(Tuner):
     """η_{t+1} = η_t (1 − β ∇f(w_t + η_t u_t)ᵀu_t / (‖∇f(w_t + η_t u_t)‖ ‖u_t‖)), the gradient at the
-    new point taken on the step's own batch (one extra gradient evaluation per step)."""
+    new point taken on the step's own batch (one extra gradient evaluation per step).
+    ``lr`` is the η the last step used, ``next_lr`` the one the next step will use."""
 
     def __init__(self, optimizer: Any, lr: float, beta: float = 0.01, model: nn.Module | None = None):
         super().__init__(optimizer, model)
-        self.lr = check_lr(lr)
+        self.next_lr = check_lr(lr)
         self.beta = check_lr(beta, "beta")
 
     def choose_lr(self) -> float:
-        return self.lr
+        return self.next_lr
 
     def after_step(self) -> None:
         grads = self.grad_at(self.lr)
         dot = float(sum((g * u).sum() for g, u in zip(grads, self._u)))
         norm = math.sqrt(float(sum((g**2).sum() for g in grads))) * self.u_norm()
         cosine = dot / norm if norm > 0 else 0.0
-        self.stats.update(cosine=cosine)
-        self.lr = self.lr * (1 - self.beta * cosine)
-        self.stats["next_lr"] = self.lr
+        self.next_lr = self.lr * (1 - self.beta * cosine)
+        self.stats.update(cosine=cosine, next_lr=self.next_lr)
+
+    def _extra_state(self) -> dict:
+        return {**super()._extra_state(), "next_lr": self.next_lr}
+
+    def _load_extra_state(self, state_dict: dict) -> None:
+        super()._load_extra_state(state_dict)
+        self.next_lr = state_dict["next_lr"]
 
 
 class EdgeRule(Tuner):
