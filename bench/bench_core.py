@@ -17,7 +17,6 @@ import argparse
 import copy
 import inspect
 import math
-import re
 import time
 from pathlib import Path
 
@@ -272,7 +271,7 @@ def verdicts(name, costs, rows):
         lines.append(
             f"- λ_max target (≤ ½ the wall time of the fastest other tool reaching 1e-3): curvlab Lanczos "
             f"{ours[2]:.3f} s vs {best[0]} ({best[1]}) {best[2]:.3f} s = {speedup:.1f}× faster — "
-            + ("**met**." if speedup >= 2 else f"**missed** (needs 2×).")
+            + ("**met**." if speedup >= 2 else "**missed** (needs 2×).")
             + f" HVPs: {ours[3]} vs {best[3]}."
         )
     else:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import cached_hessian, rel_err
+from conftest import cached_hessian
 from curvlab import LinearOperator, MatrixOperator, Objective, eigs
 from zoo import CASES, make_case
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, jvp
+from torch.func import jvp
 
 from conftest import cached_hessian, rel_err
 from curvlab import Objective

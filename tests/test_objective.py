@@ -153,7 +153,7 @@ def test_objective_does_not_change_a_training_trajectory():
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         x, y = _xy(40)
         obj = Objective(model, F.cross_entropy, (x, y), batch_size=16)
-        for step in range(5):
+        for _step in range(5):
             idx = torch.randperm(40)[:10]
             opt.zero_grad()
             F.cross_entropy(model(x[idx]), y[idx]).backward()

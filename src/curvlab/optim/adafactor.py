@@ -15,13 +15,13 @@ two dimensions are factored as (shape[0], rest).
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from curvlab.optim._checks import check_lr, check_percent, check_positive
+from curvlab.optim.base import ParamwiseOptimizer
 from curvlab.optim.clipping import coordinate_clip
 
 
@@ -29,7 +29,7 @@ def rms(x: Tensor) -> Tensor:
     return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
 
 
-class Adafactor(Optimizer):
+class Adafactor(ParamwiseOptimizer):
     def __init__(
         self,
         params: Iterable,
@@ -49,28 +49,15 @@ class Adafactor(Optimizer):
         self.clip_per_tensor = clip_per_tensor
         super().__init__(params, dict(lr=lr, eps1=eps1, eps2=eps2, clip_threshold=clip_threshold))
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _prepare(self) -> None:
         params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
-        numerators = dict(zip(params, self._numerators(params)))
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p in numerators:
-                    self._update(p, numerators[p], group)
-        return loss
-
-    def _numerators(self, params: list[Tensor]) -> list[Tensor]:
         grads = [p.grad for p in params]
-        if self.clip_percent is None:
-            return grads
-        return coordinate_clip(grads, self.clip_percent, self.clip_per_tensor)
+        if self.clip_percent is not None:
+            grads = coordinate_clip(grads, self.clip_percent, self.clip_per_tensor)
+        self._numerators = dict(zip(params, grads))
 
-    def _update(self, p: Tensor, numerator: Tensor, group: dict) -> None:
-        state = self.state[p]
+    def _update(self, p: Tensor, group: dict, state: dict) -> None:
+        numerator = self._numerators[p]
         t = state["step"] = state.get("step", 0) + 1
         beta = 1.0 - t**-0.8
         g2 = p.grad**2 + group["eps1"]

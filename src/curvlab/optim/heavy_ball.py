@@ -10,19 +10,19 @@ with momentum (Alg. 1; torch's SGD differs on the first step, where it sets m_1 
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from curvlab.optim._checks import check_beta, check_choice, check_lr
+from curvlab.optim.base import ParamwiseOptimizer
 
 DIRECTIONS = ("gd", "normalized", "sign")
 NORMS = ("global", "tensor")
 
 
-class HeavyBall(Optimizer):
+class HeavyBall(ParamwiseOptimizer):
     """Heavy-ball momentum on the direction ``d_t`` chosen by ``direction``.
 
     Args:
@@ -51,25 +51,15 @@ class HeavyBall(Optimizer):
         self.eps = eps
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        directions = self.directions()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p not in directions:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                beta = group["momentum"]
-                buf.mul_(beta).add_(directions[p], alpha=(1 - beta) if group["dampening"] else 1.0)
-                p.add_(buf, alpha=-group["lr"])
-        return loss
+    def _prepare(self) -> None:
+        self._directions = self.directions()
+
+    def _update(self, p: Tensor, group: dict, state: dict) -> None:
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        beta = group["momentum"]
+        state["momentum_buffer"].mul_(beta).add_(self._directions[p], alpha=(1 - beta) if group["dampening"] else 1.0)
+        p.add_(state["momentum_buffer"], alpha=-group["lr"])
 
     def directions(self) -> dict[Tensor, Tensor]:
         """d_t for every parameter with a gradient (before momentum)."""

@@ -11,35 +11,23 @@ normalized before an undamped momentum, globally.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from curvlab.optim._checks import check_beta, check_lr
+from curvlab.optim.base import ParamwiseOptimizer
 
 
-class NormalizedSGD(Optimizer):
+class NormalizedSGD(ParamwiseOptimizer):
     def __init__(self, params: Iterable, lr: float, momentum: float = 0.9, eps: float = 1e-12):
         super().__init__(params, dict(lr=check_lr(lr), momentum=check_beta(momentum), eps=eps))
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta = group["momentum"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                m = state["momentum_buffer"]
-                m.mul_(beta).add_(p.grad, alpha=1 - beta)
-                scale = math.sqrt(p.numel()) / (float(torch.linalg.vector_norm(m)) + group["eps"])
-                p.add_(m, alpha=-group["lr"] * scale)
-        return loss
+    def _update(self, p: Tensor, group: dict, state: dict) -> None:
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        m = state["momentum_buffer"]
+        m.mul_(group["momentum"]).add_(p.grad, alpha=1 - group["momentum"])
+        scale = math.sqrt(p.numel()) / (float(torch.linalg.vector_norm(m)) + group["eps"])
+        p.add_(m, alpha=-group["lr"] * scale)

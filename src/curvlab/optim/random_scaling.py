@@ -11,39 +11,28 @@ from its own seeded generator. ``enabled=False`` gives s_t ≡ 1 (the plain opti
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
 from curvlab.optim._checks import check_beta, check_lr
+from curvlab.optim.base import ParamwiseOptimizer
 from curvlab.optim.wrapper import OptimizerWrapper
 
 
-class DeltaSGDM(Optimizer):
+class DeltaSGDM(ParamwiseOptimizer):
     """SGD with momentum in seed 000's form: Δ_t = β(Δ_{t−1} − η g_t), x_{t+1} = x_t + Δ_t."""
 
     def __init__(self, params: Iterable, lr: float, momentum: float = 0.9):
         super().__init__(params, dict(lr=check_lr(lr), momentum=check_beta(momentum)))
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "delta" not in state:
-                    state["delta"] = torch.zeros_like(p)
-                delta = state["delta"]
-                delta.add_(p.grad, alpha=-group["lr"]).mul_(group["momentum"])
-                p.add_(delta)
-        return loss
+    def _update(self, p: Tensor, group: dict, state: dict) -> None:
+        if "delta" not in state:
+            state["delta"] = torch.zeros_like(p)
+        state["delta"].add_(p.grad, alpha=-group["lr"]).mul_(group["momentum"])
+        p.add_(state["delta"])
 
 
 class RandomScaling(OptimizerWrapper):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import torch
 from torch import Tensor
 from torch.optim import Optimizer
+
+from curvlab.optim.base import evaluate_closure
 
 
 class OptimizerWrapper:
@@ -33,10 +34,7 @@ class OptimizerWrapper:
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         self._step()
         return loss
 
