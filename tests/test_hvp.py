@@ -207,3 +207,23 @@ def test_counts_track_evaluations(name):
     obj.grad()
     obj.hvp(torch.ones(obj.dim, dtype=torch.float64))
     assert obj.counts == {"loss": 1, "grad": 1, "hvp": 1}
+
+
+@pytest.mark.parametrize("name", ["tanh_mlp_ce", "bn_cnn_train", "attention"])
+def test_evaluating_at_another_point_leaves_the_model_alone(name):
+    case = make_case(name)
+    obj = objective_for(case)
+    x0 = obj.parameters_vector()
+    x1 = x0 + 0.05 * torch.randn(obj.dim, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    at_x1 = (obj.loss(at=x1), obj.grad(at=x1), obj.hvp(v, at=x1), obj.quad(v, at=x1))
+    assert torch.equal(obj.parameters_vector(), x0)
+    with torch.no_grad():  # now really move the model to x1 and compare
+        for p, part in zip([p for _, p in case.model.named_parameters()], obj.unflatten(x1)):
+            p.copy_(part)
+    assert at_x1[0] == pytest.approx(obj.loss(), rel=1e-12)
+    assert rel_err(at_x1[1], obj.grad()) < 1e-12
+    assert rel_err(at_x1[2], obj.hvp(v)) < 1e-12
+    assert at_x1[3] == pytest.approx(obj.quad(v), rel=1e-10)
+    with pytest.raises(ValueError, match="at:"):
+        obj.loss(at=x1[:-1])

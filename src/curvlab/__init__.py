@@ -5,8 +5,9 @@ measurement set; the solvers (:func:`eigs`, :func:`trace`, :func:`spectral_densi
 symmetric linear operator. Formulas follow ``SPEC.md``.
 """
 
-from curvlab import losses, optim, tuners
+from curvlab import geometry, losses, optim, tuners
 from curvlab.core import HessianOperator, Objective
+from curvlab.monitor import Monitor, load_records
 from curvlab.linalg import (
     EigResult,
     LinearOperator,
@@ -26,12 +27,15 @@ __all__ = [
     "HessianOperator",
     "LinearOperator",
     "MatrixOperator",
+    "Monitor",
     "Objective",
     "SpectralDensity",
     "TraceResult",
     "__version__",
     "as_operator",
     "eigs",
+    "geometry",
+    "load_records",
     "losses",
     "optim",
     "spectral_density",

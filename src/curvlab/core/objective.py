@@ -37,6 +37,8 @@ class Objective:
             F stays one fixed function even with train-mode BatchNorm or dropout.
 
     Flat vectors are 1-D tensors in parameter order (``objective.names``), in the parameters' dtype.
+    ``loss``, ``grad``, ``loss_and_grad``, ``hvp`` and ``quad`` take ``at=x`` to evaluate at another
+    flat point without writing to the model (unselected parameters keep their current values).
     """
 
     def __init__(
@@ -101,44 +103,47 @@ class Objective:
         return self.flatten([p.detach() for _, p in self._selected]).clone()
 
     # ----- evaluations ---------------------------------------------------------------------------
-    def loss(self) -> float:
-        """F(x) at the model's current parameters."""
+    def loss(self, at: Tensor | None = None) -> float:
+        """F(x) at the model's current parameters, or at the flat point ``at`` (the model is not touched)."""
         self.counts["loss"] += 1
+        params = self._params(at)
         with self._measuring():
             total, n = 0.0, 0
             for chunk in self._chunks():
                 with torch.no_grad():
-                    total += chunk.size * float(self._chunk_loss(self._params(), chunk))
+                    total += chunk.size * float(self._chunk_loss(params, chunk))
                 n += chunk.size
         return total / _nonempty(n)
 
-    def grad(self) -> Tensor:
-        """∇F(x) as a flat vector."""
-        return self.loss_and_grad()[1]
+    def grad(self, at: Tensor | None = None) -> Tensor:
+        """∇F(x) as a flat vector (at the current parameters, or at ``at``)."""
+        return self.loss_and_grad(at)[1]
 
-    def loss_and_grad(self) -> tuple[float, Tensor]:
+    def loss_and_grad(self, at: Tensor | None = None) -> tuple[float, Tensor]:
         """(F(x), ∇F(x)) in one pass."""
         self.counts["grad"] += 1
+        params = self._params(at)
 
         def chunk_grad(chunk: Chunk) -> tuple[Tensor, list[Tensor]]:
-            leaves = fresh_leaves(self._params())
+            leaves = fresh_leaves(params)
             with torch.enable_grad():
                 loss = self._chunk_loss(leaves, chunk)
                 return loss.detach(), [g.detach() for g in gradient(loss, leaves)]
 
         return self._accumulate(chunk_grad)
 
-    def hvp(self, v: Tensor) -> Tensor:
+    def hvp(self, v: Tensor, at: Tensor | None = None) -> Tensor:
         """∇²F(x) v for a flat vector v (SPEC §2), with the Objective's engine."""
         vs = self.unflatten(self.space.check_vector(v, "v"))
+        params = self._params(at)
         self.counts["hvp"] += 1
         engine = HVP_ENGINES[self.hvp_engine]
-        return self._accumulate(lambda chunk: engine(lambda ps: self._chunk_loss(ps, chunk), self._params(), vs))[1]
+        return self._accumulate(lambda chunk: engine(lambda ps: self._chunk_loss(ps, chunk), params, vs))[1]
 
-    def quad(self, u: Tensor) -> float:
+    def quad(self, u: Tensor, at: Tensor | None = None) -> float:
         """uᵀ ∇²F(x) u, computed as ⟨u, Hu⟩ (correct through LayerNorm and BatchNorm)."""
         u = self.space.check_vector(u, "u")
-        return float(torch.dot(u, self.hvp(u)))
+        return float(torch.dot(u, self.hvp(u, at)))
 
     def hessian(self, cache: bool | str = "auto") -> "HessianOperator":
         """∇²F at the *current* parameters as a :class:`LinearOperator` for the solvers.
@@ -151,8 +156,11 @@ class Objective:
         return HessianOperator(self, cache)
 
     # ----- internals ------------------------------------------------------------------------------
-    def _params(self) -> list[Tensor]:
-        return [p for _, p in self._selected]
+    def _params(self, at: Tensor | None = None) -> list[Tensor]:
+        """The selected parameters' tensors, or views of the flat point ``at`` shaped like them."""
+        if at is None:
+            return [p for _, p in self._selected]
+        return self.unflatten(self.space.check_vector(at, "at"))
 
     @contextlib.contextmanager
     def _measuring(self) -> Iterator[None]:

@@ -1,0 +1,45 @@
+"""Geometry of training (SPEC §2–§5): each measurement is a function usable on its own; the
+:class:`curvlab.Monitor` schedules them along a training run."""
+
+from curvlab.geometry.assumptions import AssumptionTracker, L0L1Fit, norms, pl_ratio
+from curvlab.geometry.directional import coordinate_histogram, directional_sharpness, gradient_correlation, landscape_1d, log_bins
+from curvlab.geometry.noise import NoiseResult, TailIndex, gradient_noise, qq_gaussian, symmetric_stable
+from curvlab.geometry.pseudo_updates import PseudoUpdates, compare_directions, default_shadows
+from curvlab.geometry.sharpness import (
+    StabilityThreshold,
+    alignment,
+    cosine,
+    lambda_min,
+    preconditioned_hessian,
+    preconditioned_sharpness,
+    sharpness,
+    stability_threshold,
+)
+
+__all__ = [
+    "AssumptionTracker",
+    "L0L1Fit",
+    "NoiseResult",
+    "PseudoUpdates",
+    "StabilityThreshold",
+    "TailIndex",
+    "alignment",
+    "compare_directions",
+    "coordinate_histogram",
+    "cosine",
+    "default_shadows",
+    "directional_sharpness",
+    "gradient_correlation",
+    "gradient_noise",
+    "lambda_min",
+    "landscape_1d",
+    "log_bins",
+    "norms",
+    "pl_ratio",
+    "preconditioned_hessian",
+    "preconditioned_sharpness",
+    "qq_gaussian",
+    "sharpness",
+    "stability_threshold",
+    "symmetric_stable",
+]

@@ -1,0 +1,326 @@
+"""Metric groups for the Monitor. Each has a schedule; ``observe`` runs every step (for state that
+must follow the whole trajectory), ``measure`` yields (metric, value, context) rows when due."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+import torch
+from torch import Tensor
+
+from curvlab.geometry import (
+    AssumptionTracker,
+    L0L1Fit,
+    PseudoUpdates,
+    alignment,
+    coordinate_histogram,
+    cosine,
+    directional_sharpness,
+    gradient_correlation,
+    gradient_noise,
+    landscape_1d,
+    norms,
+    pl_ratio,
+    preconditioned_hessian,
+    stability_threshold,
+)
+from curvlab.linalg import eigs, spectral_density, trace
+from curvlab.monitor.schedules import Schedule, as_schedule, epoch_end, every
+
+if TYPE_CHECKING:
+    from curvlab.monitor.monitor import Monitor, StepInfo
+
+Rows = Iterator[tuple[str, float, dict]]
+
+
+class Metric:
+    name = "metric"
+
+    def __init__(self, schedule: Schedule | int | list | str | None = None):
+        self.schedule = as_schedule(schedule) if schedule is not None else self.default_schedule()
+
+    def default_schedule(self) -> Schedule:
+        return every(100) | epoch_end()
+
+    def observe(self, monitor: "Monitor", info: "StepInfo") -> None:
+        pass
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        raise NotImplementedError
+
+    def reset_window(self) -> None:
+        pass
+
+
+class Assumptions(Metric):
+    """SPEC §4 per step on the step's minibatch: convexity gap, smoothness, ratios, update
+    correlations (with random scaling), minibatch gradient norms, ‖x‖, cosine of successive updates."""
+
+    name = "assumptions"
+
+    def __init__(self, schedule: Any = None, betas: tuple[float, ...] = (0.99, 0.9999)):
+        super().__init__(schedule)
+        self.tracker = AssumptionTracker(betas)
+
+    def default_schedule(self) -> Schedule:
+        return every(1)
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        ev = monitor.batch_evaluation(info)
+        if ev is None:
+            return
+        delta = info.x_now - info.x_prev
+        for key, value in self.tracker.update(ev.f_old, ev.f_new, ev.g_old, ev.g_new, delta, info.scale).items():
+            yield key, value, {}
+        for key, value in norms(ev.g_old, "grad").items():
+            yield key, value, {}
+        yield "param_norm", float(torch.linalg.vector_norm(info.x_now)), {}
+        yield "train_loss", ev.f_old, {}
+        if monitor.prev_update is not None:
+            yield "update_cos", cosine(delta, monitor.prev_update), {}
+
+    def reset_window(self) -> None:
+        self.tracker.reset_window()
+
+
+class FullBatch(Metric):
+    """Measurement-set quantities (SPEC §4): F, ∇F norms, ‖g − ∇F‖ and its running mean σ, the PL
+    ratio, the measurement-set convexity gap and smoothness, and the (L0, L1) fit."""
+
+    name = "full_batch"
+
+    def __init__(self, schedule: Any = None, f_star: float = 0.0):
+        super().__init__(schedule)
+        self.f_star = f_star
+        self.fit = L0L1Fit()
+        self.deviation_sum = 0.0
+        self.deviation_n = 0
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        obj = monitor.objective
+        loss, grad = obj.loss_and_grad()
+        yield "loss_full", loss, {}
+        yield from ((k, v, {}) for k, v in norms(grad, "full_grad").items())
+        yield "pl_ratio", pl_ratio(loss, grad, self.f_star), {}
+        delta = info.x_now - info.x_prev
+        if float(torch.linalg.vector_norm(delta)) > 0:
+            old_loss, old_grad = obj.loss_and_grad(at=info.x_prev)
+            smooth = float(torch.linalg.vector_norm(grad - old_grad) / torch.linalg.vector_norm(delta))
+            yield "inst_gap_full", loss - old_loss - float(torch.dot(grad, delta)), {}
+            yield "inst_smooth_full", smooth, {}
+            self.fit.add(float(torch.linalg.vector_norm(grad)), smooth)
+            yield from ((k, v, {}) for k, v in self.fit.result().items())
+        ev = monitor.batch_evaluation(info)
+        if ev is not None:
+            deviation = float(torch.linalg.vector_norm(ev.g_new - grad))
+            self.deviation_sum += deviation
+            self.deviation_n += 1
+            yield "grad_deviation", deviation, {}
+            yield "sigma", self.deviation_sum / self.deviation_n, {}
+
+
+class Sharpness(Metric):
+    """SPEC §2: top-k eigenvalues (Lanczos, warm-started from the last top eigenvector), optional
+    λ_min, the stability threshold of the optimizer with η·λ1 and y = ηλ1 − 2, the update's alignment
+    with v1, and the preconditioned sharpness when the optimizer keeps a diagonal preconditioner."""
+
+    name = "sharpness"
+
+    def __init__(self, schedule: Any = None, k: int = 1, tol: float = 1e-3, lambda_min: bool = False, preconditioned: bool | str = "auto"):
+        super().__init__(schedule)
+        self.k, self.tol, self.with_min, self.preconditioned = k, tol, lambda_min, preconditioned
+        self.v0: Tensor | None = None
+        self.v0_pre: Tensor | None = None
+        self.top_vector: Tensor | None = None
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        res = eigs(monitor.objective.hessian(), k=self.k, tol=self.tol, v0=self.v0)
+        self.v0 = self.top_vector = res.eigenvectors[:, 0]
+        for i, lam in enumerate(res.eigenvalues.tolist()):
+            yield "sharpness", lam, {"index": i + 1, "converged": res.converged}
+        lam1 = float(res.eigenvalues[0])
+        threshold = stability_threshold(monitor.optimizer, lr=monitor.current_lr())
+        if not threshold.preconditioned and threshold.kind != "none":
+            yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam1).items())
+        delta = info.x_now - info.x_prev
+        if float(torch.linalg.vector_norm(delta)) > 0:
+            yield "update_alignment", alignment(delta, self.top_vector), {}
+        if self.with_min:
+            yield "lambda_min", float(eigs(monitor.objective.hessian(), which="SA", tol=self.tol).eigenvalues[0]), {}
+        yield from self._preconditioned(monitor, threshold)
+
+    def _preconditioned(self, monitor: "Monitor", threshold) -> Rows:
+        if self.preconditioned is False:
+            return
+        try:
+            op = preconditioned_hessian(monitor.objective, monitor.optimizer)
+        except (TypeError, ValueError):
+            if self.preconditioned is True:
+                raise
+            return
+        res = eigs(op, tol=self.tol, v0=self.v0_pre)
+        self.v0_pre = res.eigenvectors[:, 0]
+        lam = float(res.eigenvalues[0])
+        yield "preconditioned_sharpness", lam, {"converged": res.converged}
+        if threshold.preconditioned:
+            yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam).items())
+
+
+class Directional(Metric):
+    """SPEC §3: shadow optimizers fed the run's gradients (pseudo-update steps); at measurement
+    steps each would-be update's directional sharpness, gradient correlation and ratio to SGD's,
+    all at x_{t−1}, where the gradient that made them was taken; the real update is "actual"."""
+
+    name = "directional"
+
+    def __init__(self, schedule: Any = None, shadows: dict | None = None, reference: str = "sgd"):
+        super().__init__(schedule)
+        self.shadow_factories, self.reference = shadows, reference
+        self.pseudo: PseudoUpdates | None = None
+        self.updates: dict[str, Tensor] = {}
+
+    def observe(self, monitor: "Monitor", info: "StepInfo") -> None:
+        ev = monitor.batch_evaluation(info)
+        if ev is None:
+            return
+        if self.pseudo is None:
+            space = monitor.objective.space
+            self.pseudo = PseudoUpdates(space.shapes, self.shadow_factories, dtype=space.dtype, device=space.device)
+        self.updates = self.pseudo.update(info.x_prev, ev.g_old)
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        if not self.updates:
+            return
+        obj = monitor.objective
+        directions = {**self.updates, "actual": info.x_now - info.x_prev}
+        grad = obj.grad(at=info.x_prev)
+        values = {name: directional_sharpness(obj, d, at=info.x_prev) for name, d in directions.items() if float(torch.linalg.vector_norm(d)) > 0}
+        base = values.get(self.reference)
+        for name, value in values.items():
+            yield "directional_sharpness", value, {"optimizer": name}
+            yield "gradient_correlation", gradient_correlation(obj, directions[name], grad), {"optimizer": name}
+            if base:
+                yield f"sharpness_ratio_to_{self.reference}", value / base, {"optimizer": name}
+
+
+class Trace(Metric):
+    name = "trace"
+
+    def __init__(self, schedule: Any = None, n_probes: int = 60, method: str = "hutch++"):
+        super().__init__(schedule)
+        self.n_probes, self.method = n_probes, method
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        res = trace(monitor.objective.hessian(), method=self.method, n_probes=self.n_probes, seed=info.step)
+        yield "trace", res.estimate, {"method": self.method}
+        yield "trace_stderr", res.stderr, {"method": self.method}
+
+
+class Density(Metric):
+    """SLQ spectral density as tidy rows: metric "spectral_density", context "eigenvalue"."""
+
+    name = "density"
+
+    def __init__(self, schedule: Any = None, n_probes: int = 3, n_steps: int = 40, n_grid: int = 200):
+        super().__init__(schedule)
+        self.n_probes, self.n_steps, self.n_grid = n_probes, n_steps, n_grid
+
+    def default_schedule(self) -> Schedule:
+        return epoch_end()
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        d = spectral_density(monitor.objective.hessian(), n_probes=self.n_probes, n_steps=self.n_steps, n_grid=self.n_grid, seed=info.step)
+        for x, y in zip(d.grid.tolist(), d.density.tolist()):
+            yield "spectral_density", y, {"eigenvalue": x}
+
+
+class Noise(Metric):
+    """SPEC §5 at the current point: ‖g̃ − ∇F‖ over ``n_batches`` minibatches of ``batch_size`` from
+    ``data`` (rows "noise_norm" with their index), their mean/std and the tail index."""
+
+    name = "noise"
+
+    def __init__(self, data: tuple[Tensor, Tensor], batch_size: int, n_batches: int = 50, schedule: Any = None):
+        super().__init__(schedule)
+        self.data, self.batch_size, self.n_batches = data, batch_size, n_batches
+
+    def default_schedule(self) -> Schedule:
+        return epoch_end()
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        obj = monitor.objective
+        res = gradient_noise(obj.model, obj.loss_fn, self.data, self.batch_size, self.n_batches, seed=info.step,
+                             bn_mode=obj.bn_mode, dropout=obj.dropout, params=[p for _, p in obj._selected])
+        ctx = {"batch_size": self.batch_size}
+        for i, value in enumerate(res.norms.tolist()):
+            yield "noise_norm", value, {**ctx, "index": i}
+        yield "noise_norm_mean", res.mean, ctx
+        yield "noise_norm_std", res.std, ctx
+        yield "noise_tail_index", res.tail_index, ctx
+
+
+class Landscape(Metric):
+    """F(x + α d/‖d‖) along the last update, −∇F, and the top eigenvector when Sharpness has one."""
+
+    name = "landscape"
+
+    def __init__(self, schedule: Any = None, alphas: Any = None):
+        super().__init__(schedule)
+        self.alphas = list(alphas) if alphas is not None else torch.linspace(-1.0, 1.0, 21).tolist()
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        obj = monitor.objective
+        directions = {"update": info.x_now - info.x_prev, "negative_gradient": -obj.grad()}
+        top = next((m.top_vector for m in monitor.metrics if isinstance(m, Sharpness) and m.top_vector is not None), None)
+        if top is not None:
+            directions["top_eigenvector"] = top.to(obj.space.dtype)
+        directions = {k: d for k, d in directions.items() if float(torch.linalg.vector_norm(d)) > 0}
+        for name, losses in landscape_1d(obj, directions, self.alphas).items():
+            for alpha, value in zip(self.alphas, losses):
+                yield "landscape_loss", value, {"direction": name, "alpha": alpha}
+
+
+class Histogram(Metric):
+    """Coordinate histograms (log-spaced bins) of |g| (the step's minibatch gradient) and of the
+    optimizer's momentum when it keeps one: rows "coordinate_count" with the bin edges."""
+
+    name = "histogram"
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        ev = monitor.batch_evaluation(info)
+        sources = {"grad": ev.g_old} if ev is not None else {}
+        momentum = monitor.momentum_vector()
+        if momentum is not None:
+            sources["momentum"] = momentum
+        for name, values in sources.items():
+            h = coordinate_histogram(values)
+            edges = h["edges"].tolist()
+            for i, count in enumerate(h["counts"].tolist()):
+                yield "coordinate_count", count, {"of": name, "bin_low": edges[i], "bin_high": edges[i + 1]}
+            yield "coordinate_zeros", float(h["zeros"]), {"of": name}
+
+
+METRICS = {m.name: m for m in (Assumptions, FullBatch, Sharpness, Directional, Trace, Density, Landscape, Histogram)}
+DESCRIPTIONS = {
+    "assumptions": "per-step convexity gap, smoothness, update correlations, gradient norms (SPEC §4)",
+    "full_batch": "measurement-set loss, gradient norms, deviation σ, PL ratio, (L0, L1) fit (SPEC §4)",
+    "sharpness": "top Hessian eigenvalues, stability threshold, η·λ1, alignment, preconditioned sharpness (SPEC §2)",
+    "directional": "pseudo-update directional sharpness and gradient correlation per optimizer (SPEC §3)",
+    "trace": "Hutch++ trace of the Hessian (SPEC §2)",
+    "density": "SLQ spectral density (SPEC §2)",
+    "landscape": "1-D loss landscapes along the update, −∇F and the top eigenvector (SPEC §3)",
+    "histogram": "coordinate histograms of |g| and |momentum| (SPEC §3)",
+    "noise": "gradient-noise norms, Gaussian QQ data and tail index (SPEC §5; needs data=)",
+}
+
+
+def make_metric(spec: Any) -> Metric:
+    if isinstance(spec, Metric):
+        return spec
+    if isinstance(spec, str):
+        if spec == "noise":
+            raise ValueError("metrics: 'noise' needs its data; pass curvlab.monitor.Noise(data=(x, y), batch_size=...)")
+        if spec not in METRICS:
+            raise ValueError(f"metrics: unknown metric {spec!r}; expected one of {sorted(METRICS)} or a Metric")
+        return METRICS[spec]()
+    raise TypeError(f"metrics: expected names or Metric objects, got {type(spec).__name__}")

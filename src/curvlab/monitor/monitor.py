@@ -1,0 +1,221 @@
+"""The Monitor: measures the geometry of training inside any ordinary PyTorch loop.
+
+    monitor = Monitor(objective, optimizer, metrics=["assumptions", "sharpness"], run_dir="runs/x")
+    for epoch in range(epochs):
+        for batch in loader:
+            optimizer.zero_grad(); loss_fn(model(x), y).backward(); optimizer.step()
+            monitor.step(loss, batch)          # after the optimizer step
+        monitor.end_epoch()
+
+It never perturbs training: every evaluation runs through an Objective (model state, BatchNorm
+statistics and RNG streams restored; parameters never written), shadow optimizers use their own
+tensors, and the Monitor's own randomness has its own seeds. A run with a Monitor follows the same
+trajectory, bit for bit, as one without.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor
+
+from curvlab.core.objective import Objective
+from curvlab.monitor.metrics import Metric, make_metric
+from curvlab.monitor.records import RecordWriter
+
+
+@dataclass
+class BatchEvaluation:
+    """f and ∇f at x_{t−1} and x_t on the step's own minibatch (the same-minibatch rule, SPEC §4)."""
+
+    f_old: float
+    g_old: Tensor
+    f_new: float
+    g_new: Tensor
+
+
+@dataclass
+class StepInfo:
+    step: int
+    epoch: int
+    epoch_end: bool
+    x_prev: Tensor
+    x_now: Tensor
+    batch: Any
+    scale: float
+    cache: dict = field(default_factory=dict)
+
+
+class Monitor:
+    """Schedules measurements along training and writes tidy records (see module docs).
+
+    Args:
+        objective: the measurement set (an :class:`Objective` on the training set or a subset).
+        optimizer: the optimizer (or tuner / wrapper) being used; read for learning rates, the
+            stability threshold, preconditioners, momentum and random-scaling factors.
+        metrics: names (``curvlab list`` shows them) or Metric objects with their own schedules.
+        run_dir: where ``records.jsonl`` is appended; None keeps records in memory only.
+        reset: "epoch" (running sums and windows restart every epoch), "never", or an int window.
+        context: extra fields written with every record (e.g. a run name, a seed).
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        optimizer: Any,
+        metrics: Iterable[Any] = ("assumptions", "sharpness"),
+        run_dir: str | Path | None = None,
+        *,
+        reset: str | int = "epoch",
+        tensorboard: bool = False,
+        context: dict | None = None,
+        start_step: int = 0,
+        start_epoch: int = 0,
+    ):
+        if not isinstance(objective, Objective):
+            raise TypeError(f"objective: expected a curvlab.Objective, got {type(objective).__name__}")
+        if not hasattr(optimizer, "param_groups"):
+            raise TypeError(f"optimizer: expected an optimizer with param_groups, got {type(optimizer).__name__}")
+        if reset not in ("epoch", "never") and (isinstance(reset, bool) or not isinstance(reset, int) or reset < 1):
+            raise ValueError(f"reset: expected 'epoch', 'never' or a positive window length, got {reset!r}")
+        self.objective = objective
+        self.optimizer = optimizer
+        self.metrics: list[Metric] = [make_metric(m) for m in metrics]
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"metrics: each metric group once, got {names}")
+        self.reset = reset
+        self.writer = RecordWriter(run_dir, tensorboard) if run_dir is not None else None
+        self.records: list[dict] = []
+        self.context = dict(context or {})
+        self.step_count = start_step
+        self.epoch = start_epoch
+        self.x_now = objective.parameters_vector()
+        self.x_prev = self.x_now
+        self.prev_update: Tensor | None = None
+        self.last_batch: Any = None
+        self.n_measure = _count_examples(objective)
+
+    # ----- the two calls in a training loop --------------------------------------------------------
+    def step(self, loss: Any = None, batch: Any = None) -> None:
+        """Call once after every optimizer step, with the step's batch (for the per-step metrics)."""
+        self.step_count += 1
+        self.x_prev, self.x_now = self.x_now, self.objective.parameters_vector()
+        self.last_batch = batch
+        info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, batch, float(getattr(self.optimizer, "scale", 1.0)))
+        for metric in self.metrics:
+            self._timed(metric.name + ".observe", lambda m=metric: m.observe(self, info), write_rows=False)
+        self._run_due(info)
+        if isinstance(self.reset, int) and self.step_count % self.reset == 0:
+            self._reset_windows()
+        self.prev_update = self.x_now - self.x_prev
+
+    def end_epoch(self) -> None:
+        """Call at the end of every epoch: runs the epoch-end schedules and resets the windows."""
+        info = StepInfo(self.step_count, self.epoch, True, self.x_prev, self.x_now, self.last_batch, float(getattr(self.optimizer, "scale", 1.0)))
+        self._run_due(info)
+        self.epoch += 1
+        if self.reset == "epoch":
+            self._reset_windows()
+
+    def measure(self, names: Iterable[str] | None = None) -> None:
+        """Measure now, whatever the schedules say (e.g. at initialisation, before any step)."""
+        info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, self.last_batch, 1.0)
+        for metric in self.metrics:
+            if names is None or metric.name in names:
+                self._timed(metric.name, lambda m=metric: m.measure(self, info))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    # ----- services for the metrics --------------------------------------------------------------------
+    def batch_evaluation(self, info: StepInfo) -> BatchEvaluation | None:
+        """f, ∇f at x_{t−1} and x_t on the step's batch, computed once per step (None without a batch)."""
+        if info.batch is None:
+            return None
+        if "batch" not in info.cache:
+            t0 = time.perf_counter()
+            obj = self.objective
+            on_batch = Objective(obj.model, obj.loss_fn, [info.batch], bn_mode=obj.bn_mode, dropout=obj.dropout, params=[p for _, p in obj._selected], seed=obj.seed)
+            f_old, g_old = on_batch.loss_and_grad(at=info.x_prev)
+            f_new, g_new = on_batch.loss_and_grad(at=info.x_now)
+            info.cache["batch"] = BatchEvaluation(f_old, g_old, f_new, g_new)
+            self._write_cost(info, "batch_evaluation", time.perf_counter() - t0, hvps=0, passes=2)
+        return info.cache["batch"]
+
+    def current_lr(self) -> float:
+        """The learning rate of the last step: a tuner's chosen η, else the first group's lr."""
+        lr = getattr(self.optimizer, "lr", None)
+        if isinstance(lr, float):
+            return lr
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def momentum_vector(self) -> Tensor | None:
+        """The optimizer's momentum (momentum_buffer, exp_avg or delta) as a flat vector, if it keeps one."""
+        state = getattr(self.optimizer, "state", {})
+        parts = []
+        for _, p in self.objective._selected:
+            s = state.get(p, {})
+            buf = next((s[k] for k in ("momentum_buffer", "exp_avg", "delta") if k in s and s[k] is not None), None)
+            if buf is None:
+                return None
+            parts.append(buf.reshape(-1))
+        return torch.cat(parts) if parts else None
+
+    # ----- internals ---------------------------------------------------------------------------------
+    def _run_due(self, info: StepInfo) -> None:
+        for metric in self.metrics:
+            if metric.schedule.due(info.step, info.epoch_end):
+                self._timed(metric.name, lambda m=metric: m.measure(self, info), info=info)
+
+    def _timed(self, group: str, run: Any, info: StepInfo | None = None, write_rows: bool = True) -> None:
+        counts = dict(self.objective.counts)
+        t0 = time.perf_counter()
+        rows = run()
+        rows = list(rows) if rows is not None else []
+        seconds = time.perf_counter() - t0
+        info = info or StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, None, 1.0)
+        for name, value, ctx in rows:
+            self._write(info, name, value, {"group": group, **ctx})
+        hvps = self.objective.counts["hvp"] - counts["hvp"]
+        passes = sum(self.objective.counts[k] - counts[k] for k in ("loss", "grad"))
+        if write_rows or hvps or passes:
+            self._write_cost(info, group, seconds, hvps, passes)
+
+    def _write_cost(self, info: StepInfo, group: str, seconds: float, hvps: int, passes: int) -> None:
+        for name, value in (("cost_seconds", seconds), ("cost_hvps", hvps), ("cost_passes", passes)):
+            self._write(info, name, value, {"group": group})
+
+    def _write(self, info: StepInfo, metric: str, value: float, ctx: dict) -> None:
+        ctx = {
+            "n_measure": self.n_measure,
+            "bn_mode": self.objective.bn_mode,
+            "dropout": self.objective.dropout,
+            "lr": self.current_lr(),
+            **({"epoch_end": True} if info.epoch_end else {}),
+            **self.context,
+            **ctx,
+        }
+        if self.writer is not None:
+            record = self.writer.write(info.step, info.epoch, metric, value, **ctx)
+        else:
+            record = {"step": info.step, "epoch": info.epoch, "metric": metric, "value": float(value), **ctx}
+        self.records.append(record)
+
+    def _reset_windows(self) -> None:
+        for metric in self.metrics:
+            metric.reset_window()
+
+
+def _count_examples(objective: Objective) -> int:
+    """The measurement set's size (one pass over the data, no forward)."""
+    from curvlab.core.state import preserved_rng
+
+    with preserved_rng():
+        torch.manual_seed(objective.seed)
+        return sum(chunk.size for chunk in objective.chunks)
