@@ -48,7 +48,7 @@ def test_quadratically_greedy_gives_the_exact_minimiser_along_u():
     assert tuner.lr == pytest.approx(float(g @ g / (g @ q.A @ g)), rel=1e-12)
     assert abs(float(q.grad() @ u)) < 1e-10 * float(g @ g)  # stationary along u
     assert torch.allclose(q.w.detach(), w0 + tuner.lr * u)
-    assert tuner.stats["extra_hvps"] == 1 and tuner.stats["extra_loss_evals"] == 0
+    assert tuner.stats["extra_hvps"] == 1 and tuner.stats["extra_loss_evals"] == 0 and tuner.stats["extra_grad_evals"] == 1
 
 
 def test_cdat_sigma_two_lands_on_the_edge_where_f_returns_to_its_value():
@@ -249,3 +249,30 @@ def test_closure_errors_name_the_closure():
         tuner.step(lambda: q().detach())
     with pytest.raises(ValueError, match="closure"):
         tuner.step(lambda: q.w * 2)
+
+
+@pytest.mark.parametrize("make", [lambda o, m: CDAT(o, model=m), lambda o, m: EdgeRule(o, model=m), lambda o, m: QuadraticallyGreedy(o, model=m)])
+def test_curvature_tuners_on_a_network_with_batchnorm_match_an_explicit_hessian(make):
+    """uᵀHu needs a graph at w although the base optimizer's trial step writes the parameters."""
+    from zoo import explicit_hessian, make_case
+
+    case = make_case("bn_cnn_train")
+    model = case.model
+    model.train()
+    H = explicit_hessian(case)
+    obj_params = [p for p in model.parameters()]
+    tuner = make(torch.optim.SGD(obj_params, lr=1.0), model)
+    g = torch.autograd.grad(case.loss_fn(model(case.inputs), case.targets), obj_params)
+    buffers = [b.clone() for b in model.buffers()]
+    w0 = torch.cat([p.detach().reshape(-1) for p in obj_params])
+    tuner.step(lambda: case.loss_fn(model(case.inputs), case.targets))
+    u = -torch.cat([t.reshape(-1) for t in g])
+    quad = float(u @ H @ u)
+    if isinstance(tuner, EdgeRule):
+        assert tuner.stats["lambda_max"] == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-3)
+    else:
+        assert tuner.stats["uHu"] == pytest.approx(quad, rel=1e-9)
+    moved = torch.cat([p.detach().reshape(-1) for p in obj_params]) - w0
+    assert torch.allclose(moved, tuner.lr * u, atol=1e-12)
+    # the step's own evaluation updated the BN statistics once; the extra evaluation did not
+    assert any(not torch.equal(a, b) for a, b in zip(model.buffers(), buffers))

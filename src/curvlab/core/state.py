@@ -58,24 +58,35 @@ def measurement_mode(model: nn.Module, bn_mode: str, dropout: bool) -> Iterator[
     - global RNG states are restored.
     """
     modes = {m: m.training for m in model.modules()}
-    tracking = {m: m.track_running_stats for m in model.modules() if isinstance(m, _BatchNorm)}
     buffers = [(b, b._version, b.detach().clone()) for b in model.buffers()]
     try:
         with preserved_rng():
             for m in model.modules():
                 m.training = _measurement_training_flag(m, bn_mode, dropout)
-                if isinstance(m, _BatchNorm) and m.training:
-                    m.track_running_stats = False
-            yield
+            with untracked_batchnorm(model):
+                yield
     finally:
         for m, flag in modes.items():
             m.training = flag
-        for m, flag in tracking.items():
-            m.track_running_stats = flag
         with torch.no_grad():
             for buf, version, saved in buffers:
                 if buf._version != version:  # only what a layer actually updated
                     buf.copy_(saved)
+
+
+@contextlib.contextmanager
+def untracked_batchnorm(model: nn.Module) -> Iterator[None]:
+    """Train-mode BatchNorm layers stop tracking running statistics while inside: they still use
+    batch statistics (the same function), but neither update nor save their running buffers, so
+    no in-place buffer update can invalidate a kept graph or trip a ``torch.func`` transform."""
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
+    try:
+        for m in layers:
+            m.track_running_stats = False
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
 
 
 def _measurement_training_flag(module: nn.Module, bn_mode: str, dropout: bool) -> bool:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from curvlab.core.state import preserved_rng
+from curvlab.core.state import preserved_rng, untracked_batchnorm
 from curvlab.optim.wrapper import OptimizerWrapper
 
 Closure = Callable[[], Tensor]
@@ -29,8 +29,6 @@ Closure = Callable[[], Tensor]
 
 class Tuner(OptimizerWrapper):
     """Base class: subclasses implement ``choose_lr()`` using the helpers below."""
-
-    needs_graph = False  # keep the gradient's graph for uᵀHu / eigenvalues
 
     def __init__(self, optimizer: Any, model: nn.Module | None = None):
         super().__init__(optimizer)
@@ -47,7 +45,8 @@ class Tuner(OptimizerWrapper):
         self._closure = closure
         self._params = self.params()
         self._rng_before = torch.get_rng_state()
-        loss, self._grads = self._evaluate(create_graph=self.needs_graph)
+        self._graph_grads = None
+        loss, self._grads = self._evaluate(create_graph=False)
         self._buffers = [b.detach().clone() for b in self.model.buffers()] if self.model is not None else []
         self.loss = float(loss.detach())
         self.stats = {"loss": self.loss, "extra_loss_evals": 0, "extra_grad_evals": 0, "extra_hvps": 0}
@@ -80,7 +79,10 @@ class Tuner(OptimizerWrapper):
         return float(torch.sqrt(sum((u**2).sum() for u in self._u)))
 
     def hvp(self, vs: list[Tensor]) -> list[Tensor]:
-        """∇²f(w) v on the step's batch, from the retained gradient graph."""
+        """∇²f(w) v on the step's batch, by double backward through a gradient graph built once per
+        step (after the base optimizer's trial step, which writes the parameters in place)."""
+        if self._graph_grads is None:
+            self._build_graph()
         self.stats["extra_hvps"] += 1
         pairs = [(g, v) for g, v in zip(self._graph_grads, vs) if g.requires_grad]
         if not pairs:
@@ -106,6 +108,21 @@ class Tuner(OptimizerWrapper):
             return [g.detach() for g in self._evaluate(create_graph=False)[1]]
 
     # ----- internals ----------------------------------------------------------------------------------
+    def _build_graph(self) -> None:
+        """Re-evaluate at w with create_graph, replaying the step's RNG; train-mode BatchNorm (of
+        ``model``) uses batch statistics without touching its running buffers."""
+        self.stats["extra_grad_evals"] += 1
+        untracked = untracked_batchnorm(self.model) if self.model is not None else contextlib.nullcontext()
+        with preserved_rng(), untracked:
+            torch.set_rng_state(self._rng_before)
+            self._evaluate(create_graph=True)
+
+    def _restore_buffers(self) -> None:
+        if self.model is not None:
+            with torch.no_grad():
+                for b, saved in zip(self.model.buffers(), self._buffers):
+                    b.copy_(saved)
+
     def _evaluate(self, create_graph: bool) -> tuple[Tensor, list[Tensor]]:
         with torch.enable_grad():
             loss = self._closure()
@@ -153,9 +170,7 @@ class Tuner(OptimizerWrapper):
             with torch.no_grad():
                 for p, x in zip(self._params, self._x):
                     p.copy_(x)
-                if self.model is not None:
-                    for b, saved in zip(self.model.buffers(), self._buffers):
-                        b.copy_(saved)
+            self._restore_buffers()
 
     def _extra_state(self) -> dict:
         return {"lr": self.lr}

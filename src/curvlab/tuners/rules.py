@@ -66,8 +66,6 @@ class CDAT(Tuner):
     optional EMAs n̄ = β n̄ + (1−β) n and d̄ likewise (started at 0; the ratio needs no bias correction).
     σ = 1 is the quadratically greedy rule, σ = 2 "on edge"."""
 
-    needs_graph = True
-
     def __init__(self, optimizer: Any, sigma: float = 2.0, beta: float = 0.0, eps: float = 1e-12, model: nn.Module | None = None):
         super().__init__(optimizer, model)
         self.sigma = check_positive(sigma, "sigma")
@@ -146,8 +144,6 @@ class Hypergradient(Tuner):
 class EdgeRule(Tuner):
     """η = σ / λ_max(∇²f) — or of P^{-1/2} ∇²f P^{-1/2} with P the base optimizer's diagonal
     preconditioner (``preconditioned=True``), λ_max by Lanczos on the step's batch."""
-
-    needs_graph = True
 
     def __init__(
         self, optimizer: Any, sigma: float = 2.0, preconditioned: bool = False, tol: float = 1e-3, model: nn.Module | None = None

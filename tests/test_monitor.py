@@ -1,0 +1,191 @@
+"""The Monitor: never perturbs training, writes tidy flushed records, follows its schedules."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from curvlab import Objective
+from curvlab.losses import cross_entropy, half_mse
+from curvlab.monitor import Monitor, Noise, Sharpness, at_steps, epoch_end, every, load_records, log_spaced, read_records
+from curvlab.optim import CoordinateClip, HeavyBall, RandomScaling, DeltaSGDM
+from curvlab.tuners import CDAT
+
+DT = torch.float64
+ALL = lambda x, y: [  # noqa: E731
+    "assumptions", "full_batch", Sharpness(schedule=every(3), k=2, lambda_min=True), "directional",
+    "trace", "density", "landscape", "histogram", Noise(data=(x, y), batch_size=8, n_batches=4, schedule=every(5)),
+]
+
+
+def _data(n=64):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 6, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def _train(make_opt, monitored, run_dir=None, epochs=2, tuner=False):
+    x, y = _data()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.BatchNorm1d(12), nn.Tanh(), nn.Dropout(0.2), nn.Linear(12, 4))
+    opt = make_opt(model)
+    mon = None
+    if monitored:
+        obj = Objective(model, cross_entropy, (x, y), batch_size=32)
+        mon = Monitor(obj, opt, metrics=ALL(x, y), run_dir=run_dir)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
+    for _ in range(epochs):
+        for xb, yb in loader:
+            if tuner:
+                loss = opt.step(lambda: cross_entropy(model(xb), yb))
+            else:
+                opt.zero_grad()
+                loss = cross_entropy(model(xb), yb)
+                loss.backward()
+                opt.step()
+            if mon:
+                mon.step(loss, (xb, yb))
+        if mon:
+            mon.end_epoch()
+    state = [p.detach().clone() for p in model.parameters()] + [b.clone() for b in model.buffers()]
+    return state, torch.get_rng_state(), mon
+
+
+@pytest.mark.parametrize(
+    "make_opt, tuner",
+    [
+        (lambda m: torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9), False),
+        (lambda m: torch.optim.Adam(m.parameters(), lr=1e-2), False),
+        (lambda m: RandomScaling(DeltaSGDM(m.parameters(), lr=0.1), seed=1), False),
+        (lambda m: CoordinateClip(HeavyBall(m.parameters(), lr=0.1, momentum=0.9, dampening=True)), False),
+        (lambda m: CDAT(torch.optim.Adam(m.parameters(), lr=1.0), model=m), True),
+    ],
+)
+def test_monitoring_everything_leaves_the_trajectory_bit_identical(make_opt, tuner):
+    torch.use_deterministic_algorithms(True)
+    try:
+        plain, rng_plain, _ = _train(make_opt, False, tuner=tuner)
+        watched, rng_watched, mon = _train(make_opt, True, tuner=tuner)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert all(torch.equal(a, b) for a, b in zip(plain, watched))
+    assert torch.equal(rng_plain, rng_watched)
+    metrics = {r["metric"] for r in mon.records}
+    for name in ("inst_gap", "loss_full", "sharpness", "lambda_min", "directional_sharpness", "trace", "spectral_density",
+                 "landscape_loss", "coordinate_count", "noise_tail_index", "cost_seconds", "update_cos"):
+        assert name in metrics
+
+
+def test_records_are_tidy_flushed_and_load_into_pandas(tmp_path):
+    _, _, mon = _train(lambda m: torch.optim.Adam(m.parameters(), lr=1e-2), True, run_dir=tmp_path, epochs=1)
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()
+    assert len(lines) == len(mon.records)  # every record already on disk before close()
+    first = json.loads(lines[0])
+    for key in ("step", "epoch", "metric", "value", "n_measure", "bn_mode", "dropout", "lr", "group"):
+        assert key in first
+    df = load_records(tmp_path)
+    assert len(df) == len(lines) and df["n_measure"].eq(64).all() and df["bn_mode"].eq("train").all()
+    sharp = df[df.metric == "sharpness"]
+    assert set(sharp["index"].dropna().astype(int)) == {1, 2} and (sharp.step % 3 == 0).all()
+    costs = df[(df.metric == "cost_hvps") & (df.group == "sharpness")]
+    assert (costs.value > 0).all()
+    assert df[df.metric == "preconditioned_sharpness"].value.notna().all()  # Adam has a preconditioner
+    mon.close()
+    with open(tmp_path / "records.jsonl", "a") as f:
+        f.write('{"step": 99, "metric": "torn')  # a run killed mid-write
+    assert len(read_records(tmp_path)) == len(lines)
+
+
+def test_monitor_on_a_convex_quadratic_reports_the_exact_gap():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 4, generator=g, dtype=DT), torch.randn(30, 1, generator=g, dtype=DT)
+    model = nn.Linear(4, 1, bias=False).to(DT)
+    H = x.T @ x / 30
+    obj = Objective(model, half_mse, (x, y))
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    mon = Monitor(obj, opt, metrics=["assumptions", Sharpness(schedule=every(1), tol=1e-10)])
+    for _ in range(5):
+        before = obj.parameters_vector()
+        opt.zero_grad()
+        half_mse(model(x), y).backward()
+        opt.step()
+        mon.step(None, (x, y))
+        delta = obj.parameters_vector() - before
+        rec = {r["metric"]: r["value"] for r in mon.records if r["step"] == mon.step_count}
+        assert rec["inst_gap"] == pytest.approx(-0.5 * float(delta @ H @ delta), rel=1e-9)
+        assert rec["sharpness"] == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-8)
+        assert rec["threshold"] == pytest.approx(2 / 0.2) and rec["y"] == pytest.approx(0.2 * rec["sharpness"] - 2)
+
+
+def test_windows_reset_every_epoch_and_schedules_fire_where_asked():
+    x, y = _data(32)
+    model = nn.Linear(6, 4)
+    obj = Objective(model, cross_entropy, (x, y))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = Monitor(obj, opt, metrics=["assumptions", Sharpness(schedule=at_steps([2]) | epoch_end())])
+    for epoch in range(2):
+        for _ in range(3):
+            opt.zero_grad()
+            cross_entropy(model(x), y).backward()
+            opt.step()
+            mon.step(None, (x, y))
+        mon.end_epoch()
+    gaps = {r["step"]: r["value"] for r in mon.records if r["metric"] == "inst_gap"}
+    avg = {r["step"]: r["value"] for r in mon.records if r["metric"] == "avg_gap"}
+    assert avg[4] == pytest.approx(gaps[4])  # first step of epoch 2: the window restarted
+    assert avg[3] == pytest.approx((gaps[1] + gaps[2] + gaps[3]) / 3)
+    sharp_steps = [(r["step"], r.get("epoch_end", False)) for r in mon.records if r["metric"] == "sharpness"]
+    assert sharp_steps == [(2, False), (3, True), (6, True)]
+
+
+def test_schedules():
+    assert [s for s in range(1, 11) if every(3).due(s)] == [3, 6, 9]
+    assert not every(3).due(3, epoch_end=True) and epoch_end().due(7, epoch_end=True)
+    steps = [s for s in range(1, 1001) if log_spaced(4, 1000).due(s)]
+    assert steps == [1, 10, 100, 1000]
+    with pytest.raises(ValueError, match="k"):
+        every(0)
+
+
+def test_measure_now_before_training():
+    x, y = _data(32)
+    model = nn.Linear(6, 4)
+    mon = Monitor(Objective(model, cross_entropy, (x, y)), torch.optim.SGD(model.parameters(), lr=0.1), metrics=["sharpness", "full_batch"])
+    mon.measure()
+    assert {r["metric"] for r in mon.records if r["step"] == 0} >= {"sharpness", "loss_full"}
+
+
+def test_bad_monitor_arguments_name_themselves(tmp_path):
+    x, y = _data(16)
+    model = nn.Linear(6, 4)
+    obj = Objective(model, cross_entropy, (x, y))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="metrics"):
+        Monitor(obj, opt, metrics=["sharpnes"])
+    with pytest.raises(ValueError, match="noise"):
+        Monitor(obj, opt, metrics=["noise"])
+    with pytest.raises(ValueError, match="metrics"):
+        Monitor(obj, opt, metrics=["sharpness", "sharpness"])
+    with pytest.raises(ValueError, match="reset"):
+        Monitor(obj, opt, reset="daily")
+    with pytest.raises(TypeError, match="objective"):
+        Monitor(model, opt)
+    with pytest.raises(TypeError, match="optimizer"):
+        Monitor(obj, "sgd")
+
+
+def test_tensorboard_output_or_a_clear_error(tmp_path):
+    x, y = _data(16)
+    model = nn.Linear(6, 4)
+    obj = Objective(model, cross_entropy, (x, y))
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install tensorboard"):
+            Monitor(obj, torch.optim.SGD(model.parameters(), lr=0.1), run_dir=tmp_path, tensorboard=True)
+        return
+    mon = Monitor(obj, torch.optim.SGD(model.parameters(), lr=0.1), metrics=["sharpness"], run_dir=tmp_path, tensorboard=True)
+    mon.measure()
+    mon.close()
+    assert any((tmp_path / "tensorboard").iterdir())
