@@ -18,7 +18,6 @@ import copy
 import inspect
 import math
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +27,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 import curvlab
 from curvlab.losses import cross_entropy
 
-from common import interleaved_medians, machine_description, markdown_table
+from common import interleaved_medians, markdown_table, write_section
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- BEGIN bench_core -->", "<!-- END bench_core -->"
 
 
 # ----- problems ------------------------------------------------------------------------------------
@@ -279,16 +276,6 @@ def verdicts(name, costs, rows):
     return lines
 
 
-def write_doc(sections: list[str]) -> None:
-    body = "\n".join([BEGIN, f"Measured by `bench/bench_core.py` on: {machine_description()}.", "", *sections, END])
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + body + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n## Operator core: HVP cost and λ_max solvers\n\n" + body + "\n"
-    DOC.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per solver run (median)")
@@ -318,8 +305,8 @@ def main() -> None:
             "",
         ]
     if not args.no_write:
-        write_doc(sections)
-        print(f"\nwrote {DOC}")
+        write_section("bench_core", "Operator core: HVP cost and λ_max solvers", sections)
+        print("\nwrote docs/benchmarks.md")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from pathlib import Path
 import platform
 import statistics
 import time
@@ -50,3 +51,18 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def write_section(name: str, title: str, lines: list[str]) -> None:
+    """Replace (or append) the section between this script's BEGIN/END markers in docs/benchmarks.md."""
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    body = "\n".join([begin, f"Measured by `bench/{name}.py` on: {machine_description()}.", "", *lines, end])
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + body + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + f"\n\n## {title}\n\n" + body + "\n"
+    DOC.write_text(text)

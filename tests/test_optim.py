@@ -289,3 +289,19 @@ def test_diagonal_preconditioners():
 def test_bad_hyperparameters_name_themselves(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make(two_params())
+
+
+def test_adafactor_survives_all_zero_rows_and_columns_in_float32():
+    """An always-zero input pixel (a zero gradient column) meeting a dead unit (a zero row): the
+    factored second moment is ~ε₁² there, which underflows in float32 if formed as a product."""
+    w = nn.Parameter(torch.randn(4, 5))
+    opt = Adafactor([w], lr=0.1)
+    for _ in range(3):
+        g = torch.randn(4, 5)
+        g[1, :] = 0.0
+        g[:, 2] = 0.0
+        w.grad = g
+        opt.step()
+    assert torch.isfinite(w).all()
+    p_diag = diagonal_preconditioner(opt)[0]
+    assert torch.isfinite(p_diag).all() and (p_diag > 0).all()

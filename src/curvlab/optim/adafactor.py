@@ -29,6 +29,12 @@ def rms(x: Tensor) -> Tensor:
     return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
 
 
+def factored_rsqrt(row: Tensor, col: Tensor) -> Tensor:
+    """1/√V̂ for V̂ = R Cᵀ / ΣR, as √(ΣR/R) · 1/√C factor by factor: the product R_i C_j of two
+    near-ε₁ sums (an all-zero input pixel meeting a dead unit) underflows in float32, this does not."""
+    return torch.outer((row / row.sum()).rsqrt(), col.rsqrt())
+
+
 class Adafactor(ParamwiseOptimizer):
     def __init__(
         self,
@@ -68,13 +74,13 @@ class Adafactor(ParamwiseOptimizer):
                 state["col"] = torch.zeros(g2.shape[1], dtype=p.dtype, device=p.device)
             state["row"].mul_(beta).add_(g2.sum(dim=1), alpha=1 - beta)
             state["col"].mul_(beta).add_(g2.sum(dim=0), alpha=1 - beta)
-            v_hat = (torch.outer(state["row"], state["col"]) / state["row"].sum()).reshape(p.shape)
+            inv_sqrt_v = factored_rsqrt(state["row"], state["col"]).reshape(p.shape)
         else:
             if "v" not in state:
                 state["v"] = torch.zeros_like(p)
             state["v"].mul_(beta).add_(g2, alpha=1 - beta)
-            v_hat = state["v"]
-        u = numerator / v_hat.sqrt()
+            inv_sqrt_v = state["v"].rsqrt()
+        u = numerator * inv_sqrt_v
         u = u / max(1.0, float(rms(u)) / group["clip_threshold"])
         if group["lr"] is None:
             alpha = max(group["eps2"], float(rms(p))) * min(1e-2, 1 / math.sqrt(t))

@@ -55,6 +55,8 @@ def _adam(p: Tensor, state: dict, group: dict) -> Tensor:
 
 
 def _adafactor(p: Tensor, state: dict, optimizer: Any) -> Tensor:
+    from curvlab.optim.adafactor import factored_rsqrt
+
     if "row" in state:
-        return (torch.outer(state["row"], state["col"]) / state["row"].sum()).reshape(p.shape).sqrt()
+        return factored_rsqrt(state["row"], state["col"]).reciprocal().reshape(p.shape)
     return _state_or_fail(state, "v", optimizer).sqrt()
