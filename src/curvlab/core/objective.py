@@ -12,7 +12,7 @@ from torch.func import functional_call
 from curvlab.core.batches import Chunk, ChunkStream
 from curvlab.core.hvp import ENGINES, HVP_ENGINES, default_engine, fresh_leaves, gradient, hvp_from_grads
 from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
-from curvlab.core.state import BN_MODES, measurement_mode
+from curvlab.core.state import BN_MODES, measurement_mode, seed_rng
 from curvlab.linalg.operator import LinearOperator
 
 LossFn = Callable[[Any, Any], Tensor]
@@ -169,10 +169,10 @@ class Objective:
 
     def _chunks(self) -> Iterator[Chunk]:
         """The chunks of one pass; the global RNG (restored by ``_measuring``) is seeded first."""
-        torch.manual_seed(self.seed)
+        seed_rng(self.seed, self.space.device)
         for index, chunk in enumerate(self.chunks):
             if self.dropout:
-                torch.manual_seed(self.seed + 1 + index)
+                seed_rng(self.seed + 1 + index, self.space.device)
             yield chunk.to(self.space.device)
 
     def _chunk_loss(self, leaves: Sequence[Tensor], chunk: Chunk) -> Tensor:

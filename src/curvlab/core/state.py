@@ -38,6 +38,14 @@ def preserved_rng() -> Iterator[None]:
             np.random.set_state(np_state)
 
 
+def seed_rng(seed: int, device: torch.device) -> None:
+    """Seed the global generator that ``device`` draws from. Unlike ``torch.manual_seed`` this does
+    not queue lazy seeding of every accelerator backend, which captures a stack trace each call."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+
+
 def _numpy_state():
     try:
         import numpy as np

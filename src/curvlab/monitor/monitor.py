@@ -214,8 +214,8 @@ class Monitor:
 
 def _count_examples(objective: Objective) -> int:
     """The measurement set's size (one pass over the data, no forward)."""
-    from curvlab.core.state import preserved_rng
+    from curvlab.core.state import preserved_rng, seed_rng
 
     with preserved_rng():
-        torch.manual_seed(objective.seed)
+        seed_rng(objective.seed, objective.space.device)
         return sum(chunk.size for chunk in objective.chunks)
