@@ -28,7 +28,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-bench
-	$(BIN)/python bench/bench_core.py
+	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_monitor.py
 
 clean:
 	rm -rf $(VENV) runs
