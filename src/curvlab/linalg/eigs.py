@@ -130,7 +130,7 @@ def _lanczos(op, k, which, tol, atol, max_iter, start, gen, progress) -> EigResu
                 continue
             theta, s, res = process.ritz()
             idx = _order(theta, which)[:k]
-            bar.set_postfix_str(f"λ={theta[idx[0]]:.5g} res={res[idx[0]]:.2e}")
+            bar.set_postfix_str(f"λ={theta[idx[0]]:.5g} res={res[idx[0]]:.2e}", refresh=False)
             if process.exhausted or (_settled(theta, res, idx, tol, atol) and _block_settled(process, k, which, tol, atol)):
                 converged = True
                 break

@@ -13,6 +13,7 @@ from curvlab.monitor.metrics import (
     Noise,
     Sharpness,
     Trace,
+    make_metric,
 )
 from curvlab.monitor.monitor import Monitor
 from curvlab.monitor.records import load_records, read_records
@@ -38,5 +39,6 @@ __all__ = [
     "every",
     "load_records",
     "log_spaced",
+    "make_metric",
     "read_records",
 ]

@@ -3,6 +3,7 @@ must follow the whole trajectory), ``measure`` yields (metric, value, context) r
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
@@ -51,12 +52,24 @@ class Metric:
     def reset_window(self) -> None:
         pass
 
+    def state_dict(self) -> dict:
+        """State that must survive a checkpoint (the attributes named in ``_state``)."""
+        return {k: copy.deepcopy(getattr(self, k)) for k in self._state}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self._state:
+            if k in state:
+                setattr(self, k, copy.deepcopy(state[k]))
+
+    _state: tuple[str, ...] = ()
+
 
 class Assumptions(Metric):
     """SPEC §4 per step on the step's minibatch: convexity gap, smoothness, ratios, update
     correlations (with random scaling), minibatch gradient norms, ‖x‖, cosine of successive updates."""
 
     name = "assumptions"
+    _state = ("tracker",)
 
     def __init__(self, schedule: Any = None, betas: tuple[float, ...] = (0.99, 0.9999)):
         super().__init__(schedule)
@@ -88,6 +101,7 @@ class FullBatch(Metric):
     ratio, the measurement-set convexity gap and smoothness, and the (L0, L1) fit."""
 
     name = "full_batch"
+    _state = ("fit", "deviation_sum", "deviation_n")
 
     def __init__(self, schedule: Any = None, f_star: float = 0.0):
         super().__init__(schedule)
@@ -125,6 +139,7 @@ class Sharpness(Metric):
     with v1, and the preconditioned sharpness when the optimizer keeps a diagonal preconditioner."""
 
     name = "sharpness"
+    _state = ("v0", "v0_pre", "top_vector")
 
     def __init__(self, schedule: Any = None, k: int = 1, tol: float = 1e-3, lambda_min: bool = False, preconditioned: bool | str = "auto"):
         super().__init__(schedule)
@@ -186,7 +201,24 @@ class Directional(Metric):
         if self.pseudo is None:
             space = monitor.objective.space
             self.pseudo = PseudoUpdates(space.shapes, self.shadow_factories, dtype=space.dtype, device=space.device)
+            self._restore(monitor)
         self.updates = self.pseudo.update(info.x_prev, ev.g_old)
+
+    def state_dict(self) -> dict:
+        if self.pseudo is None:
+            return {}
+        return {"shadows": {n: copy.deepcopy(o.state_dict()) for n, o in self.pseudo.optimizers.items()}, "updates": copy.deepcopy(self.updates)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._pending = state
+
+    def _restore(self, monitor: "Monitor") -> None:
+        state = getattr(self, "_pending", None)
+        if state:
+            for name, opt in self.pseudo.optimizers.items():
+                opt.load_state_dict(copy.deepcopy(state["shadows"][name]))
+            self.updates = state["updates"]
+        self._pending = None
 
     def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
         if not self.updates:

@@ -75,6 +75,7 @@ class Monitor:
         context: dict | None = None,
         start_step: int = 0,
         start_epoch: int = 0,
+        writer: RecordWriter | None = None,
     ):
         if not isinstance(objective, Objective):
             raise TypeError(f"objective: expected a curvlab.Objective, got {type(objective).__name__}")
@@ -89,7 +90,7 @@ class Monitor:
         if len(set(names)) != len(names):
             raise ValueError(f"metrics: each metric group once, got {names}")
         self.reset = reset
-        self.writer = RecordWriter(run_dir, tensorboard) if run_dir is not None else None
+        self.writer = writer if writer is not None else (RecordWriter(run_dir, tensorboard) if run_dir is not None else None)
         self.records: list[dict] = []
         self.context = dict(context or {})
         self.step_count = start_step
@@ -128,6 +129,23 @@ class Monitor:
         for metric in self.metrics:
             if names is None or metric.name in names:
                 self._timed(metric.name, lambda m=metric: m.measure(self, info))
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume measuring exactly where a checkpoint left off."""
+        return {
+            "step_count": self.step_count,
+            "epoch": self.epoch,
+            "x_now": self.x_now,
+            "x_prev": self.x_prev,
+            "prev_update": self.prev_update,
+            "metrics": {m.name: m.state_dict() for m in self.metrics},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_count, self.epoch = state["step_count"], state["epoch"]
+        self.x_now, self.x_prev, self.prev_update = state["x_now"], state["x_prev"], state["prev_update"]
+        for m in self.metrics:
+            m.load_state_dict(state["metrics"].get(m.name, {}))
 
     def close(self) -> None:
         if self.writer is not None:

@@ -1,0 +1,107 @@
+"""Config → objects: data, model, loss, optimizer (with clipping / random scaling), tuner, schedule."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from curvlab import losses, optim, tuners
+from curvlab.data import DataSet, load_dataset
+from curvlab.experiments.config import ConfigError
+from curvlab.models import build_model
+
+OPTIMIZERS: dict[str, tuple[Callable[..., Any], str]] = {
+    "sgd": (torch.optim.SGD, "torch SGD (momentum, nesterov, dampening)"),
+    "adam": (torch.optim.Adam, "torch Adam (= seed 001 Alg. 2)"),
+    "adamw": (torch.optim.AdamW, "torch AdamW"),
+    "rmsprop": (torch.optim.RMSprop, "torch RMSprop"),
+    "heavy_ball": (optim.HeavyBall, "GD with heavy-ball momentum (seed 001 Alg. 1)"),
+    "sign": (optim.SignDescent, "sign descent with heavy-ball momentum"),
+    "normalized_gd": (optim.NormalizedGD, "normalized GD with heavy-ball momentum"),
+    "normalized_sgd": (optim.NormalizedSGD, "per-tensor normalized SGD (seed 004 Alg. 2)"),
+    "adafactor": (optim.Adafactor, "Adafactor (seed 004 Alg. 3-4)"),
+    "delta_sgdm": (optim.DeltaSGDM, "SGDM in seed 000's Δ form"),
+}
+TUNERS: dict[str, tuple[Callable[..., Any], str]] = {
+    "linesearch": (tuners.Linesearch, "Armijo backtracking linesearch"),
+    "quadratically_greedy": (tuners.QuadraticallyGreedy, "η = −gᵀu / uᵀHu"),
+    "cdat": (tuners.CDAT, "curvature-dynamics aware tuning, η = σ n/d"),
+    "polyak": (tuners.Polyak, "Polyak step size"),
+    "hypergradient": (tuners.Hypergradient, "hypergradient descent"),
+    "edge": (tuners.EdgeRule, "η = σ / λ_max"),
+}
+
+
+def _options(section: dict, reserved: tuple[str, ...]) -> dict:
+    return {k: v for k, v in section.items() if k not in reserved and v is not None}
+
+
+def _call(label: str, make: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a constructor; its ValueError/TypeError becomes a one-line config error naming ``label``."""
+    try:
+        return make(*args, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"config: {label}: {err}") from err
+
+
+def build_data(config: dict) -> tuple[DataSet, DataSet]:
+    """(training data, measurement data); the measurement set is a seeded subset of the training set."""
+    section = config["data"]
+    data = _call("data", load_dataset, section["name"], section["subset"], config["seed"], **_options(section, ("name", "subset", "measure_subset")))
+    return data, data.subset(min(section["measure_subset"], data.n_train) if section["measure_subset"] else None, config["seed"] + 1)
+
+
+def build_loss(config: dict, data: DataSet) -> Callable:
+    name = config["loss"]["name"]
+    if name == "auto":
+        name = "half_mse" if data.task == "regression" else "cross_entropy"
+    return getattr(losses, name)
+
+
+def build_model_from(config: dict, data: DataSet) -> nn.Module:
+    section = config["model"]
+    return _call("model", build_model, section["name"], data, init_scale=section["init_scale"], seed=config["seed"], **_options(section, ("name", "init_scale")))
+
+
+def build_optimizer(config: dict, model: nn.Module) -> Any:
+    section = config["optimizer"]
+    name = section["name"]
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"config: optimizer.name: unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
+    options = _options(section, ("name", "lr", "clip_percent", "random_scaling"))
+    if name == "adafactor" and section["clip_percent"] is not None:
+        options["clip_percent"] = section["clip_percent"]
+    opt = _call("optimizer", OPTIMIZERS[name][0], model.parameters(), lr=section["lr"], **options)
+    if section["clip_percent"] is not None and name != "adafactor":
+        opt = _call("optimizer.clip_percent", optim.CoordinateClip, opt, percent=section["clip_percent"])
+    if section["random_scaling"]:
+        opt = optim.RandomScaling(opt, seed=config["seed"])
+    return opt
+
+
+def build_tuner(config: dict, optimizer: Any, model: nn.Module) -> Any:
+    section = config["tuner"]
+    if section.get("name") is None:
+        return None
+    if section["name"] not in TUNERS:
+        raise ConfigError(f"config: tuner.name: unknown tuner {section['name']!r}; expected one of {sorted(TUNERS)}")
+    return _call("tuner", TUNERS[section["name"]][0], optimizer, model=model, **_options(section, ("name",)))
+
+
+def lr_factor(schedule: dict, step: int, epoch: int, total_steps: int) -> float:
+    """The multiplier of the base learning rate at ``step`` (0-based) — SPEC §9 schedules."""
+    kind, warm = schedule["kind"], schedule["warmup_steps"]
+    if kind == "step":
+        return 0.1 ** (epoch // schedule["decay_every_epochs"])
+    if warm and step < warm:
+        return (step + 1) / warm
+    if kind in ("constant", "warmup_constant"):
+        return 1.0
+    progress = (step - warm) / max(1, total_steps - warm)
+    floor = schedule["min_lr_fraction"]
+    if kind == "warmup_linear":
+        return floor + (1 - floor) * (1 - progress)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -1,0 +1,144 @@
+"""Run configurations: TOML in, a validated nested dict out (configs are data).
+
+Every section has a schema of known keys with their types and defaults; sections whose options go to
+a constructor (``data``, ``model``, ``optimizer``, ``tuner``) accept extra keys, which that
+constructor validates. Any error is one line naming the key: ``config: optimizer.lr: expected …``.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message names the key."""
+
+
+NUM = (int, float)
+SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
+    "": {"name": (str, "run"), "seed": (int, 0)},
+    "data": {"name": (str, None), "subset": (int, None), "measure_subset": (int, None)},
+    "model": {"name": (str, None), "init_scale": (NUM, 1.0)},
+    "loss": {"name": (str, "auto")},
+    "optimizer": {"name": (str, None), "lr": (NUM, None), "clip_percent": (NUM, None), "random_scaling": (bool, False)},
+    "tuner": {"name": (str, None)},
+    "schedule": {"kind": (str, "constant"), "warmup_steps": (int, 0), "decay_every_epochs": (int, None), "min_lr_fraction": (NUM, 0.0)},
+    "train": {"batch_size": ((int, str), None), "epochs": (int, None), "steps": (int, None), "max_chunk": (int, 4096), "checkpoint_every": (int, 100)},
+    "monitor": {"metrics": (list, ["assumptions", "sharpness"]), "schedules": (dict, {}), "bn_mode": (str, "train"), "reset": ((str, int), "epoch")},
+}
+OPEN_SECTIONS = {"data", "model", "optimizer", "tuner"}
+REQUIRED = ("data.name", "model.name", "optimizer.name", "optimizer.lr")
+SCHEDULE_KINDS = ("constant", "warmup_constant", "warmup_linear", "warmup_cosine", "step")
+LOSSES = ("auto", "cross_entropy", "mse", "half_mse")
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config: no such file {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config: {path} is not valid TOML: {err}") from err
+    return validate(raw)
+
+
+def validate(raw: dict) -> dict:
+    """Check every key and fill defaults; returns a new, complete config."""
+    raw = copy.deepcopy(raw)
+    config: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            if key not in SCHEMA or key == "":
+                raise ConfigError(f"config: unknown section [{key}]; expected one of {sorted(k for k in SCHEMA if k)}")
+        elif key not in SCHEMA[""]:
+            raise ConfigError(f"config: unknown key {key!r} at the top level")
+    for section, fields in SCHEMA.items():
+        given = raw if section == "" else raw.get(section, {})
+        target = config if section == "" else config.setdefault(section, {})
+        for key, value in given.items():
+            if section == "" and isinstance(value, dict):
+                continue
+            label = f"{section}.{key}" if section else key
+            if key in fields:
+                if not (value is None and fields[key][1] is None):  # None = unset, as a validated config holds
+                    _check_type(label, value, fields[key][0])
+            elif section not in OPEN_SECTIONS:
+                raise ConfigError(f"config: {label}: unknown key; expected one of {sorted(fields)}")
+            target[key] = value
+        for key, (_, default) in fields.items():
+            target.setdefault(key, copy.deepcopy(default))
+    if "tuner" not in raw:
+        config["tuner"] = {"name": None}
+    _check_semantics(config)
+    return config
+
+
+def _check_type(label: str, value: Any, expected: Any) -> None:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ConfigError(f"config: {label}: expected {_names(kinds)}, got {value!r}")
+    if not isinstance(value, kinds):
+        raise ConfigError(f"config: {label}: expected {_names(kinds)}, got {value!r}")
+
+
+def _names(kinds: tuple) -> str:
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _check_semantics(c: dict) -> None:
+    for dotted in REQUIRED:
+        section, key = dotted.split(".")
+        if c[section].get(key) is None:
+            raise ConfigError(f"config: {dotted}: required")
+    if not c["optimizer"]["lr"] >= 0:
+        raise ConfigError(f"config: optimizer.lr: expected a number ≥ 0, got {c['optimizer']['lr']!r}")
+    train = c["train"]
+    if (train["epochs"] is None) == (train["steps"] is None):
+        raise ConfigError("config: train: give exactly one of epochs or steps")
+    for key in ("epochs", "steps", "max_chunk", "checkpoint_every"):
+        if train[key] is not None and train[key] < 1:
+            raise ConfigError(f"config: train.{key}: expected a positive integer, got {train[key]!r}")
+    bs = train["batch_size"]
+    if bs is None or (isinstance(bs, str) and bs != "full") or (isinstance(bs, int) and bs < 1):
+        raise ConfigError(f"config: train.batch_size: expected a positive integer or \"full\", got {bs!r}")
+    if c["schedule"]["kind"] not in SCHEDULE_KINDS:
+        raise ConfigError(f"config: schedule.kind: expected one of {SCHEDULE_KINDS}, got {c['schedule']['kind']!r}")
+    if c["schedule"]["kind"] == "step" and not c["schedule"]["decay_every_epochs"]:
+        raise ConfigError("config: schedule.decay_every_epochs: required for kind = \"step\"")
+    if c["loss"]["name"] not in LOSSES:
+        raise ConfigError(f"config: loss.name: expected one of {LOSSES}, got {c['loss']['name']!r}")
+    if c["monitor"]["bn_mode"] not in ("train", "eval"):
+        raise ConfigError(f"config: monitor.bn_mode: expected 'train' or 'eval', got {c['monitor']['bn_mode']!r}")
+    for key in ("subset", "measure_subset"):
+        if c["data"][key] is not None and c["data"][key] < 1:
+            raise ConfigError(f"config: data.{key}: expected a positive integer, got {c['data'][key]!r}")
+
+
+def to_toml(config: dict) -> str:
+    """The resolved config as TOML (None values are left out), for the run directory."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, dict) and v is not None]
+    for section, values in config.items():
+        if not isinstance(values, dict):
+            continue
+        flat = {k: v for k, v in values.items() if not isinstance(v, dict) and v is not None}
+        lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in flat.items()]
+        for sub, inner in values.items():
+            if isinstance(inner, dict):
+                lines += ["", f"[{section}.{sub}]"] + [f"{k} = {_toml_value(v)}" for k, v in inner.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise ConfigError(f"config: cannot write {v!r} as TOML")

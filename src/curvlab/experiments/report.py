@@ -1,0 +1,202 @@
+"""Reports: matplotlib figures of the kinds the papers use, chosen by what the records hold, and a
+static HTML page embedding them with the key numbers. Several runs are overlaid in one report."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from curvlab.monitor.records import load_records
+
+FIGURES = "figures"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _series(df: Any, metric: str, **where: Any) -> Any:
+    rows = df[df.metric == metric]
+    for key, value in where.items():
+        if key in rows:
+            rows = rows[rows[key] == value]
+    return rows.dropna(subset=["value"]).sort_values("step")
+
+
+def _figure_loss(runs, ax):
+    for name, df in runs.items():
+        s = _series(df, "loss")
+        ax.plot(s.step, s.value, label=name)
+    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("training loss"), ax.set_title("Training loss")
+
+
+def _figure_sharpness(runs, ax):
+    for i, (name, df) in enumerate(runs.items()):
+        color = f"C{i}"
+        s = _series(df, "sharpness", index=1)
+        ax.plot(s.step, s.value, color=color, label=f"{name}: λ1")
+        t = _series(df, "threshold")
+        pre = t["kind"] == "adam_preconditioned" if "kind" in t else t.value != t.value
+        if len(t[~pre]):
+            ax.plot(t[~pre].step, t[~pre].value, color=color, ls="--", label=f"{name}: stability threshold")
+        p = _series(df, "preconditioned_sharpness")
+        if len(p):
+            ax.plot(p.step, p.value, color=color, ls=":", label=f"{name}: preconditioned λ1")
+        if len(t[pre]):
+            ax.plot(t[pre].step, t[pre].value, color=color, ls="-.", label=f"{name}: preconditioned threshold")
+    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("eigenvalue"), ax.set_title("Sharpness and the edge of stability")
+
+
+def _figure_lr_sharpness(runs, ax):
+    for name, df in runs.items():
+        s = _series(df, "lr_times_sharpness")
+        if len(s):
+            ax.plot(s.step, s.value, label=name)
+    ax.axhline(2.0, color="k", ls="--", lw=0.8, label="2")
+    ax.set_xlabel("step"), ax.set_ylabel("η·λ1"), ax.set_title("η·λ1 (GD is stable below 2)")
+
+
+def _figure_tuner_lr(runs, ax):
+    for name, df in runs.items():
+        s = _series(df, "loss")
+        ax.plot(s.step, s.lr, label=name)
+    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("learning rate"), ax.set_title("Learning rate")
+
+
+def _figure_gap(runs, ax):
+    for name, df in runs.items():
+        for metric, style in (("inst_gap", "-"), ("exp_gap_0.99", "--")):
+            s = _series(df, metric)
+            if len(s):
+                ax.plot(s.step, s.value, ls=style, label=f"{name}: {metric}")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xlabel("step"), ax.set_ylabel("convexity gap"), ax.set_title("Convexity gap (≤ 0 where convex)")
+
+
+def _figure_smooth(runs, ax):
+    for name, df in runs.items():
+        for metric in ("inst_smooth", "max_smooth"):
+            s = _series(df, metric)
+            if len(s):
+                ax.plot(s.step, s.value, label=f"{name}: {metric}")
+    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("smoothness"), ax.set_title("Smoothness estimates")
+
+
+def _figure_directional(runs, ax):
+    for name, df in runs.items():
+        s = _series(df, "sharpness_ratio_to_sgd")
+        if len(s):
+            means = s.groupby("optimizer").value.mean().sort_values()
+            ax.barh([f"{name}: {k}" for k in means.index], means.values)
+    ax.set_xscale("log"), ax.set_xlabel("directional sharpness / SGD's"), ax.set_title("Pseudo-update directional sharpness")
+
+
+def _figure_density(runs, ax):
+    for name, df in runs.items():
+        s = df[df.metric == "spectral_density"]
+        if len(s):
+            last = s[s.step == s.step.max()]
+            ax.plot(last.eigenvalue, last.value.clip(lower=1e-12), label=f"{name} (step {int(last.step.max())})")
+    ax.set_yscale("log"), ax.set_xlabel("eigenvalue"), ax.set_ylabel("density"), ax.set_title("Hessian spectral density (SLQ)")
+
+
+def _figure_noise(runs, ax):
+    for name, df in runs.items():
+        s = df[df.metric == "noise_norm"]
+        if len(s):
+            first = s[s.step == s.step.min()]
+            ax.hist(first.value, bins=20, alpha=0.6, label=f"{name} (step {int(first.step.min())})")
+    ax.set_xlabel("‖g̃ − ∇F‖"), ax.set_ylabel("count"), ax.set_title("Gradient-noise norms")
+
+
+FIGURE_KINDS = [
+    ("loss", "loss", _figure_loss),
+    ("sharpness", "sharpness", _figure_sharpness),
+    ("lr_times_sharpness", "lr_times_sharpness", _figure_lr_sharpness),
+    ("learning_rate", "loss", _figure_tuner_lr),
+    ("convexity_gap", "inst_gap", _figure_gap),
+    ("smoothness", "inst_smooth", _figure_smooth),
+    ("directional", "sharpness_ratio_to_sgd", _figure_directional),
+    ("density", "spectral_density", _figure_density),
+    ("noise", "noise_norm", _figure_noise),
+]
+
+
+def make_figures(runs: dict[str, Any], out_dir: Path) -> list[Path]:
+    """One PNG per figure kind that at least one run has data for."""
+    plt = _plt()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, needed, draw in FIGURE_KINDS:
+        if not any((df.metric == needed).any() for df in runs.values()):
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        draw(runs, ax)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def key_numbers(name: str, run_dir: Path, df: Any) -> dict[str, Any]:
+    status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").exists() else {}
+    row = {"run": name, "status": status.get("status", "?"), "steps": status.get("step")}
+    loss = _series(df, "loss")
+    if len(loss):
+        row["final loss"] = float(loss.value.iloc[-1])
+    full = _series(df, "loss_full")
+    if len(full):
+        row["final loss (measurement set)"] = float(full.value.iloc[-1])
+    sharp = _series(df, "sharpness", index=1)
+    if len(sharp):
+        row["final λ1"] = float(sharp.value.iloc[-1])
+    edge = _series(df, "lr_times_sharpness")
+    if len(edge):
+        tail = edge.value.iloc[-max(1, len(edge) // 5):]
+        row["median η·λ1, last 20%"] = float(tail.median())
+    return row
+
+
+def write_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, title: str | None = None) -> Path:
+    """Figures and ``report.html`` for one run (in its directory) or several (overlaid, in ``out_dir``)."""
+    run_dirs = [Path(d) for d in run_dirs]
+    for d in run_dirs:
+        if not (d / "records.jsonl").exists():
+            raise FileNotFoundError(f"run_dir: {d} holds no records.jsonl")
+    out = Path(out_dir) if out_dir is not None else run_dirs[0]
+    runs = {d.name: load_records(d) for d in run_dirs}
+    figures = make_figures(runs, out / FIGURES)
+    numbers = [key_numbers(name, d, df) for (name, df), d in zip(runs.items(), run_dirs)]
+    page = _html(title or " vs ".join(runs), numbers, [f.relative_to(out) for f in figures])
+    (out / "report.html").write_text(page)
+    return out / "report.html"
+
+
+def _html(title: str, numbers: list[dict], figures: list[Path]) -> str:
+    cols = list(dict.fromkeys(k for row in numbers for k in row))
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else html.escape(str(v))  # noqa: E731
+    table = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
+    table += "".join("<tr>" + "".join(f"<td>{fmt(row.get(c, ''))}</td>" for c in cols) + "</tr>" for row in numbers)
+    images = "\n".join(f'<figure><img src="{html.escape(str(f))}" alt="{html.escape(f.stem)}"><figcaption>{html.escape(f.stem)}</figcaption></figure>' for f in figures)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px}}figure{{display:inline-block;margin:8px}}img{{max-width:520px}}</style>
+</head><body><h1>{html.escape(title)}</h1>
+<h2>Key numbers</h2><table>{table}</table>
+<h2>Figures</h2>
+{images}
+</body></html>
+"""
