@@ -1,4 +1,4 @@
-# Two commands on a fresh machine:  `make demo`  (set up + main job)   `make test`  (set up + test suite)
+# Two commands on a fresh machine:  `make demo`  (set up + the quickstart experiment)   `make test`  (set up + tests)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -22,7 +22,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/curvlab demo --out runs/demo
+	$(BIN)/curvlab quickstart --out runs/quickstart
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -74,7 +74,31 @@ def validate(raw: dict) -> dict:
     if "tuner" not in raw:
         config["tuner"] = {"name": None}
     _check_semantics(config)
+    _check_open_sections(config)
     return config
+
+
+def _check_open_sections(c: dict) -> None:
+    """Extra keys of data/model/optimizer/tuner must be parameters of what they configure."""
+    import inspect
+
+    from curvlab.data import DATASETS
+    from curvlab.experiments.build import OPTIMIZERS, TUNERS
+    from curvlab.models import BUILDERS
+
+    for section, registry in (("data", DATASETS), ("model", BUILDERS), ("optimizer", OPTIMIZERS), ("tuner", TUNERS)):
+        name = c[section].get("name")
+        if name is None:
+            continue
+        if name not in registry:
+            raise ConfigError(f"config: {section}.name: unknown {section} {name!r}; expected one of {sorted(registry)}")
+        params = inspect.signature(registry[name][0]).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        for key in c[section]:
+            if key not in SCHEMA[section] and key not in params:
+                allowed = sorted(k for k in params if k not in ("ds", "params", "optimizer", "seed", "model"))
+                raise ConfigError(f"config: {section}.{key}: unknown key; {name!r} takes {allowed}")
 
 
 def _check_type(label: str, value: Any, expected: Any) -> None:

@@ -93,6 +93,7 @@ class Trainer:
     def train(self, resume: bool = False) -> RunResult:
         if resume:
             self._load_checkpoint()
+            self.writer.reopen()  # the records file was replaced by its truncated copy
         else:
             torch.manual_seed(self.config["seed"])
             random.seed(self.config["seed"])

@@ -29,6 +29,11 @@ class RecordWriter:
         self._file = open(self.path, "a", encoding="utf-8")
         self._tb = _tensorboard_writer(self.run_dir) if tensorboard else None
 
+    def reopen(self) -> None:
+        """Reopen the file (after it was replaced on disk, e.g. truncated for a resume)."""
+        self._file.close()
+        self._file = open(self.path, "a", encoding="utf-8")
+
     def write(self, step: int, epoch: int, metric: str, value: float, **context: Any) -> dict:
         record = {"step": step, "epoch": epoch, "metric": metric, "value": _clean(float(value)), **{k: _clean(v) for k, v in context.items()}}
         self._file.write(json.dumps(record) + "\n")

@@ -1,0 +1,261 @@
+"""Experiments: configs, data, models, runs (resume after SIGKILL, divergence), reports, CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from curvlab import Objective
+from curvlab.data import MissingSource, load_dataset
+from curvlab.data.base import require
+from curvlab.experiments import ConfigError, load_config, resume_run, start_run, validate
+from curvlab.experiments.build import lr_factor
+from curvlab.experiments.config import to_toml
+from curvlab.experiments.report import write_report
+from curvlab.models import build_model
+from curvlab.monitor import read_records
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = {
+    "name": "small", "seed": 3,
+    "data": {"name": "digits", "subset": 256},
+    "model": {"name": "mlp", "width": 16, "depth": 1},
+    "optimizer": {"name": "sgd", "lr": 0.3, "momentum": 0.9},
+    "train": {"batch_size": 64, "steps": 24, "checkpoint_every": 4},
+    "monitor": {"metrics": ["assumptions", "sharpness", "directional"], "schedules": {"sharpness": 6, "directional": 8}},
+}
+
+
+def _config(**overrides):
+    import copy
+
+    c = copy.deepcopy(SMALL)
+    for dotted, value in overrides.items():
+        section, _, key = dotted.rpartition(".")
+        (c.setdefault(section, {}) if section else c)[key] = value
+    return c
+
+
+# ----- configs ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.toml")) + sorted((ROOT / "src/curvlab/experiments/configs").glob("*.toml")))
+def test_shipped_configs_validate_and_round_trip(path, tmp_path):
+    config = load_config(path)
+    (tmp_path / "c.toml").write_text(to_toml(config))
+    assert load_config(tmp_path / "c.toml") == config
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"optimizer.lrr": 0.1}, "optimizer.lrr"),
+        ({"train.epoch": 3}, "train.epoch"),
+        ({"colour": "red"}, "colour"),
+        ({"optimizer.lr": "fast"}, "optimizer.lr"),
+        ({"optimizer.lr": -1.0}, "optimizer.lr"),
+        ({"train.batch_size": "half"}, "train.batch_size"),
+        ({"train.epochs": 2}, "train"),
+        ({"schedule.kind": "exponential"}, "schedule.kind"),
+        ({"monitor.bn_mode": "frozen"}, "monitor.bn_mode"),
+        ({"data.subset": 0}, "data.subset"),
+        ({"seed": True}, "seed"),
+    ],
+)
+def test_bad_configs_are_one_line_errors_naming_the_key(overrides, fragment):
+    with pytest.raises(ConfigError) as err:
+        validate(_config(**overrides))
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_required_keys_and_constructor_errors_name_the_key(tmp_path):
+    bad = _config()
+    del bad["optimizer"]["lr"]
+    with pytest.raises(ConfigError, match="optimizer.lr: required"):
+        validate(bad)
+    with pytest.raises(ConfigError, match="config: optimizer"):
+        start_run(_config(**{"optimizer.momentum": -0.5}), tmp_path / "a", quiet=True)
+    with pytest.raises(ConfigError, match="config: model"):
+        start_run(_config(**{"model.activation": "swishy"}), tmp_path / "b", quiet=True)
+    with pytest.raises(ConfigError, match="unknown optimizer"):  # caught on load
+        start_run(_config(**{"optimizer.name": "lion"}), tmp_path / "c", quiet=True)
+
+
+def test_lr_schedules():
+    const = {"kind": "constant", "warmup_steps": 0, "decay_every_epochs": None, "min_lr_fraction": 0.0}
+    assert lr_factor(const, 50, 3, 100) == 1.0
+    warm = dict(const, kind="warmup_linear", warmup_steps=10)
+    assert lr_factor(warm, 0, 0, 110) == pytest.approx(0.1) and lr_factor(warm, 9, 0, 110) == 1.0
+    assert lr_factor(warm, 60, 0, 110) == pytest.approx(0.5)
+    cos = dict(const, kind="warmup_cosine", warmup_steps=0, min_lr_fraction=0.1)
+    assert lr_factor(cos, 0, 0, 100) == pytest.approx(1.0) and lr_factor(cos, 100, 0, 100) == pytest.approx(0.1)
+    step = dict(const, kind="step", decay_every_epochs=2)
+    assert lr_factor(step, 0, 3, 10) == pytest.approx(0.1) and lr_factor(step, 0, 4, 10) == pytest.approx(0.01)
+
+
+# ----- data and models ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, shape, task", [("digits", (64,), "classification"), ("mnist", (1, 28, 28), "classification"),
+                                               ("mnist1d", (40,), "classification"), ("least_squares", (20,), "regression")])
+def test_offline_sources_load_with_deterministic_subsets(name, shape, task):
+    a, b = load_dataset(name, subset=50, seed=4), load_dataset(name, subset=50, seed=4)
+    assert a.input_shape == shape and a.task == task and a.n_train == 50
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train)
+    assert not torch.equal(a.x_train, load_dataset(name, subset=50, seed=5).x_train)
+
+
+def test_missing_sources_say_what_to_install_or_give():
+    with pytest.raises(MissingSource, match="pip install nothere"):
+        require("curvlab_no_such_module", "nothere: pip install nothere")
+    with pytest.raises(FileNotFoundError, match="CIFAR-10"):
+        load_dataset("cifar10")
+    with pytest.raises(FileNotFoundError, match="path"):
+        load_dataset("arrays", path="/nonexistent/data.npz")
+    with pytest.raises(ValueError, match="dataset"):
+        load_dataset("imagenet")
+    with pytest.raises(ValueError, match="subset"):
+        load_dataset("digits", subset=10**6)
+
+
+def test_user_arrays_source(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "mine.npz", x=np.random.rand(30, 5).astype("float32"), y=np.arange(30) % 3)
+    d = load_dataset("arrays", path=str(tmp_path / "mine.npz"))
+    assert d.task == "classification" and d.n_classes == 3 and d.n_train + len(d.y_test) == 30
+
+
+@pytest.mark.parametrize(
+    "name, options, data",
+    [("linear", {}, "digits"), ("mlp", {"layernorm": True}, "digits"), ("lenet", {}, "mnist"),
+     ("resnet", {"norm": "group", "width": 4}, "mnist"), ("resnet", {"norm": "none", "width": 4}, "mnist")],
+)
+def test_models_are_twice_differentiable_on_the_cpu(name, options, data):
+    ds = load_dataset(data, subset=6)
+    model = build_model(name, ds, **options).double()
+    x = ds.x_train.double()
+    objs = [Objective(model, torch.nn.functional.cross_entropy, (x, ds.y_train), hvp_engine=e) for e in ("reverse", "forward")]
+    v = torch.randn(objs[0].dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a, b = (o.hvp(v) for o in objs)
+    assert torch.allclose(a, b, rtol=1e-6, atol=1e-10) and a.abs().sum() > 0
+
+
+def test_transformer_lm_is_twice_differentiable_and_init_scale_scales():
+    from curvlab.data import DataSet
+
+    tokens = torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(0))
+    ds = DataSet("toy", "language_model", tokens, torch.roll(tokens, -1, 1), n_classes=11)
+    model = build_model("transformer", ds, size="tiny").double()
+    from curvlab.losses import cross_entropy
+
+    objs = [Objective(model, cross_entropy, (tokens, ds.y_train), hvp_engine=e) for e in ("reverse", "forward")]
+    v = torch.randn(objs[0].dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert torch.allclose(objs[0].hvp(v), objs[1].hvp(v), rtol=1e-6, atol=1e-10)
+    base, scaled = build_model("mlp", load_dataset("digits", subset=4)), build_model("mlp", load_dataset("digits", subset=4), init_scale=2.0)
+    assert all(torch.allclose(2 * p, q) for p, q in zip(base.parameters(), scaled.parameters()))
+
+
+# ----- runs ----------------------------------------------------------------------------------------------
+def _comparable(run_dir):
+    return [{k: v for k, v in r.items()} for r in read_records(run_dir) if r["metric"] != "cost_seconds"]
+
+
+def test_a_run_writes_its_directory_and_is_deterministic(tmp_path):
+    result = start_run(_config(), tmp_path / "a", quiet=True)
+    assert result.status == "finished" and result.steps == 24
+    for name in ("config.toml", "records.jsonl", "checkpoint.pt", "status.json"):
+        assert (tmp_path / "a" / name).exists()
+    assert load_config(tmp_path / "a" / "config.toml") == validate(_config())
+    start_run(_config(), tmp_path / "b", quiet=True)
+    assert _comparable(tmp_path / "a") == _comparable(tmp_path / "b")
+    metrics = {r["metric"] for r in read_records(tmp_path / "a")}
+    assert {"loss", "inst_gap", "sharpness", "directional_sharpness", "threshold"} <= metrics
+    with pytest.raises(FileExistsError, match="--resume"):
+        start_run(_config(), tmp_path / "a", quiet=True)
+    report = write_report([tmp_path / "a"])
+    html = report.read_text()
+    for fig in ("loss", "sharpness", "convexity_gap"):
+        assert f"figures/{fig}.png" in html and (tmp_path / "a" / "figures" / f"{fig}.png").stat().st_size > 5000
+
+
+def test_divergence_ends_the_run_and_keeps_the_records(tmp_path):
+    config = _config(**{"data.name": "least_squares", "model.name": "linear", "optimizer.lr": 50.0, "optimizer.momentum": 0.0, "train.steps": 200})
+    del config["model"]["width"], config["model"]["depth"]
+    result = start_run(config, tmp_path / "d", quiet=True)
+    assert result.status == "diverged"
+    records = read_records(tmp_path / "d")
+    losses = [r for r in records if r["metric"] == "loss"]
+    assert losses[-1]["value"] is None and all(r["value"] is not None for r in losses[:-1])
+    assert any(r["metric"] == "diverged" for r in records)
+    assert json.loads((tmp_path / "d" / "status.json").read_text())["status"] == "diverged"
+    assert max(r["step"] for r in records) == result.steps
+    assert resume_run(tmp_path / "d", quiet=True).status == "diverged"  # nothing left to do
+
+
+def test_full_batch_with_gradient_accumulation_matches_one_chunk(tmp_path):
+    one = start_run(_config(**{"train.batch_size": "full", "train.steps": 5, "monitor.metrics": [], "monitor.schedules": {}}), tmp_path / "one", quiet=True)
+    acc = start_run(_config(**{"train.batch_size": "full", "train.steps": 5, "train.max_chunk": 64, "monitor.metrics": [], "monitor.schedules": {}}), tmp_path / "acc", quiet=True)
+    assert acc.final_loss == pytest.approx(one.final_loss, rel=1e-5)
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    config = _config(**{"train.steps": 60, "train.checkpoint_every": 7})
+    (tmp_path / "c.toml").write_text(to_toml(validate(config)))
+    start_run(config, tmp_path / "straight", quiet=True)
+    cmd = [sys.executable, "-m", "curvlab.cli", "run", str(tmp_path / "c.toml"), "--out", str(tmp_path / "killed"), "--quiet", "--no-report"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = tmp_path / "killed" / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if records.exists() and any(json.loads(line).get("step", 0) >= 25 for line in records.read_text().splitlines()[-5:] if line.endswith("}")):
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads((tmp_path / "killed" / "status.json").read_text())["status"] == "running"
+    done = subprocess.run([sys.executable, "-m", "curvlab.cli", "run", "--resume", str(tmp_path / "killed"), "--quiet", "--no-report"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _comparable(tmp_path / "killed") == _comparable(tmp_path / "straight")
+    a = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ----- CLI ------------------------------------------------------------------------------------------------
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "curvlab.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_list_and_spectrum(tmp_path):
+    out = _cli("list")
+    assert out.returncode == 0
+    for word in ("data sets:", "mnist", "models:", "transformer", "optimizers:", "sign", "tuners:", "cdat", "metrics:", "sharpness"):
+        assert word in out.stdout
+    start_run(_config(), tmp_path / "r", quiet=True)
+    spec = _cli("spectrum", str(tmp_path / "r"), "--k", "3", "--density", str(tmp_path / "d.png"))
+    assert spec.returncode == 0 and "top eigenvalues" in spec.stdout and (tmp_path / "d.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["run", "nope.toml"], "no such file"),
+        (["run"], "CONFIG or --resume"),
+        (["run", "--resume", "/nonexistent/run"], "run_dir"),
+        (["spectrum", "/nonexistent/run"], "run_dir"),
+        (["report", "/nonexistent/run"], "run_dir"),
+    ],
+)
+def test_cli_errors_are_one_line_exit_2(args, fragment):
+    out = _cli(*args)
+    assert out.returncode == 2 and fragment in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_cli_bad_config_key_is_one_line(tmp_path):
+    (tmp_path / "bad.toml").write_text('[data]\nname = "digits"\n[model]\nname = "mlp"\n[optimizer]\nname = "sgd"\nlr = 0.1\nlrr = 2\n[train]\nbatch_size = 8\nsteps = 2\n')
+    out = _cli("run", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "x"))
+    assert out.returncode == 2 and "optimizer.lrr" in out.stderr and len(out.stderr.strip().splitlines()) == 1
