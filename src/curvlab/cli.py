@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="skip the HTML report")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
+    sweep = sub.add_parser("sweep", help="run a sweep (grid, lr_search, batch_ladder) from a TOML config; resumable")
+    sweep.add_argument("config", type=Path)
+    sweep.add_argument("--out", type=Path, help="sweep directory (default runs/<name>-sweep)")
+    sweep.add_argument("--workers", type=_positive_int, help="processes (default: sweep.workers or the cores)")
+    sweep.add_argument("--quiet", action="store_true")
+
     report = sub.add_parser("report", help="write figures and report.html for one run, or several overlaid")
     report.add_argument("run_dirs", nargs="+", type=Path)
     report.add_argument("--out", type=Path, help="where a multi-run report goes (default: the first run)")
@@ -96,6 +102,23 @@ def _run(args, parser) -> int:
     return 0
 
 
+def _sweep(args, parser) -> int:
+    from curvlab.experiments.report import write_sweep_report
+    from curvlab.experiments.sweep import load_sweep, run_sweep
+
+    base, sweep = load_sweep(args.config)
+    if args.workers:
+        sweep["workers"] = args.workers
+    out = args.out or Path("runs") / f"{base['name']}-sweep"
+    summary = run_sweep(base, sweep, out)
+    report = write_sweep_report(summary, out)
+    if not args.quiet:
+        for result in summary.get("results", []):
+            print(f"{result['settings'] or 'lr search'}: best lr {result['best_lr']:.3g} (max final loss over seeds {result['best_score']:.4g})")
+        print(f"report: {report}")
+    return 0
+
+
 def _report(args, parser) -> int:
     from curvlab.experiments.report import write_report
 
@@ -140,7 +163,7 @@ def _demo(args, parser) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "report": _report, "list": _list, "spectrum": _spectrum, "quickstart": _quickstart, "demo": _demo}
+COMMANDS = {"run": _run, "sweep": _sweep, "report": _report, "list": _list, "spectrum": _spectrum, "quickstart": _quickstart, "demo": _demo}
 
 
 if __name__ == "__main__":  # pragma: no cover

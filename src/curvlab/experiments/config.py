@@ -121,7 +121,7 @@ def _check_semantics(c: dict) -> None:
     if not c["optimizer"]["lr"] >= 0:
         raise ConfigError(f"config: optimizer.lr: expected a number ≥ 0, got {c['optimizer']['lr']!r}")
     train = c["train"]
-    if (train["epochs"] is None) == (train["steps"] is None):
+    if (train["epochs"] is None) == (train["steps"] is None):  # a sweep sets one and clears the other
         raise ConfigError("config: train: give exactly one of epochs or steps")
     for key in ("epochs", "steps", "max_chunk", "checkpoint_every"):
         if train[key] is not None and train[key] < 1:

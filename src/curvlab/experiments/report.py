@@ -142,11 +142,7 @@ def make_figures(runs: dict[str, Any], out_dir: Path) -> list[Path]:
         draw(runs, ax)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out_dir / f"{name}.png", plt))
     return paths
 
 
@@ -200,3 +196,49 @@ td,th{{border:1px solid #ccc;padding:4px 8px}}figure{{display:inline-block;margi
 {images}
 </body></html>
 """
+
+
+def write_sweep_report(summary: dict, sweep_dir: str | Path) -> Path:
+    """Figures and ``report.html`` for a sweep: grid-search curves (final loss vs lr, min/median/max
+    over seeds, diverged runs drawn at the top) or the batch-size ladder table."""
+    plt = _plt()
+    sweep_dir = Path(sweep_dir)
+    (sweep_dir / FIGURES).mkdir(parents=True, exist_ok=True)
+    figures, numbers = [], []
+    if summary["kind"] == "lr_search":
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for result in summary["results"]:
+            label = ", ".join(f"{k}={v}" for k, v in result["settings"].items()) or "lr"
+            lrs = sorted(result["scores"])
+            per_lr = [[r["final_loss"] for r in result["runs"] if r["lr"] == lr] for lr in lrs]
+            finite_max = max((v for vals in per_lr for v in vals if math.isfinite(v)), default=1.0)
+            cap = lambda v: v if math.isfinite(v) else 10 * finite_max  # noqa: E731
+            med = [sorted(map(cap, v))[len(v) // 2] for v in per_lr]
+            line = ax.plot(lrs, med, marker="o", label=f"{label}: median")[0]
+            ax.fill_between(lrs, [cap(min(v)) for v in per_lr], [cap(max(v)) for v in per_lr], alpha=0.2, color=line.get_color())
+            ax.axvline(result["best_lr"], color=line.get_color(), ls=":", lw=0.8)
+            numbers.append({"settings": label, "best lr": result["best_lr"], "max final loss over seeds": result["best_score"],
+                            "diverged runs": sum(not math.isfinite(r["final_loss"]) for r in result["runs"])})
+        ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("learning rate"), ax.set_ylabel("final training loss")
+        ax.set_title("Grid search: final loss vs lr (min–max over seeds; diverged drawn at the top)")
+        ax.legend(fontsize=7)
+        figures.append(_save(fig, sweep_dir / FIGURES / "grid_search.png", plt))
+    elif summary["kind"] == "batch_ladder":
+        numbers = [{"settings": ", ".join(f"{k}={v}" for k, v in row["settings"].items()), **{k: v for k, v in row.items() if k != "settings"}} for row in summary["table"]]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        xs = [str(r["batch_size"]) for r in summary["table"]]
+        ax.bar(range(len(xs)), [r["median_final_loss"] for r in summary["table"]], tick_label=xs)
+        ax.set_yscale("log"), ax.set_xlabel("batch size"), ax.set_ylabel("median final loss"), ax.set_title("Batch-size ladder")
+        figures.append(_save(fig, sweep_dir / FIGURES / "ladder.png", plt))
+    else:
+        numbers = [{k: v for k, v in r.items()} for r in summary["runs"]]
+    page = _html(f"Sweep: {summary['kind']}", numbers, [f.relative_to(sweep_dir) for f in figures])
+    (sweep_dir / "report.html").write_text(page)
+    return sweep_dir / "report.html"
+
+
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,173 @@
+"""Sweeps (SPEC §9): Cartesian grids, the learning-rate grid search and batch-size ladders, run on a
+local process pool; resumable (finished or diverged runs are never run again).
+
+A sweep config is a run config plus a ``[sweep]`` section:
+
+    [sweep]
+    kind = "lr_search"          # "grid" | "lr_search" | "batch_ladder"
+    seeds = [0, 1, 2]
+    lr_powers = [-3, -2, -1, 0] # lr_search: 10^p first, then half powers around the best
+    values = { "optimizer.name" = ["sgd", "adam"] }      # grid: any dotted config keys (× seeds)
+    batch_sizes = [32, 128, "full"]                      # batch_ladder, with epochs per size
+    epochs = [1, 4, 16]
+    workers = 2                 # processes (default: the machine's cores)
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import os
+import tomllib
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from curvlab.experiments.config import ConfigError, validate
+from curvlab.experiments.run import read_status, resume_run, start_run
+
+KINDS = ("grid", "lr_search", "batch_ladder")
+SWEEP_KEYS = {"kind", "seeds", "lr_powers", "values", "batch_sizes", "epochs", "workers"}
+
+
+def load_sweep(path: str | Path) -> tuple[dict, dict]:
+    """(validated base run config, validated sweep section)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config: no such file {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config: {path} is not valid TOML: {err}") from err
+    sweep = raw.pop("sweep", None)
+    if not isinstance(sweep, dict):
+        raise ConfigError("config: sweep: a sweep config needs a [sweep] section")
+    return validate(raw), _check_sweep(sweep)
+
+
+def _check_sweep(s: dict) -> dict:
+    unknown = set(s) - SWEEP_KEYS
+    if unknown:
+        raise ConfigError(f"config: sweep.{sorted(unknown)[0]}: unknown key; expected one of {sorted(SWEEP_KEYS)}")
+    s = {"seeds": [0], "values": {}, "workers": os.cpu_count() or 1, **s}
+    if s.get("kind") not in KINDS:
+        raise ConfigError(f"config: sweep.kind: expected one of {KINDS}, got {s.get('kind')!r}")
+    if not isinstance(s["seeds"], list) or not s["seeds"] or not all(isinstance(x, int) for x in s["seeds"]):
+        raise ConfigError("config: sweep.seeds: expected a non-empty list of integers")
+    if not isinstance(s["values"], dict) or not all(isinstance(v, list) and v for v in s["values"].values()):
+        raise ConfigError("config: sweep.values: expected a table of dotted keys to non-empty lists")
+    if s["kind"] == "lr_search" and not (isinstance(s.get("lr_powers"), list) and s["lr_powers"]):
+        raise ConfigError("config: sweep.lr_powers: required for kind = \"lr_search\" (a list of powers of 10)")
+    if s["kind"] == "batch_ladder":
+        sizes, epochs = s.get("batch_sizes"), s.get("epochs")
+        if not (isinstance(sizes, list) and isinstance(epochs, list) and len(sizes) == len(epochs) and sizes):
+            raise ConfigError("config: sweep.batch_sizes: needs sweep.epochs of the same length")
+    if isinstance(s["workers"], bool) or not isinstance(s["workers"], int) or s["workers"] < 1:
+        raise ConfigError(f"config: sweep.workers: expected a positive integer, got {s['workers']!r}")
+    return s
+
+
+def _set(config: dict, dotted: str, value: Any) -> None:
+    section, _, key = dotted.rpartition(".")
+    (config.setdefault(section, {}) if section else config)[key] = value
+
+
+def _variant(base: dict, settings: dict, seed: int) -> dict:
+    config = copy.deepcopy(base)
+    for dotted, value in settings.items():
+        _set(config, dotted, value)
+    config["seed"] = seed
+    label = "__".join(f"{k.split('.')[-1]}={v}" for k, v in settings.items())
+    config["name"] = f"{base['name']}__{label}__seed={seed}" if label else f"{base['name']}__seed={seed}"
+    try:
+        return validate(config)
+    except ConfigError as err:
+        raise ConfigError(f"{err} (in sweep variant {config['name']})") from err
+
+
+def _grid(settings: dict) -> list[dict]:
+    keys = list(settings)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(settings[k] for k in keys))]
+
+
+def _execute(configs: list[dict], sweep_dir: Path, workers: int) -> list[dict]:
+    """Run (or resume, or skip when done) every config; returns one summary row per run."""
+    todo = [c for c in configs if read_status(sweep_dir / "runs" / c["name"]).get("status") not in ("finished", "diverged")]
+    if todo:
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
+            list(pool.map(_run_one, todo, [str(sweep_dir / "runs" / c["name"]) for c in todo]))
+    rows = []
+    for c in configs:
+        status = read_status(sweep_dir / "runs" / c["name"])
+        loss = status.get("final_loss")
+        rows.append({"name": c["name"], "status": status.get("status"), "final_loss": math.inf if status.get("status") == "diverged" or loss is None else loss,
+                     "lr": c["optimizer"]["lr"], "seed": c["seed"], "batch_size": c["train"]["batch_size"], "steps": status.get("step")})
+    return rows
+
+
+def _run_one(config: dict, run_dir: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one core per process: the pool parallelises over runs
+    if (Path(run_dir) / "config.toml").exists():
+        resume_run(run_dir, quiet=True)
+    else:
+        start_run(config, run_dir, quiet=True)
+
+
+def run_sweep(base: dict, sweep: dict, sweep_dir: str | Path) -> dict:
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    kind, seeds, grid = sweep["kind"], sweep["seeds"], _grid(sweep["values"])
+    if kind == "grid":
+        rows = _execute([_variant(base, s, seed) for s in grid for seed in seeds], sweep_dir, sweep["workers"])
+        summary = {"kind": kind, "runs": rows}
+    elif kind == "lr_search":
+        summary = _lr_search(base, sweep, grid, seeds, sweep_dir)
+    else:
+        summary = _ladder(base, sweep, grid, seeds, sweep_dir)
+    (sweep_dir / "sweep.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def _score(rows: list[dict]) -> float:
+    """The max over seeds of the final training loss (diverged = +∞), SPEC §9."""
+    return max(r["final_loss"] for r in rows)
+
+
+def _lr_search(base, sweep, grid, seeds, sweep_dir) -> dict:
+    """Per setting of the other swept keys: powers of 10, then half powers around the best."""
+    results = []
+    for settings in grid:
+        def runs_for(powers):
+            configs = [_variant(base, {**settings, "optimizer.lr": 10.0**p}, seed) for p in powers for seed in seeds]
+            return _execute(configs, sweep_dir, sweep["workers"])
+
+        phase1 = runs_for(sweep["lr_powers"])
+        best_p = min(sweep["lr_powers"], key=lambda p: _score([r for r in phase1 if math.isclose(r["lr"], 10.0**p)]))
+        phase2 = runs_for([best_p - 0.5, best_p + 0.5])
+        rows = phase1 + phase2
+        by_lr: dict[float, list[dict]] = {}
+        for r in rows:
+            by_lr.setdefault(r["lr"], []).append(r)
+        scores = {lr: _score(rs) for lr, rs in sorted(by_lr.items())}
+        best = min(scores, key=scores.get)
+        results.append({"settings": settings, "best_lr": best, "best_score": scores[best], "scores": scores, "runs": rows})
+    return {"kind": "lr_search", "results": results}
+
+
+def _ladder(base, sweep, grid, seeds, sweep_dir) -> dict:
+    """Batch sizes with their epochs; the comparable-iteration table (seed 001 Tables 1–2)."""
+    table, all_rows = [], []
+    for settings in grid:
+        for size, epochs in zip(sweep["batch_sizes"], sweep["epochs"]):
+            configs = [_variant(base, {**settings, "train.batch_size": size, "train.epochs": epochs, "train.steps": None}, seed) for seed in seeds]
+            rows = _execute(configs, sweep_dir, sweep["workers"])
+            all_rows += rows
+            losses = sorted(r["final_loss"] for r in rows)
+            table.append({"settings": settings, "batch_size": size, "epochs": epochs, "iterations": rows[0]["steps"],
+                          "median_final_loss": losses[len(losses) // 2], "max_final_loss": losses[-1]})
+    return {"kind": "batch_ladder", "table": table, "runs": all_rows}
