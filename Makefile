@@ -9,10 +9,13 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first and pinned (the local CPU build), then everything else constrained to it.
+# torch first and pinned (the local CPU build), then everything else constrained to it, then the
+# Debian-packaged data (apt-get download + dpkg -x into ~/.cache/curvlab: no root or R needed).
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[data,test]'
+	-apt-get update -qq >/dev/null 2>&1
+	$(BIN)/python -m curvlab.data.debian
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed

@@ -107,6 +107,28 @@ def test_offline_sources_load_with_deterministic_subsets(name, shape, task):
     assert not torch.equal(a.x_train, load_dataset(name, subset=50, seed=5).x_train)
 
 
+@pytest.mark.parametrize(
+    "name, options, shape, task, classes",
+    [("fashion_mnist", {}, (1, 28, 28), "classification", 10), ("kjv", {"n_sequences": 40, "context": 32}, (32,), "language_model", None),
+     ("kjv", {"level": "word", "n_sequences": 20, "vocab_size": 500}, (64,), "language_model", 500),
+     ("uci", {"table": "letter"}, (16,), "classification", 26), ("uci", {"table": "satellite"}, (36,), "classification", 6)],
+)
+def test_debian_packaged_sources(name, options, shape, task, classes):
+    d = load_dataset(name, seed=0, **options)
+    assert d.input_shape == shape and d.task == task and (classes is None or d.n_classes == classes)
+    if task == "language_model":
+        assert torch.equal(d.x_train[:, 1:], d.y_train[:, :-1]) and int(d.x_train.max()) < d.n_classes
+    else:
+        assert d.x_test is not None and int(d.y_train.max()) < d.n_classes
+
+
+def test_a_missing_debian_package_is_named():
+    from curvlab.data.debian import find
+
+    with pytest.raises(MissingSource, match="Debian package dataset-nothing"):
+        find("usr/share/datasets/nothing/at-all.gz", "dataset-nothing")
+
+
 def test_missing_sources_say_what_to_install_or_give():
     with pytest.raises(MissingSource, match="pip install nothere"):
         require("curvlab_no_such_module", "nothere: pip install nothere")

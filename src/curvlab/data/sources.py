@@ -96,3 +96,99 @@ def cifar10(path: str | Path | None = None, seed: int = 0) -> DataSet:
     parts = [read(f"data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = read("test_batch")
     return DataSet("cifar10", "classification", torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), x_test, y_test, 10)
+
+
+def _idx(path: Path) -> np.ndarray:
+    """An IDX file (gzip), as in the MNIST / Fashion-MNIST distributions."""
+    import gzip
+
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def fashion_mnist(seed: int = 0) -> DataSet:
+    """Fashion-MNIST 60k/10k, 1×28×28 in [0, 1], from Debian's dataset-fashion-mnist."""
+    from curvlab.data.debian import find
+
+    def part(name):
+        return _idx(find(f"usr/share/datasets/fashion-mnist/{name}.gz", "dataset-fashion-mnist"))
+
+    images = lambda a: torch.from_numpy(a.copy()).float().div_(255.0).unsqueeze(1)  # noqa: E731
+    labels = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
+    return DataSet("fashion_mnist", "classification", images(part("train-images-idx3-ubyte")), labels(part("train-labels-idx1-ubyte")),
+                   images(part("t10k-images-idx3-ubyte")), labels(part("t10k-labels-idx1-ubyte")), 10)
+
+
+def kjv_text() -> str:
+    """The King James Bible (4.3 MB) from Debian's bible-kjv and bible-kjv-text."""
+    import subprocess
+
+    from curvlab.data.debian import find
+
+    binary, data = find("usr/bin/bible", "bible-kjv"), find("usr/lib/bible.data", "bible-kjv-text")
+    out = subprocess.run([str(binary), "-p", str(data.parent), "Gen1:1-Rev22:21"], capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def language_model(text: str, name: str, level: str = "char", context: int = 64, vocab_size: int = 5000,
+                   n_sequences: int | None = None, seed: int = 0) -> DataSet:
+    """Next-token prediction on ``text``: non-overlapping windows of ``context`` tokens (inputs) and the
+    same windows shifted by one (targets); characters, or words (the ``vocab_size`` most frequent, the
+    rest mapped to <unk>). The last 10% of the text is the test set."""
+    if level not in ("char", "word"):
+        raise ValueError(f"level: expected 'char' or 'word', got {level!r}")
+    if level == "char":
+        units = list(text)
+        vocab = sorted(set(units))
+    else:
+        import collections
+        import re
+
+        units = re.findall(r"\w+|[^\w\s]", text.lower())
+        vocab = ["<unk>"] + [w for w, _ in collections.Counter(units).most_common(vocab_size - 1)]
+    index = {u: i for i, u in enumerate(vocab)}
+    ids = torch.tensor([index.get(u, 0) for u in units], dtype=torch.long)
+    cut = int(0.9 * len(ids))
+
+    def windows(seq):
+        n = (len(seq) - 1) // context
+        return seq[: n * context].view(n, context), seq[1 : n * context + 1].view(n, context)
+
+    x, y = windows(ids[:cut])
+    x_test, y_test = windows(ids[cut:])
+    data = DataSet(f"{name}_{level}", "language_model", x, y, x_test, y_test, len(vocab))
+    return data.subset(n_sequences, seed) if n_sequences else data
+
+
+def kjv(seed: int = 0, level: str = "char", context: int = 64, vocab_size: int = 5000, n_sequences: int | None = None) -> DataSet:
+    """Character- or word-level language modelling on the King James Bible."""
+    return language_model(kjv_text(), "kjv", level, context, vocab_size, n_sequences, seed)
+
+
+UCI_TABLES = {"letter": "LetterRecognition", "shuttle": "Shuttle", "satellite": "Satellite", "dna": "DNA", "vehicle": "Vehicle",
+              "glass": "Glass", "ionosphere": "Ionosphere", "sonar": "Sonar", "vowel": "Vowel", "soybean": "Soybean"}
+
+
+def uci(table: str = "letter", seed: int = 0, test_fraction: float = 0.2) -> DataSet:
+    """A UCI classification table from Debian's r-cran-mlbench, read with PyPI's rdata (no R needed):
+    numeric/factor features standardised / one-hot, the class column as labels."""
+    from curvlab.data.debian import find
+
+    if table not in UCI_TABLES:
+        raise ValueError(f"table: expected one of {sorted(UCI_TABLES)}, got {table!r}")
+    rdata = require("rdata", "rdata: pip install rdata")
+    path = find(f"usr/lib/R/site-library/mlbench/data/{UCI_TABLES[table]}.rda", "r-cran-mlbench")
+    frame = next(iter(rdata.conversion.convert(rdata.parser.parse_file(path)).values()))
+    import pandas as pd
+
+    label_col = frame.columns[-1] if table != "letter" else frame.columns[0]
+    labels = pd.Categorical(frame[label_col]).codes.astype(np.int64)
+    features = pd.get_dummies(frame.drop(columns=[label_col]), dtype=float).fillna(0.0)
+    x = torch.tensor(features.to_numpy(), dtype=torch.float32)
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
+    y = torch.from_numpy(labels)
+    keep = y >= 0
+    return DataSet(f"uci_{table}", "classification", *split(x[keep], y[keep], test_fraction, seed), n_classes=int(y.max()) + 1)

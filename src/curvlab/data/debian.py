@@ -1,0 +1,48 @@
+"""Data from Debian packages, unpacked without installing them (no root, no R):
+``apt-get download`` + ``dpkg -x`` into ``$CURVLAB_DATA/debian`` (default ``~/.cache/curvlab``), done by
+``make install`` / ``python -m curvlab.data.debian`` at install time — never at run time. A package
+already installed system-wide (``apt-get install``) is found too."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from curvlab.data.base import MissingSource
+
+PACKAGES = ("dataset-fashion-mnist", "bible-kjv", "bible-kjv-text", "r-cran-mlbench")
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("CURVLAB_DATA", Path.home() / ".cache" / "curvlab")) / "debian"
+
+
+def find(relative: str, package: str) -> Path:
+    """The path of a packaged file, unpacked under ``data_root()`` or installed under ``/``."""
+    for root in (data_root(), Path("/")):
+        path = root / relative
+        if path.exists():
+            return path
+    raise MissingSource(f"this data source needs the Debian package {package}: run `python -m curvlab.data.debian` (or make install)")
+
+
+def fetch(packages: tuple[str, ...] = PACKAGES) -> Path:
+    """Download and unpack the packages (install time only)."""
+    root = data_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["apt-get", "download", *packages], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+        for deb in Path(tmp).glob("*.deb"):
+            subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+    return root
+
+
+if __name__ == "__main__":  # pragma: no cover - an install step
+    try:
+        print(f"unpacked {', '.join(PACKAGES)} into {fetch()}")
+    except (OSError, subprocess.CalledProcessError) as err:
+        print(f"curvlab: could not fetch the Debian data packages ({err}); those sources stay unavailable", file=sys.stderr)
+        sys.exit(1)
