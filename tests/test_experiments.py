@@ -45,7 +45,13 @@ def _config(**overrides):
 # ----- configs ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.toml")) + sorted((ROOT / "src/curvlab/experiments/configs").glob("*.toml")))
 def test_shipped_configs_validate_and_round_trip(path, tmp_path):
-    config = load_config(path)
+    if "[sweep]" in path.read_text():
+        from curvlab.experiments.sweep import load_sweep
+
+        config, sweep = load_sweep(path)
+        assert sweep["kind"] in ("grid", "lr_search", "batch_ladder")
+    else:
+        config = load_config(path)
     (tmp_path / "c.toml").write_text(to_toml(config))
     assert load_config(tmp_path / "c.toml") == config
 
