@@ -27,7 +27,9 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/curvlab quickstart --out runs/quickstart
 
+# The report test opens the HTML report in Debian's headless Chromium: installed here when run as root.
 test: install
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-bench
