@@ -102,3 +102,15 @@ def test_sweep_cli_writes_a_report_and_errors_in_one_line(tmp_path):
     (tmp_path / "bad.toml").write_text(BASE)
     bad = subprocess.run([sys.executable, "-m", "curvlab.cli", "sweep", str(tmp_path / "bad.toml")], capture_output=True, text=True)
     assert bad.returncode == 2 and "[sweep]" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_ray_executor_on_a_local_instance_matches_the_process_pool(tmp_path):
+    grid = 'kind = "grid"\nseeds = [0, 1]\nworkers = 2\nvalues = { "optimizer.lr" = [0.01, 0.1] }\n'
+    base, sweep = load_sweep(_write(tmp_path, grid + 'executor = "ray"\n'))
+    on_ray = run_sweep(base, sweep, tmp_path / "ray")
+    base, sweep = load_sweep(_write(tmp_path, grid))
+    on_pool = run_sweep(base, sweep, tmp_path / "pool")
+    assert len(on_ray["runs"]) == 4 and all(r["status"] == "finished" for r in on_ray["runs"])
+    assert [r["final_loss"] for r in on_ray["runs"]] == [r["final_loss"] for r in on_pool["runs"]]
+    with pytest.raises(ConfigError, match="sweep.executor"):
+        load_sweep(_write(tmp_path, 'kind = "grid"\nexecutor = "slurm"\n'))

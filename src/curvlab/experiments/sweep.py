@@ -11,6 +11,7 @@ A sweep config is a run config plus a ``[sweep]`` section:
     batch_sizes = [32, 128, "full"]                      # batch_ladder, with epochs per size
     epochs = [1, 4, 16]
     workers = 2                 # processes (default: the machine's cores)
+    executor = "process"        # or "ray" (the ray extra): a local Ray instance, or ray_address = "…"
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from curvlab.experiments.config import ConfigError, validate
 from curvlab.experiments.run import read_status, resume_run, start_run
 
 KINDS = ("grid", "lr_search", "batch_ladder")
-SWEEP_KEYS = {"kind", "seeds", "lr_powers", "values", "batch_sizes", "epochs", "workers"}
+EXECUTORS = ("process", "ray")
+SWEEP_KEYS = {"kind", "seeds", "lr_powers", "values", "batch_sizes", "epochs", "workers", "executor", "ray_address"}
 
 
 def load_sweep(path: str | Path) -> tuple[dict, dict]:
@@ -52,7 +54,9 @@ def _check_sweep(s: dict) -> dict:
     unknown = set(s) - SWEEP_KEYS
     if unknown:
         raise ConfigError(f"config: sweep.{sorted(unknown)[0]}: unknown key; expected one of {sorted(SWEEP_KEYS)}")
-    s = {"seeds": [0], "values": {}, "workers": os.cpu_count() or 1, **s}
+    s = {"seeds": [0], "values": {}, "workers": os.cpu_count() or 1, "executor": "process", "ray_address": None, **s}
+    if s["executor"] not in EXECUTORS:
+        raise ConfigError(f"config: sweep.executor: expected one of {EXECUTORS}, got {s['executor']!r}")
     if s.get("kind") not in KINDS:
         raise ConfigError(f"config: sweep.kind: expected one of {KINDS}, got {s.get('kind')!r}")
     if not isinstance(s["seeds"], list) or not s["seeds"] or not all(isinstance(x, int) for x in s["seeds"]):
@@ -93,12 +97,15 @@ def _grid(settings: dict) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(settings[k] for k in keys))]
 
 
-def _execute(configs: list[dict], sweep_dir: Path, workers: int) -> list[dict]:
+def _execute(configs: list[dict], sweep_dir: Path, sweep: dict) -> list[dict]:
     """Run (or resume, or skip when done) every config; returns one summary row per run."""
     todo = [c for c in configs if read_status(sweep_dir / "runs" / c["name"]).get("status") not in ("finished", "diverged")]
-    if todo:
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
-            list(pool.map(_run_one, todo, [str(sweep_dir / "runs" / c["name"]) for c in todo]))
+    dirs = [str(sweep_dir / "runs" / c["name"]) for c in todo]
+    if todo and sweep["executor"] == "ray":
+        _execute_on_ray(todo, dirs, sweep)
+    elif todo:
+        with ProcessPoolExecutor(max_workers=min(sweep["workers"], len(todo)), mp_context=get_context("spawn")) as pool:
+            list(pool.map(_run_one, todo, dirs))
     rows = []
     for c in configs:
         status = read_status(sweep_dir / "runs" / c["name"])
@@ -106,6 +113,25 @@ def _execute(configs: list[dict], sweep_dir: Path, workers: int) -> list[dict]:
         rows.append({"name": c["name"], "status": status.get("status"), "final_loss": math.inf if status.get("status") == "diverged" or loss is None else loss,
                      "lr": c["optimizer"]["lr"], "seed": c["seed"], "batch_size": c["train"]["batch_size"], "steps": status.get("step")})
     return rows
+
+
+def _execute_on_ray(configs: list[dict], dirs: list[str], sweep: dict) -> None:
+    """One Ray task per run (one CPU each): a cluster at ``sweep.ray_address``, else a local instance.
+    Run directories must be on storage every node sees."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ConfigError("config: sweep.executor: 'ray' needs the ray package: pip install 'curvlab[ray]'") from err
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=sweep["ray_address"], num_cpus=None if sweep["ray_address"] else sweep["workers"],
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        task = ray.remote(num_cpus=1)(_run_one)
+        ray.get([task.remote(c, d) for c, d in zip(configs, dirs)])
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _run_one(config: dict, run_dir: str) -> None:
@@ -123,7 +149,7 @@ def run_sweep(base: dict, sweep: dict, sweep_dir: str | Path) -> dict:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     kind, seeds, grid = sweep["kind"], sweep["seeds"], _grid(sweep["values"])
     if kind == "grid":
-        rows = _execute([_variant(base, s, seed) for s in grid for seed in seeds], sweep_dir, sweep["workers"])
+        rows = _execute([_variant(base, s, seed) for s in grid for seed in seeds], sweep_dir, sweep)
         summary = {"kind": kind, "runs": rows}
     elif kind == "lr_search":
         summary = _lr_search(base, sweep, grid, seeds, sweep_dir)
@@ -144,7 +170,7 @@ def _lr_search(base, sweep, grid, seeds, sweep_dir) -> dict:
     for settings in grid:
         def runs_for(powers):
             configs = [_variant(base, {**settings, "optimizer.lr": 10.0**p}, seed) for p in powers for seed in seeds]
-            return _execute(configs, sweep_dir, sweep["workers"])
+            return _execute(configs, sweep_dir, sweep)
 
         phase1 = runs_for(sweep["lr_powers"])
         best_p = min(sweep["lr_powers"], key=lambda p: _score([r for r in phase1 if math.isclose(r["lr"], 10.0**p)]))
@@ -165,7 +191,7 @@ def _ladder(base, sweep, grid, seeds, sweep_dir) -> dict:
     for settings in grid:
         for size, epochs in zip(sweep["batch_sizes"], sweep["epochs"]):
             configs = [_variant(base, {**settings, "train.batch_size": size, "train.epochs": epochs, "train.steps": None}, seed) for seed in seeds]
-            rows = _execute(configs, sweep_dir, sweep["workers"])
+            rows = _execute(configs, sweep_dir, sweep)
             all_rows += rows
             losses = sorted(r["final_loss"] for r in rows)
             table.append({"settings": settings, "batch_size": size, "epochs": epochs, "iterations": rows[0]["steps"],
