@@ -28,7 +28,7 @@ SMALL = {
     "model": {"name": "mlp", "width": 16, "depth": 1},
     "optimizer": {"name": "sgd", "lr": 0.3, "momentum": 0.9},
     "train": {"batch_size": 64, "steps": 24, "checkpoint_every": 4},
-    "monitor": {"metrics": ["assumptions", "sharpness", "directional"], "schedules": {"sharpness": 6, "directional": 8}},
+    "monitor": {"metrics": ["assumptions", "sharpness", "directional", "noise"], "schedules": {"sharpness": 6, "directional": 8, "noise": [24]}},
 }
 
 
@@ -117,6 +117,7 @@ def test_offline_sources_load_with_deterministic_subsets(name, shape, task):
     "name, options, shape, task, classes",
     [("fashion_mnist", {}, (1, 28, 28), "classification", 10), ("kjv", {"n_sequences": 40, "context": 32}, (32,), "language_model", None),
      ("kjv", {"level": "word", "n_sequences": 20, "vocab_size": 500}, (64,), "language_model", 500),
+     ("austen", {"n_sequences": 30, "context": 16}, (16,), "language_model", None),
      ("uci", {"table": "letter"}, (16,), "classification", 26), ("uci", {"table": "satellite"}, (36,), "classification", 6)],
 )
 def test_debian_packaged_sources(name, options, shape, task, classes):
@@ -205,7 +206,7 @@ def test_a_run_writes_its_directory_and_is_deterministic(tmp_path):
         start_run(_config(), tmp_path / "a", quiet=True)
     report = write_report([tmp_path / "a"])
     html = report.read_text()
-    for fig in ("loss", "sharpness", "convexity_gap"):
+    for fig in ("loss", "sharpness", "convexity_gap", "noise", "noise_qq", "directional"):
         assert f"figures/{fig}.png" in html and (tmp_path / "a" / "figures" / f"{fig}.png").stat().st_size > 5000
 
 

@@ -109,6 +109,7 @@ def _sweep(args, parser) -> int:
     base, sweep = load_sweep(args.config)
     if args.workers:
         sweep["workers"] = args.workers
+    sweep["quiet"] = args.quiet
     out = args.out or Path("runs") / f"{base['name']}-sweep"
     summary = run_sweep(base, sweep, out)
     report = write_sweep_report(summary, out)

@@ -14,6 +14,7 @@ DATASETS: dict[str, tuple[Callable[..., DataSet], str]] = {
     "mnist1d": (sources.mnist1d, "MNIST-1D, generated offline (mnist1d)"),
     "fashion_mnist": (sources.fashion_mnist, "Fashion-MNIST 60k/10k (Debian dataset-fashion-mnist)"),
     "kjv": (sources.kjv, "King James Bible, character- or word-level LM (Debian bible-kjv; level=, context=)"),
+    "austen": (sources.austen, "Jane Austen's six novels, character- or word-level LM (Debian r-cran-janeaustenr)"),
     "uci": (sources.uci, "UCI tables from Debian r-cran-mlbench: letter, shuttle, satellite, dna, ... (table=)"),
     "least_squares": (sources.least_squares, "synthetic least squares y = Xw* + noise"),
     "arrays": (sources.folder_arrays, "your .npz with x, y (needs path=)"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from curvlab.data.base import MissingSource
 
-PACKAGES = ("dataset-fashion-mnist", "bible-kjv", "bible-kjv-text", "r-cran-mlbench")
+PACKAGES = ("dataset-fashion-mnist", "bible-kjv", "bible-kjv-text", "r-cran-mlbench", "r-cran-janeaustenr")
 
 
 def data_root() -> Path:

@@ -168,6 +168,44 @@ def kjv(seed: int = 0, level: str = "char", context: int = 64, vocab_size: int =
     return language_model(kjv_text(), "kjv", level, context, vocab_size, n_sequences, seed)
 
 
+def _r_lazyload(base: Path) -> dict:
+    """Objects of an R lazy-load database (``base.rdx`` index, ``base.rdb`` data), read with rdata:
+    the index is gzip-compressed serialized R; each entry is a 4-byte length and a compressed
+    serialized object (zlib, or typed bzip2/xz/zlib with a 5th byte)."""
+    import bz2
+    import gzip
+    import lzma
+    import zlib
+
+    rdata = require("rdata", "rdata: pip install rdata")
+    read = lambda raw: rdata.conversion.convert(rdata.parser.parse_data(raw))  # noqa: E731
+    index = read(gzip.decompress(base.with_suffix(".rdx").read_bytes()))
+    blob = base.with_suffix(".rdb").read_bytes()
+    out = {}
+    for name, (offset, length) in index["variables"].items():
+        chunk = blob[int(offset) : int(offset) + int(length)]
+        typed = {b"Z": zlib.decompress, b"2": bz2.decompress, b"X": lzma.decompress}.get(chunk[4:5])
+        out[str(name)] = read(typed(chunk[5:]) if typed else zlib.decompress(chunk[4:]))
+    return out
+
+
+AUSTEN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion")
+
+
+def austen_text() -> str:
+    """Jane Austen's six novels (about 4 M characters) from Debian's r-cran-janeaustenr, no R needed."""
+    from curvlab.data.debian import find
+
+    base = find("usr/lib/R/site-library/janeaustenr/data/Rdata.rdb", "r-cran-janeaustenr").with_suffix("")
+    books = _r_lazyload(base)
+    return "\n\n".join("\n".join(map(str, books[name])) for name in AUSTEN_NOVELS)
+
+
+def austen(seed: int = 0, level: str = "char", context: int = 64, vocab_size: int = 5000, n_sequences: int | None = None) -> DataSet:
+    """Character- or word-level language modelling on Jane Austen's novels."""
+    return language_model(austen_text(), "austen", level, context, vocab_size, n_sequences, seed)
+
+
 UCI_TABLES = {"letter": "LetterRecognition", "shuttle": "Shuttle", "satellite": "Satellite", "dna": "DNA", "vehicle": "Vehicle",
               "glass": "Glass", "ionosphere": "Ionosphere", "sonar": "Sonar", "vowel": "Vowel", "soybean": "Soybean"}
 

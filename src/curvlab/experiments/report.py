@@ -117,6 +117,22 @@ def _figure_noise(runs, ax):
     ax.set_xlabel("‖g̃ − ∇F‖"), ax.set_ylabel("count"), ax.set_title("Gradient-noise norms")
 
 
+def _figure_noise_qq(runs, ax):
+    import torch
+
+    from curvlab.geometry import qq_gaussian
+
+    for name, df in runs.items():
+        s = df[df.metric == "noise_norm"]
+        if len(s) > 2:
+            first = s[s.step == s.step.min()]
+            theory, sample = qq_gaussian(torch.tensor(first.value.to_numpy(dtype=float)))
+            ax.plot(theory, sample, ".", label=name)
+    lo, hi = ax.get_xlim()
+    ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, label="Gaussian fit")
+    ax.set_xlabel("Gaussian quantile"), ax.set_ylabel("‖g̃ − ∇F‖ quantile"), ax.set_title("Gradient noise: QQ against a fitted Gaussian")
+
+
 FIGURE_KINDS = [
     ("loss", "loss", _figure_loss),
     ("sharpness", "sharpness", _figure_sharpness),
@@ -127,6 +143,7 @@ FIGURE_KINDS = [
     ("directional", "sharpness_ratio_to_sgd", _figure_directional),
     ("density", "spectral_density", _figure_density),
     ("noise", "noise_norm", _figure_noise),
+    ("noise_qq", "noise_norm", _figure_noise_qq),
 ]
 
 

@@ -22,13 +22,14 @@ import json
 import math
 import os
 import tomllib
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from curvlab.experiments.config import ConfigError, validate
 from curvlab.experiments.run import read_status, resume_run, start_run
+from curvlab.linalg.progress import progress_bar
 
 KINDS = ("grid", "lr_search", "batch_ladder")
 EXECUTORS = ("process", "ray")
@@ -104,8 +105,12 @@ def _execute(configs: list[dict], sweep_dir: Path, sweep: dict) -> list[dict]:
     if todo and sweep["executor"] == "ray":
         _execute_on_ray(todo, dirs, sweep)
     elif todo:
+        bar = progress_bar(len(todo), "sweep runs", not sweep.get("quiet", True))
         with ProcessPoolExecutor(max_workers=min(sweep["workers"], len(todo)), mp_context=get_context("spawn")) as pool:
-            list(pool.map(_run_one, todo, dirs))
+            for future in as_completed([pool.submit(_run_one, c, d) for c, d in zip(todo, dirs)]):
+                future.result()
+                bar.update()
+        bar.close()
     rows = []
     for c in configs:
         status = read_status(sweep_dir / "runs" / c["name"])
