@@ -124,7 +124,7 @@ def test_windows_reset_every_epoch_and_schedules_fire_where_asked():
     obj = Objective(model, cross_entropy, (x, y))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     mon = Monitor(obj, opt, metrics=["assumptions", Sharpness(schedule=at_steps([2]) | epoch_end())])
-    for epoch in range(2):
+    for _epoch in range(2):
         for _ in range(3):
             opt.zero_grad()
             cross_entropy(model(x), y).backward()

@@ -35,15 +35,19 @@ SCHEDULE_KINDS = ("constant", "warmup_constant", "warmup_linear", "warmup_cosine
 LOSSES = ("auto", "cross_entropy", "mse", "half_mse")
 
 
-def load_config(path: str | Path) -> dict:
+def read_toml(path: str | Path) -> dict:
+    """The raw TOML table of ``path``; a missing file or bad TOML is a one-line ConfigError."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config: no such file {path}")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config: {path} is not valid TOML: {err}") from err
-    return validate(raw)
+
+
+def load_config(path: str | Path) -> dict:
+    return validate(read_toml(path))
 
 
 def validate(raw: dict) -> dict:

@@ -21,13 +21,12 @@ import itertools
 import json
 import math
 import os
-import tomllib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from curvlab.experiments.config import ConfigError, validate
+from curvlab.experiments.config import ConfigError, read_toml, validate
 from curvlab.experiments.run import read_status, resume_run, start_run
 from curvlab.linalg.progress import progress_bar
 
@@ -38,13 +37,7 @@ SWEEP_KEYS = {"kind", "seeds", "lr_powers", "values", "batch_sizes", "epochs", "
 
 def load_sweep(path: str | Path) -> tuple[dict, dict]:
     """(validated base run config, validated sweep section)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config: no such file {path}")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config: {path} is not valid TOML: {err}") from err
+    raw = read_toml(path)
     sweep = raw.pop("sweep", None)
     if not isinstance(sweep, dict):
         raise ConfigError("config: sweep: a sweep config needs a [sweep] section")
