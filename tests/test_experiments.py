@@ -149,6 +149,23 @@ def test_missing_sources_say_what_to_install_or_give():
         load_dataset("digits", subset=10**6)
 
 
+def test_user_image_folder_source(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for c, name in enumerate(["cat", "dog"]):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((6, 6, 3), 40 * c + i, dtype=np.uint8)).save(tmp_path / "pets" / name / f"{i}.png")
+    d = load_dataset("folder", path=str(tmp_path / "pets"))
+    assert d.input_shape == (3, 6, 6) and d.n_classes == 2 and d.n_train == 8
+    assert float(d.x_train.max()) <= 1.0
+    gray = load_dataset("folder", path=str(tmp_path / "pets"), grayscale=True, size=4)
+    assert gray.input_shape == (1, 4, 4)
+    with pytest.raises(FileNotFoundError, match="path"):
+        load_dataset("folder", path=str(tmp_path / "nothing"))
+
+
 def test_user_arrays_source(tmp_path):
     import numpy as np
 
@@ -266,6 +283,8 @@ def test_cli_list_and_spectrum(tmp_path):
     start_run(_config(), tmp_path / "r", quiet=True)
     spec = _cli("spectrum", str(tmp_path / "r"), "--k", "3", "--density", str(tmp_path / "d.png"))
     assert spec.returncode == 0 and "top eigenvalues" in spec.stdout and (tmp_path / "d.png").exists()
+    by_file = _cli("spectrum", str(tmp_path / "r" / "checkpoint.pt"), "--k", "3")
+    assert by_file.returncode == 0 and by_file.stdout.splitlines()[1] == spec.stdout.splitlines()[1]
 
 
 @pytest.mark.parametrize(

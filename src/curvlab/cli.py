@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list data sets, models, optimizers, tuners and metrics")
 
     spectrum = sub.add_parser("spectrum", help="eigenvalues and density of a saved run's model")
-    spectrum.add_argument("run_dir", type=Path, help="a run directory (its config.toml and checkpoint.pt)")
+    spectrum.add_argument("run_dir", type=Path, help="a run directory, or its checkpoint.pt (the config.toml beside it rebuilds the model)")
     spectrum.add_argument("--k", type=_positive_int, default=5, help="top eigenvalues (default 5)")
     spectrum.add_argument("--density", type=Path, help="save the spectral density figure here")
 

@@ -18,6 +18,7 @@ DATASETS: dict[str, tuple[Callable[..., DataSet], str]] = {
     "uci": (sources.uci, "UCI tables from Debian r-cran-mlbench: letter, shuttle, satellite, dna, ... (table=)"),
     "least_squares": (sources.least_squares, "synthetic least squares y = Xw* + noise"),
     "arrays": (sources.folder_arrays, "your .npz with x, y (needs path=)"),
+    "folder": (sources.image_folder, "your images, one subfolder per class (needs path=; size=, grayscale=)"),
     "cifar10": (sources.cifar10, "CIFAR-10 from a local folder (needs path=)"),
 }
 

@@ -230,3 +230,30 @@ def uci(table: str = "letter", seed: int = 0, test_fraction: float = 0.2) -> Dat
     y = torch.from_numpy(labels)
     keep = y >= 0
     return DataSet(f"uci_{table}", "classification", *split(x[keep], y[keep], test_fraction, seed), n_classes=int(y.max()) + 1)
+
+
+def image_folder(path: str | Path, seed: int = 0, size: int | None = None, grayscale: bool = False) -> DataSet:
+    """Images in ``path/<class name>/*.png|jpg`` (one subfolder per class, sorted names = labels),
+    scaled to [0, 1], optionally resized to ``size``×``size``; a seeded 80/20 split."""
+    from PIL import Image
+
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"path: no folder {root}; give a folder with one subfolder of images per class")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for file in sorted((root / name).iterdir()):
+            if file.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
+                continue
+            img = Image.open(file).convert("L" if grayscale else "RGB")
+            if size:
+                img = img.resize((size, size))
+            array = np.asarray(img, dtype=np.float32) / 255.0
+            images.append(torch.from_numpy(array).unsqueeze(0) if grayscale else torch.from_numpy(array).permute(2, 0, 1))
+            labels.append(label)
+    if not images:
+        raise ValueError(f"path: no images in the class subfolders of {root}")
+    if len({tuple(t.shape) for t in images}) > 1:
+        raise ValueError("size: the images differ in size; give size= to resize them")
+    return DataSet(root.name, "classification", *split(torch.stack(images), torch.tensor(labels), 0.2, seed), n_classes=len(classes))

@@ -14,6 +14,8 @@ from curvlab.linalg import eigs, spectral_density, trace
 
 def spectrum_of_run(run_dir: str | Path, k: int = 5, density_path: str | Path | None = None) -> dict:
     run_dir = Path(run_dir)
+    if run_dir.is_file():  # the checkpoint itself: its run directory holds the config
+        run_dir = run_dir.parent
     checkpoint = run_dir / "checkpoint.pt"
     if not checkpoint.exists():
         raise FileNotFoundError(f"run_dir: {run_dir} holds no checkpoint.pt")
