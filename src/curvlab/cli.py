@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--k", type=_positive_int, default=5, help="top eigenvalues (default 5)")
     spectrum.add_argument("--density", type=Path, help="save the spectral density figure here")
 
+    rep = sub.add_parser("reproduce", help="reproduce a paper's finding, with a verdict computed from the data")
+    rep.add_argument("name", nargs="?", help="which reproduction (see --list)")
+    rep.add_argument("--list", action="store_true", help="list the reproductions with their claims")
+    rep.add_argument("--quick", action="store_true", help="the small variant (≤ 2 minutes)")
+    rep.add_argument("--out", type=Path, help="output folder (default runs/reproduce/<name>)")
+
     quick = sub.add_parser("quickstart", help="the main job: GD vs Adam on MNIST with sharpness against the edge")
     quick.add_argument("--out", type=Path, default=Path("runs/quickstart"))
     quick.add_argument("--quiet", action="store_true")
@@ -150,6 +156,20 @@ def _spectrum(args, parser) -> int:
     return 0
 
 
+def _reproduce(args, parser) -> int:
+    from curvlab.reproductions import REGISTRY, reproduce
+
+    if args.list:
+        for name, rep in REGISTRY.items():
+            print(f"{name:24s} {rep.source}\n{'':24s} {rep.claim}")
+        return 0
+    if not args.name:
+        parser.error("reproduce: give a NAME or --list")
+    summary = reproduce(args.name, args.out or Path("runs/reproduce") / args.name, quick=args.quick)
+    print(summary["verdict"])
+    return 0
+
+
 def _quickstart(args, parser) -> int:
     from curvlab.experiments.quickstart import run_quickstart
 
@@ -164,7 +184,7 @@ def _demo(args, parser) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "sweep": _sweep, "report": _report, "list": _list, "spectrum": _spectrum, "quickstart": _quickstart, "demo": _demo}
+COMMANDS = {"run": _run, "sweep": _sweep, "report": _report, "list": _list, "spectrum": _spectrum, "reproduce": _reproduce, "quickstart": _quickstart, "demo": _demo}
 
 
 if __name__ == "__main__":  # pragma: no cover
