@@ -26,3 +26,11 @@ def cross_entropy(outputs: Tensor, targets: Tensor) -> Tensor:
         outputs = outputs.reshape(-1, outputs.shape[-1])
         targets = targets.reshape(-1)
     return F.cross_entropy(outputs, targets)
+
+
+def onehot_mse(outputs: Tensor, targets: Tensor) -> Tensor:
+    """½ · mean over examples of ‖outputs − onehot(targets)‖²: squared loss for classification, as
+    Cohen et al. (2021, 2022) use for many edge-of-stability experiments (its curvature does not
+    vanish as the loss goes to 0, unlike cross-entropy's)."""
+    onehot = F.one_hot(targets.reshape(-1), outputs.shape[-1]).to(outputs.dtype)
+    return 0.5 * ((outputs.reshape(-1, outputs.shape[-1]) - onehot) ** 2).sum(dim=-1).mean()

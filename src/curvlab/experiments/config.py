@@ -32,7 +32,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
 OPEN_SECTIONS = {"data", "model", "optimizer", "tuner"}
 REQUIRED = ("data.name", "model.name", "optimizer.name", "optimizer.lr")
 SCHEDULE_KINDS = ("constant", "warmup_constant", "warmup_linear", "warmup_cosine", "step")
-LOSSES = ("auto", "cross_entropy", "mse", "half_mse")
+LOSSES = ("auto", "cross_entropy", "mse", "half_mse", "onehot_mse")
 
 
 def read_toml(path: str | Path) -> dict:

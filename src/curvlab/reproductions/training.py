@@ -1,0 +1,38 @@
+"""Shared helpers for the training-based reproductions: run a config dict, read its records."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from curvlab.experiments import start_run
+from curvlab.monitor import load_records
+
+
+def run_config(config: dict, run_dir: Path) -> Any:
+    """A fresh run of ``config`` in ``run_dir`` (replaced if it exists); returns its records DataFrame."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    start_run(config, run_dir, quiet=True)
+    return load_records(run_dir)
+
+
+def series(df: Any, metric: str) -> tuple[list[int], list[float]]:
+    rows = df[df.metric == metric].dropna(subset=["value"]).sort_values("step")
+    return rows.step.astype(int).tolist(), rows.value.astype(float).tolist()
+
+
+def mlp_full_batch(name: str, optimizer: dict, steps: int, subset: int, loss: str = "onehot_mse", every: int = 10, width: int = 64) -> dict:
+    """A full-batch run of a tanh MLP on an MNIST subset, sharpness every ``every`` steps."""
+    return {
+        "name": name, "seed": 0, "data": {"name": "mnist", "subset": subset},
+        "model": {"name": "mlp", "width": width, "depth": 2, "activation": "tanh"}, "loss": {"name": loss},
+        "optimizer": optimizer, "train": {"batch_size": "full", "steps": steps, "checkpoint_every": steps},
+        "monitor": {"metrics": ["sharpness"], "schedules": {"sharpness": every}},
+    }
+
+
+def tail_median(values: list[float], fraction: float = 0.5) -> float:
+    return median(values[int(len(values) * (1 - fraction)) :])
