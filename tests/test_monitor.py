@@ -189,3 +189,16 @@ def test_tensorboard_output_or_a_clear_error(tmp_path):
     mon.measure()
     mon.close()
     assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_under_a_tuner_the_threshold_uses_the_base_optimizer_at_the_tuners_lr():
+    x, y = _data(32)
+    model = nn.Linear(6, 4)
+    base = torch.optim.SGD(model.parameters(), lr=123.0)
+    tuner = CDAT(base, sigma=1.0)
+    mon = Monitor(Objective(model, cross_entropy, (x, y)), tuner, metrics=[Sharpness(schedule=every(1))])
+    tuner.step(lambda: cross_entropy(model(x), y))
+    mon.step(None, (x, y))
+    rec = {r["metric"]: r for r in mon.records}
+    assert rec["threshold"]["kind"] == "gd" and rec["threshold"]["value"] == pytest.approx(2 / tuner.lr)
+    assert rec["lr_times_sharpness"]["value"] == pytest.approx(tuner.lr * rec["sharpness"]["value"])

@@ -154,7 +154,7 @@ class Sharpness(Metric):
         for i, lam in enumerate(res.eigenvalues.tolist()):
             yield "sharpness", lam, {"index": i + 1, "converged": res.converged}
         lam1 = float(res.eigenvalues[0])
-        threshold = stability_threshold(monitor.optimizer, lr=monitor.current_lr())
+        threshold = stability_threshold(monitor.base_optimizer(), lr=monitor.current_lr())
         if not threshold.preconditioned and threshold.kind != "none":
             yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam1).items())
         delta = info.x_now - info.x_prev

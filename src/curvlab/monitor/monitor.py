@@ -173,6 +173,12 @@ class Monitor:
             return lr
         return float(self.optimizer.param_groups[0]["lr"])
 
+    def base_optimizer(self) -> Any:
+        """The optimizer whose update rule applies: a tuner's base optimizer (at the tuner's η), else itself."""
+        from curvlab.tuners import Tuner
+
+        return self.optimizer.optimizer if isinstance(self.optimizer, Tuner) else self.optimizer
+
     def momentum_vector(self) -> Tensor | None:
         """The optimizer's momentum (momentum_buffer, exp_avg or delta) as a flat vector, if it keeps one."""
         state = getattr(self.optimizer, "state", {})
