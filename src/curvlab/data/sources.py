@@ -3,6 +3,7 @@ package from PyPI or Debian installed, or a local path the user gives."""
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -122,6 +123,7 @@ def fashion_mnist(seed: int = 0) -> DataSet:
                    images(part("t10k-images-idx3-ubyte")), labels(part("t10k-labels-idx1-ubyte")), 10)
 
 
+@functools.lru_cache(maxsize=2)
 def kjv_text() -> str:
     """The King James Bible (4.3 MB) from Debian's bible-kjv and bible-kjv-text."""
     import subprocess
@@ -140,6 +142,22 @@ def language_model(text: str, name: str, level: str = "char", context: int = 64,
     rest mapped to <unk>). The last 10% of the text is the test set."""
     if level not in ("char", "word"):
         raise ValueError(f"level: expected 'char' or 'word', got {level!r}")
+    ids, vocab_len = _tokenize(text, level, vocab_size)
+    cut = int(0.9 * len(ids))
+
+    def windows(seq):
+        n = (len(seq) - 1) // context
+        return seq[: n * context].view(n, context), seq[1 : n * context + 1].view(n, context)
+
+    x, y = windows(ids[:cut])
+    x_test, y_test = windows(ids[cut:])
+    data = DataSet(f"{name}_{level}", "language_model", x, y, x_test, y_test, vocab_len)
+    return data.subset(n_sequences, seed) if n_sequences else data
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenize(text: str, level: str, vocab_size: int) -> tuple[torch.Tensor, int]:
+    """Token ids of the text and the vocabulary size (memoised: tokenising 4 MB takes seconds)."""
     if level == "char":
         units = list(text)
         vocab = sorted(set(units))
@@ -150,17 +168,7 @@ def language_model(text: str, name: str, level: str = "char", context: int = 64,
         units = re.findall(r"\w+|[^\w\s]", text.lower())
         vocab = ["<unk>"] + [w for w, _ in collections.Counter(units).most_common(vocab_size - 1)]
     index = {u: i for i, u in enumerate(vocab)}
-    ids = torch.tensor([index.get(u, 0) for u in units], dtype=torch.long)
-    cut = int(0.9 * len(ids))
-
-    def windows(seq):
-        n = (len(seq) - 1) // context
-        return seq[: n * context].view(n, context), seq[1 : n * context + 1].view(n, context)
-
-    x, y = windows(ids[:cut])
-    x_test, y_test = windows(ids[cut:])
-    data = DataSet(f"{name}_{level}", "language_model", x, y, x_test, y_test, len(vocab))
-    return data.subset(n_sequences, seed) if n_sequences else data
+    return torch.tensor([index.get(u, 0) for u in units], dtype=torch.long), len(vocab)
 
 
 def kjv(seed: int = 0, level: str = "char", context: int = 64, vocab_size: int = 5000, n_sequences: int | None = None) -> DataSet:
@@ -192,6 +200,7 @@ def _r_lazyload(base: Path) -> dict:
 AUSTEN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion")
 
 
+@functools.lru_cache(maxsize=2)
 def austen_text() -> str:
     """Jane Austen's six novels (about 4 M characters) from Debian's r-cran-janeaustenr, no R needed."""
     from curvlab.data.debian import find

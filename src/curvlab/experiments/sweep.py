@@ -97,6 +97,9 @@ def _execute(configs: list[dict], sweep_dir: Path, sweep: dict) -> list[dict]:
     dirs = [str(sweep_dir / "runs" / c["name"]) for c in todo]
     if todo and sweep["executor"] == "ray":
         _execute_on_ray(todo, dirs, sweep)
+    elif todo and sweep["workers"] == 1:  # in this process: no start-up cost, caches shared across runs
+        for config, run_dir in zip(todo, dirs):
+            _run_in_process(config, run_dir)
     elif todo:
         bar = progress_bar(len(todo), "sweep runs", not sweep.get("quiet", True))
         with ProcessPoolExecutor(max_workers=min(sweep["workers"], len(todo)), mp_context=get_context("spawn")) as pool:
@@ -107,7 +110,7 @@ def _execute(configs: list[dict], sweep_dir: Path, sweep: dict) -> list[dict]:
     rows = []
     for c in configs:
         status = read_status(sweep_dir / "runs" / c["name"])
-        loss = status.get("final_loss")
+        loss = _final_training_loss(sweep_dir / "runs" / c["name"], status)
         rows.append({"name": c["name"], "status": status.get("status"), "final_loss": math.inf if status.get("status") == "diverged" or loss is None else loss,
                      "lr": c["optimizer"]["lr"], "seed": c["seed"], "batch_size": c["train"]["batch_size"], "steps": status.get("step")})
     return rows
@@ -132,10 +135,23 @@ def _execute_on_ray(configs: list[dict], dirs: list[str], sweep: dict) -> None:
             ray.shutdown()
 
 
+def _final_training_loss(run_dir: Path, status: dict) -> float | None:
+    """The loss on the whole training set at the end (a `loss_full` record at the last step) when the run
+    measured it, else the last training-step loss (a minibatch's, noisy for small batches)."""
+    from curvlab.monitor.records import read_records
+
+    full = [r for r in read_records(run_dir) if r["metric"] == "loss_full" and r["step"] == status.get("step")] if status else []
+    return full[-1]["value"] if full else status.get("final_loss")
+
+
 def _run_one(config: dict, run_dir: str) -> None:
     import torch
 
     torch.set_num_threads(1)  # one core per process: the pool parallelises over runs
+    _run_in_process(config, run_dir)
+
+
+def _run_in_process(config: dict, run_dir: str) -> None:
     if (Path(run_dir) / "config.toml").exists():
         resume_run(run_dir, quiet=True)
     else:
