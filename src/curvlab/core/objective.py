@@ -113,7 +113,7 @@ class Objective:
                 with torch.no_grad():
                     total += chunk.size * float(self._chunk_loss(params, chunk))
                 n += chunk.size
-        return total / _nonempty(n)
+        return self._combine(total / _nonempty(n), None, n)[0]
 
     def grad(self, at: Tensor | None = None) -> Tensor:
         """∇F(x) as a flat vector (at the current parameters, or at ``at``)."""
@@ -199,7 +199,13 @@ class Objective:
                     raise _explain(err) from err
                 mean.add(self.flatten(parts), chunk.size)
                 total_loss += chunk.size * float(loss)
-        return total_loss / _nonempty(mean.n), mean.result()
+        n = _nonempty(mean.n)
+        return self._combine(total_loss / n, mean.result(), n)
+
+    def _combine(self, loss: float, vector: Tensor | None, n: int) -> tuple[float, Tensor | None]:
+        """Combine this process's means over its ``n`` examples into the measurement set's: here they
+        are the whole set; :class:`curvlab.distributed.DistributedObjective` all-reduces across ranks."""
+        return loss, vector
 
 
 class WeightedMean:
@@ -281,7 +287,7 @@ class HessianOperator(LinearOperator):
                 mean.add(obj.flatten(hvp_from_grads(grads, leaves, vs, retain_graph=True)), size)
         except RuntimeError as err:
             raise _explain(err) from err
-        return mean.result()
+        return obj._combine(0.0, mean.result(), mean.n)[1]
 
 
 def _resolve_engine(engine: str, device: torch.device) -> str:

@@ -16,6 +16,7 @@ A sweep config is a run config plus a ``[sweep]`` section:
 
 from __future__ import annotations
 
+import atexit
 import copy
 import itertools
 import json
@@ -102,10 +103,10 @@ def _execute(configs: list[dict], sweep_dir: Path, sweep: dict) -> list[dict]:
             _run_in_process(config, run_dir)
     elif todo:
         bar = progress_bar(len(todo), "sweep runs", not sweep.get("quiet", True))
-        with ProcessPoolExecutor(max_workers=min(sweep["workers"], len(todo)), mp_context=get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(_run_one, c, d) for c, d in zip(todo, dirs)]):
-                future.result()
-                bar.update()
+        pool = _pool(sweep["workers"])
+        for future in as_completed([pool.submit(_run_one, c, d) for c, d in zip(todo, dirs)]):
+            future.result()
+            bar.update()
         bar.close()
     rows = []
     for c in configs:
@@ -114,6 +115,18 @@ def _execute(configs: list[dict], sweep_dir: Path, sweep: dict) -> list[dict]:
         rows.append({"name": c["name"], "status": status.get("status"), "final_loss": math.inf if status.get("status") == "diverged" or loss is None else loss,
                      "lr": c["optimizer"]["lr"], "seed": c["seed"], "batch_size": c["train"]["batch_size"], "steps": status.get("step")})
     return rows
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """One process pool per worker count, kept for the whole program: starting workers (importing
+    torch, tokenising text) costs seconds, and a sweep calls this many times."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        atexit.register(_POOLS[workers].shutdown)
+    return _POOLS[workers]
 
 
 def _execute_on_ray(configs: list[dict], dirs: list[str], sweep: dict) -> None:

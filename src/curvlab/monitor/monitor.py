@@ -58,7 +58,8 @@ class Monitor:
         optimizer: the optimizer (or tuner / wrapper) being used; read for learning rates, the
             stability threshold, preconditioners, momentum and random-scaling factors.
         metrics: names (``curvlab list`` shows them) or Metric objects with their own schedules.
-        run_dir: where ``records.jsonl`` is appended; None keeps records in memory only.
+        run_dir: where ``records.jsonl`` is appended; None keeps records in memory only. Under
+            torch.distributed only rank 0 writes; every rank keeps the same records in memory.
         reset: "epoch" (running sums and windows restart every epoch), "never", or an int window.
         context: extra fields written with every record (e.g. a run name, a seed).
     """
@@ -90,7 +91,11 @@ class Monitor:
         if len(set(names)) != len(names):
             raise ValueError(f"metrics: each metric group once, got {names}")
         self.reset = reset
-        self.writer = writer if writer is not None else (RecordWriter(run_dir, tensorboard) if run_dir is not None else None)
+        from curvlab.distributed import rank
+
+        if writer is None and run_dir is not None and rank() == 0:  # under torchrun only rank 0 writes
+            writer = RecordWriter(run_dir, tensorboard)
+        self.writer = writer
         self.records: list[dict] = []
         self.context = dict(context or {})
         self.step_count = start_step
