@@ -20,15 +20,15 @@ OPTIMIZERS = {
 
 def _base(opt: dict, steps: int, n_seq: int) -> dict:
     return validate({"name": "lm", "seed": 0,
-                     "data": {"name": "kjv", "level": "word", "vocab_size": 2000, "context": 32, "n_sequences": n_seq},
+                     "data": {"name": "kjv", "level": "word", "vocab_size": 500, "context": 32, "n_sequences": n_seq},
                      "model": {"name": "transformer", "size": "tiny"}, "optimizer": {**opt, "lr": 1e-2},
                      "train": {"batch_size": 16, "steps": steps, "checkpoint_every": steps},
                      "monitor": {"metrics": ["full_batch"], "schedules": {"full_batch": [steps]}}})
 
 
 def run(out: Path, quick: bool) -> dict:
-    steps, n_seq = (20, 128) if quick else (60, 256)
-    sizes = {"S": 16, "Full": "full"} if quick else {"S": 16, "M": 64, "L": 128, "Full": "full"}
+    steps, n_seq = (20, 64) if quick else (60, 128)
+    sizes = {"S": 16, "Full": "full"} if quick else {"S": 16, "M": 32, "L": 64, "Full": "full"}
     seeds = [0] if quick else [0, 1, 2]
     powers = [-3, -2, -1] if quick else [-3, -2, -1, 0]
     best: dict[str, dict[str, float]] = {}
@@ -70,7 +70,7 @@ register(Reproduction(
     claim="On a transformer LM the Adam–SGD gap grows with batch size; sign descent is worst at small batch and close to Adam in full batch; "
           "normalized GD lies in between; momentum helps more at large batch.",
     source="Kunstner et al. 2023 (seed 001) Fig. 3–7",
-    setting="tiny causal transformer (2×64) on word-level King James Bible (vocabulary 2,000, 256 sequences of 32); batch 16, 64, 128 and "
+    setting="tiny causal transformer (2×64) on word-level King James Bible (vocabulary 500, 128 sequences of 32); batch 16, 32, 64 and "
             "full; 60 steps each; step size per optimizer and batch size by SPEC §9's grid search (10^-3…10^0, then half powers; 3 seeds; "
             "max over seeds of the final full-training-set loss)",
     run=run, checks=checks,
