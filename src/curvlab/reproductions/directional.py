@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from statistics import mean
 
 from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
 from curvlab.reproductions.training import run_config, series

@@ -4,7 +4,6 @@ initial sharpness and a lower maximal stable learning rate."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from curvlab.core.objective import Objective
