@@ -99,3 +99,37 @@ def test_monitor_under_distributed_writes_on_rank_0_and_all_ranks_agree():
         lines = (Path(tmp) / "run" / "records.jsonl").read_text().splitlines()
     assert r0 == r1 and any(m == "sharpness" for _, m, _ in r0)
     assert len([line for line in lines if '"cost_' not in line]) == len(r0)  # written once, by rank 0
+
+
+def test_a_run_on_two_processes_matches_one_process(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from curvlab.experiments.config import to_toml, validate
+    from curvlab.monitor import read_records
+
+    base = {"name": "dp", "seed": 0, "data": {"name": "digits", "subset": 200},
+            "model": {"name": "mlp", "width": 16, "depth": 1}, "optimizer": {"name": "sgd", "lr": 0.2, "momentum": 0.9},
+            "train": {"batch_size": 50, "steps": 8, "checkpoint_every": 4},
+            "monitor": {"metrics": ["assumptions", "sharpness", "full_batch"], "schedules": {"sharpness": 4, "full_batch": 4}}}
+    runs = {}
+    for processes in (1, 2):
+        config = validate({**base, "train": {**base["train"], "processes": processes}})
+        (tmp_path / f"c{processes}.toml").write_text(to_toml(config))
+        out = subprocess.run([sys.executable, "-m", "curvlab.cli", "run", str(tmp_path / f"c{processes}.toml"), "--out",
+                              str(tmp_path / f"r{processes}"), "--quiet", "--no-report"], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert json.loads((tmp_path / f"r{processes}" / "status.json").read_text())["status"] == "finished"
+        runs[processes] = {(r["step"], r["metric"], r.get("index")): r["value"] for r in read_records(tmp_path / f"r{processes}")
+                           if not r["metric"].startswith("cost_")}
+    assert runs[1].keys() == runs[2].keys()  # the same records, written once
+    # The convexity-gap family is f_new − f_old − ⟨g, Δ⟩: O(1) float32 losses cancelling to O(1e-3), so
+    # the all-reduce's different summation order (≈1e-7 relative) shows up ≈1e3 times larger there.
+    cancelling = {"inst_gap", "avg_gap", "exp_gap_0.99", "exp_gap_0.9999", "smoothness_ratio", "inst_gap_full"}
+    for key, value in runs[1].items():
+        if value is None:  # NaN (e.g. a ratio over an empty window) is written as null: both sides
+            assert runs[2][key] is None, key
+            continue
+        rel = 1e-3 if key[1] in cancelling else 1e-4
+        assert runs[2][key] == pytest.approx(value, rel=rel, abs=1e-6), key

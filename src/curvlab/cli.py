@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -95,11 +96,19 @@ def _run(args, parser) -> int:
 
     if (args.config is None) == (args.resume is None):
         parser.error("run: give a CONFIG or --resume DIR (not both)")
+    config_path = args.config if args.config is not None else args.resume / "config.toml"
+    if args.resume is not None and not config_path.exists():
+        raise FileNotFoundError(f"run_dir: {args.resume} holds no config.toml; is it a curvlab run directory?")
+    processes = load_config(config_path)["train"]["processes"]
+    if processes > 1 and "WORLD_SIZE" not in os.environ:  # relaunch this command under torchrun
+        return _launch(processes, args)
     if args.resume is not None:
         result = resume_run(args.resume, quiet=args.quiet)
     else:
         config = load_config(args.config)
         result = start_run(config, args.out or Path("runs") / config["name"], quiet=args.quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     report = None if args.no_report else write_report([result.run_dir])
     if not args.quiet:
         print(f"{result.status} after {result.steps} steps, final loss {result.final_loss:.4g}; records in {result.run_dir}")
@@ -124,6 +133,21 @@ def _sweep(args, parser) -> int:
             print(f"{result['settings'] or 'lr search'}: best lr {result['best_lr']:.3g} (max final loss over seeds {result['best_score']:.4g})")
         print(f"report: {report}")
     return 0
+
+
+def _launch(processes: int, args) -> int:
+    """Run ``curvlab run`` on ``processes`` local processes with torchrun (torch.distributed.run)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", "-m", "curvlab.cli", "run"]
+    if args.resume is not None:
+        cmd += ["--resume", str(args.resume)]
+    else:
+        from curvlab.experiments.config import load_config
+
+        cmd += [str(args.config), "--out", str(args.out or Path("runs") / load_config(args.config)["name"])]
+    cmd += [flag for flag, on in (("--quiet", args.quiet), ("--no-report", args.no_report)) if on]
+    return subprocess.run(cmd).returncode
 
 
 def _report(args, parser) -> int:

@@ -26,7 +26,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "optimizer": {"name": (str, None), "lr": (NUM, None), "clip_percent": (NUM, None), "random_scaling": (bool, False)},
     "tuner": {"name": (str, None)},
     "schedule": {"kind": (str, "constant"), "warmup_steps": (int, 0), "decay_every_epochs": (int, None), "min_lr_fraction": (NUM, 0.0)},
-    "train": {"batch_size": ((int, str), None), "epochs": (int, None), "steps": (int, None), "max_chunk": (int, 4096), "checkpoint_every": (int, 100)},
+    "train": {"batch_size": ((int, str), None), "epochs": (int, None), "steps": (int, None), "max_chunk": (int, 4096), "checkpoint_every": (int, 100), "processes": (int, 1)},
     "monitor": {"metrics": (list, ["assumptions", "sharpness"]), "schedules": (dict, {}), "bn_mode": (str, "train"), "reset": ((str, int), "epoch")},
 }
 OPEN_SECTIONS = {"data", "model", "optimizer", "tuner"}
@@ -127,7 +127,9 @@ def _check_semantics(c: dict) -> None:
     train = c["train"]
     if (train["epochs"] is None) == (train["steps"] is None):  # a sweep sets one and clears the other
         raise ConfigError("config: train: give exactly one of epochs or steps")
-    for key in ("epochs", "steps", "max_chunk", "checkpoint_every"):
+    if c["train"]["processes"] > 1 and c["tuner"].get("name") is not None:
+        raise ConfigError("config: train.processes: a tuner evaluates its closure on one process's shard; use processes = 1 with a tuner")
+    for key in ("epochs", "steps", "max_chunk", "checkpoint_every", "processes"):
         if train[key] is not None and train[key] < 1:
             raise ConfigError(f"config: train.{key}: expected a positive integer, got {train[key]!r}")
     bs = train["batch_size"]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from curvlab.core.objective import Objective
+from curvlab.distributed import DistributedObjective, rank, shard
 from curvlab.experiments.build import build_data, build_loss, build_model_from, build_optimizer, build_tuner, lr_factor
 from curvlab.experiments.config import ConfigError, load_config, to_toml, validate
 from curvlab.linalg.progress import progress_bar
@@ -43,11 +44,17 @@ def start_run(config: dict | str | Path, run_dir: str | Path, quiet: bool = Fals
     """Start a new run in an empty (or new) ``run_dir``."""
     config = load_config(config) if isinstance(config, (str, Path)) else validate(config)
     run_dir = Path(run_dir)
-    if (run_dir / RECORDS_FILE).exists() or (run_dir / CHECKPOINT).exists():
-        raise FileExistsError(f"run_dir: {run_dir} already holds a run; resume it with --resume or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG).write_text(to_toml(config))
-    return Trainer(config, run_dir, quiet).train()
+    world = _init_distributed(config)
+    if rank() == 0:
+        if (run_dir / RECORDS_FILE).exists() or (run_dir / CHECKPOINT).exists():
+            raise FileExistsError(f"run_dir: {run_dir} already holds a run; resume it with --resume or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG).write_text(to_toml(config))
+    _barrier(world)
+    try:
+        return Trainer(config, run_dir, quiet or rank() != 0).train()
+    finally:
+        _finish_distributed(world)
 
 
 def resume_run(run_dir: str | Path, quiet: bool = False) -> RunResult:
@@ -58,7 +65,38 @@ def resume_run(run_dir: str | Path, quiet: bool = False) -> RunResult:
     status = read_status(run_dir)
     if status.get("status") in ("finished", "diverged"):
         return RunResult(run_dir, status["status"], status["step"], status.get("final_loss", math.nan))
-    return Trainer(load_config(run_dir / CONFIG), run_dir, quiet).train(resume=True)
+    config = load_config(run_dir / CONFIG)
+    world = _init_distributed(config)
+    try:
+        return Trainer(config, run_dir, quiet or rank() != 0).train(resume=True)
+    finally:
+        _finish_distributed(world)
+
+
+def _init_distributed(config: dict) -> int:
+    """Under torchrun (train.processes > 1): join the process group; returns the world size."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return world
+
+
+def _finish_distributed(world: int) -> None:
+    """Leave the process group cleanly: exiting with a live gloo group can abort a rank."""
+    import torch.distributed as dist
+
+    if world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def read_status(run_dir: Path) -> dict:
@@ -81,8 +119,14 @@ class Trainer:
         self.batches_per_epoch = n // self.batch_size
         self.total_steps = train["steps"] or train["epochs"] * self.batches_per_epoch
         self.chunks = _accumulation_chunks(self.batch_size, train["max_chunk"])
-        objective = Objective(self.model, self.loss_fn, (measure.x_train, measure.y_train), batch_size=train["max_chunk"], bn_mode=config["monitor"]["bn_mode"])
-        self.writer = RecordWriter(run_dir)
+        self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), rank()
+        mx, my = measure.x_train, measure.y_train
+        if self.world > 1:
+            part = shard(len(my), self.world, self.rank)
+            objective = DistributedObjective(self.model, self.loss_fn, (mx[part], my[part]), batch_size=train["max_chunk"], bn_mode=config["monitor"]["bn_mode"])
+        else:
+            objective = Objective(self.model, self.loss_fn, (mx, my), batch_size=train["max_chunk"], bn_mode=config["monitor"]["bn_mode"])
+        self.writer = RecordWriter(run_dir) if self.rank == 0 else _NoWriter()
         self.monitor = Monitor(objective, self.tuner or self.optimizer, metrics=_metrics(config, measure), writer=self.writer,
                                reset=config["monitor"]["reset"], context={"run": config["name"]})
         self.order_gen = torch.Generator().manual_seed(config["seed"])
@@ -98,7 +142,8 @@ class Trainer:
             torch.manual_seed(self.config["seed"])
             random.seed(self.config["seed"])
             np.random.seed(self.config["seed"] % 2**32)
-        _write_status(self.run_dir, "running", self.step)
+        if self.rank == 0:
+            _write_status(self.run_dir, "running", self.step)
         bar = progress_bar(self.total_steps, self.config["name"], not self.quiet)
         bar.update(self.step)
         loss = math.nan
@@ -109,7 +154,8 @@ class Trainer:
                 self.writer.write(self.step, self.epoch, "loss", loss, group="train", run=self.config["name"], lr=self.monitor.current_lr())
                 if not math.isfinite(loss):
                     self.writer.write(self.step, self.epoch, "diverged", 1.0, group="train", run=self.config["name"])
-                    _write_status(self.run_dir, "diverged", self.step, loss)
+                    if self.rank == 0:
+                        _write_status(self.run_dir, "diverged", self.step, loss)
                     return RunResult(self.run_dir, "diverged", self.step, loss)
                 self.monitor.step(loss, (x, y))
                 if self.position == 0:  # the epoch just ended
@@ -122,7 +168,8 @@ class Trainer:
         finally:
             bar.close()
             self.writer.close()
-        _write_status(self.run_dir, "finished", self.step, loss)
+        if self.rank == 0:
+            _write_status(self.run_dir, "finished", self.step, loss)
         return RunResult(self.run_dir, "finished", self.step, loss)
 
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,17 +188,25 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.base_lr * factor
         self.optimizer.zero_grad(set_to_none=True)
+        used = self.chunks[-1][1]
+        if self.world > 1:  # this rank's share of the batch; its loss is weighted by its share
+            part = shard(used, self.world, self.rank)
+            x, y = x[part], y[part]
         total = 0.0
-        for start, stop in self.chunks:
-            chunk_loss = self.loss_fn(self.model(x[start:stop]), y[start:stop]) * ((stop - start) / self.chunks[-1][1])
+        for start, stop in _accumulation_chunks(len(y), self.config["train"]["max_chunk"]) if self.world > 1 else self.chunks:
+            chunk_loss = self.loss_fn(self.model(x[start:stop]), y[start:stop]) * ((stop - start) / used)
             chunk_loss.backward()
             total += float(chunk_loss.detach())
+        if self.world > 1:
+            total = _all_reduce_gradients(self.model, total)
         if math.isfinite(total):
             self.optimizer.step()
         return total
 
     # ----- checkpoints --------------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
         state = {
             "step": self.step, "epoch": self.epoch, "position": self.position, "perm": self.perm,
             "order_gen": self.order_gen.get_state(), "model": self.model.state_dict(),
@@ -169,6 +224,7 @@ class Trainer:
             _truncate_records(self.run_dir, 0)
             torch.manual_seed(self.config["seed"])
             return
+        _barrier(self.world)
         state = torch.load(path, weights_only=False)
         self.step, self.epoch, self.position, self.perm = state["step"], state["epoch"], state["position"], state["perm"]
         self.order_gen.set_state(state["order_gen"])
@@ -180,7 +236,33 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
-        _truncate_records(self.run_dir, self.step)
+        if self.rank == 0:
+            _truncate_records(self.run_dir, self.step)
+
+
+class _NoWriter:
+    """Ranks other than 0 write nothing (the same records exist on rank 0)."""
+
+    def write(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _all_reduce_gradients(model: torch.nn.Module, loss: float) -> float:
+    """Sum the ranks' share-weighted gradients and losses: the exact gradient of the whole batch."""
+    import torch.distributed as dist
+
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+    total = torch.tensor([loss], dtype=torch.float64)
+    dist.all_reduce(total)
+    return float(total)
 
 
 def _accumulation_chunks(batch: int, max_chunk: int) -> list[tuple[int, int]]:

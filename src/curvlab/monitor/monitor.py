@@ -231,10 +231,8 @@ class Monitor:
             **ctx,
         }
         if self.writer is not None:
-            record = self.writer.write(info.step, info.epoch, metric, value, **ctx)
-        else:
-            record = {"step": info.step, "epoch": info.epoch, "metric": metric, "value": float(value), **ctx}
-        self.records.append(record)
+            self.writer.write(info.step, info.epoch, metric, value, **ctx)
+        self.records.append({"step": info.step, "epoch": info.epoch, "metric": metric, "value": float(value), **ctx})
 
     def _reset_windows(self) -> None:
         for metric in self.metrics:
