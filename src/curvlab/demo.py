@@ -67,19 +67,13 @@ def run_demo(out_dir: Path, steps: int = 100, lr: float = 0.5, k: int = 5, quiet
 
 
 def _save_density(density, summary: dict, path: Path) -> Path:
-    import matplotlib
+    from curvlab.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = pyplot().subplots(figsize=(6.5, 3.8))
     density.plot(ax=ax, label="SLQ density (5 probes × 60 steps)")
     ax.axvline(summary["gd_threshold_2_over_lr"], color="tab:red", ls="--", label="2/η")
     for i, lam in enumerate(summary["top_eigenvalues"]):
         ax.axvline(lam, color="tab:green", lw=0.8, alpha=0.7, label="Lanczos top-k" if i == 0 else None)
     ax.set_title("Hessian spectrum, MLP on digits after GD")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

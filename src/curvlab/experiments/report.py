@@ -10,17 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from curvlab.monitor.records import load_records
+from curvlab.plotting import pyplot, save_figure
 
 FIGURES = "figures"
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _series(df: Any, metric: str, **where: Any) -> Any:
@@ -149,7 +141,7 @@ FIGURE_KINDS = [
 
 def make_figures(runs: dict[str, Any], out_dir: Path) -> list[Path]:
     """One PNG per figure kind that at least one run has data for."""
-    plt = _plt()
+    plt = pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, needed, draw in FIGURE_KINDS:
@@ -159,7 +151,7 @@ def make_figures(runs: dict[str, Any], out_dir: Path) -> list[Path]:
         draw(runs, ax)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-        paths.append(_save(fig, out_dir / f"{name}.png", plt))
+        paths.append(save_figure(fig, out_dir / f"{name}.png"))
     return paths
 
 
@@ -218,7 +210,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px}}figure{{display:inline-block;margi
 def write_sweep_report(summary: dict, sweep_dir: str | Path) -> Path:
     """Figures and ``report.html`` for a sweep: grid-search curves (final loss vs lr, min/median/max
     over seeds, diverged runs drawn at the top) or the batch-size ladder table."""
-    plt = _plt()
+    plt = pyplot()
     sweep_dir = Path(sweep_dir)
     (sweep_dir / FIGURES).mkdir(parents=True, exist_ok=True)
     figures, numbers = [], []
@@ -239,23 +231,16 @@ def write_sweep_report(summary: dict, sweep_dir: str | Path) -> Path:
         ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("learning rate"), ax.set_ylabel("final training loss")
         ax.set_title("Grid search: final loss vs lr (min–max over seeds; diverged drawn at the top)")
         ax.legend(fontsize=7)
-        figures.append(_save(fig, sweep_dir / FIGURES / "grid_search.png", plt))
+        figures.append(save_figure(fig, sweep_dir / FIGURES / "grid_search.png"))
     elif summary["kind"] == "batch_ladder":
         numbers = [{"settings": ", ".join(f"{k}={v}" for k, v in row["settings"].items()), **{k: v for k, v in row.items() if k != "settings"}} for row in summary["table"]]
         fig, ax = plt.subplots(figsize=(7, 4))
         xs = [str(r["batch_size"]) for r in summary["table"]]
         ax.bar(range(len(xs)), [r["median_final_loss"] for r in summary["table"]], tick_label=xs)
         ax.set_yscale("log"), ax.set_xlabel("batch size"), ax.set_ylabel("median final loss"), ax.set_title("Batch-size ladder")
-        figures.append(_save(fig, sweep_dir / FIGURES / "ladder.png", plt))
+        figures.append(save_figure(fig, sweep_dir / FIGURES / "ladder.png"))
     else:
         numbers = [{k: v for k, v in r.items()} for r in summary["runs"]]
     page = _html(f"Sweep: {summary['kind']}", numbers, [f.relative_to(sweep_dir) for f in figures])
     (sweep_dir / "report.html").write_text(page)
     return sweep_dir / "report.html"
-
-
-def _save(fig, path: Path, plt) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

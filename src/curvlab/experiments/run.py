@@ -120,6 +120,9 @@ class Trainer:
         self.total_steps = train["steps"] or train["epochs"] * self.batches_per_epoch
         self.chunks = _accumulation_chunks(self.batch_size, train["max_chunk"])
         self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), rank()
+        self.used = self.chunks[-1][1]  # examples of a batch actually used (≤ 0.5% dropped)
+        self.shard = shard(self.used, self.world, self.rank)  # this rank's part of each batch
+        self.local_chunks = _accumulation_chunks(self.shard.stop - self.shard.start, train["max_chunk"]) if self.world > 1 else self.chunks
         mx, my = measure.x_train, measure.y_train
         if self.world > 1:
             part = shard(len(my), self.world, self.rank)
@@ -188,13 +191,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.base_lr * factor
         self.optimizer.zero_grad(set_to_none=True)
-        used = self.chunks[-1][1]
-        if self.world > 1:  # this rank's share of the batch; its loss is weighted by its share
-            part = shard(used, self.world, self.rank)
-            x, y = x[part], y[part]
+        x, y = x[self.shard], y[self.shard]  # the whole used batch on one process; its loss is weighted by its share
         total = 0.0
-        for start, stop in _accumulation_chunks(len(y), self.config["train"]["max_chunk"]) if self.world > 1 else self.chunks:
-            chunk_loss = self.loss_fn(self.model(x[start:stop]), y[start:stop]) * ((stop - start) / used)
+        for start, stop in self.local_chunks:
+            chunk_loss = self.loss_fn(self.model(x[start:stop]), y[start:stop]) * ((stop - start) / self.used)
             chunk_loss.backward()
             total += float(chunk_loss.detach())
         if self.world > 1:

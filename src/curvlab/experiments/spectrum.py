@@ -32,12 +32,11 @@ def spectrum_of_run(run_dir: str | Path, k: int = 5, density_path: str | Path | 
     print("top eigenvalues: " + ", ".join(f"{v:.5g}" for v in top.eigenvalues.tolist()))
     print(f"λ_min: {float(low.eigenvalues[0]):.5g}; trace (Hutch++): {tr.estimate:.5g} ± {tr.stderr:.2g}")
     if density_path is not None:
-        import matplotlib
+        from curvlab.plotting import pyplot, save_figure
 
-        matplotlib.use("Agg")
         d = spectral_density(H, n_probes=3, n_steps=40)
-        ax = d.plot()
+        ax = d.plot(ax=pyplot().subplots(figsize=(6, 3.5))[1])
         ax.set_title(f"Hessian spectral density: {run_dir.name}")
-        ax.figure.savefig(density_path, dpi=110)
+        save_figure(ax.figure, density_path)
         print(f"density: {density_path}")
     return {"top": top.eigenvalues.tolist(), "lambda_min": float(low.eigenvalues[0]), "trace": tr.estimate}

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from curvlab.plotting import pyplot, save_figure  # noqa: F401  (re-exported for the reproductions)
+
 REGISTRY: dict[str, "Reproduction"] = {}
 
 
@@ -79,20 +81,3 @@ def _page(rep: Reproduction, summary: dict, figures: list[str]) -> str:
 
 def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
