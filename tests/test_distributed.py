@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from curvlab import Objective, eigs, trace
-from curvlab.distributed import DistributedObjective, shard
+from curvlab.distributed import DistributedObjective, finish, shard
 from zoo import make_case
 
 SPLIT = 15  # rank 0 holds 15 of the 24 examples, rank 1 holds 9
@@ -36,8 +36,9 @@ def _worker(rank, world, init_file, out_dir, wrap_ddp):
         obj = DistributedObjective(model, case.loss_fn, (case.inputs[part], case.targets[part]))
         v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         torch.save(_measure(obj, v), Path(out_dir) / f"rank{rank}.pt")
+        del model, obj  # a DDP wrapper's reducer must not outlive the process group
     finally:
-        dist.destroy_process_group()
+        finish()
 
 
 @pytest.mark.parametrize("wrap_ddp", [False, True])
@@ -89,7 +90,7 @@ def _monitor_worker(rank, world, init_file, out_dir):
         values = [(r["step"], r["metric"], r["value"]) for r in mon.records if not r["metric"].startswith("cost_")]
         torch.save(values, Path(out_dir) / f"records{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        finish()
 
 
 def test_monitor_under_distributed_writes_on_rank_0_and_all_ranks_agree():

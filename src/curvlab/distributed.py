@@ -55,3 +55,11 @@ def shard(n: int, world_size: int, rank_: int) -> slice:
     base, extra = divmod(n, world_size)
     start = rank_ * base + min(rank_, extra)
     return slice(start, start + base + (1 if rank_ < extra else 0))
+
+
+def finish() -> None:
+    """Leave the process group cleanly: a barrier first, since a rank that destroys the group while
+    another still has the last message of a collective in flight makes that rank abort (gloo)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

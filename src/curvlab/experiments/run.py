@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from curvlab.core.objective import Objective
-from curvlab.distributed import DistributedObjective, rank, shard
+from curvlab.distributed import DistributedObjective, finish, rank, shard
 from curvlab.experiments.build import build_data, build_loss, build_model_from, build_optimizer, build_tuner, lr_factor
 from curvlab.experiments.config import ConfigError, load_config, to_toml, validate
 from curvlab.linalg.progress import progress_bar
@@ -54,7 +54,7 @@ def start_run(config: dict | str | Path, run_dir: str | Path, quiet: bool = Fals
     try:
         return Trainer(config, run_dir, quiet or rank() != 0).train()
     finally:
-        _finish_distributed(world)
+        finish()
 
 
 def resume_run(run_dir: str | Path, quiet: bool = False) -> RunResult:
@@ -66,11 +66,11 @@ def resume_run(run_dir: str | Path, quiet: bool = False) -> RunResult:
     if status.get("status") in ("finished", "diverged"):
         return RunResult(run_dir, status["status"], status["step"], status.get("final_loss", math.nan))
     config = load_config(run_dir / CONFIG)
-    world = _init_distributed(config)
+    _init_distributed(config)
     try:
         return Trainer(config, run_dir, quiet or rank() != 0).train(resume=True)
     finally:
-        _finish_distributed(world)
+        finish()
 
 
 def _init_distributed(config: dict) -> int:
@@ -81,15 +81,6 @@ def _init_distributed(config: dict) -> int:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return world
-
-
-def _finish_distributed(world: int) -> None:
-    """Leave the process group cleanly: exiting with a live gloo group can abort a rank."""
-    import torch.distributed as dist
-
-    if world > 1 and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def _barrier(world: int) -> None:
