@@ -9,11 +9,13 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first and pinned (the local CPU build), then everything else constrained to it, then the
+# torch first and pinned (the local CPU build), then everything else constrained to it (with the Lightning,
+# Hugging Face and W&B integrations, so the tests run against the real packages), then the
 # Debian-packaged data (apt-get download + dpkg -x into ~/.cache/curvlab: no root or R needed).
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[data,test]'
+	$(PIP) install -q -c constraints.txt -e '.[data,test,lightning,transformers,wandb]'
+	@! $(BIN)/python -c "import torchvision" 2>/dev/null || (echo "torchvision is installed: it breaks transformers beside the CPU torch; pip uninstall torchvision" && false)
 	-apt-get update -qq >/dev/null 2>&1
 	$(BIN)/python -m curvlab.data.debian
 	touch $@

@@ -7,6 +7,7 @@ symmetric linear operator. Formulas follow ``SPEC.md``.
 
 from curvlab import geometry, losses, optim, tuners
 from curvlab.core import HessianOperator, Objective
+from curvlab.geometry import critical_sharpness
 from curvlab.monitor import Monitor, load_records
 from curvlab.linalg import (
     EigResult,
@@ -33,6 +34,7 @@ __all__ = [
     "TraceResult",
     "__version__",
     "as_operator",
+    "critical_sharpness",
     "eigs",
     "geometry",
     "load_records",

@@ -33,6 +33,11 @@ class DistributedObjective(Objective):
         super().__init__(model, loss_fn, data, **kwargs)
         self.group = group
 
+    def _combine_count(self, n: float) -> float:
+        total = torch.tensor([float(n)], dtype=torch.float64, device=self.space.device)
+        dist.all_reduce(total, group=self.group)
+        return float(total)
+
     def _combine(self, loss: float, vector: Tensor | None, n: int) -> tuple[float, Tensor | None]:
         sums = torch.tensor([loss * n, float(n)], dtype=torch.float64, device=self.space.device)
         dist.all_reduce(sums, group=self.group)

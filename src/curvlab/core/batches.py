@@ -2,28 +2,35 @@
 
 A *chunk* is one forward pass worth of data: ``(args, kwargs, targets, size)``. The measurement-set
 function F (SPEC §1) is the size-weighted mean of the chunk losses, so any data set fits in memory.
+
+Two ways to read a batch: with a loss function, the batch is split into inputs and targets (the
+last tuple entry, or a dict's target key); for a model that computes its own loss (``loss_fn=None``)
+the whole batch is the model's input (``model(*batch)`` or ``model(**batch)``) and ``targets`` is None.
+A chunk's weight ``size`` is its example count (the leading dimension), or what ``weight(batch)``
+returns (e.g. the number of non-ignored label tokens, which language-model losses average over).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 TARGET_KEYS = ("targets", "target", "labels", "label", "y")
+WeightFn = Callable[[Any], Union[int, float, Tensor]]
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """One batch, ready for ``loss_fn(model(*args, **kwargs), targets)``."""
+    """One batch, ready for ``loss_fn(model(*args, **kwargs), targets)`` (targets None: the model's own loss)."""
 
     args: tuple
     kwargs: dict
     targets: Any
-    size: int
+    size: float
 
     def to(self, device: torch.device) -> "Chunk":
         move = lambda t: t.to(device) if isinstance(t, Tensor) else t  # noqa: E731
@@ -45,13 +52,22 @@ def _leading_size(obj: Any) -> int:
     raise TypeError(f"data: cannot tell the batch size of a {type(obj).__name__}; use tensors")
 
 
-def to_chunk(batch: Any) -> Chunk:
-    """Interpret one batch: a tuple/list ``(x, ..., y)`` or a dict with a target key."""
+def to_chunk(batch: Any, own_loss: bool = False, weight: WeightFn | None = None) -> Chunk:
+    """Interpret one batch: a tuple/list ``(x, ..., y)`` or a dict with a target key; with ``own_loss``
+    the whole batch is the model's input. ``weight(batch)`` overrides the example count."""
+    chunk = _own_loss_chunk(batch) if own_loss else _split_chunk(batch)
+    if weight is None:
+        return chunk
+    return Chunk(chunk.args, chunk.kwargs, chunk.targets, _weight_value(weight(batch)))
+
+
+def _split_chunk(batch: Any) -> Chunk:
     if isinstance(batch, Mapping):
         key = next((k for k in TARGET_KEYS if k in batch), None)
         if key is None:
             raise ValueError(
-                f"data: a dict batch needs a target entry named one of {TARGET_KEYS}; got keys {sorted(batch)}"
+                f"data: a dict batch needs a target entry named one of {TARGET_KEYS}; got keys {sorted(batch)} "
+                "(for a model that computes its own loss, pass loss_fn=None)"
             )
         kwargs = {k: v for k, v in batch.items() if k != key}
         if not kwargs:
@@ -66,6 +82,34 @@ def to_chunk(batch: Any) -> Chunk:
     )
 
 
+def _own_loss_chunk(batch: Any) -> Chunk:
+    """The whole batch goes to the model: ``model(**batch)`` for a dict, ``model(*batch)`` for a tuple."""
+    if isinstance(batch, Mapping):
+        if not batch:
+            raise ValueError("data: an empty dict batch")
+        return Chunk((), dict(batch), None, _first_tensor_size(batch.values()))
+    if isinstance(batch, (tuple, list)) and batch:
+        return Chunk(tuple(batch), {}, None, _first_tensor_size(batch))
+    if isinstance(batch, Tensor):
+        return Chunk((batch,), {}, None, _leading_size(batch))
+    raise TypeError(f"data: each batch must be a tensor, a tuple/list or a dict of model inputs, got {type(batch).__name__}")
+
+
+def _first_tensor_size(values: Iterable[Any]) -> int:
+    first = next((v for v in values if isinstance(v, Tensor)), None)
+    if first is None:
+        raise TypeError("data: a batch holds no tensor to count its examples; pass weight= to say how much each batch counts")
+    return _leading_size(first)
+
+
+def _weight_value(value: Any) -> float:
+    if isinstance(value, Tensor):
+        value = value.item() if value.numel() == 1 else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        raise ValueError(f"weight: expected weight(batch) to return a finite number ≥ 0, got {value!r}")
+    return float(value)
+
+
 class ChunkStream:
     """A re-iterable stream of :class:`Chunk` built from any supported data source.
 
@@ -75,19 +119,26 @@ class ChunkStream:
     Chunk sizes are read while iterating, so nothing is loaded up front.
     """
 
-    def __init__(self, data: Any, batch_size: int | None = None):
+    def __init__(self, data: Any, batch_size: int | None = None, *, own_loss: bool = False, weight: WeightFn | None = None):
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
-        self._source = _make_source(data, batch_size)
+        if weight is not None and not callable(weight):
+            raise TypeError(f"weight: expected a callable weight(batch) -> number, got {type(weight).__name__}")
+        self.own_loss, self.weight = own_loss, weight
+        self._source = _make_source(data, batch_size, self.read)
+
+    def read(self, batch: Any) -> Chunk:
+        """One raw batch as a :class:`Chunk` (the way this stream reads every batch)."""
+        return to_chunk(batch, self.own_loss, self.weight)
 
     def __iter__(self) -> Iterator[Chunk]:
         for batch in self._source():
-            chunk = to_chunk(batch)
+            chunk = self.read(batch)
             if chunk.size > 0:
                 yield chunk
 
 
-def _make_source(data: Any, batch_size: int | None) -> Callable[[], Iterable]:
+def _make_source(data: Any, batch_size: int | None, read: Callable[[Any], Chunk]) -> Callable[[], Iterable]:
     if data is None:
         raise ValueError("data: expected tensors, a Dataset, a DataLoader or an iterable of batches, got None")
     if _is_tensor_pair(data):
@@ -106,7 +157,7 @@ def _make_source(data: Any, batch_size: int | None) -> Callable[[], Iterable]:
     if isinstance(data, Iterable) and not isinstance(data, (str, bytes, Tensor, Mapping)):
         if batch_size is not None:
             raise ValueError("batch_size: only (inputs, targets) tensors and Datasets are re-chunked")
-        if not any(to_chunk(b).size > 0 for b in data):
+        if not any(read(b).size > 0 for b in data):
             raise ValueError("data: the measurement set is empty (no examples)")
         return lambda: data
     raise TypeError(

@@ -9,10 +9,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from curvlab.core.batches import Chunk, ChunkStream
+from curvlab.core.batches import Chunk, ChunkStream, WeightFn
 from curvlab.core.hvp import ENGINES, HVP_ENGINES, default_engine, fresh_leaves, gradient, hvp_from_grads
 from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
-from curvlab.core.state import BN_MODES, measurement_mode, seed_rng
+from curvlab.core.state import BN_MODES, measurement_mode, preserved_rng, seed_rng
 from curvlab.linalg.operator import LinearOperator
 
 LossFn = Callable[[Any, Any], Tensor]
@@ -24,9 +24,15 @@ class Objective:
     Args:
         model: any ``nn.Module``; it is left exactly as found (parameters, ``requires_grad``, modes,
             buffers, global RNG state).
-        loss_fn: ``loss_fn(outputs, targets)`` returning the *mean* loss of the batch as a scalar.
+        loss_fn: ``loss_fn(outputs, targets)`` returning the *mean* loss of the batch as a scalar; or
+            None for a model that computes its own loss (a Hugging Face model given ``labels``): each
+            batch is then called as ``model(**batch)`` (dict) or ``model(*batch)`` (tuple), and the loss
+            is the output itself when it is a scalar tensor, else its ``.loss`` attribute or ``["loss"]``.
         data: an ``(inputs, targets)`` pair of tensors, a ``Dataset``, a ``DataLoader``, or a re-iterable
             of batches (tuples ``(inputs..., targets)`` or dicts with a ``"targets"``/``"labels"``/``"y"`` key).
+        weight: ``weight(batch) -> number``, how much a batch counts in the mean (default: its example
+            count, the leading dimension of its first tensor). A language model whose loss is the mean
+            over non-ignored label tokens wants the count of those tokens here.
         batch_size: re-chunk tensor or Dataset data into batches of this size (memory), None = one chunk.
         bn_mode: ``"train"`` (batch statistics, per-chunk, running stats untouched) or ``"eval"``.
         dropout: keep dropout active while measuring (masks fixed per chunk by ``seed``).
@@ -44,9 +50,10 @@ class Objective:
     def __init__(
         self,
         model: nn.Module,
-        loss_fn: LossFn,
+        loss_fn: LossFn | None,
         data: Any,
         *,
+        weight: WeightFn | None = None,
         batch_size: int | None = None,
         bn_mode: str = "train",
         dropout: bool = False,
@@ -56,15 +63,16 @@ class Objective:
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-        if not callable(loss_fn):
-            raise TypeError(f"loss_fn: expected a callable loss_fn(outputs, targets), got {type(loss_fn).__name__}")
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn: expected a callable loss_fn(outputs, targets) or None, got {type(loss_fn).__name__}")
         if bn_mode not in BN_MODES:
             raise ValueError(f"bn_mode: expected one of {BN_MODES}, got {bn_mode!r}")
         if not isinstance(dropout, bool):
             raise TypeError(f"dropout: expected a bool, got {type(dropout).__name__}")
         self.model = model
         self.loss_fn = loss_fn
-        self.chunks = ChunkStream(data, batch_size)
+        self.data, self.weight, self.batch_size = data, weight, batch_size
+        self.chunks = ChunkStream(data, batch_size, own_loss=loss_fn is None, weight=weight)
         self.bn_mode = bn_mode
         self.dropout = dropout
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -74,6 +82,19 @@ class Objective:
         self.space: ParamSpace = param_space(self._selected)
         self.hvp_engine = _resolve_engine(hvp_engine, self.space.device)
         self.counts = {"loss": 0, "grad": 0, "hvp": 0}
+
+    def on(self, data: Any, batch_size: int | None = None) -> "Objective":
+        """The same measurement (model, loss, weights, modes, parameters, seed) on other data, in this
+        process only (a plain Objective even when this one is distributed)."""
+        return Objective(
+            self.model, self.loss_fn, data, weight=self.weight, batch_size=batch_size, bn_mode=self.bn_mode,
+            dropout=self.dropout, params=[p for _, p in self._selected], hvp_engine=self.hvp_engine, seed=self.seed,
+        )
+
+    @property
+    def parameters(self) -> list[tuple[str, Tensor]]:
+        """The selected parameters as (name, tensor) pairs, in flat-vector order."""
+        return list(self._selected)
 
     # ----- description -------------------------------------------------------------------------
     @property
@@ -100,7 +121,10 @@ class Objective:
 
     def parameters_vector(self) -> Tensor:
         """The current x as a new flat vector."""
-        return self.flatten([p.detach() for _, p in self._selected]).clone()
+        key = tuple(p.data_ptr() for _, p in self._selected)
+        if getattr(self, "_flat_key", None) != key:  # views stay valid while the storage does
+            self._flat_views, self._flat_key = [p.detach().reshape(-1) for _, p in self._selected], key
+        return torch.cat(self._flat_views)  # cat copies
 
     # ----- evaluations ---------------------------------------------------------------------------
     def loss(self, at: Tensor | None = None) -> float:
@@ -180,7 +204,7 @@ class Objective:
         overrides.update(zip(self.names, leaves))
         try:
             outputs = functional_call(self.model, overrides, chunk.args, chunk.kwargs)
-            loss = self.loss_fn(outputs, chunk.targets)
+            loss = self.loss_fn(outputs, chunk.targets) if self.loss_fn is not None else model_loss(outputs)
         except RuntimeError as err:
             raise _explain(err) from err
         if not isinstance(loss, Tensor) or loss.numel() != 1:
@@ -202,10 +226,36 @@ class Objective:
         n = _nonempty(mean.n)
         return self._combine(total_loss / n, mean.result(), n)
 
+    def count(self) -> float:
+        """The measurement set's size (the sum of the chunk weights: examples, or ``weight``), over every process."""
+        with preserved_rng():
+            seed_rng(self.seed, self.space.device)
+            return self._combine_count(sum(chunk.size for chunk in self.chunks))
+
+    def _combine_count(self, n: float) -> float:
+        """This process's count is the whole set's; a DistributedObjective sums it across ranks."""
+        return n
+
     def _combine(self, loss: float, vector: Tensor | None, n: int) -> tuple[float, Tensor | None]:
         """Combine this process's means over its ``n`` examples into the measurement set's: here they
         are the whole set; :class:`curvlab.distributed.DistributedObjective` all-reduces across ranks."""
         return loss, vector
+
+
+def model_loss(outputs: Any) -> Tensor:
+    """The loss a model computed itself: the output when it is a scalar tensor, else ``outputs.loss``
+    or ``outputs["loss"]`` (Hugging Face models return it there when given ``labels``)."""
+    if isinstance(outputs, Tensor) and outputs.numel() == 1:
+        return outputs
+    loss = getattr(outputs, "loss", None)
+    if loss is None and isinstance(outputs, dict):
+        loss = outputs.get("loss")
+    if loss is None:
+        raise ValueError(
+            f"loss_fn=None: the model's output ({type(outputs).__name__}) is neither a scalar loss nor has a .loss or "
+            "['loss'] entry; give the batch its labels (e.g. a 'labels' key) or pass a loss_fn"
+        )
+    return loss
 
 
 class WeightedMean:

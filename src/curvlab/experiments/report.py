@@ -56,6 +56,33 @@ def _figure_lr_sharpness(runs, ax):
     ax.set_xlabel("step"), ax.set_ylabel("η·λ1"), ax.set_title("η·λ1 (GD is stable below 2)")
 
 
+def _figure_step_norms(runs, ax):
+    """The Monitor's per-step statistics: the norm of the gradient each step used and of the update it made."""
+    for i, (name, df) in enumerate(runs.items()):
+        for metric, style in (("grad_norm", "-"), ("update_norm", "--")):
+            s = _series(df, metric)
+            if len(s):
+                ax.plot(s.step, s.value, color=f"C{i}", ls=style, lw=0.8, label=f"{name}: {metric.replace('_', ' ')}")
+    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("norm"), ax.set_title("Gradient and update norms (per step)")
+
+
+def _figure_critical(runs, ax):
+    """Critical sharpness beside λ1 and the directional sharpness of the actual update, with 2/η."""
+    for i, (name, df) in enumerate(runs.items()):
+        color = f"C{i}"
+        c = _series(df, "critical_sharpness")
+        ax.plot(c.step, c.value, color=color, marker=".", ls="-", label=f"{name}: critical sharpness λc")
+        s = _series(df, "sharpness", index=1)
+        if len(s):
+            ax.plot(s.step, s.value, color=color, ls="--", label=f"{name}: λ1")
+        d = _series(df, "directional_sharpness", optimizer="actual")
+        if len(d):
+            ax.plot(d.step, d.value, color=color, ls=":", label=f"{name}: directional sharpness of the update")
+        if "lr" in c and len(c):
+            ax.plot(c.step, 2.0 / c.lr, color="k", lw=0.8, label=f"{name}: 2/η")
+    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("curvature"), ax.set_title("Critical sharpness (forward passes only) against λ1")
+
+
 def _figure_tuner_lr(runs, ax):
     for name, df in runs.items():
         s = _series(df, "loss")
@@ -129,6 +156,8 @@ FIGURE_KINDS = [
     ("loss", "loss", _figure_loss),
     ("sharpness", "sharpness", _figure_sharpness),
     ("lr_times_sharpness", "lr_times_sharpness", _figure_lr_sharpness),
+    ("step_norms", "grad_norm", _figure_step_norms),
+    ("critical_sharpness", "critical_sharpness", _figure_critical),
     ("learning_rate", "loss", _figure_tuner_lr),
     ("convexity_gap", "inst_gap", _figure_gap),
     ("smoothness", "inst_smooth", _figure_smooth),

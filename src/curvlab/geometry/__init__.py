@@ -2,6 +2,7 @@
 :class:`curvlab.Monitor` schedules them along a training run."""
 
 from curvlab.geometry.assumptions import AssumptionTracker, L0L1Fit, norms, pl_ratio
+from curvlab.geometry.critical_sharpness import CriticalSharpness, critical_sharpness
 from curvlab.geometry.directional import coordinate_histogram, directional_sharpness, gradient_correlation, landscape_1d, log_bins
 from curvlab.geometry.noise import NoiseResult, TailIndex, gradient_noise, qq_gaussian, symmetric_stable
 from curvlab.geometry.pseudo_updates import PseudoUpdates, compare_directions, default_shadows
@@ -18,6 +19,7 @@ from curvlab.geometry.sharpness import (
 
 __all__ = [
     "AssumptionTracker",
+    "CriticalSharpness",
     "L0L1Fit",
     "NoiseResult",
     "PseudoUpdates",
@@ -27,6 +29,7 @@ __all__ = [
     "compare_directions",
     "coordinate_histogram",
     "cosine",
+    "critical_sharpness",
     "default_shadows",
     "directional_sharpness",
     "gradient_correlation",

@@ -4,6 +4,7 @@ from curvlab.monitor.metrics import (
     DESCRIPTIONS,
     METRICS,
     Assumptions,
+    CriticalSharpness,
     Density,
     Directional,
     FullBatch,
@@ -12,17 +13,19 @@ from curvlab.monitor.metrics import (
     Metric,
     Noise,
     Sharpness,
+    StepStats,
     Trace,
     make_metric,
 )
-from curvlab.monitor.monitor import Monitor
+from curvlab.monitor.monitor import Monitor, default_metrics
 from curvlab.monitor.records import load_records, read_records
-from curvlab.monitor.schedules import Schedule, at_steps, epoch_end, every, log_spaced
+from curvlab.monitor.schedules import Schedule, at_steps, budget, epoch_end, every, log_spaced
 
 __all__ = [
     "DESCRIPTIONS",
     "METRICS",
     "Assumptions",
+    "CriticalSharpness",
     "Density",
     "Directional",
     "FullBatch",
@@ -33,8 +36,11 @@ __all__ = [
     "Noise",
     "Schedule",
     "Sharpness",
+    "StepStats",
     "Trace",
     "at_steps",
+    "budget",
+    "default_metrics",
     "epoch_end",
     "every",
     "load_records",

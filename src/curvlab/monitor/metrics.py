@@ -4,6 +4,7 @@ must follow the whole trajectory), ``measure`` yields (metric, value, context) r
 from __future__ import annotations
 
 import copy
+import math
 from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor
 
 from curvlab.geometry import (
     AssumptionTracker,
+    critical_sharpness,
     L0L1Fit,
     PseudoUpdates,
     alignment,
@@ -36,6 +38,7 @@ Rows = Iterator[tuple[str, float, dict]]
 
 class Metric:
     name = "metric"
+    records_cost = True  # write cost_seconds / cost_hvps / cost_passes rows for each measurement
 
     def __init__(self, schedule: Schedule | int | list | str | None = None):
         self.schedule = as_schedule(schedule) if schedule is not None else self.default_schedule()
@@ -62,6 +65,27 @@ class Metric:
                 setattr(self, k, copy.deepcopy(state[k]))
 
     _state: tuple[str, ...] = ()
+
+
+class StepStats(Metric):
+    """What the training step already computed, at no extra pass: its loss, the norm of the gradient
+    it used (the parameters' ``.grad``), the norm of the update x_t − x_{t−1} and the learning rate."""
+
+    name = "step"
+    records_cost = False
+
+    def default_schedule(self) -> Schedule:
+        return every(1)
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        grads = [p.grad for _, p in monitor.objective.parameters if p.grad is not None]
+        norms_ = torch.stack(torch._foreach_norm([info.x_now - info.x_prev, *grads])).tolist()  # one read of the device
+        if info.loss is not None:
+            yield "loss", info.loss, {}
+        if grads:
+            yield "grad_norm", math.sqrt(sum(v * v for v in norms_[1:])), {}
+        yield "update_norm", norms_[0], {}
+        yield "lr", monitor.current_lr(), {}
 
 
 class Assumptions(Metric):
@@ -136,25 +160,35 @@ class FullBatch(Metric):
 class Sharpness(Metric):
     """SPEC §2: top-k eigenvalues (Lanczos, warm-started from the last top eigenvector), optional
     λ_min, the stability threshold of the optimizer with η·λ1 and y = ηλ1 − 2, the update's alignment
-    with v1, and the preconditioned sharpness when the optimizer keeps a diagonal preconditioner."""
+    with v1, and the preconditioned sharpness when the optimizer keeps a diagonal preconditioner.
+    ``plain="auto"`` skips the plain λ1 when the optimizer's threshold is on the preconditioned sharpness
+    (Adam): then only the sharpness the threshold is about is measured, at half the cost."""
 
     name = "sharpness"
     _state = ("v0", "v0_pre", "top_vector")
 
-    def __init__(self, schedule: Any = None, k: int = 1, tol: float = 1e-3, lambda_min: bool = False, preconditioned: bool | str = "auto"):
+    def __init__(self, schedule: Any = None, k: int = 1, tol: float = 1e-3, lambda_min: bool = False, preconditioned: bool | str = "auto",
+                 plain: bool | str = True):
         super().__init__(schedule)
-        self.k, self.tol, self.with_min, self.preconditioned = k, tol, lambda_min, preconditioned
+        if plain not in (True, False, "auto"):
+            raise ValueError(f"plain: expected True, False or 'auto', got {plain!r}")
+        self.k, self.tol, self.with_min, self.preconditioned, self.plain = k, tol, lambda_min, preconditioned, plain
         self.v0: Tensor | None = None
         self.v0_pre: Tensor | None = None
         self.top_vector: Tensor | None = None
 
     def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        threshold = stability_threshold(monitor.base_optimizer(), lr=monitor.current_lr())
+        if self.plain is True or (self.plain == "auto" and not threshold.preconditioned):
+            yield from self._plain(monitor, info, threshold)
+        yield from self._preconditioned(monitor, threshold)
+
+    def _plain(self, monitor: "Monitor", info: "StepInfo", threshold) -> Rows:
         res = eigs(monitor.objective.hessian(), k=self.k, tol=self.tol, v0=self.v0)
         self.v0 = self.top_vector = res.eigenvectors[:, 0]
         for i, lam in enumerate(res.eigenvalues.tolist()):
             yield "sharpness", lam, {"index": i + 1, "converged": res.converged}
         lam1 = float(res.eigenvalues[0])
-        threshold = stability_threshold(monitor.base_optimizer(), lr=monitor.current_lr())
         if not threshold.preconditioned and threshold.kind != "none":
             yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam1).items())
         delta = info.x_now - info.x_prev
@@ -162,7 +196,6 @@ class Sharpness(Metric):
             yield "update_alignment", alignment(delta, self.top_vector), {}
         if self.with_min:
             yield "lambda_min", float(eigs(monitor.objective.hessian(), which="SA", tol=self.tol).eigenvalues[0]), {}
-        yield from self._preconditioned(monitor, threshold)
 
     def _preconditioned(self, monitor: "Monitor", threshold) -> Rows:
         if self.preconditioned is False:
@@ -179,6 +212,36 @@ class Sharpness(Metric):
         yield "preconditioned_sharpness", lam, {"converged": res.converged}
         if threshold.preconditioned:
             yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam).items())
+
+
+class CriticalSharpness(Metric):
+    """Critical sharpness λ_c = 2/η_c (Kalra et al., 2026) along the step's update, by forward passes only:
+    η_c is the smallest step along d = (x_{t−1} − x_t)/η_t from x_{t−1} that raises the measurement-set loss,
+    so η_t·λ_c > 2 exactly when the step taken raised it. ``relative`` maps names to the Objectives of other
+    losses, whose relative critical sharpness along the same update is recorded too."""
+
+    name = "critical_sharpness"
+
+    def __init__(self, schedule: Any = None, relative: dict | None = None, max_evals: int = 10, rtol: float = 1e-2):
+        super().__init__(schedule)
+        self.relative, self.max_evals, self.rtol = dict(relative or {}), max_evals, rtol
+        self.eta_guess: dict[str, float] = {}
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        lr = monitor.current_lr()
+        update = info.x_prev - info.x_now
+        if lr <= 0 or float(torch.linalg.vector_norm(update)) == 0:
+            return
+        for name, objective in {"": monitor.objective, **self.relative}.items():
+            warm = name in self.eta_guess  # the last η_c: usually close, so a tighter bracket
+            res = critical_sharpness(objective, update / lr, at=info.x_prev, eta0=self.eta_guess.get(name, lr),
+                                     max_evals=self.max_evals, rtol=self.rtol, growth=1.5 if warm else 4.0)
+            if res.bracketed:
+                self.eta_guess[name] = res.eta
+            ctx = {"n_evals": res.n_evals, "bracketed": res.bracketed, **({"loss": name} if name else {})}
+            metric = "relative_critical_sharpness" if name else "critical_sharpness"
+            yield metric, res.value, ctx
+            yield f"lr_times_{metric}", lr * res.value, ctx
 
 
 class Directional(Metric):
@@ -332,8 +395,10 @@ class Histogram(Metric):
             yield "coordinate_zeros", float(h["zeros"]), {"of": name}
 
 
-METRICS = {m.name: m for m in (Assumptions, FullBatch, Sharpness, Directional, Trace, Density, Landscape, Histogram)}
+METRICS = {m.name: m for m in (StepStats, Assumptions, FullBatch, Sharpness, CriticalSharpness, Directional, Trace, Density, Landscape, Histogram)}
 DESCRIPTIONS = {
+    "step": "the training step's own loss, gradient norm, update norm and learning rate (no extra pass)",
+    "critical_sharpness": "critical sharpness 2/η_c along the update, forward passes only (Kalra et al., 2026)",
     "assumptions": "per-step convexity gap, smoothness, update correlations, gradient norms (SPEC §4)",
     "full_batch": "measurement-set loss, gradient norms, deviation σ, PL ratio, (L0, L1) fit (SPEC §4)",
     "sharpness": "top Hessian eigenvalues, stability threshold, η·λ1, alignment, preconditioned sharpness (SPEC §2)",

@@ -1,11 +1,16 @@
 """The Monitor: measures the geometry of training inside any ordinary PyTorch loop.
 
-    monitor = Monitor(objective, optimizer, metrics=["assumptions", "sharpness"], run_dir="runs/x")
+    monitor = Monitor(objective, optimizer, run_dir="runs/x")     # default: ≤ 10% of the training time
     for epoch in range(epochs):
         for batch in loader:
             optimizer.zero_grad(); loss_fn(model(x), y).backward(); optimizer.step()
             monitor.step(loss, batch)          # after the optimizer step
         monitor.end_epoch()
+
+With no metrics named, it records the step's own statistics (loss, gradient norm, update norm, learning
+rate: no extra pass) and the Hessian's top eigenvalue with the optimizer's stability threshold, as often
+as a cost budget allows: the time it spends measuring stays within ``budget`` × the time spent training
+(measured by its own clock between calls). Metrics with explicit schedules run on them.
 
 It never perturbs training: every evaluation runs through an Objective (model state, BatchNorm
 statistics and RNG streams restored; parameters never written), shadow optimizers use their own
@@ -24,8 +29,9 @@ import torch
 from torch import Tensor
 
 from curvlab.core.objective import Objective
-from curvlab.monitor.metrics import Metric, make_metric
+from curvlab.monitor.metrics import Metric, Sharpness, StepStats, make_metric
 from curvlab.monitor.records import RecordWriter
+from curvlab.monitor.schedules import Budgeted, CostClock, budget as budget_schedule
 
 
 @dataclass
@@ -47,6 +53,7 @@ class StepInfo:
     x_now: Tensor
     batch: Any
     scale: float
+    loss: Any = None
     cache: dict = field(default_factory=dict)
 
 
@@ -57,10 +64,16 @@ class Monitor:
         objective: the measurement set (an :class:`Objective` on the training set or a subset).
         optimizer: the optimizer (or tuner / wrapper) being used; read for learning rates, the
             stability threshold, preconditioners, momentum and random-scaling factors.
-        metrics: names (``curvlab list`` shows them) or Metric objects with their own schedules.
+        metrics: names (``curvlab list`` shows them) or Metric objects with their own schedules; None =
+            the default set: ``StepStats()`` every step and ``Sharpness(schedule=budget())``.
         run_dir: where ``records.jsonl`` is appended; None keeps records in memory only. Under
             torch.distributed only rank 0 writes; every rank keeps the same records in memory.
         reset: "epoch" (running sums and windows restart every epoch), "never", or an int window.
+        budget: budget-scheduled metrics run only while the time charged to measurements (every metric
+            group that makes passes over data, whatever its schedule) stays within ``budget`` × the training
+            time between the Monitor's calls. The per-step statistics are not charged (``overhead`` has all).
+        tensorboard, wandb: also send every scalar to TensorBoard (``run_dir/tensorboard``) or Weights &
+            Biases (the active ``wandb.run``, else a new one; True or a dict of ``wandb.init`` arguments).
         context: extra fields written with every record (e.g. a run name, a seed).
     """
 
@@ -68,11 +81,13 @@ class Monitor:
         self,
         objective: Objective,
         optimizer: Any,
-        metrics: Iterable[Any] = ("assumptions", "sharpness"),
+        metrics: Iterable[Any] | None = None,
         run_dir: str | Path | None = None,
         *,
+        budget: float = 0.1,
         reset: str | int = "epoch",
         tensorboard: bool = False,
+        wandb: bool | dict = False,
         context: dict | None = None,
         start_step: int = 0,
         start_epoch: int = 0,
@@ -86,15 +101,21 @@ class Monitor:
             raise ValueError(f"reset: expected 'epoch', 'never' or a positive window length, got {reset!r}")
         self.objective = objective
         self.optimizer = optimizer
-        self.metrics: list[Metric] = [make_metric(m) for m in metrics]
+        if isinstance(metrics, str):
+            raise TypeError("metrics: expected a list of names or Metric objects, got a string; write [" + repr(metrics) + "]")
+        self.metrics: list[Metric] = default_metrics() if metrics is None else [make_metric(m) for m in metrics]
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise ValueError(f"metrics: each metric group once, got {names}")
+        self.clock = CostClock(budget)
+        budgeted = [part for m in self.metrics for part in m.schedule.parts() if isinstance(part, Budgeted)]
+        for part in budgeted:
+            part.clock, part.share = self.clock, 1.0 / len(budgeted)
         self.reset = reset
         from curvlab.distributed import rank
 
-        if writer is None and run_dir is not None and rank() == 0:  # under torchrun only rank 0 writes
-            writer = RecordWriter(run_dir, tensorboard)
+        if writer is None and (run_dir is not None or wandb) and rank() == 0:  # under torchrun only rank 0 writes
+            writer = RecordWriter(run_dir, tensorboard, wandb)
         self.writer = writer
         self.records: list[dict] = []
         self.context = dict(context or {})
@@ -102,38 +123,67 @@ class Monitor:
         self.epoch = start_epoch
         self.x_now = objective.parameters_vector()
         self.x_prev = self.x_now
-        self.prev_update: Tensor | None = None
+        self._x_before: Tensor | None = None  # x_{t−2}: the previous update is x_{t−1} − x_{t−2}
+        self._update_before: Tensor | None = None
         self.last_batch: Any = None
-        self.n_measure = _count_examples(objective)
+        self.n_measure = objective.count()
+        self._observers = [m for m in self.metrics if type(m).observe is not Metric.observe]
+        self._context: dict = {}
 
     # ----- the two calls in a training loop --------------------------------------------------------
     def step(self, loss: Any = None, batch: Any = None) -> None:
-        """Call once after every optimizer step, with the step's batch (for the per-step metrics)."""
-        self.step_count += 1
-        self.x_prev, self.x_now = self.x_now, self.objective.parameters_vector()
-        self.last_batch = batch
-        info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, batch, float(getattr(self.optimizer, "scale", 1.0)))
-        for metric in self.metrics:
-            self._timed(metric.name + ".observe", lambda m=metric: m.observe(self, info), write_rows=False)
-        self._run_due(info)
-        if isinstance(self.reset, int) and self.step_count % self.reset == 0:
-            self._reset_windows()
-        self.prev_update = self.x_now - self.x_prev
+        """Call once after every optimizer step, with the step's loss and batch (for the per-step metrics)."""
+        self.clock.enter()
+        try:
+            self.step_count += 1
+            self._x_before, self._update_before = self.x_prev, None
+            self.x_prev, self.x_now = self.x_now, self.objective.parameters_vector()
+            self.last_batch = batch
+            info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, batch, self._scale(), loss=_detached(loss))
+            self._context = self._step_context(info)
+            for metric in self._observers:
+                self._timed(metric.name + ".observe", lambda m=metric: m.observe(self, info), write_rows=False)
+            self._run_due(info)
+            if isinstance(self.reset, int) and self.step_count % self.reset == 0:
+                self._reset_windows()
+        finally:
+            self.clock.leave()
+            self._flush()
 
     def end_epoch(self) -> None:
         """Call at the end of every epoch: runs the epoch-end schedules and resets the windows."""
-        info = StepInfo(self.step_count, self.epoch, True, self.x_prev, self.x_now, self.last_batch, float(getattr(self.optimizer, "scale", 1.0)))
-        self._run_due(info)
-        self.epoch += 1
-        if self.reset == "epoch":
-            self._reset_windows()
+        self.clock.enter()
+        try:
+            info = StepInfo(self.step_count, self.epoch, True, self.x_prev, self.x_now, self.last_batch, self._scale())
+            self._context = self._step_context(info)
+            self._run_due(info)
+            self.epoch += 1
+            if self.reset == "epoch":
+                self._reset_windows()
+        finally:
+            self.clock.leave()
+            self._flush()
+
+    @property
+    def prev_update(self) -> Tensor | None:
+        """The update before the last one, x_{t−1} − x_{t−2} (None before two steps)."""
+        if self._update_before is None and self._x_before is not None and self.step_count >= 2:
+            self._update_before = self.x_prev - self._x_before
+        return self._update_before
+
+    @property
+    def overhead(self) -> float:
+        """All the time spent inside the Monitor so far, as a fraction of the time spent training between its calls."""
+        return self.clock.inside / self.clock.training if self.clock.training > 0 else float("nan")
 
     def measure(self, names: Iterable[str] | None = None) -> None:
         """Measure now, whatever the schedules say (e.g. at initialisation, before any step)."""
         info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, self.last_batch, 1.0)
+        self._context = self._step_context(info)
         for metric in self.metrics:
             if names is None or metric.name in names:
-                self._timed(metric.name, lambda m=metric: m.measure(self, info))
+                self._timed(metric.name, lambda m=metric: m.measure(self, info), schedule="on_demand")
+        self._flush()
 
     def state_dict(self) -> dict:
         """Everything needed to resume measuring exactly where a checkpoint left off."""
@@ -148,7 +198,8 @@ class Monitor:
 
     def load_state_dict(self, state: dict) -> None:
         self.step_count, self.epoch = state["step_count"], state["epoch"]
-        self.x_now, self.x_prev, self.prev_update = state["x_now"], state["x_prev"], state["prev_update"]
+        self.x_now, self.x_prev = state["x_now"], state["x_prev"]
+        self._x_before, self._update_before = None, state["prev_update"]
         for m in self.metrics:
             m.load_state_dict(state["metrics"].get(m.name, {}))
 
@@ -164,7 +215,7 @@ class Monitor:
         if "batch" not in info.cache:
             t0 = time.perf_counter()
             obj = self.objective
-            on_batch = Objective(obj.model, obj.loss_fn, [info.batch], bn_mode=obj.bn_mode, dropout=obj.dropout, params=[p for _, p in obj._selected], seed=obj.seed)
+            on_batch = obj.on([info.batch])
             f_old, g_old = on_batch.loss_and_grad(at=info.x_prev)
             f_new, g_new = on_batch.loss_and_grad(at=info.x_now)
             info.cache["batch"] = BatchEvaluation(f_old, g_old, f_new, g_new)
@@ -199,37 +250,57 @@ class Monitor:
     # ----- internals ---------------------------------------------------------------------------------
     def _run_due(self, info: StepInfo) -> None:
         for metric in self.metrics:
-            if metric.schedule.due(info.step, info.epoch_end):
-                self._timed(metric.name, lambda m=metric: m.measure(self, info), info=info)
+            if not metric.schedule.due(info.step, info.epoch_end):
+                continue
+            kind = metric.schedule.kind
+            if not metric.records_cost:  # free: reads what the step computed, not timed or charged
+                for name, value, ctx in metric.measure(self, info):
+                    self._write(info, name, value, {"group": metric.name, "schedule": kind, **ctx})
+                continue
+            seconds = self._timed(metric.name, lambda m=metric: m.measure(self, info), info=info, schedule=kind)
+            metric.schedule.record_cost(seconds)
+            self.clock.charge(seconds)
 
-    def _timed(self, group: str, run: Any, info: StepInfo | None = None, write_rows: bool = True) -> None:
+    def _timed(self, group: str, run: Any, info: StepInfo | None = None, write_rows: bool = True, schedule: str | None = None) -> float:
         counts = dict(self.objective.counts)
         t0 = time.perf_counter()
         rows = run()
         rows = list(rows) if rows is not None else []
         seconds = time.perf_counter() - t0
         info = info or StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, None, 1.0)
+        extra = {"group": group, **({"schedule": schedule} if schedule else {})}
         for name, value, ctx in rows:
-            self._write(info, name, value, {"group": group, **ctx})
+            self._write(info, name, value, {**extra, **ctx})
         hvps = self.objective.counts["hvp"] - counts["hvp"]
         passes = sum(self.objective.counts[k] - counts[k] for k in ("loss", "grad"))
         if write_rows or hvps or passes:
             self._write_cost(info, group, seconds, hvps, passes)
+        return seconds
+
+    def _scale(self) -> float:
+        return float(getattr(self.optimizer, "scale", 1.0))
+
+    def _flush(self) -> None:
+        if self.writer is not None and hasattr(self.writer, "flush"):
+            self.writer.flush()
 
     def _write_cost(self, info: StepInfo, group: str, seconds: float, hvps: int, passes: int) -> None:
         for name, value in (("cost_seconds", seconds), ("cost_hvps", hvps), ("cost_passes", passes)):
             self._write(info, name, value, {"group": group})
 
-    def _write(self, info: StepInfo, metric: str, value: float, ctx: dict) -> None:
-        ctx = {
+    def _step_context(self, info: StepInfo) -> dict:
+        """The fields every record of this call carries."""
+        return {
             "n_measure": self.n_measure,
             "bn_mode": self.objective.bn_mode,
             "dropout": self.objective.dropout,
             "lr": self.current_lr(),
             **({"epoch_end": True} if info.epoch_end else {}),
             **self.context,
-            **ctx,
         }
+
+    def _write(self, info: StepInfo, metric: str, value: float, ctx: dict) -> None:
+        ctx = {**self._context, **ctx}
         if self.writer is not None:
             self.writer.write(info.step, info.epoch, metric, value, **ctx)
         self.records.append({"step": info.step, "epoch": info.epoch, "metric": metric, "value": float(value), **ctx})
@@ -239,10 +310,18 @@ class Monitor:
             metric.reset_window()
 
 
-def _count_examples(objective: Objective) -> int:
-    """The measurement set's size (one pass over the data, no forward)."""
-    from curvlab.core.state import preserved_rng, seed_rng
+DEFAULT_SHARPNESS_TOL = 1e-2  # residual ≤ 1% of λ1: λ1 within 1% (Bauer–Fike), in practice within ~1e-4
 
-    with preserved_rng():
-        seed_rng(objective.seed, objective.space.device)
-        return sum(chunk.size for chunk in objective.chunks)
+
+def default_metrics() -> list[Metric]:
+    """The default set: the step's own statistics every step, and whenever the budget allows the sharpness
+    the optimizer's stability threshold is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η
+    for Adam), with that threshold."""
+    return [StepStats(), Sharpness(schedule=budget_schedule(), tol=DEFAULT_SHARPNESS_TOL, plain="auto")]
+
+
+def _detached(loss: Any) -> float | None:
+    """The step's loss as a float (a tensor is read once, with no effect on its graph)."""
+    if loss is None:
+        return None
+    return float(loss.detach()) if isinstance(loss, Tensor) else float(loss)

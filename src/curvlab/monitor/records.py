@@ -1,11 +1,13 @@
 """Tidy records: one JSON line per measurement (step, epoch, metric, value, plus context), appended
-and flushed per record so an interrupted run loses nothing; ``load_records`` gives a DataFrame."""
+and flushed after every step so an interrupted run loses nothing; ``load_records`` gives a DataFrame.
+The same values can go to TensorBoard and Weights & Biases under the names :func:`scalar_name` gives."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,48 +22,120 @@ def _clean(value: Any) -> Any:
 
 
 class RecordWriter:
-    """Appends records to ``run_dir/records.jsonl``; each write is flushed and fsync'ed."""
+    """Appends records to ``run_dir/records.jsonl`` and sends their values to the scalar sinks.
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = False):
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.run_dir / RECORDS_FILE
-        self._file = open(self.path, "a", encoding="utf-8")
-        self._tb = _tensorboard_writer(self.run_dir) if tensorboard else None
+    Records are written as they come and flushed to the operating system by :meth:`flush` (the Monitor
+    calls it at the end of every step), so a killed process loses nothing already flushed; the file is
+    fsync'ed at most once a second and on close. ``run_dir=None`` writes no file (sinks only).
+    """
+
+    def __init__(self, run_dir: str | Path | None, tensorboard: bool = False, wandb: bool | dict = False):
+        if run_dir is None and tensorboard:
+            raise ValueError("tensorboard: the TensorBoard output goes to run_dir/tensorboard; give a run_dir")
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._file = None
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.path = self.run_dir / RECORDS_FILE
+            self._file = open(self.path, "a", encoding="utf-8")
+        self._synced_at = time.monotonic()
+        self.sinks: list[Any] = []
+        if tensorboard:
+            self.sinks.append(TensorBoardSink(self.run_dir))
+        if wandb:
+            self.sinks.append(WandbSink({} if wandb is True else dict(wandb)))
 
     def reopen(self) -> None:
         """Reopen the file (after it was replaced on disk, e.g. truncated for a resume)."""
-        self._file.close()
-        self._file = open(self.path, "a", encoding="utf-8")
+        if self._file is not None:
+            self._file.close()
+            self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, step: int, epoch: int, metric: str, value: float, **context: Any) -> dict:
         record = {"step": step, "epoch": epoch, "metric": metric, "value": _clean(float(value)), **{k: _clean(v) for k, v in context.items()}}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        if self._tb is not None and record["value"] is not None:
-            self._tb.add_scalar(_tb_tag(metric, context), record["value"], step)
+        if self._file is not None:
+            self._file.write(json.dumps(record) + "\n")
+        if record["value"] is not None:
+            for sink in self.sinks:
+                sink.add(step, scalar_name(metric, context), record["value"])
         return record
 
+    def flush(self) -> None:
+        """Hand everything written so far to the operating system (and to the sinks); fsync once a second."""
+        if self._file is not None:
+            self._file.flush()
+            if time.monotonic() - self._synced_at > 1.0:
+                os.fsync(self._file.fileno())
+                self._synced_at = time.monotonic()
+        for sink in self.sinks:
+            sink.flush()
+
     def close(self) -> None:
-        self._file.close()
-        if self._tb is not None:
-            self._tb.close()
+        self.flush()
+        if self._file is not None:
+            os.fsync(self._file.fileno())
+            self._file.close()
+        for sink in self.sinks:
+            sink.close()
 
 
-def _tb_tag(metric: str, context: dict) -> str:
-    for key in ("direction", "optimizer", "group", "index"):
-        if key in context:
+def scalar_name(metric: str, context: dict) -> str:
+    """The name a record's value takes in scalar loggers (TensorBoard, W&B, a trainer's logger):
+    the metric, then the context entry that tells its series apart (``sharpness/1``, ``cost_seconds/trace``)."""
+    for key in ("direction", "optimizer", "loss", "group", "index"):
+        if key in context and not (key == "group" and not metric.startswith("cost_")):
             return f"{metric}/{context[key]}"
     return metric
 
 
-def _tensorboard_writer(run_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as err:
-        raise ImportError("tensorboard: the TensorBoard output needs the tensorboard package: pip install tensorboard") from err
-    return SummaryWriter(str(run_dir / "tensorboard"))
+class TensorBoardSink:
+    """Scalars to ``run_dir/tensorboard`` (needs the tensorboard package)."""
+
+    def __init__(self, run_dir: Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise ImportError("tensorboard: the TensorBoard output needs the tensorboard package: pip install tensorboard") from err
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def add(self, step: int, name: str, value: float) -> None:
+        self.writer.add_scalar(name, value, step)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class WandbSink:
+    """Scalars to Weights & Biases as ``curvlab/<name>`` against their own step axis ``curvlab/step``, so
+    they never clash with the steps a training script logs itself. Uses the active run, else starts one
+    with ``init_args`` (and finishes only a run it started)."""
+
+    def __init__(self, init_args: dict):
+        try:
+            import wandb
+        except ImportError as err:
+            raise ImportError("wandb: the Weights & Biases output needs the wandb package: pip install wandb") from err
+        self.owned = wandb.run is None
+        self.run = wandb.init(**init_args) if self.owned else wandb.run
+        self.run.define_metric("curvlab/step")
+        self.run.define_metric("curvlab/*", step_metric="curvlab/step")
+        self.pending: dict[int, dict[str, float]] = {}
+
+    def add(self, step: int, name: str, value: float) -> None:
+        self.pending.setdefault(step, {})["curvlab/" + name] = value
+
+    def flush(self) -> None:
+        for step, values in sorted(self.pending.items()):
+            self.run.log({"curvlab/step": step, **values})
+        self.pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        if self.owned:
+            self.run.finish()
 
 
 def read_records(run_dir: str | Path) -> list[dict]:

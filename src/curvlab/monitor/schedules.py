@@ -1,15 +1,26 @@
 """When a metric is measured: every k steps, at epoch ends, at log-spaced steps, at listed steps,
-or any union of these (``every(100) | epoch_end()``). Steps count optimizer steps taken (from 1)."""
+or any union of these (``every(100) | epoch_end()``); or whenever a cost budget allows (``budget()``).
+Steps count optimizer steps taken (from 1)."""
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Iterable
 
 
 class Schedule:
+    kind = "fixed"  # written with every record it triggers
+
     def due(self, step: int, epoch_end: bool = False) -> bool:
         raise NotImplementedError
+
+    def record_cost(self, seconds: float) -> None:
+        """Told the cost of each measurement it triggered (only cost-aware schedules use it)."""
+
+    def parts(self) -> Iterable["Schedule"]:
+        """The simple schedules this one is made of."""
+        yield self
 
     def __or__(self, other: "Schedule") -> "Schedule":
         return AnyOf(self, other)
@@ -18,9 +29,21 @@ class Schedule:
 class AnyOf(Schedule):
     def __init__(self, *schedules: Schedule):
         self.schedules = schedules
+        self.kind = "fixed"
 
     def due(self, step: int, epoch_end: bool = False) -> bool:
-        return any(s.due(step, epoch_end) for s in self.schedules)
+        first = next((s for s in self.schedules if s.due(step, epoch_end)), None)
+        if first is not None:
+            self.kind = first.kind  # the part that triggered this measurement
+        return first is not None
+
+    def record_cost(self, seconds: float) -> None:
+        for s in self.schedules:
+            s.record_cost(seconds)
+
+    def parts(self) -> Iterable[Schedule]:
+        for s in self.schedules:
+            yield from s.parts()
 
 
 class Every(Schedule):
@@ -53,6 +76,86 @@ class Never(Schedule):
         return False
 
 
+class CostClock:
+    """The Monitor's clocks: time spent training (wall time between its calls), time spent inside its
+    calls (everything it does), and the part of that charged to measurements (metric groups that make
+    passes over data; the per-step statistics read what the step computed and are not charged). The
+    training clock starts at the first call."""
+
+    def __init__(self, budget: float):
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < math.inf:
+            raise ValueError(f"budget: expected a positive fraction of the training time (e.g. 0.1), got {budget!r}")
+        self.budget = float(budget)
+        self.training = 0.0
+        self.intervals = 0
+        self.inside = 0.0
+        self.charged = 0.0
+        self._left_at: float | None = None
+        self._entered_at = 0.0
+
+    def enter(self) -> None:
+        now = time.perf_counter()
+        if self._left_at is not None:
+            self.training += now - self._left_at
+            self.intervals += 1
+        self._entered_at = now
+
+    def leave(self) -> None:
+        now = time.perf_counter()
+        self.inside += now - self._entered_at
+        self._left_at = now
+
+    def charge(self, seconds: float) -> None:
+        self.charged += seconds
+
+    def allows(self, cost: float) -> bool:
+        """Would spending ``cost`` more seconds keep the charged time ≤ budget × training?"""
+        return self.intervals > 0 and self.charged + cost <= self.budget * self.training
+
+    def mean_step(self) -> float:
+        """The mean training time between two calls."""
+        return self.training / self.intervals if self.intervals else 0.0
+
+
+class Budgeted(Schedule):
+    """Measure whenever the Monitor's cost budget allows (docs/metrics/monitor.md, "Cost budget").
+
+    With ``n`` budget-scheduled metrics each owns ``share`` = 1/n of the budget, so a cheap metric cannot starve
+    an expensive one. A measurement is due when (1) this metric's spending plus its last cost stays within
+    share × budget × training time, (2) share × budget × the training time since its last measurement covers
+    that cost (measurements spread evenly, no bursts from banked credit), and (3) all the time charged to
+    measurements, explicit schedules included, stays within budget × training time. A metric never measured
+    yet assumes it costs as much as 30 training steps. The Monitor binds the clock and the share.
+    """
+
+    kind = "budget"
+    FIRST_COST_IN_STEPS = 30
+
+    def __init__(self) -> None:
+        self.clock: CostClock | None = None
+        self.share = 1.0
+        self.expected_cost: float | None = None
+        self.spent = 0.0
+        self.training_at_last = 0.0
+
+    def due(self, step: int, epoch_end: bool = False) -> bool:
+        if self.clock is None:
+            raise RuntimeError("budget(): the schedule is not attached to a Monitor")
+        if epoch_end:
+            return False
+        clock = self.clock
+        cost = self.expected_cost if self.expected_cost is not None else self.FIRST_COST_IN_STEPS * clock.mean_step()
+        rate = self.share * clock.budget
+        within_share = self.spent + cost <= rate * clock.training
+        earned = rate * (clock.training - self.training_at_last) >= cost
+        return within_share and earned and clock.allows(cost)
+
+    def record_cost(self, seconds: float) -> None:
+        self.expected_cost = seconds
+        self.spent += seconds
+        self.training_at_last = self.clock.training if self.clock is not None else 0.0
+
+
 def every(k: int) -> Schedule:
     return Every(k)
 
@@ -63,6 +166,11 @@ def at_steps(steps: Iterable[int]) -> Schedule:
 
 def epoch_end() -> Schedule:
     return EpochEnd()
+
+
+def budget() -> Schedule:
+    """Measure whenever the Monitor's cost budget allows (``Monitor(..., budget=0.1)``)."""
+    return Budgeted()
 
 
 def log_spaced(n: int, max_step: int) -> Schedule:
@@ -76,7 +184,7 @@ def log_spaced(n: int, max_step: int) -> Schedule:
 
 
 def as_schedule(value: Schedule | int | Iterable[int] | str | None) -> Schedule:
-    """Accept a Schedule, an int k (every k), a list of steps, "epoch", or None (never)."""
+    """Accept a Schedule, an int k (every k), a list of steps, "epoch", "budget", or None (never)."""
     if value is None:
         return Never()
     if isinstance(value, Schedule):
@@ -87,6 +195,8 @@ def as_schedule(value: Schedule | int | Iterable[int] | str | None) -> Schedule:
         return Every(value)
     if value == "epoch":
         return EpochEnd()
+    if value == "budget":
+        return Budgeted()
     if isinstance(value, str):
-        raise ValueError(f"schedule: unknown schedule {value!r}; use an int, a list of steps or 'epoch'")
+        raise ValueError(f"schedule: unknown schedule {value!r}; use an int, a list of steps, 'epoch' or 'budget'")
     return AtSteps(value)

@@ -1,0 +1,172 @@
+"""Critical sharpness, from D. S. Kalra, J.-C. Gagnon-Audet, A. Gromov, I. Mediratta, K. Niu, A. H. Miller and
+M. Shvartsman (2026), "A Scalable Measure of Loss Landscape Curvature for Analyzing the Training Dynamics of LLMs".
+
+For a step x − η d along a direction d (the optimizer's update at unit learning rate), the critical step size η_c
+is the smallest η > 0 at which the loss rises above F(x); the critical sharpness is λ_c = 2/η_c. It needs forward
+passes only (no second derivative), so it works on any model at any size. On a quadratic,
+F(x − ηd) − F(x) = −η gᵀd + ½η² dᵀHd, so λ_c = dᵀHd / gᵀd exactly: the directional sharpness along g when d = g.
+
+The *relative* critical sharpness (the curvature of one loss while optimizing another) is the same search with
+the update of the optimized loss and the objective of the other: pass that other Objective.
+
+Search: one evaluation at x, then bracketing by factors of ``growth`` from ``eta0`` until one step size keeps the
+loss at or below F(x) and a larger one raises it, then refinement by the root of the parabola
+φ(η) = aη + bη² through the bracket's two points (exact on a quadratic), evaluated there and just past it,
+with a geometric bisection whenever a round fails to halve the bracket, until the bracket's relative
+width is below ``rtol`` or ``max_evals`` forward passes are spent (see
+docs/definitions.md, "Critical sharpness"). A non-finite loss at a trial step counts as a rise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+
+@dataclass
+class CriticalSharpness:
+    """The result of :func:`critical_sharpness`.
+
+    ``value`` is λ_c = 2/η_c. ``bracketed`` is False when the search ran out of evaluations before finding
+    a step that raises the loss (then ``value`` = 2/η for the largest η tried, an upper bound) or one that
+    does not (``value`` = inf: the loss rises along d for every step tried, so d is not a descent direction).
+    """
+
+    value: float
+    eta: float
+    bracket: tuple[float, float]
+    n_evals: int
+    bracketed: bool
+    loss: float
+
+
+def critical_sharpness(
+    objective: Any,
+    direction: Tensor,
+    *,
+    at: Tensor | None = None,
+    eta0: float = 1.0,
+    max_evals: int = 10,
+    rtol: float = 1e-2,
+    growth: float = 4.0,
+) -> CriticalSharpness:
+    """λ_c = 2/η_c along ``direction`` (steps ``x − η·direction``) by forward passes only.
+
+    Args:
+        objective: the loss to watch (an :class:`~curvlab.Objective`); for the relative critical sharpness,
+            the Objective of the *other* loss.
+        direction: the update direction d as a flat vector, e.g. the optimizer's update at unit learning rate
+            (for SGD, the gradient).
+        at: the point x (a flat vector); None = the model's current parameters.
+        eta0: the first step size tried; the learning rate in use is a good guess.
+        max_evals: the most forward passes over the measurement set, the one at x included.
+        rtol: stop when the bracket around η_c is narrower than this, relative to η_c.
+        growth: the factor by which the bracketing search enlarges or shrinks η.
+    """
+    _check_positive("eta0", eta0)
+    _check_positive("rtol", rtol)
+    if isinstance(max_evals, bool) or not isinstance(max_evals, int) or max_evals < 3:
+        raise ValueError(f"max_evals: expected an integer ≥ 3 (one at x, two to bracket), got {max_evals!r}")
+    if not (isinstance(growth, (int, float)) and growth > 1):
+        raise ValueError(f"growth: expected a number > 1, got {growth!r}")
+    x = objective.parameters_vector() if at is None else at
+    d = objective.space.check_vector(direction, "direction")
+    f0 = objective.loss(at=x)
+    if not math.isfinite(f0):
+        raise FloatingPointError(f"critical_sharpness: the loss at the starting point is not finite ({f0})")
+    search = _Search(lambda eta: objective.loss(at=x - eta * d) - f0, max_evals - 1)
+    search.bracket(float(eta0), float(growth))
+    if search.bracketed:
+        search.refine(rtol)
+    return search.result(f0)
+
+
+class _Search:
+    """The state of one line search on φ(η) = F(x − ηd) − F(x): ``lo`` keeps φ ≤ 0, ``hi`` has φ > 0."""
+
+    def __init__(self, phi: Any, budget: int):
+        self.phi, self.budget = phi, budget
+        self.lo, self.phi_lo = 0.0, 0.0
+        self.hi, self.phi_hi = math.inf, math.inf
+        self.estimate = math.nan
+        self.n_evals = 1  # the evaluation at x
+
+    @property
+    def bracketed(self) -> bool:
+        return self.lo > 0 and math.isfinite(self.hi)
+
+    def evaluate(self, eta: float) -> None:
+        value = self.phi(eta)
+        self.n_evals += 1
+        self.budget -= 1
+        if math.isfinite(value) and value <= 0:
+            self.lo, self.phi_lo = eta, value
+        else:
+            self.hi, self.phi_hi = eta, value
+
+    def bracket(self, eta: float, growth: float) -> None:
+        self.evaluate(eta)
+        while not self.bracketed and self.budget > 0:
+            self.evaluate(self.hi / growth if self.lo == 0 else self.lo * growth)
+
+    def refine(self, rtol: float) -> None:
+        """First the root of the parabola through φ(0) = 0 and the bracket's ends, evaluated there and just past
+        it on the other side: exact on a quadratic, so the bracket closes in two passes. Then, where φ is far
+        from a parabola, Illinois false position on the bracket (geometric bisection while an end is not
+        finite), which keeps both ends moving."""
+        root = self._interpolated_root()
+        if self.budget <= 0 or self._width() <= rtol:
+            self.estimate = root
+            return
+        self.evaluate(root)
+        if self.budget > 0 and self._width() > rtol:
+            nudge = root * (1 + rtol / 2) if self.lo == root else root * (1 - rtol / 2)
+            self.evaluate(min(max(nudge, self.lo), self.hi))
+        weights, last_side = [1.0, 1.0], None
+        while self.budget > 0 and self._width() > rtol:
+            if not math.isfinite(self.phi_hi):
+                eta = math.sqrt(self.lo * self.hi)
+            else:
+                f_lo, f_hi = self.phi_lo * weights[0], self.phi_hi * weights[1]
+                eta = (self.lo * f_hi - self.hi * f_lo) / (f_hi - f_lo)
+                eta = min(max(eta, self.lo + 1e-3 * (self.hi - self.lo)), self.hi - 1e-3 * (self.hi - self.lo))
+            before = self.lo
+            self.evaluate(eta)
+            side = 0 if self.lo != before else 1
+            weights = [1.0, 1.0] if side != last_side else ([1.0, weights[1] / 2] if side == 0 else [weights[0] / 2, 1.0])
+            last_side = side
+        self.estimate = self._interpolated_root()
+
+    def _width(self) -> float:
+        """The bracket's width relative to its lower end."""
+        return (self.hi - self.lo) / self.lo
+
+    def _interpolated_root(self) -> float:
+        """The positive root −a/b of φ(η) = aη + bη² through (lo, φ_lo) and (hi, φ_hi), kept inside the bracket."""
+        lo, hi = self.lo, self.hi
+        middle = math.sqrt(lo * hi)
+        if not math.isfinite(self.phi_hi):
+            return middle
+        b = (self.phi_hi / hi - self.phi_lo / lo) / (hi - lo)
+        a = self.phi_lo / lo - b * lo
+        root = -a / b if b > 0 and a < 0 else middle
+        slack = 1e-9 * hi  # a root at a bracket end may fall just outside it by rounding
+        return min(max(root, lo), hi) if lo - slack <= root <= hi + slack else middle
+
+    def result(self, f0: float) -> CriticalSharpness:
+        if self.bracketed:
+            eta = self.estimate
+        elif self.lo == 0:
+            eta = 0.0  # the loss rose at every step tried
+        else:
+            eta = self.lo  # never rose: λ_c ≤ 2/η for the largest η tried
+        value = 2.0 / eta if eta > 0 else math.inf
+        return CriticalSharpness(value, eta, (self.lo, self.hi), self.n_evals, self.bracketed, f0)
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")

@@ -1,0 +1,110 @@
+"""curvlab inside PyTorch Lightning 2.x: ``trainer = L.Trainer(callbacks=[CurvlabCallback(data)])``.
+
+The callback builds an :class:`~curvlab.Objective` on the LightningModule at the start of ``fit``, steps the
+one :class:`~curvlab.Monitor` after every optimizer step (not after batches that only accumulate gradients),
+ends its epochs with the trainer's, and sends the latest value of each of its scalars to the trainer's loggers
+on rank 0 as ``curvlab/<name>`` every ``log_every_n_steps`` and at epoch ends (every measurement is in
+``callback.monitor.records``). It reads the module, the optimizer and the step's outputs and never writes them: the
+parameters after N steps are bit-identical to the same run without it.
+
+``loss_fn=None`` means: the loss is what the module's ``training_step(batch, batch_idx)`` returns (a tensor, or
+the ``"loss"`` entry of a dict), evaluated on the measurement batches with the module's ``self.log`` calls
+silenced. Give a ``loss_fn(outputs, targets)`` instead to measure ``loss_fn(module(inputs), targets)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any, Iterator
+
+import lightning.pytorch as pl
+from torch import Tensor, nn
+
+from curvlab.integrations._common import ScalarCursor, build_objective
+from curvlab.monitor import Monitor
+
+
+class TrainingStepLoss(nn.Module):
+    """A LightningModule seen as a model whose output is its training loss: ``forward(batch)`` returns what
+    ``training_step(batch, 0)`` returns (its ``"loss"`` for a dict), with ``self.log`` silenced."""
+
+    def __init__(self, module: pl.LightningModule):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        batch = kwargs if kwargs else (args[0] if len(args) == 1 else args)
+        with _silenced_logging(self.module):
+            out = self.module.training_step(batch, 0)
+        return out["loss"] if isinstance(out, Mapping) else out
+
+
+@contextlib.contextmanager
+def _silenced_logging(module: pl.LightningModule) -> Iterator[None]:
+    """Measuring must not log: ``log`` and ``log_dict`` are no-ops on this instance meanwhile."""
+    module.log = module.log_dict = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        del module.log, module.log_dict
+
+
+class CurvlabCallback(pl.Callback):
+    """Measure curvature along a Lightning ``fit``.
+
+    Args:
+        data: the measurement set (any data an Objective takes); under DDP, tensor pairs and lists of batches
+            are split across the ranks, and measurements all-reduce over the trainer's process group.
+        loss_fn: None (the module's ``training_step`` loss, see the module docs) or ``loss_fn(outputs, targets)``.
+        metrics: the Monitor's metrics; None = its default set (step statistics, budget-scheduled sharpness).
+        budget: the Monitor's cost budget (fraction of the training time).
+        run_dir: where the Monitor appends ``records.jsonl`` (rank 0); None keeps records in memory.
+        log: send new scalars to ``trainer.loggers``.
+        objective_options: passed to the Objective (``batch_size``, ``bn_mode``, ``params``, ``weight``...).
+
+    After ``fit``, ``callback.monitor`` holds the Monitor and its ``records``.
+    """
+
+    def __init__(self, data: Any, loss_fn: Any = None, metrics: Any = None, *, budget: float = 0.1, run_dir: Any = None,
+                 log: bool = True, **objective_options: Any):
+        self.data, self.loss_fn, self.metrics = data, loss_fn, metrics
+        self.budget, self.run_dir, self.log = budget, run_dir, log
+        self.objective_options = objective_options
+        self.monitor: Monitor | None = None
+        self._cursor: ScalarCursor | None = None
+        self._last_step = 0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.optimizers:
+            raise ValueError("CurvlabCallback: the LightningModule configured no optimizer")
+        model = pl_module if self.loss_fn is not None else TrainingStepLoss(pl_module)
+        objective = build_objective(model, self.loss_fn, self.data, trainer.world_size, trainer.global_rank, self.objective_options)
+        self.monitor = Monitor(objective, trainer.optimizers[0], self.metrics, self.run_dir, budget=self.budget,
+                               start_step=trainer.global_step, start_epoch=trainer.current_epoch)
+        self._cursor = ScalarCursor(self.monitor)
+        self._last_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.monitor is None or trainer.global_step == self._last_step:
+            return  # no optimizer step on this batch (gradient accumulation)
+        self._last_step = trainer.global_step
+        loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
+        self.monitor.step(loss, batch)
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            self._send(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.monitor is not None:
+            self.monitor.end_epoch()
+            self._send(trainer)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
+
+    def _send(self, trainer: pl.Trainer) -> None:
+        scalars = self._cursor.new_scalars()
+        if self.log and scalars and trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(scalars, step=trainer.global_step)

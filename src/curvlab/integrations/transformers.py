@@ -1,0 +1,95 @@
+"""curvlab inside the Hugging Face ``Trainer``: ``Trainer(..., callbacks=[CurvlabCallback(data)])``.
+
+A ``TrainerCallback`` that builds an :class:`~curvlab.Objective` on the Trainer's model when training begins,
+steps the one :class:`~curvlab.Monitor` after every optimizer step (``on_optimizer_step``: the gradients are
+still there and the learning rate is the one the step used), and ends its epochs with the Trainer's. By
+default it measures the model's own loss (``loss_fn=None``: batches are called as ``model(**batch)`` and the
+output's ``.loss`` is used), so the measurement batches carry their ``labels``. It never touches ``control``
+or the training state: the parameters after N steps are bit-identical to the same run without it.
+
+Logging: give the callback the Trainer (``CurvlabCallback(data).attach(trainer)``, or ``trainer=`` when both
+exist) and, on the steps the Trainer logs (``logging_steps``), the latest value of each scalar goes through
+``Trainer.log`` as ``curvlab/<name>`` (so to every ``report_to`` integration and ``state.log_history``); the
+callback API itself does not pass the Trainer to callbacks. Every measurement is in ``callback.monitor.records``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import TrainerCallback
+
+from curvlab.integrations._common import ScalarCursor, build_objective
+from curvlab.monitor import Monitor
+
+
+class CurvlabCallback(TrainerCallback):
+    """Measure curvature along ``Trainer.train()``.
+
+    Args:
+        data: the measurement set: a list of dict batches (``input_ids``, ``attention_mask``, ``labels``...),
+            a DataLoader or Dataset of them, or anything an Objective takes with ``loss_fn``.
+        metrics: the Monitor's metrics; None = its default set (step statistics, budget-scheduled sharpness).
+        budget: the Monitor's cost budget (fraction of the training time).
+        run_dir: where the Monitor appends ``records.jsonl`` (main process); None keeps records in memory.
+        loss_fn: None (the model's own loss) or ``loss_fn(outputs, targets)``.
+        trainer: the Trainer, to log through ``Trainer.log`` (see :meth:`attach`).
+        objective_options: passed to the Objective (``weight``, ``batch_size``, ``params``...). For a causal
+            LM, ``weight=lambda b: int((b["labels"][:, 1:] != -100).sum())`` weights batches by their tokens.
+
+    After training, ``callback.monitor`` holds the Monitor and its ``records``.
+    """
+
+    def __init__(self, data: Any, metrics: Any = None, *, budget: float = 0.1, run_dir: Any = None, loss_fn: Any = None,
+                 trainer: Any = None, **objective_options: Any):
+        self.data, self.metrics, self.budget, self.run_dir, self.loss_fn = data, metrics, budget, run_dir, loss_fn
+        self.trainer = trainer
+        self.objective_options = objective_options
+        self.monitor: Monitor | None = None
+        self._cursor: ScalarCursor | None = None
+
+    def attach(self, trainer: Any) -> "CurvlabCallback":
+        """Add this callback to ``trainer`` and log through it; returns the callback."""
+        self.trainer = trainer
+        trainer.add_callback(self)
+        return self
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None, **kwargs: Any) -> None:
+        if model is None or optimizer is None:
+            raise ValueError("CurvlabCallback: the Trainer passed no model or optimizer to on_train_begin")
+        objective = build_objective(model, self.loss_fn, self.data, args.world_size, args.process_index, self.objective_options)
+        run_dir = self.run_dir if state.is_world_process_zero else None
+        self.monitor = Monitor(objective, _unwrapped(optimizer), self.metrics, run_dir, budget=self.budget,
+                               start_step=state.global_step, start_epoch=int(state.epoch or 0))
+        self._cursor = ScalarCursor(self.monitor)
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.step()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if control.should_log:  # read, never set: the Trainer logs this step, so do we
+            self._send(state)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.end_epoch()
+            self._send(state)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
+
+    def _send(self, state: Any) -> None:
+        if self._cursor is None:
+            return
+        scalars = self._cursor.new_scalars()
+        if scalars and self.trainer is not None and state.is_world_process_zero:
+            self.trainer.log(scalars)
+
+
+def _unwrapped(optimizer: Any) -> Any:
+    """The torch optimizer inside accelerate's wrapper (whose type hides Adam's preconditioner)."""
+    while type(optimizer).__module__.startswith("accelerate") and hasattr(optimizer, "optimizer"):
+        optimizer = optimizer.optimizer
+    return optimizer

@@ -1,0 +1,155 @@
+"""The cost-budgeted default Monitor: the scheduler's rule on a fake clock, the default metric set, explicit
+schedules winning, bit-identical trajectories, and the Weights & Biases sink."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import curvlab
+from curvlab.losses import cross_entropy
+from curvlab.monitor import Sharpness, StepStats, budget, every, read_records
+from curvlab.monitor.schedules import Budgeted, CostClock, as_schedule
+
+
+class FakeClock(CostClock):
+    """A CostClock whose training and charged times are set by the test."""
+
+    def tick(self, training: float) -> None:
+        self.training += training
+        self.intervals += 1
+
+
+def test_budgeted_schedule_waits_for_its_allowance_and_spreads_measurements():
+    clock = FakeClock(0.1)
+    schedule = Budgeted()
+    schedule.clock = clock
+    due_steps = []
+    for step in range(1, 2001):
+        clock.tick(1.0)  # one second of training per step
+        if schedule.due(step):
+            due_steps.append(step)
+            schedule.record_cost(5.0)  # every measurement takes 5 s
+            clock.charge(5.0)
+    # the first waits until 10% of the training covers a guess of 30 steps' time (30 s): step 300;
+    # then one per 50 s of training (5 s / 0.1)
+    assert due_steps[0] == 300
+    assert all(b - a == 50 for a, b in zip(due_steps, due_steps[1:]))
+    assert clock.charged <= 0.1 * clock.training
+    assert not schedule.due(2001, epoch_end=True)
+
+
+def test_banked_allowance_does_not_make_bursts():
+    clock = FakeClock(0.5)
+    schedule = Budgeted()
+    schedule.clock = clock
+    schedule.record_cost(1.0)
+    clock.tick(100.0)  # a long stretch of training banks 50 s of allowance
+    assert schedule.due(1)
+    schedule.record_cost(1.0)
+    clock.charge(1.0)
+    clock.tick(1.0)  # 0.5 s earned since: not enough for a 1 s measurement, whatever was banked
+    assert not schedule.due(2)
+    clock.tick(1.0)
+    assert schedule.due(3)
+
+
+def test_budget_argument_and_schedule_names():
+    assert isinstance(as_schedule("budget"), Budgeted)
+    with pytest.raises(ValueError, match="budget"):
+        CostClock(0)
+    with pytest.raises(RuntimeError, match="not attached"):
+        budget().due(1)
+
+
+def _setup(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(96, 6, generator=g), torch.randint(0, 3, (96,), generator=g)
+    return model, x, y
+
+
+def _train(model, x, y, monitor=None, steps=60, opt=None):
+    opt = opt or torch.optim.SGD(model.parameters(), lr=0.2)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(steps):
+        idx = torch.randint(0, len(y), (16,), generator=g)
+        opt.zero_grad()
+        loss = cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        if monitor is not None:
+            monitor.step(loss, (x[idx], y[idx]))
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def test_default_monitor_records_the_step_statistics_and_leaves_the_run_bit_identical(tmp_path):
+    model, x, y = _setup()
+    plain = _train(model, x, y, steps=150)
+    model, x, y = _setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x[:32], y[:32])), opt, run_dir=tmp_path, budget=0.5)
+    assert [type(m) for m in monitor.metrics] == [StepStats, Sharpness]
+    watched = _train(model, x, y, monitor, opt=opt, steps=150)
+    monitor.close()
+    assert torch.equal(plain, watched)
+    rows = read_records(tmp_path)
+    losses = [r for r in rows if r["metric"] == "loss"]
+    assert [r["step"] for r in losses] == list(range(1, 151)) and all(r["schedule"] == "fixed" for r in losses)
+    grad = [r for r in rows if r["metric"] == "grad_norm"]
+    assert len(grad) == 150 and all(r["value"] > 0 for r in grad)
+    update = {r["step"]: r["value"] for r in rows if r["metric"] == "update_norm"}
+    lr = {r["step"]: r["value"] for r in rows if r["metric"] == "lr"}
+    assert update[150] == pytest.approx(0.2 * grad[-1]["value"], rel=1e-5)  # SGD: ‖x_t − x_{t−1}‖ = η‖g‖
+    assert set(lr.values()) == {0.2}
+    assert not any(r["metric"].startswith("cost_") and r["group"] == "step" for r in rows)  # free: no cost rows
+    sharp = [r for r in rows if r["metric"] == "sharpness"]
+    assert sharp and all(r["schedule"] == "budget" for r in sharp)
+    charged = sum(r["value"] for r in rows if r["metric"] == "cost_seconds")
+    assert charged == pytest.approx(monitor.clock.charged)
+    assert monitor.overhead > 0
+
+
+def test_an_explicit_schedule_wins_over_a_tiny_budget():
+    model, x, y = _setup()
+    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), torch.optim.SGD(model.parameters(), lr=0.1),
+                              metrics=[Sharpness(schedule=every(5))], budget=1e-9)
+    _train(model, x, y, monitor, steps=20, opt=monitor.optimizer)
+    steps = [r["step"] for r in monitor.records if r["metric"] == "sharpness"]
+    assert steps == [5, 10, 15, 20] and all(r["schedule"] == "fixed" for r in monitor.records if r["metric"] == "sharpness")
+
+
+def test_a_tiny_budget_starves_budgeted_metrics():
+    model, x, y = _setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), opt, budget=1e-9)
+    _train(model, x, y, monitor, steps=30, opt=opt)
+    assert not any(r["metric"] == "sharpness" for r in monitor.records)
+    assert sum(r["metric"] == "loss" for r in monitor.records) == 30
+
+
+def test_metrics_as_a_string_is_a_clear_error():
+    model, x, y = _setup()
+    with pytest.raises(TypeError, match="metrics"):
+        curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), torch.optim.SGD(model.parameters(), lr=0.1), metrics="sharpness")
+
+
+def test_weights_and_biases_sink_offline(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    model, x, y = _setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), opt, metrics=[StepStats(), Sharpness(schedule=every(3))],
+                              run_dir=tmp_path / "run", wandb={"dir": str(tmp_path), "project": "curvlab-test"})
+    _train(model, x, y, monitor, steps=6, opt=opt)
+    run = monitor.writer.sinks[0].run
+    summary = dict(run.summary)
+    last = [r for r in monitor.records if r["metric"] == "sharpness"][-1]["value"]
+    assert summary["curvlab/sharpness/1"] == pytest.approx(last)
+    assert summary["curvlab/step"] == 6 and "curvlab/loss" in summary and "curvlab/grad_norm" in summary
+    monitor.close()
+    assert wandb.run is None  # the run the sink started is finished
+    assert list(tmp_path.glob("wandb/offline-run-*"))

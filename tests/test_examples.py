@@ -1,0 +1,31 @@
+"""The examples run as documentation: each script, at a small scale, ends with its report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    "script, args, needs, expect",
+    [
+        ("monitor_loop.py", ["--steps", "800"], None, "λ1 ="),
+        ("lightning_train.py", ["--epochs", "8"], "lightning", "preconditioned λ1"),
+        ("hf_trainer.py", ["--steps", "200"], "transformers", "preconditioned λ1"),
+    ],
+)
+def test_example_runs_and_writes_its_report(script, args, needs, expect, tmp_path):
+    if needs:
+        pytest.importorskip(needs)
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert expect in done.stdout
+    assert (out / "report.html").exists() and (out / "records.jsonl").exists()
+    assert any((out / "figures").glob("*.png"))

@@ -1,0 +1,166 @@
+"""The Lightning and Hugging Face callbacks, with the real packages: bit-identical training, the Monitor's
+records after fit, scalars in the trainers' own logs, and the model's own loss measured correctly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import curvlab
+from curvlab.monitor import Sharpness, StepStats, every
+
+L = pytest.importorskip("lightning")
+transformers = pytest.importorskip("transformers")
+
+from curvlab.integrations.lightning import CurvlabCallback as LightningCallback  # noqa: E402
+from curvlab.integrations.transformers import CurvlabCallback as HFCallback  # noqa: E402
+
+
+class Classifier(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Tanh(), nn.Linear(16, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        self.log("train_loss", loss)
+        return {"loss": loss}
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=0.05)
+
+
+class MemoryLogger(L.pytorch.loggers.Logger):
+    """A Lightning logger that keeps what it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[tuple[int, dict]] = []
+
+    name, version = "memory", 0
+
+    @property
+    def experiment(self):
+        return None
+
+    def log_metrics(self, metrics, step=None):
+        self.rows.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+def _lightning_fit(callback, steps=8, accumulate=1):
+    L.seed_everything(0, verbose=False)
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(64, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=True)
+    module, logger = Classifier(), MemoryLogger()
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accumulate_grad_batches=accumulate, log_every_n_steps=1, callbacks=[callback] if callback else [])
+    trainer.fit(module, loader)
+    return module, logger, (x, y)
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_lightning_callback_is_invisible_to_training_and_logs_through_the_trainer(accumulate, tmp_path):
+    plain, _, data = _lightning_fit(None, accumulate=accumulate)
+    callback = LightningCallback(data, metrics=[StepStats(), Sharpness(schedule=every(2))], run_dir=tmp_path)
+    watched, logger, _ = _lightning_fit(callback, accumulate=accumulate)
+    for p, q in zip(plain.parameters(), watched.parameters()):
+        assert torch.equal(p, q)
+    assert watched.training  # the module's mode is left alone
+    records = callback.monitor.records
+    assert [r["step"] for r in records if r["metric"] == "loss"] == list(range(1, 9))  # one per optimizer step
+    assert [r["step"] for r in records if r["metric"] == "sharpness"] == [2, 4, 6, 8]
+    assert any(r["metric"] == "preconditioned_sharpness" for r in records)  # Adam's
+    logged = {k for _, metrics in logger.rows for k in metrics}
+    assert {"curvlab/loss", "curvlab/sharpness/1", "curvlab/grad_norm"} <= logged
+    assert (tmp_path / "records.jsonl").exists()
+
+
+def test_lightning_training_step_loss_is_the_loss_measured():
+    module, _, (x, y) = _lightning_fit(None, steps=2)
+    from curvlab.integrations.lightning import TrainingStepLoss
+
+    own = curvlab.Objective(TrainingStepLoss(module), None, (x, y), batch_size=16)
+    given = curvlab.Objective(module, nn.functional.cross_entropy, (x, y), batch_size=16)
+    assert own.loss() == pytest.approx(given.loss(), rel=1e-6)
+    v = torch.randn(given.dim, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(own.hvp(v), given.hvp(v), rtol=1e-4, atol=1e-6)
+    assert "log" not in vars(module)  # the silenced self.log is restored
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    def __init__(self, ids):
+        self.ids = ids
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+def _hf_train(with_callback, tmp_path, steps=6):
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=32, n_positions=16, n_embd=16, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(config)
+    ids = torch.randint(0, 32, (32, 12), generator=torch.Generator().manual_seed(1))
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=steps, per_device_train_batch_size=8,
+                                          learning_rate=1e-2, report_to=[], use_cpu=True, save_strategy="no", logging_steps=2,
+                                          disable_tqdm=True, seed=0, dataloader_num_workers=0)
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=TokenDataset(ids))
+    callback = None
+    if with_callback:
+        data = [{"input_ids": ids[:16], "labels": ids[:16]}]
+        callback = HFCallback(data, metrics=[StepStats(), Sharpness(schedule=every(2))], run_dir=tmp_path / "run").attach(trainer)
+    trainer.train()
+    return model, trainer, callback
+
+
+def test_hugging_face_callback_is_invisible_to_training_and_logs_through_the_trainer(tmp_path):
+    plain, _, _ = _hf_train(False, tmp_path)
+    watched, trainer, callback = _hf_train(True, tmp_path)
+    for p, q in zip(plain.parameters(), watched.parameters()):
+        assert torch.equal(p, q)
+    assert watched.training
+    records = callback.monitor.records
+    assert [r["step"] for r in records if r["metric"] == "sharpness"] == [2, 4, 6]
+    assert len([r for r in records if r["metric"] == "grad_norm"]) == 6  # gradients read before they are zeroed
+    assert any(r["metric"] == "preconditioned_sharpness" for r in records)  # AdamW, unwrapped from accelerate
+    logged = [h for h in trainer.state.log_history if "curvlab/sharpness/1" in h]
+    assert [h["step"] for h in logged] == [2, 4, 6]
+    lam = [r["value"] for r in records if r["metric"] == "sharpness"]
+    assert [h["curvlab/sharpness/1"] for h in logged] == pytest.approx(lam)
+    from curvlab.experiments.report import write_report
+
+    assert write_report([tmp_path / "run"]).exists()  # `curvlab report` reads a callback run's records
+
+
+def test_lightning_callback_under_ddp_measures_the_whole_set_on_the_trainers_process_group(tmp_path):
+    """Two CPU processes (gloo): each rank measures its half of the set and the products are all-reduced, so the
+    last λ1 equals a single-process Lanczos on the whole set at the final weights; rank 0 alone writes."""
+    import json
+
+    L.seed_everything(0, verbose=False)
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(64, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    module = Classifier()
+    callback = LightningCallback((x, y), metrics=[StepStats(), Sharpness(schedule=every(4), tol=1e-8, preconditioned=False)],
+                                 run_dir=tmp_path)
+    trainer = L.Trainer(max_steps=4, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[callback])
+    trainer.fit(module, loader)
+    rows = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["metric"] == "loss"] == [1, 2, 3, 4]  # one writer, no duplicates
+    measured = [r["value"] for r in rows if r["metric"] == "sharpness"]
+    assert len(measured) == 1 and rows[0]["n_measure"] == 64  # both halves counted
+    whole = curvlab.eigs(curvlab.Objective(module, nn.functional.cross_entropy, (x, y)).hessian(), tol=1e-8)
+    assert measured[0] == pytest.approx(float(whole.eigenvalues[0]), rel=1e-4)
