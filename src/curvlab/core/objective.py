@@ -71,7 +71,7 @@ class Objective:
             raise TypeError(f"dropout: expected a bool, got {type(dropout).__name__}")
         self.model = model
         self.loss_fn = loss_fn
-        self.data, self.weight, self.batch_size = data, weight, batch_size
+        self.weight = weight
         self.chunks = ChunkStream(data, batch_size, own_loss=loss_fn is None, weight=weight)
         self.bn_mode = bn_mode
         self.dropout = dropout
@@ -82,6 +82,8 @@ class Objective:
         self.space: ParamSpace = param_space(self._selected)
         self.hvp_engine = _resolve_engine(hvp_engine, self.space.device)
         self.counts = {"loss": 0, "grad": 0, "hvp": 0}
+        self._flat_key: tuple | None = None  # parameters_vector's flat views, valid while the storages are
+        self._flat_views: list[Tensor] = []
 
     def on(self, data: Any, batch_size: int | None = None) -> "Objective":
         """The same measurement (model, loss, weights, modes, parameters, seed) on other data, in this
@@ -122,7 +124,7 @@ class Objective:
     def parameters_vector(self) -> Tensor:
         """The current x as a new flat vector."""
         key = tuple(p.data_ptr() for _, p in self._selected)
-        if getattr(self, "_flat_key", None) != key:  # views stay valid while the storage does
+        if self._flat_key != key:
             self._flat_views, self._flat_key = [p.detach().reshape(-1) for _, p in self._selected], key
         return torch.cat(self._flat_views)  # cat copies
 

@@ -240,6 +240,9 @@ class _NoWriter:
     def reopen(self) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -10,11 +10,11 @@ The *relative* critical sharpness (the curvature of one loss while optimizing an
 the update of the optimized loss and the objective of the other: pass that other Objective.
 
 Search: one evaluation at x, then bracketing by factors of ``growth`` from ``eta0`` until one step size keeps the
-loss at or below F(x) and a larger one raises it, then refinement by the root of the parabola
+loss at or below F(x) and a larger one raises it, then refinement: the root of the parabola
 φ(η) = aη + bη² through the bracket's two points (exact on a quadratic), evaluated there and just past it,
-with a geometric bisection whenever a round fails to halve the bracket, until the bracket's relative
-width is below ``rtol`` or ``max_evals`` forward passes are spent (see
-docs/definitions.md, "Critical sharpness"). A non-finite loss at a trial step counts as a rise.
+then Illinois false position (geometric bisection while an end is non-finite), until the bracket's relative
+width is below ``rtol`` or ``max_evals`` forward passes are spent (docs/metrics/critical_sharpness.md).
+A non-finite loss at a trial step counts as a rise.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from curvlab.core.objective import Objective
 from curvlab.distributed import shard
-from curvlab.monitor.records import scalar_name
+from curvlab.monitor.records import logger_name
 
 
 def build_objective(model: Any, loss_fn: Any, data: Any, world_size: int, rank: int, options: dict) -> Objective:
@@ -41,4 +41,4 @@ class ScalarCursor:
     def new_scalars(self) -> dict[str, float]:
         rows = self.monitor.records[self.seen :]
         self.seen = len(self.monitor.records)
-        return {"curvlab/" + scalar_name(r["metric"], r): r["value"] for r in rows if not r["metric"].startswith("cost_")}
+        return {logger_name(r["metric"], r): r["value"] for r in rows if not r["metric"].startswith("cost_")}

@@ -281,7 +281,7 @@ class Monitor:
         return float(getattr(self.optimizer, "scale", 1.0))
 
     def _flush(self) -> None:
-        if self.writer is not None and hasattr(self.writer, "flush"):
+        if self.writer is not None:
             self.writer.flush()
 
     def _write_cost(self, info: StepInfo, group: str, seconds: float, hvps: int, passes: int) -> None:

@@ -52,7 +52,8 @@ class RecordWriter:
             self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, step: int, epoch: int, metric: str, value: float, **context: Any) -> dict:
-        record = {"step": step, "epoch": epoch, "metric": metric, "value": _clean(float(value)), **{k: _clean(v) for k, v in context.items()}}
+        record = {"step": step, "epoch": epoch, "metric": metric, "value": _clean(float(value)),
+                  **{k: _clean(v) for k, v in context.items()}}
         if self._file is not None:
             self._file.write(json.dumps(record) + "\n")
         if record["value"] is not None:
@@ -77,6 +78,14 @@ class RecordWriter:
             self._file.close()
         for sink in self.sinks:
             sink.close()
+
+
+LOGGER_PREFIX = "curvlab/"  # names in loggers curvlab shares with the user's own scalars (W&B, a trainer's)
+
+
+def logger_name(metric: str, context: dict) -> str:
+    """The name under which curvlab sends a record to someone else's logger (W&B, a trainer's loggers)."""
+    return LOGGER_PREFIX + scalar_name(metric, context)
 
 
 def scalar_name(metric: str, context: dict) -> str:
@@ -120,16 +129,16 @@ class WandbSink:
             raise ImportError("wandb: the Weights & Biases output needs the wandb package: pip install wandb") from err
         self.owned = wandb.run is None
         self.run = wandb.init(**init_args) if self.owned else wandb.run
-        self.run.define_metric("curvlab/step")
-        self.run.define_metric("curvlab/*", step_metric="curvlab/step")
+        self.run.define_metric(LOGGER_PREFIX + "step")
+        self.run.define_metric(LOGGER_PREFIX + "*", step_metric=LOGGER_PREFIX + "step")
         self.pending: dict[int, dict[str, float]] = {}
 
     def add(self, step: int, name: str, value: float) -> None:
-        self.pending.setdefault(step, {})["curvlab/" + name] = value
+        self.pending.setdefault(step, {})[LOGGER_PREFIX + name] = value
 
     def flush(self) -> None:
         for step, values in sorted(self.pending.items()):
-            self.run.log({"curvlab/step": step, **values})
+            self.run.log({LOGGER_PREFIX + "step": step, **values})
         self.pending.clear()
 
     def close(self) -> None:
