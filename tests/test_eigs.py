@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conftest import cached_hessian
+import curvlab
 from curvlab import LinearOperator, MatrixOperator, Objective, eigs
 from zoo import CASES, make_case
 
@@ -173,3 +174,49 @@ def test_bad_operators_name_themselves():
         eigs(op)
     with pytest.raises(ValueError, match="v: expected a flat vector of length 4"):
         op(torch.ones(3))
+
+
+def _pair_matrix(eps: float, n: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A symmetric matrix with top pair 1, 1 − eps above a bulk in [−0.5, 0.8], and its eigenvectors."""
+    g = torch.Generator().manual_seed(seed)
+    values = torch.rand(n, generator=g, dtype=torch.float64) * 1.3 - 0.5
+    values[0], values[1] = 1.0, 1.0 - eps
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    a = (q * values) @ q.T
+    return (a + a.T) / 2, q
+
+
+@pytest.mark.parametrize("eps", [1e-2, 3e-3, 1e-3])
+@pytest.mark.parametrize("tol", [1e-3, 1e-4])
+def test_a_near_degenerate_top_pair_does_not_stop_early_with_a_wrong_value(eps, tol):
+    # A start vector with equal weight on the two top eigenvectors: the top Ritz vector is a mix of
+    # them until Lanczos resolves the pair. The default (residual) rule must not stop on the mix;
+    # bound="gap" does here (it is documented as assuming an isolated top eigenvalue).
+    a, q = _pair_matrix(eps)
+    noise = torch.randn(300, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    v0 = q[:, 0] + q[:, 1] + 0.1 * noise
+    res = curvlab.eigs(a, tol=tol, v0=v0)
+    assert res.converged
+    assert 1.0 - float(res.eigenvalues[0]) <= tol
+    assert float(res.error_bounds[0]) == pytest.approx(float(res.residuals[0]))
+
+
+def test_gap_bound_stops_once_an_isolated_top_is_good_to_tol():
+    a, _ = _pair_matrix(0.2)  # isolated top: 1 above 0.8 and the bulk
+    exact = float(torch.linalg.eigvalsh(a)[-1])
+    fixed_errors = []
+    for steps in range(2, 40):  # the smallest fixed step count that reaches tol
+        fixed = curvlab.eigs(a, tol=1e-12, max_iter=steps)
+        fixed_errors.append(abs(exact - float(fixed.eigenvalues[0])))
+    needed = 2 + next(i for i, e in enumerate(fixed_errors) if e <= 1e-3)
+    by_gap = curvlab.eigs(a, tol=1e-3, bound="gap")
+    by_residual = curvlab.eigs(a, tol=1e-3)
+    assert abs(exact - float(by_gap.eigenvalues[0])) <= min(1e-3, float(by_gap.error_bounds[0]) * 1.01)
+    assert by_gap.n_matvecs <= needed + 1
+    assert by_residual.n_matvecs > by_gap.n_matvecs
+    assert float(by_gap.error_bounds[0]) < float(by_gap.residuals[0])
+
+
+def test_bound_is_checked():
+    with pytest.raises(ValueError, match="bound"):
+        curvlab.eigs(torch.eye(3, dtype=torch.float64), bound="tight")

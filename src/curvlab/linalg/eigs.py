@@ -15,6 +15,7 @@ from curvlab.linalg.random import gaussian, make_generator
 
 WHICH = ("LA", "SA", "LM")
 METHODS = ("lanczos", "power")
+BOUNDS = ("residual", "gap")
 
 
 @dataclass
@@ -30,6 +31,7 @@ class EigResult:
     converged: bool
     method: str
     which: str
+    error_bounds: Tensor | None = None  # the stopping rule's bound on |λ − θ| for each eigenvalue
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{x:.6g}" for x in self.eigenvalues.tolist())
@@ -49,6 +51,7 @@ def eigs(
     v0: Tensor | None = None,
     *,
     atol: float = 0.0,
+    bound: str = "residual",
     seed: int | None = 0,
     generator: torch.Generator | None = None,
     progress: bool = False,
@@ -57,9 +60,13 @@ def eigs(
 
     ``op`` is a :class:`LinearOperator`, an Objective (its Hessian), or a symmetric matrix.
     ``which``: ``"LA"`` largest algebraic (sharpness λ1), ``"SA"`` smallest algebraic (the most
-    negative eigenvalue), ``"LM"`` largest magnitude. Converged when every wanted Ritz pair has
-    residual ‖Av − λv‖ ≤ max(tol·|λ|, atol); by Bauer–Fike an eigenvalue then lies within that
-    distance of λ. ``v0`` warm-starts the iteration (e.g. with the previous top eigenvector).
+    negative eigenvalue), ``"LM"`` largest magnitude. Converged when every wanted Ritz value θ has an
+    error bound ≤ max(tol·|θ|, atol). ``bound="residual"`` (default): the residual r = ‖Ay − θy‖, since
+    an eigenvalue lies within r of θ whatever the rest of the spectrum (Bauer–Fike). ``bound="gap"``:
+    min(r, r²/δ), δ the distance from θ to the other Ritz values' intervals θ_j ± r_j — the error
+    of an isolated eigenvalue, so it stops as soon as the value is good to ``tol``, but it assumes
+    no other eigenvalue within δ, which an unresolved near-degenerate pair at the top violates
+    (see docs/core.md). ``v0`` warm-starts the iteration (e.g. with the previous top eigenvector).
 
     ``method="lanczos"``: full reorthogonalisation, basis in float64 (SPEC §2). ``max_iter`` bounds
     the basis size (default ``min(dim, max(100, 20k))``).
@@ -69,13 +76,16 @@ def eigs(
     """
     op = as_operator(op)
     _check_args(op, k, which, method, tol, max_iter, atol)
+    if bound not in BOUNDS:
+        raise ValueError(f"bound: expected one of {BOUNDS}, got {bound!r}")
     gen = make_generator(seed, generator)
     start = _start_vector(op, v0, gen)
     if method == "power":
         if which == "SA":
             raise ValueError("which: method='power' finds the largest |λ| only; use method='lanczos' for which='SA'")
         return _power(op, k, tol, atol, max_iter or 1000, start, progress)
-    return _lanczos(op, k, which, tol, atol, max_iter or min(op.dim, max(100, 20 * k)), start, gen, progress)
+    rule = StoppingRule(which, tol, atol, bound)
+    return _lanczos(op, k, rule, max_iter or min(op.dim, max(100, 20 * k)), start, gen, progress)
 
 
 def _check_args(op: LinearOperator, k: Any, which: Any, method: Any, tol: Any, max_iter: Any, atol: Any) -> None:
@@ -117,7 +127,32 @@ def _order(theta: Tensor, which: str) -> Tensor:
     return torch.argsort(theta.abs(), descending=True)
 
 
-def _lanczos(op, k, which, tol, atol, max_iter, start, gen, progress) -> EigResult:
+@dataclass
+class StoppingRule:
+    """When Lanczos may stop: every wanted Ritz value's error bound ≤ max(tol·|θ|, atol)."""
+
+    which: str
+    tol: float
+    atol: float
+    bound: str = "residual"
+
+    def error_bounds(self, theta: Tensor, res: Tensor) -> Tensor:
+        """Bounds on |λ − θ_i| for every Ritz value (ascending ``theta``), by the rule's ``bound``."""
+        if self.bound == "residual" or theta.numel() < 2:
+            return res
+        distance = (theta[:, None] - theta[None, :]).abs() - res[None, :]
+        distance.fill_diagonal_(float("inf"))
+        gap = distance.min(dim=1).values
+        refined = torch.where(gap > res, res**2 / gap.clamp_min(1e-300), res)
+        return torch.minimum(res, refined)
+
+    def settled(self, theta: Tensor, res: Tensor, k: int) -> bool:
+        idx = _order(theta, self.which)[:k]
+        bounds = self.error_bounds(theta, res)[idx]
+        return bool((bounds <= torch.clamp(self.tol * theta[idx].abs(), min=self.atol)).all())
+
+
+def _lanczos(op, k, rule: StoppingRule, max_iter, start, gen, progress) -> EigResult:
     used_before = op.n_matvecs
     process = LanczosProcess(op, start, gen)
     bar = progress_bar(max_iter, "lanczos", progress)
@@ -129,24 +164,23 @@ def _lanczos(op, k, which, tol, atol, max_iter, start, gen, progress) -> EigResu
             if process.steps < k:
                 continue
             theta, s, res = process.ritz()
-            idx = _order(theta, which)[:k]
-            bar.set_postfix_str(f"λ={theta[idx[0]]:.5g} res={res[idx[0]]:.2e}", refresh=False)
-            if process.exhausted or (_settled(theta, res, idx, tol, atol) and _block_settled(process, k, which, tol, atol)):
+            top = _order(theta, rule.which)[0]
+            bar.set_postfix_str(f"λ={theta[top]:.5g} res={res[top]:.2e}", refresh=False)
+            if process.exhausted or (rule.settled(theta, res, k) and _block_settled(process, k, rule)):
                 converged = True
                 break
     finally:
         bar.close()
     theta, s, res = process.ritz()
-    idx = _order(theta, which)[:k]
+    idx = _order(theta, rule.which)[:k]
     vectors = process.ritz_vectors(s[:, idx])
-    return EigResult(theta[idx], vectors, res[idx], op.n_matvecs - used_before, process.steps, converged, "lanczos", which)
+    bounds = rule.error_bounds(theta, res)[idx]
+    return EigResult(
+        theta[idx], vectors, res[idx], op.n_matvecs - used_before, process.steps, converged, "lanczos", rule.which, bounds
+    )
 
 
-def _settled(theta: Tensor, res: Tensor, idx: Tensor, tol: float, atol: float) -> bool:
-    return bool((res[idx] <= torch.clamp(tol * theta[idx].abs(), min=atol)).all())
-
-
-def _block_settled(process: LanczosProcess, k: int, which: str, tol: float, atol: float) -> bool:
+def _block_settled(process: LanczosProcess, k: int, rule: StoppingRule) -> bool:
     """After a restart, the newest block must also have converged at its wanted end before the
     result is trusted: otherwise a second copy of a wanted eigenvalue could still be hiding there."""
     if not process.restarted:
@@ -154,7 +188,7 @@ def _block_settled(process: LanczosProcess, k: int, which: str, tol: float, atol
     if process.beta[-1] == 0.0:  # just restarted: the new block has not been explored yet
         return False
     theta, _, res = process.ritz(latest_block=True)
-    return _settled(theta, res, _order(theta, which)[: min(k, theta.numel())], tol, atol)
+    return rule.settled(theta, res, min(k, theta.numel()))
 
 
 def _power(op, k, tol, atol, max_iter, start, progress) -> EigResult:
@@ -182,6 +216,7 @@ def _power(op, k, tol, atol, max_iter, start, progress) -> EigResult:
         all_converged,
         "power",
         "LM",
+        torch.tensor(residuals, dtype=F64)[order],
     )
 
 
