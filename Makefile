@@ -20,8 +20,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m curvlab.data.debian
 	touch $@
 
+# curvlinops pulls backpack-for-pytorch, which pulls torchvision (a CUDA wheel that breaks transformers):
+# removed again, curvlinops and backpack run without it.
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PIP) install -q -c constraints.txt -e '.[bench]'
+	$(PIP) uninstall -y -q torchvision
 	touch $@
 
 install: $(VENV)/.installed

@@ -188,15 +188,33 @@ def test_hessian_operator_refuses_stale_parameters():
             op(torch.ones(obj.dim, dtype=torch.float64))
 
 
-def test_auto_cache_falls_back_for_several_chunks():
+def test_chunk_graphs_are_kept_within_the_memory_budget():
+    case = make_case("tanh_mlp_ce")
+    exact = cached_hessian("tanh_mlp_ce")
+    v = torch.ones(exact.shape[0], dtype=torch.float64)
+    kept = objective_for(case, batch_size=10).hessian()
+    assert rel_err(kept(v), exact @ v) < 1e-6 and rel_err(kept(v), exact @ v) < 1e-6
+    assert kept._complete and len(kept._states) > 1 and kept.graph_bytes > 0
+    per_chunk = kept.graph_bytes / len(kept._states)
+    partial = objective_for(case, batch_size=10, graph_memory=2.5 * per_chunk).hessian()
+    for _ in range(2):
+        assert rel_err(partial(v), exact @ v) < 1e-6
+    assert len(partial._states) == 2 and not partial._complete
+    nothing = objective_for(case, batch_size=10, graph_memory=0).hessian()
+    assert rel_err(nothing(v), exact @ v) < 1e-6 and not nothing._states and nothing.graph_bytes == 0
+    assert rel_err(objective_for(case, batch_size=10).hessian(cache=False)(v), exact @ v) < 1e-6
+
+
+def test_operators_are_shared_at_one_point_and_released():
     case = make_case("tanh_mlp_ce")
     obj = objective_for(case, batch_size=10)
     op = obj.hessian()
-    v = torch.ones(obj.dim, dtype=torch.float64)
-    assert rel_err(op(v), cached_hessian("tanh_mlp_ce") @ v) < 1e-6
-    assert op.cache is False
-    forced = obj.hessian(cache=True)
-    assert rel_err(forced(v), op(v)) < 1e-12
+    op(torch.ones(obj.dim, dtype=torch.float64))
+    assert obj.hessian() is op and op._states
+    obj.release()
+    assert op._states is None and obj.hessian() is not op
+    with pytest.raises(ValueError, match="graph_memory"):
+        objective_for(case, graph_memory=-1)
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -206,7 +224,7 @@ def test_counts_track_evaluations(name):
     obj.loss()
     obj.grad()
     obj.hvp(torch.ones(obj.dim, dtype=torch.float64))
-    assert obj.counts == {"loss": 1, "grad": 1, "hvp": 1}
+    assert obj.counts == {"loss": 1, "grad": 1, "hvp": 1, "ggn": 0, "fisher": 0}
 
 
 @pytest.mark.parametrize("name", ["tanh_mlp_ce", "bn_cnn_train", "attention"])

@@ -2,11 +2,11 @@
 
 The operator core (:class:`Objective`) gives F, ∇F and Hessian-vector products of a model on a
 measurement set; the solvers (:func:`eigs`, :func:`trace`, :func:`spectral_density`) take any
-symmetric linear operator. Formulas follow ``SPEC.md``.
+symmetric linear operator. Definitions and formulas: docs/core.md and docs/metrics/.
 """
 
 from curvlab import geometry, losses, optim, tuners
-from curvlab.core import HessianOperator, Objective
+from curvlab.core import FisherOperator, GGNOperator, HessianOperator, Objective
 from curvlab.geometry import critical_sharpness
 from curvlab.monitor import Monitor, load_records
 from curvlab.linalg import (
@@ -25,6 +25,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EigResult",
+    "FisherOperator",
+    "GGNOperator",
     "HessianOperator",
     "LinearOperator",
     "MatrixOperator",

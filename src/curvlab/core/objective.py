@@ -10,10 +10,15 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from curvlab.core.batches import Chunk, ChunkStream, WeightFn
-from curvlab.core.hvp import ENGINES, HVP_ENGINES, default_engine, fresh_leaves, gradient, hvp_from_grads
+from curvlab.core.curvature import CurvatureOperator, WeightedMean, nonempty
+from curvlab.core.errors import explain_error
+from curvlab.core.fisher import FISHER_KINDS, FisherOperator
+from curvlab.core.ggn import GGNOperator
+from curvlab.core.hessian import HessianOperator
+from curvlab.core.hvp import ENGINES, HVP_ENGINES, default_engine, fresh_leaves, gradient
+from curvlab.core.memory import resolve_graph_memory
 from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
 from curvlab.core.state import BN_MODES, measurement_mode, preserved_rng, seed_rng
-from curvlab.linalg.operator import LinearOperator
 
 LossFn = Callable[[Any, Any], Tensor]
 
@@ -41,6 +46,10 @@ class Objective:
         seed: seeds the global RNG (saved and restored around every pass) at the start of each pass,
             so a shuffling measurement DataLoader and dropout masks are the same in every call:
             F stays one fixed function even with train-mode BatchNorm or dropout.
+        graph_memory: bytes the curvature operators may keep for the chunks' first-order graphs
+            (reused by every product at one point), or ``"auto"``: a quarter of the memory available
+            when the budget is first asked (free device memory on a GPU). Chunks past the budget
+            rebuild their graph for every product.
 
     Flat vectors are 1-D tensors in parameter order (``objective.names``), in the parameters' dtype.
     ``loss``, ``grad``, ``loss_and_grad``, ``hvp`` and ``quad`` take ``at=x`` to evaluate at another
@@ -60,6 +69,7 @@ class Objective:
         params: ParamSelector = None,
         hvp_engine: str = "auto",
         seed: int = 0,
+        graph_memory: int | float | str = "auto",
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -81,7 +91,11 @@ class Objective:
         self._selected = select_parameters(model, params)
         self.space: ParamSpace = param_space(self._selected)
         self.hvp_engine = _resolve_engine(hvp_engine, self.space.device)
-        self.counts = {"loss": 0, "grad": 0, "hvp": 0}
+        self.graph_memory = graph_memory
+        self._graph_budget: float | None = None
+        resolve_graph_memory(graph_memory, self.space.device)  # validate now
+        self.counts = {"loss": 0, "grad": 0, "hvp": 0, "ggn": 0, "fisher": 0}
+        self._operators: dict[tuple, CurvatureOperator] = {}  # shared by the metrics measured at one point
         self._flat_key: tuple | None = None  # parameters_vector's flat views, valid while the storages are
         self._flat_views: list[Tensor] = []
 
@@ -91,6 +105,7 @@ class Objective:
         return Objective(
             self.model, self.loss_fn, data, weight=self.weight, batch_size=batch_size, bn_mode=self.bn_mode,
             dropout=self.dropout, params=[p for _, p in self._selected], hvp_engine=self.hvp_engine, seed=self.seed,
+            graph_memory=self.graph_memory,
         )
 
     @property
@@ -139,7 +154,7 @@ class Objective:
                 with torch.no_grad():
                     total += chunk.size * float(self._chunk_loss(params, chunk))
                 n += chunk.size
-        return self._combine(total / _nonempty(n), None, n)[0]
+        return self._combine(total / nonempty(n), None, n)[0]
 
     def grad(self, at: Tensor | None = None) -> Tensor:
         """∇F(x) as a flat vector (at the current parameters, or at ``at``)."""
@@ -171,15 +186,75 @@ class Objective:
         u = self.space.check_vector(u, "u")
         return float(torch.dot(u, self.hvp(u, at)))
 
-    def hessian(self, cache: bool | str = "auto") -> "HessianOperator":
+    def hessian(self, cache: bool | str = "auto") -> HessianOperator:
         """∇²F at the *current* parameters as a :class:`LinearOperator` for the solvers.
 
-        ``cache=True`` keeps each chunk's gradient graph so that every product costs one extra
-        backward pass instead of a forward and two backwards (memory: one graph per chunk);
-        ``"auto"`` caches when the measurement set is a single chunk. Changing the parameters
-        afterwards makes the operator stale: it raises rather than return a wrong product.
+        The operator keeps each chunk's gradient graph (within ``graph_memory``) so that a product
+        costs one backward pass instead of a forward and two backwards; ``cache=False`` keeps
+        nothing. Asked again at the same point (parameters and buffers unchanged), the same operator
+        comes back, graphs and all: every metric measured there shares them (:meth:`release` frees
+        them). Changing the parameters makes an operator stale: it raises rather than return a
+        wrong product.
         """
-        return HessianOperator(self, cache)
+        return self._shared(("hessian", cache), lambda: HessianOperator(self, cache))
+
+    def ggn(self, cache: bool | str = "auto") -> GGNOperator:
+        """The generalized Gauss–Newton matrix Jᵀ H_L J at the current parameters (J: the Jacobian of
+        the model's outputs, H_L: the Hessian of ``loss_fn`` in the outputs), size-weighted over
+        chunks like F. Matrix-free (see :mod:`curvlab.core.ggn`); shared like :meth:`hessian`."""
+        self._need_loss_fn("ggn")
+        return self._shared(("ggn", cache), lambda: GGNOperator(self, cache))
+
+    def fisher(
+        self,
+        kind: str = "empirical",
+        n_samples: int = 1,
+        seed: int = 0,
+        likelihood: str = "auto",
+        cache: bool | str = "auto",
+    ) -> FisherOperator:
+        """The Fisher at the current parameters, (1/N) Σᵢ ∇ℓᵢ ∇ℓᵢᵀ over the N examples, ℓᵢ the loss
+        of example i alone (``loss_fn`` on a batch of one).
+
+        ``kind="empirical"``: with the data's targets. ``kind="mc"``: with ``n_samples`` targets per
+        example drawn from the model's predictive distribution (``likelihood``: ``"categorical"``
+        for cross-entropy, ``"gaussian"`` for squared error, ``"auto"`` to tell from ``loss_fn``),
+        seeded by ``seed`` and the chunk index; averaged over the samples. Shared like
+        :meth:`hessian`."""
+        self._need_loss_fn("fisher")
+        key = ("fisher", kind, n_samples, seed, likelihood, cache)
+        return self._shared(key, lambda: FisherOperator(self, kind, n_samples, seed, likelihood, cache))
+
+    def release(self) -> None:
+        """Free the graphs kept by the curvature operators (the Monitor calls this after each step)."""
+        for operator in self._operators.values():
+            operator.release()
+        self._operators = {}
+
+    def point_versions(self) -> list[int]:
+        """Version counters of the model's parameters and buffers: they change with any in-place update."""
+        return [t._version for t in (*self.model.parameters(), *self.model.buffers())]
+
+    def graph_budget(self) -> float:
+        """The bytes curvature operators may keep (``graph_memory`` resolved once)."""
+        if self._graph_budget is None:
+            self._graph_budget = resolve_graph_memory(self.graph_memory, self.space.device)
+        return self._graph_budget
+
+    def _shared(self, key: tuple, make: Callable[[], CurvatureOperator]) -> Any:
+        operator = self._operators.get(key)
+        if operator is None or operator.stale:
+            if operator is not None:
+                self.release()  # a new point: drop every stale operator's graphs
+            operator = self._operators[key] = make()
+        return operator
+
+    def _need_loss_fn(self, what: str) -> None:
+        if self.loss_fn is None:
+            raise ValueError(
+                f"{what}: needs the split of outputs and loss; this Objective was built with loss_fn=None "
+                "(the model computes its own loss). Pass loss_fn(outputs, targets) to use the Gauss–Newton or Fisher"
+            )
 
     # ----- internals ------------------------------------------------------------------------------
     def _params(self, at: Tensor | None = None) -> list[Tensor]:
@@ -201,14 +276,21 @@ class Objective:
                 seed_rng(self.seed + 1 + index, self.space.device)
             yield chunk.to(self.space.device)
 
-    def _chunk_loss(self, leaves: Sequence[Tensor], chunk: Chunk) -> Tensor:
+    def _chunk_outputs(self, leaves: Sequence[Tensor], chunk: Chunk) -> Any:
+        """The model's outputs on a chunk with the selected parameters replaced by ``leaves``."""
         overrides = {name: p.detach() for name, p in self.model.named_parameters()}
         overrides.update(zip(self.names, leaves))
         try:
-            outputs = functional_call(self.model, overrides, chunk.args, chunk.kwargs)
+            return functional_call(self.model, overrides, chunk.args, chunk.kwargs)
+        except RuntimeError as err:
+            raise explain_error(err) from err
+
+    def _chunk_loss(self, leaves: Sequence[Tensor], chunk: Chunk) -> Tensor:
+        outputs = self._chunk_outputs(leaves, chunk)
+        try:
             loss = self.loss_fn(outputs, chunk.targets) if self.loss_fn is not None else model_loss(outputs)
         except RuntimeError as err:
-            raise _explain(err) from err
+            raise explain_error(err) from err
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
             raise ValueError(f"loss_fn: must return a scalar tensor (the batch's mean loss), got {shape}")
@@ -222,10 +304,10 @@ class Objective:
                 try:
                     loss, parts = per_chunk(chunk)
                 except RuntimeError as err:
-                    raise _explain(err) from err
+                    raise explain_error(err) from err
                 mean.add(self.flatten(parts), chunk.size)
                 total_loss += chunk.size * float(loss)
-        n = _nonempty(mean.n)
+        n = nonempty(mean.n)
         return self._combine(total_loss / n, mean.result(), n)
 
     def count(self) -> float:
@@ -260,100 +342,12 @@ def model_loss(outputs: Any) -> Tensor:
     return loss
 
 
-class WeightedMean:
-    """Σ n_i v_i / Σ n_i over chunks, in place; a single chunk's vector is returned untouched."""
-
-    def __init__(self) -> None:
-        self.total: Tensor | None = None
-        self.n = 0
-        self.count = 0
-
-    def add(self, vec: Tensor, size: int) -> None:
-        if self.total is None:
-            self.total = vec
-        else:
-            if self.count == 1:
-                self.total.mul_(self.n)
-            self.total.add_(vec, alpha=size)
-        self.n += size
-        self.count += 1
-
-    def result(self) -> Tensor:
-        _nonempty(self.n)
-        return self.total if self.count == 1 else self.total.div_(self.n)
-
-
-class HessianOperator(LinearOperator):
-    """∇²F at a fixed point, as a symmetric operator (see :meth:`Objective.hessian`)."""
-
-    def __init__(self, objective: Objective, cache: bool | str = "auto"):
-        if cache not in (True, False, "auto"):
-            raise ValueError(f"cache: expected True, False or 'auto', got {cache!r}")
-        super().__init__(self._product, objective.dim, dtype=objective.space.dtype, device=objective.space.device)
-        self.objective = objective
-        self.cache = cache
-        self._versions = self._current_versions()
-        self._graphs: list[tuple[int, list[Tensor], list[Tensor]]] | None = None
-
-    def _current_versions(self) -> list[int]:
-        model = self.objective.model
-        return [t._version for t in (*model.parameters(), *model.buffers())]
-
-    def _product(self, v: Tensor) -> Tensor:
-        if self._current_versions() != self._versions:
-            raise RuntimeError(
-                "HessianOperator: the model's parameters or buffers changed since this operator was made; "
-                "call objective.hessian() again at the new point"
-            )
-        wants_cache = self.cache is True or self.cache == "auto"
-        if not wants_cache or self.objective.hvp_engine != "reverse":
-            return self.objective.hvp(v)
-        if self._graphs is None:
-            self._build_graphs()
-        return self._cached_product(v)
-
-    def _build_graphs(self) -> None:
-        obj = self.objective
-        graphs = []
-        with obj._measuring():
-            for chunk in obj._chunks():
-                leaves = fresh_leaves(obj._params())
-                with torch.enable_grad():
-                    grads = gradient(obj._chunk_loss(leaves, chunk), leaves, create_graph=True)
-                graphs.append((chunk.size, leaves, grads))
-                if self.cache == "auto" and len(graphs) > 1:
-                    self.cache = False  # several chunks: keeping every graph could exhaust memory
-                    graphs = []
-                    break
-        self._graphs = graphs
-
-    def _cached_product(self, v: Tensor) -> Tensor:
-        if not self._graphs:
-            return self.objective.hvp(v)
-        obj = self.objective
-        self.objective.counts["hvp"] += 1
-        vs = obj.unflatten(obj.space.check_vector(v, "v"))
-        mean = WeightedMean()
-        try:
-            for size, leaves, grads in self._graphs:
-                mean.add(obj.flatten(hvp_from_grads(grads, leaves, vs, retain_graph=True)), size)
-        except RuntimeError as err:
-            raise _explain(err) from err
-        return obj._combine(0.0, mean.result(), mean.n)[1]
-
-
 def _resolve_engine(engine: str, device: torch.device) -> str:
     if engine == "auto":
         return default_engine(device)
     if engine not in ENGINES:
         raise ValueError(f"hvp_engine: expected 'auto' or one of {ENGINES}, got {engine!r}")
     return engine
-
-
-def _nonempty(n: int) -> int:
-    if n == 0:
-        raise ValueError("data: the measurement set is empty (no examples)")
-    return n
 
 
 @contextlib.contextmanager
@@ -367,26 +361,3 @@ def _math_attention() -> Iterator[None]:
         return
     with sdpa_kernel([SDPBackend.MATH]):
         yield
-
-
-def _explain(err: RuntimeError) -> Exception:
-    """Turn torch's cryptic second-order failures into errors that say what to do."""
-    text = str(err)
-    if "ZeroTensors are immutable" in text:
-        return RuntimeError(
-            "hvp_engine='forward': F.mse_loss breaks inside jvp(grad) in torch (pytorch #123996). "
-            "Use hvp_engine='reverse' or write the loss as ((outputs - targets) ** 2).mean() "
-            "(curvlab.losses.mse does). Original error: " + text
-        )
-    if "derivative for" in text and "not implemented" in text and "attention" in text:
-        return RuntimeError(
-            "The model calls a fused attention kernel that has no second derivative. curvlab runs "
-            "F.scaled_dot_product_attention under the MATH backend, so call that function (or write "
-            "softmax(QK^T/sqrt(d))V out) instead of the fused op. Original error: " + text
-        )
-    if "modified by an inplace operation" in text:
-        return RuntimeError(
-            "The parameters changed in place while a Hessian operator still needed them; "
-            "call objective.hessian() again at the new point. Original error: " + text
-        )
-    return err

@@ -1,0 +1,188 @@
+"""The one operator type behind the Hessian, Gauss–Newton and Fisher: a symmetric curvature of the
+Objective at its current point, the size-weighted mean of per-chunk curvatures (like F itself).
+
+Each chunk's products start from a *chunk state* built once per point — the first-order graph the
+products backpropagate through. States are kept across the products of a solve (and shared by every
+metric measured at the same point, see :meth:`Objective.hessian`) while they fit the Objective's
+``graph_memory`` budget; chunks past the budget rebuild their state for every product.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from curvlab.core.errors import explain_error
+from curvlab.linalg.operator import LinearOperator
+
+CACHE_CHOICES = (True, False, "auto")
+
+
+class WeightedMean:
+    """Σ n_i v_i / Σ n_i over chunks, in place; a single chunk's vector is returned untouched."""
+
+    def __init__(self) -> None:
+        self.total: Tensor | None = None
+        self.n = 0
+        self.count = 0
+
+    def add(self, vec: Tensor, size: int) -> None:
+        if self.total is None:
+            self.total = vec
+        else:
+            if self.count == 1:
+                self.total.mul_(self.n)
+            self.total.add_(vec, alpha=size)
+        self.n += size
+        self.count += 1
+
+    def result(self) -> Tensor:
+        nonempty(self.n)
+        return self.total if self.count == 1 else self.total.div_(self.n)
+
+
+def nonempty(n: int) -> int:
+    if n == 0:
+        raise ValueError("data: the measurement set is empty (no examples)")
+    return n
+
+
+class CurvatureOperator(LinearOperator):
+    """A curvature matrix of ``objective`` at the parameters it had when the operator was made.
+
+    Subclasses say how to build a chunk's state (``chunk_state``) and how to multiply with it
+    (``chunk_product``); this class owns the chunk loop, the size weighting, the state cache under
+    the memory budget, staleness and errors. Changing the model's parameters or buffers afterwards
+    makes the operator stale: a product then raises rather than return a wrong value.
+    """
+
+    def __init__(self, objective: Any, cache: bool | str = "auto"):
+        if cache not in CACHE_CHOICES:
+            raise ValueError(f"cache: expected True, False or 'auto', got {cache!r}")
+        space = objective.space
+        super().__init__(self._product, objective.dim, dtype=space.dtype, device=space.device)
+        self.objective = objective
+        self.cache = cache
+        self.versions = objective.point_versions()
+        self._states: list[Any] | None = None  # kept chunk states, in chunk order
+        self._complete = False  # every chunk's state is kept
+        self.graph_bytes = 0  # memory held by the kept states (saved tensors), as measured
+
+    # ----- to implement -------------------------------------------------------------------------
+    def chunk_state(self, index: int, chunk: Any) -> Any:
+        """Whatever this chunk's products reuse at this point (built in measurement mode)."""
+        raise NotImplementedError
+
+    def chunk_product(self, state: Any, vs: Sequence[Tensor]) -> list[Tensor]:
+        """This chunk's curvature times v (per-parameter tensors)."""
+        raise NotImplementedError
+
+    # ----- the loop -------------------------------------------------------------------------------
+    @property
+    def stale(self) -> bool:
+        return self.objective.point_versions() != self.versions
+
+    def _product(self, v: Tensor) -> Tensor:
+        if self.stale:
+            raise RuntimeError(
+                f"{type(self).__name__}: the model's parameters or buffers changed since this operator was made; "
+                f"call objective.{self.method}() again at the new point"
+            )
+        obj = self.objective
+        vs = obj.unflatten(obj.space.check_vector(v, "v"))
+        obj.counts[self.count_key] += 1
+        mean = WeightedMean()
+        try:
+            for size, state in self._states_for_product():
+                mean.add(obj.flatten(self.chunk_product(state, vs)), size)
+        except RuntimeError as err:
+            raise explain_error(err) from err
+        product = obj._combine(0.0, mean.result(), mean.n)[1]
+        return _checked_finite(product, type(self).__name__)
+
+    count_key = "hvp"  # the Objective's counter of this operator's products
+    method = "hessian"  # the Objective's method that makes it
+
+    def _states_for_product(self) -> Iterator[tuple[float, Any]]:
+        """(chunk weight, chunk state) for every chunk: kept ones first built and then reused."""
+        if self._complete:
+            yield from self._states
+            return
+        obj, keep = self.objective, self.cache is not False
+        kept = self._states or []
+        with obj._measuring():
+            for index, chunk in enumerate(obj._chunks()):
+                if index < len(kept):
+                    yield kept[index]
+                    continue
+                if self._states is None and keep:
+                    state, nbytes = _measured(lambda: self.chunk_state(index, chunk), obj)
+                    if self.graph_bytes + nbytes <= obj.graph_budget():
+                        kept.append((chunk.size, state))
+                        self.graph_bytes += nbytes
+                    else:
+                        keep = False
+                    yield chunk.size, state
+                else:
+                    yield chunk.size, self.chunk_state(index, chunk)
+        if self._states is None:
+            self._states = kept
+            self._complete = keep and bool(kept)
+
+    def release(self) -> None:
+        """Drop the kept chunk states (their memory); later products rebuild them."""
+        self._states, self._complete, self.graph_bytes = None, False, 0
+
+
+def _measured(build, objective) -> tuple[Any, int]:
+    """Build a chunk state and count the bytes of the tensors its graph saved (storages other than
+    the model's own parameters and buffers, each counted once)."""
+    own = {t.untyped_storage().data_ptr() for t in (*objective.model.parameters(), *objective.model.buffers())}
+    seen: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        if t.device.type != "meta":
+            storage = t.untyped_storage()
+            ptr = storage.data_ptr()
+            if ptr not in own:
+                seen[ptr] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        state = build()
+    return state, sum(seen.values())
+
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _checked_finite(product: Tensor, what: str) -> Tensor:
+    """A NaN or inf product is reported as such (never passed on to a solver as a number)."""
+    if torch.isfinite(product).all():
+        return product
+    bad = int((~torch.isfinite(product)).sum())
+    dtype = low_precision_dtype()
+    if dtype is not None:
+        remedy = (
+            f"the products ran under {dtype} autocast, and the second derivatives overflow its range; "
+            "measure in float32 (call curvlab outside the autocast context)"
+            + (" or in torch.bfloat16, whose range is float32's" if dtype == torch.float16 else "")
+        )
+    elif product.dtype in LOW_PRECISION:
+        remedy = (
+            f"the model's parameters are {product.dtype}, whose range the second derivatives overflow; "
+            "measure on a float32 copy of the model (copy.deepcopy(model).float())"
+        )
+    else:
+        remedy = "the loss or its derivatives are not finite at these parameters (check objective.loss())"
+    raise FloatingPointError(f"{what}: the product has {bad} non-finite entries (NaN or inf): {remedy}")
+
+
+def low_precision_dtype() -> torch.dtype | None:
+    """The autocast dtype in effect on the CPU or CUDA, or None."""
+    for device in ("cuda", "cpu"):
+        if torch.is_autocast_enabled(device):
+            return torch.get_autocast_dtype(device)
+    return None
