@@ -9,14 +9,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from curvlab import Objective
 from curvlab.losses import cross_entropy, half_mse
-from curvlab.monitor import Monitor, Noise, Sharpness, at_steps, epoch_end, every, load_records, log_spaced, read_records
+from curvlab.monitor import BlockSharpness, Curvatures, Monitor, Noise, Sharpness, at_steps, epoch_end, every, load_records, log_spaced, read_records
 from curvlab.optim import CoordinateClip, HeavyBall, RandomScaling, DeltaSGDM
 from curvlab.tuners import CDAT
 
 DT = torch.float64
 ALL = lambda x, y: [  # noqa: E731
     "assumptions", "full_batch", Sharpness(schedule=every(3), k=2, lambda_min=True), "directional",
-    "trace", "density", "landscape", "histogram", Noise(data=(x, y), batch_size=8, n_batches=4, schedule=every(5)),
+    "trace", "density", "landscape", "histogram", Curvatures(schedule=every(4)), BlockSharpness(schedule=every(4)), Noise(data=(x, y), batch_size=8, n_batches=4, schedule=every(5)),
 ]
 
 
@@ -202,3 +202,38 @@ def test_under_a_tuner_the_threshold_uses_the_base_optimizer_at_the_tuners_lr():
     rec = {r["metric"]: r for r in mon.records}
     assert rec["threshold"]["kind"] == "gd" and rec["threshold"]["value"] == pytest.approx(2 / tuner.lr)
     assert rec["lr_times_sharpness"]["value"] == pytest.approx(tuner.lr * rec["sharpness"]["value"])
+
+
+def test_curvatures_and_block_sharpness_record_what_the_operators_give(tmp_path):
+    import curvlab
+    from curvlab.experiments.report import write_report
+
+    x, y = _data()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.LayerNorm(12), nn.Tanh(), nn.Linear(12, 4)).double()
+    x = x.double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    obj = Objective(model, cross_entropy, (x, y), batch_size=32)
+    metrics = [Curvatures(schedule=every(3), tol=1e-8), BlockSharpness(schedule=every(3), tol=1e-8)]
+    mon = Monitor(obj, opt, metrics=metrics, run_dir=tmp_path / "run")
+    for _ in range(6):
+        opt.zero_grad()
+        loss = cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        mon.step(loss)
+    mon.close()
+    assert obj._operators == {}  # the graphs shared by the metrics at step 6 were released
+    df = load_records(tmp_path / "run")
+    last = df[df.step == 6]
+    for curvature in ("hessian", "ggn", "fisher"):
+        recorded = last[(last.metric == "top_eigenvalue") & (last.curvature == curvature)].value.item()
+        direct = float(curvlab.eigs(obj.curvature(curvature), tol=1e-10).eigenvalues[0])
+        assert recorded == pytest.approx(direct, rel=1e-6)
+    blocks = curvlab.block_eigs(obj, tol=1e-10)
+    for block, res in blocks.items():
+        recorded = last[(last.metric == "block_sharpness") & (last.block == block)].value.item()
+        assert recorded == pytest.approx(float(res.eigenvalues[0]), rel=1e-6)
+    report = write_report([tmp_path / "run"])
+    figures = {p.name for p in (report.parent / "figures").iterdir()}
+    assert {"curvatures.png", "block_sharpness.png"} <= figures

@@ -7,7 +7,7 @@ symmetric linear operator. Definitions and formulas: docs/core.md and docs/metri
 
 from curvlab import geometry, losses, optim, tuners
 from curvlab.core import FisherOperator, GGNOperator, HessianOperator, Objective
-from curvlab.geometry import critical_sharpness
+from curvlab.geometry import block_eigs, critical_sharpness
 from curvlab.monitor import Monitor, load_records
 from curvlab.linalg import (
     EigResult,
@@ -36,6 +36,7 @@ __all__ = [
     "TraceResult",
     "__version__",
     "as_operator",
+    "block_eigs",
     "critical_sharpness",
     "eigs",
     "geometry",

@@ -21,6 +21,7 @@ from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_p
 from curvlab.core.state import BN_MODES, measurement_mode, preserved_rng, seed_rng
 
 LossFn = Callable[[Any, Any], Tensor]
+CURVATURES = ("hessian", "ggn", "fisher", "fisher_mc")
 
 
 class Objective:
@@ -224,6 +225,19 @@ class Objective:
         self._need_loss_fn("fisher")
         key = ("fisher", kind, n_samples, seed, likelihood, cache)
         return self._shared(key, lambda: FisherOperator(self, kind, n_samples, seed, likelihood, cache))
+
+    def curvature(self, name: str = "hessian") -> CurvatureOperator:
+        """The curvature operator called ``name``: one of :data:`CURVATURES` (``"fisher"`` is the
+        empirical Fisher, ``"fisher_mc"`` the Monte Carlo one with one sample per example)."""
+        if name == "hessian":
+            return self.hessian()
+        if name == "ggn":
+            return self.ggn()
+        if name == "fisher":
+            return self.fisher("empirical")
+        if name == "fisher_mc":
+            return self.fisher("mc")
+        raise ValueError(f"curvature: expected one of {CURVATURES}, got {name!r}")
 
     def release(self) -> None:
         """Free the graphs kept by the curvature operators (the Monitor calls this after each step)."""

@@ -83,6 +83,31 @@ def _figure_critical(runs, ax):
     ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("curvature"), ax.set_title("Critical sharpness (forward passes only) against λ1")
 
 
+def _figure_curvatures(runs, ax):
+    """Top eigenvalues of the Hessian, Gauss–Newton and Fisher overlaid (one colour per run, one style per curvature)."""
+    styles = {"hessian": "-", "ggn": "--", "fisher": ":", "fisher_mc": "-."}
+    for i, (name, df) in enumerate(runs.items()):
+        rows = _series(df, "top_eigenvalue")
+        for curvature, style in styles.items():
+            s = rows[rows["curvature"] == curvature] if "curvature" in rows else rows.iloc[:0]
+            if len(s):
+                label = {"ggn": "Gauss–Newton", "fisher": "empirical Fisher", "fisher_mc": "Monte Carlo Fisher"}.get(curvature, "Hessian")
+                ax.plot(s.step, s.value, color=f"C{i}", ls=style, marker=".", label=f"{name}: {label} λ1")
+    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("top eigenvalue")
+    ax.set_title("Hessian, Gauss–Newton and Fisher: top eigenvalues")
+
+
+def _figure_block_sharpness(runs, ax):
+    """Sharpness of each layer's diagonal block over training (one line per block; runs by line style)."""
+    for j, (name, df) in enumerate(runs.items()):
+        rows = _series(df, "block_sharpness")
+        for i, block in enumerate(dict.fromkeys(rows["block"])):
+            s = rows[rows["block"] == block]
+            ax.plot(s.step, s.value, color=f"C{i % 10}", ls=["-", "--", ":", "-."][j % 4], marker=".", label=f"{name}: {block}")
+    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("top eigenvalue of the block")
+    ax.set_title("Sharpness per layer (diagonal blocks of the curvature)")
+
+
 def _figure_tuner_lr(runs, ax):
     for name, df in runs.items():
         s = _series(df, "loss")
@@ -158,6 +183,8 @@ FIGURE_KINDS = [
     ("lr_times_sharpness", "lr_times_sharpness", _figure_lr_sharpness),
     ("step_norms", "grad_norm", _figure_step_norms),
     ("critical_sharpness", "critical_sharpness", _figure_critical),
+    ("curvatures", "top_eigenvalue", _figure_curvatures),
+    ("block_sharpness", "block_sharpness", _figure_block_sharpness),
     ("learning_rate", "loss", _figure_tuner_lr),
     ("convexity_gap", "inst_gap", _figure_gap),
     ("smoothness", "inst_smooth", _figure_smooth),

@@ -1,6 +1,7 @@
 """Geometry of training (SPEC §2–§5): each measurement is a function usable on its own; the
 :class:`curvlab.Monitor` schedules them along a training run."""
 
+from curvlab.geometry.blocks import block_eigs, block_indices, diagonal_block, module_blocks
 from curvlab.geometry.assumptions import AssumptionTracker, L0L1Fit, norms, pl_ratio
 from curvlab.geometry.critical_sharpness import CriticalSharpness, critical_sharpness
 from curvlab.geometry.directional import coordinate_histogram, directional_sharpness, gradient_correlation, landscape_1d, log_bins
@@ -26,17 +27,21 @@ __all__ = [
     "StabilityThreshold",
     "TailIndex",
     "alignment",
+    "block_eigs",
+    "block_indices",
     "compare_directions",
     "coordinate_histogram",
     "cosine",
     "critical_sharpness",
     "default_shadows",
+    "diagonal_block",
     "directional_sharpness",
     "gradient_correlation",
     "gradient_noise",
     "lambda_min",
     "landscape_1d",
     "log_bins",
+    "module_blocks",
     "norms",
     "pl_ratio",
     "preconditioned_hessian",

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 from torch import Tensor
 
+from curvlab.core.objective import CURVATURES
 from curvlab.geometry import (
     AssumptionTracker,
+    block_eigs,
     critical_sharpness,
     L0L1Fit,
     PseudoUpdates,
@@ -214,6 +216,48 @@ class Sharpness(Metric):
             yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam).items())
 
 
+class Curvatures(Metric):
+    """The top eigenvalue of the Hessian, the generalized Gauss–Newton and the Fisher at one point, side
+    by side (rows "top_eigenvalue", context "curvature"), each warm-started from its last eigenvector.
+    The Hessian is indefinite, the other two are positive semi-definite; the GGN equals the Hessian
+    where the model is linear in its parameters, and E[Monte Carlo Fisher] is the GGN."""
+
+    name = "curvatures"
+    _state = ("v0",)
+
+    def __init__(self, schedule: Any = None, curvatures: tuple[str, ...] = ("hessian", "ggn", "fisher"), tol: float = 1e-3):
+        super().__init__(schedule)
+        unknown = [c for c in curvatures if c not in CURVATURES]
+        if unknown or not curvatures:
+            raise ValueError(f"curvatures: expected a non-empty list from {CURVATURES}, got {list(curvatures)}")
+        self.curvatures, self.tol = tuple(curvatures), tol
+        self.v0: dict[str, Tensor] = {}
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        for name in self.curvatures:
+            res = eigs(monitor.objective.curvature(name), tol=self.tol, v0=self.v0.get(name))
+            self.v0[name] = res.eigenvectors[:, 0]
+            yield "top_eigenvalue", float(res.eigenvalues[0]), {"curvature": name, "converged": res.converged}
+
+
+class BlockSharpness(Metric):
+    """The top eigenvalue of each diagonal block of the curvature — per layer by default (rows
+    "block_sharpness", context "block" = the module's qualified name); see :func:`curvlab.block_eigs`."""
+
+    name = "block_sharpness"
+
+    def __init__(self, schedule: Any = None, blocks: str | dict = "module", curvature: str = "hessian", tol: float = 1e-2):
+        super().__init__(schedule)
+        if curvature not in CURVATURES:
+            raise ValueError(f"curvature: expected one of {CURVATURES}, got {curvature!r}")
+        self.blocks, self.curvature, self.tol = blocks, curvature, tol
+
+    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+        for block, res in block_eigs(monitor.objective, self.blocks, curvature=self.curvature, tol=self.tol).items():
+            ctx = {"block": block or "(root)", "curvature": self.curvature, "converged": res.converged}
+            yield "block_sharpness", float(res.eigenvalues[0]), ctx
+
+
 class CriticalSharpness(Metric):
     """Critical sharpness λ_c = 2/η_c (Kalra et al., 2026) along the step's update, by forward passes only:
     η_c is the smallest step along d = (x_{t−1} − x_t)/η_t from x_{t−1} that raises the measurement-set loss,
@@ -395,9 +439,15 @@ class Histogram(Metric):
             yield "coordinate_zeros", float(h["zeros"]), {"of": name}
 
 
-METRICS = {m.name: m for m in (StepStats, Assumptions, FullBatch, Sharpness, CriticalSharpness, Directional, Trace, Density, Landscape, Histogram)}
+METRICS = {
+    m.name: m
+    for m in (StepStats, Assumptions, FullBatch, Sharpness, Curvatures, BlockSharpness, CriticalSharpness, Directional, Trace,
+              Density, Landscape, Histogram)
+}
 DESCRIPTIONS = {
     "step": "the training step's own loss, gradient norm, update norm and learning rate (no extra pass)",
+    "curvatures": "top eigenvalues of the Hessian, Gauss–Newton and Fisher side by side",
+    "block_sharpness": "top eigenvalue of each layer's diagonal block of the Hessian (or GGN, Fisher)",
     "critical_sharpness": "critical sharpness 2/η_c along the update, forward passes only (Kalra et al., 2026)",
     "assumptions": "per-step convexity gap, smoothness, update correlations, gradient norms (SPEC §4)",
     "full_batch": "measurement-set loss, gradient norms, deviation σ, PL ratio, (L0, L1) fit (SPEC §4)",

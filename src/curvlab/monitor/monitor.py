@@ -183,6 +183,7 @@ class Monitor:
         for metric in self.metrics:
             if names is None or metric.name in names:
                 self._timed(metric.name, lambda m=metric: m.measure(self, info), schedule="on_demand")
+        self.objective.release()
         self._flush()
 
     def state_dict(self) -> dict:
@@ -260,6 +261,7 @@ class Monitor:
             seconds = self._timed(metric.name, lambda m=metric: m.measure(self, info), info=info, schedule=kind)
             metric.schedule.record_cost(seconds)
             self.clock.charge(seconds)
+        self.objective.release()  # the metrics at this point shared the curvature graphs: free them
 
     def _timed(self, group: str, run: Any, info: StepInfo | None = None, write_rows: bool = True, schedule: str | None = None) -> float:
         counts = dict(self.objective.counts)
@@ -271,7 +273,7 @@ class Monitor:
         extra = {"group": group, **({"schedule": schedule} if schedule else {})}
         for name, value, ctx in rows:
             self._write(info, name, value, {**extra, **ctx})
-        hvps = self.objective.counts["hvp"] - counts["hvp"]
+        hvps = sum(self.objective.counts[k] - counts[k] for k in ("hvp", "ggn", "fisher"))  # curvature products
         passes = sum(self.objective.counts[k] - counts[k] for k in ("loss", "grad"))
         if write_rows or hvps or passes:
             self._write_cost(info, group, seconds, hvps, passes)
