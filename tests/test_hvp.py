@@ -1,5 +1,7 @@
 """HVPs, quad and gradients against explicit float64 Hessians on every model of the zoo (SPEC §2)."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +9,9 @@ from torch import nn
 from torch.func import jvp
 
 from conftest import cached_hessian, rel_err
+import curvlab
 from curvlab import Objective
+from curvlab.losses import mse
 from zoo import CASES, explicit_loss_and_grad, make_case, reference_function
 
 
@@ -245,3 +249,31 @@ def test_evaluating_at_another_point_leaves_the_model_alone(name):
     assert at_x1[3] == pytest.approx(obj.quad(v), rel=1e-10)
     with pytest.raises(ValueError, match="at:"):
         obj.loss(at=x1[:-1])
+
+
+def test_compiled_engine_matches_the_explicit_hessian():
+    case = make_case("layernorm_mlp")
+    obj = objective_for(case, hvp_engine="compile")
+    v = torch.linspace(-1, 1, obj.dim, dtype=torch.float64)
+    assert rel_err(obj.hvp(v), cached_hessian("layernorm_mlp") @ v) < 1e-10
+    assert rel_err(obj.hessian()(v), cached_hessian("layernorm_mlp") @ v) < 1e-10  # no kept graph: the engine
+
+
+def test_low_precision_overflow_is_reported_with_the_dtype_and_a_remedy():
+    # Activations of ~1e4 overflow float16 (max 65504) inside the products, not float32 or bfloat16.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    x, y = torch.randn(32, 8) * 1e4, torch.randn(32, 3)
+    obj = Objective(model, mse, (x, y))
+    v = torch.ones(obj.dim)
+    assert torch.isfinite(obj.hvp(v)).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(obj.hvp(v)).all()
+    with torch.autocast("cpu", dtype=torch.float16), pytest.raises(FloatingPointError, match="float16 autocast.*float32"):
+        obj.hvp(v)
+    with torch.autocast("cpu", dtype=torch.float16), pytest.raises(FloatingPointError, match="HessianOperator.*float16"):
+        curvlab.eigs(obj)
+    half = copy.deepcopy(model).half()
+    obj16 = Objective(half, mse, (x.half(), y.half()))
+    with pytest.raises(FloatingPointError, match="parameters are torch.float16.*float32 copy"):
+        obj16.hvp(torch.ones(obj16.dim))

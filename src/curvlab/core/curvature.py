@@ -100,7 +100,7 @@ class CurvatureOperator(LinearOperator):
         except RuntimeError as err:
             raise explain_error(err) from err
         product = obj._combine(0.0, mean.result(), mean.n)[1]
-        return _checked_finite(product, type(self).__name__)
+        return checked_finite(product, type(self).__name__)
 
     count_key = "hvp"  # the Objective's counter of this operator's products
     method = "hessian"  # the Objective's method that makes it
@@ -158,7 +158,7 @@ def _measured(build, objective) -> tuple[Any, int]:
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _checked_finite(product: Tensor, what: str) -> Tensor:
+def checked_finite(product: Tensor, what: str) -> Tensor:
     """A NaN or inf product is reported as such (never passed on to a solver as a number)."""
     if torch.isfinite(product).all():
         return product
@@ -166,13 +166,13 @@ def _checked_finite(product: Tensor, what: str) -> Tensor:
     dtype = low_precision_dtype()
     if dtype is not None:
         remedy = (
-            f"the products ran under {dtype} autocast, and the second derivatives overflow its range; "
-            "measure in float32 (call curvlab outside the autocast context)"
-            + (" or in torch.bfloat16, whose range is float32's" if dtype == torch.float16 else "")
+            f"the products ran under {dtype} autocast, whose range second derivatives overflow long before float32's; "
+            "measure in float32 (call curvlab outside the autocast context). If they are not finite in float32 "
+            "either, the loss itself is not finite here (check objective.loss())"
         )
     elif product.dtype in LOW_PRECISION:
         remedy = (
-            f"the model's parameters are {product.dtype}, whose range the second derivatives overflow; "
+            f"the model's parameters are {product.dtype}, whose range second derivatives overflow long before float32's; "
             "measure on a float32 copy of the model (copy.deepcopy(model).float())"
         )
     else:

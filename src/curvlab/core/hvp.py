@@ -4,6 +4,7 @@ Two engines, selectable per Objective:
 
 - ``"reverse"``: double backward (reverse-over-reverse), ``∇(⟨∇f, v⟩)``.
 - ``"forward"``: forward-over-reverse, ``jvp(grad f)(x; v)`` with ``torch.func``.
+- ``"compile"``: the same, compiled by ``torch.compile`` (a one-off compilation, then reused).
 
 Forward-over-forward (jvp of jvp) is deliberately absent: in torch 2.13 it returns wrong values
 through layer_norm and training-mode batch_norm (SPEC §10).
@@ -22,7 +23,7 @@ from torch import Tensor
 
 LossOf = Callable[[Sequence[Tensor]], Tensor]
 
-ENGINES = ("reverse", "forward")
+ENGINES = ("reverse", "forward", "compile")
 
 
 def default_engine(device: torch.device) -> str:
@@ -78,4 +79,18 @@ def hvp_forward(loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor])
     return loss, [h.detach() for h in hv]
 
 
-HVP_ENGINES = {"reverse": hvp_reverse, "forward": hvp_forward}
+_compiled_forward: Callable | None = None
+
+
+def hvp_compiled(loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """Forward-over-reverse compiled by ``torch.compile`` (inductor): one compilation per model and
+    chunk shape, reused across points and directions. Double backward cannot be compiled
+    (AOTAutograd refuses it), so this is the compiled engine; it pays where eager forward-mode is
+    slow (transformers: see docs/benchmarks.md), not on plain MLPs."""
+    global _compiled_forward
+    if _compiled_forward is None:
+        _compiled_forward = torch.compile(hvp_forward)
+    return _compiled_forward(loss_of, params, vs)
+
+
+HVP_ENGINES = {"reverse": hvp_reverse, "forward": hvp_forward, "compile": hvp_compiled}

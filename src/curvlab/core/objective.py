@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from curvlab.core.batches import Chunk, ChunkStream, WeightFn
-from curvlab.core.curvature import CurvatureOperator, WeightedMean, nonempty
+from curvlab.core.curvature import CurvatureOperator, WeightedMean, checked_finite, nonempty
 from curvlab.core.errors import explain_error
 from curvlab.core.fisher import FISHER_KINDS, FisherOperator
 from curvlab.core.ggn import GGNOperator
@@ -180,7 +180,8 @@ class Objective:
         params = self._params(at)
         self.counts["hvp"] += 1
         engine = HVP_ENGINES[self.hvp_engine]
-        return self._accumulate(lambda chunk: engine(lambda ps: self._chunk_loss(ps, chunk), params, vs))[1]
+        product = self._accumulate(lambda chunk: engine(lambda ps: self._chunk_loss(ps, chunk), params, vs))[1]
+        return checked_finite(product, "hvp")
 
     def quad(self, u: Tensor, at: Tensor | None = None) -> float:
         """uᵀ ∇²F(x) u, computed as ⟨u, Hu⟩ (correct through LayerNorm and BatchNorm)."""
