@@ -38,7 +38,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-bench
-	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_monitor.py
+	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_scaling.py && ../$(BIN)/python bench_monitor.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -23,15 +23,12 @@ import math
 import time
 
 import torch
-import torch.nn.functional as F
+from common import interleaved_medians, markdown_table, write_section
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import curvlab
 from curvlab.losses import cross_entropy
-
-from common import interleaved_medians, markdown_table, write_section
-
 
 
 # ----- problems ------------------------------------------------------------------------------------
@@ -149,7 +146,9 @@ def product_costs(model, x, y, rounds):
 def compiled_ratio(model, x, y, rounds):
     """hvp_engine='compile' (torch.compile'd forward-over-reverse) against the eager engines, and
     what compiling costs once. Double backward cannot be compiled (AOTAutograd refuses it)."""
-    objectives = {e: curvlab.Objective(model, cross_entropy, (x, y), hvp_engine=e) for e in ("reverse", "forward", "compile")}
+    objectives = {
+        e: curvlab.Objective(model, cross_entropy, (x, y), hvp_engine=e) for e in ("reverse", "forward", "compile")
+    }
     v = torch.randn(objectives["reverse"].dim)
     t0 = time.perf_counter()
     try:
@@ -243,7 +242,9 @@ def curvlinops_run(model, x, y, n_chunks, tol):
 
         flat = FlatLogits(model)  # curvlinops wants (N, C) logits and a loss module with .reduction
         data = [(a, b.reshape(-1)) for a, b in batches(x, y, n_chunks)]
-        H = HessianLinearOperator(flat, nn.CrossEntropyLoss(), list(model.parameters()), data, check_deterministic=False).to_scipy()
+        H = HessianLinearOperator(
+            flat, nn.CrossEntropyLoss(), list(model.parameters()), data, check_deterministic=False
+        ).to_scipy()
         count = [0]
 
         def matvec(v):
@@ -269,22 +270,40 @@ def smallest_sufficient(make_run, reference, settings):
 
 def solver_runs(model, x, y, n_chunks, reference):
     """Each entry: (tool, setting, callable returning (λ, n_hvp)); the anchors at the setting they need."""
-    steps = smallest_sufficient(lambda m: eigenthings_run(model, x, y, n_chunks, "lanczos", max_iter=m, tol=1e-3),
-                                reference, range(2, 60))
-    fixed = smallest_sufficient(lambda m: curvlab_run(model, x, y, n_chunks, tol=1e-12, max_iter=m), reference, range(2, 60))
-    tol = smallest_sufficient(lambda t: pyhessian_run(model, x, y, n_chunks, t), reference, (1e-3, 3e-4, 1e-4, 3e-5, 1e-5))
+    steps = smallest_sufficient(
+        lambda m: eigenthings_run(model, x, y, n_chunks, "lanczos", max_iter=m, tol=1e-3), reference, range(2, 60)
+    )
+    fixed = smallest_sufficient(
+        lambda m: curvlab_run(model, x, y, n_chunks, tol=1e-12, max_iter=m), reference, range(2, 60)
+    )
+    tol = smallest_sufficient(
+        lambda t: pyhessian_run(model, x, y, n_chunks, t), reference, (1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
+    )
     runs = [
         ("curvlab Lanczos", "defaults (tol 1e-3, bound='residual')", curvlab_run(model, x, y, n_chunks, tol=1e-3)),
         ("curvlab Lanczos", "tol 1e-3, bound='gap'", curvlab_run(model, x, y, n_chunks, tol=1e-3, bound="gap")),
-        ("curvlab power iteration", "defaults (tol 1e-3)", curvlab_run(model, x, y, n_chunks, method="power", tol=1e-3)),
-        ("hessian-eigenthings 1.0.0a5 Lanczos", f"smallest sufficient step count: max_iter {steps}",
-         eigenthings_run(model, x, y, n_chunks, "lanczos", max_iter=steps, tol=1e-3)),
+        (
+            "curvlab power iteration",
+            "defaults (tol 1e-3)",
+            curvlab_run(model, x, y, n_chunks, method="power", tol=1e-3),
+        ),
+        (
+            "hessian-eigenthings 1.0.0a5 Lanczos",
+            f"smallest sufficient step count: max_iter {steps}",
+            eigenthings_run(model, x, y, n_chunks, "lanczos", max_iter=steps, tol=1e-3),
+        ),
         ("hessian-eigenthings 1.0.0a5 power", "tol 1e-3", eigenthings_run(model, x, y, n_chunks, "power", tol=1e-3)),
         ("curvlinops + scipy eigsh", "tol 1e-3", curvlinops_run(model, x, y, n_chunks, 1e-3)),
     ]
     if tol is not None:
-        runs.insert(3, ("PyHessian 0.1 power iteration", f"loosest sufficient tol {tol:g} (maxIter 100)",
-                        pyhessian_run(model, x, y, n_chunks, tol)))
+        runs.insert(
+            3,
+            (
+                "PyHessian 0.1 power iteration",
+                f"loosest sufficient tol {tol:g} (maxIter 100)",
+                pyhessian_run(model, x, y, n_chunks, tol),
+            ),
+        )
     return runs, fixed
 
 
@@ -300,8 +319,21 @@ def solver_table(model, x, y, n_chunks, reference, repeats):
                 value, n_hvp = run()
                 times.append(time.perf_counter() - t0)
             error = abs(value - reference) / abs(reference)
-            rows.append([tool, setting, sorted(times)[len(times) // 2], n_hvp, f"{value:.6g}", error, "yes" if error <= 1e-3 else "no"])
-            print(f"  [{n_chunks} chunk(s)] {tool:36s} {setting:44s} {rows[-1][2]:8.3f}s {n_hvp:4d} HVPs  λ={value:.6g}  rel.err={error:.1e}", flush=True)
+            rows.append(
+                [
+                    tool,
+                    setting,
+                    sorted(times)[len(times) // 2],
+                    n_hvp,
+                    f"{value:.6g}",
+                    error,
+                    "yes" if error <= 1e-3 else "no",
+                ]
+            )
+            print(
+                f"  [{n_chunks} chunk(s)] {tool:36s} {setting:44s} {rows[-1][2]:8.3f}s {n_hvp:4d} HVPs  λ={value:.6g}  rel.err={error:.1e}",
+                flush=True,
+            )
     return rows, fixed
 
 
@@ -313,7 +345,10 @@ def precision_rows(model, x, y, reference):
     v = torch.randn(sum(p.numel() for p in model.parameters()), generator=torch.Generator().manual_seed(0))
     exact_hv = curvlab.Objective(model64, cross_entropy, (x64, y)).hvp(v.double())
     rows = []
-    for label, ctx in (("float32", contextlib.nullcontext), ("bf16 autocast", lambda: torch.autocast("cpu", dtype=torch.bfloat16))):
+    for label, ctx in (
+        ("float32", contextlib.nullcontext),
+        ("bf16 autocast", lambda: torch.autocast("cpu", dtype=torch.bfloat16)),
+    ):
         obj = curvlab.Objective(model, cross_entropy, (x, y))
         with ctx():
             t0 = time.perf_counter()
@@ -341,8 +376,12 @@ def verdicts(costs, tables, compiled):
         + f"; an HVP on its own (forward + double backward) {alone:.2f}× — "
         + ("**met**" if alone <= 2.3 else "**missed**")
         + f", against torch's own double backward with nothing around it at {floor:.2f}×"
-        + (f"; with hvp_engine='compile' {compiled['compile'] / grad:.2f}× — " + ("**met**." if compiled["compile"] / grad <= 2.3 else "**missed**.")
-           if "compile" in compiled else ".")
+        + (
+            f"; with hvp_engine='compile' {compiled['compile'] / grad:.2f}× — "
+            + ("**met**." if compiled["compile"] / grad <= 2.3 else "**missed**.")
+            if "compile" in compiled
+            else "."
+        )
     ]
     for n_chunks, (rows, fixed) in tables.items():
         ours = next(r for r in rows if r[0] == "curvlab Lanczos" and "defaults" in r[1])
@@ -353,7 +392,9 @@ def verdicts(costs, tables, compiled):
             f"- HVP count ({where}): the smallest sufficient fixed step count is {fixed}; curvlab Lanczos took "
             f"{ours[3]} products with the default residual bound (target ≤ {fixed + 1 if fixed else '?'}: "
             + ("**met**" if fixed and ours[3] <= fixed + 1 else "**missed**")
-            + f"), {gap[3]} with bound='gap' (" + ("met" if fixed and gap[3] <= fixed + 1 else "missed") + ")."
+            + f"), {gap[3]} with bound='gap' ("
+            + ("met" if fixed and gap[3] <= fixed + 1 else "missed")
+            + ")."
         )
         if anchors:
             best = min(anchors, key=lambda r: r[2])
@@ -361,13 +402,18 @@ def verdicts(costs, tables, compiled):
                 ratio = r[2] / best[2]
                 lines.append(
                     f"- λ_max target ({where}, {label}): {r[2]:.3f} s vs the fastest anchor reaching 1e-3, {best[0]} "
-                    f"({best[1]}), {best[2]:.3f} s = {ratio:.2f}× (target ≤ 0.75×: " + ("**met**" if ratio <= 0.75 else "**missed**") + ")."
+                    f"({best[1]}), {best[2]:.3f} s = {ratio:.2f}× (target ≤ 0.75×: "
+                    + ("**met**" if ratio <= 0.75 else "**missed**")
+                    + ")."
                 )
         ph = next((r for r in rows if r[0].startswith("PyHessian")), None)
         if ph is not None:
             ratio = ours[2] / ph[2]
-            lines.append(f"- Against PyHessian at the tolerance it needs ({where}): {ratio:.2f}× (target ≤ 0.5×: "
-                         + ("**met**" if ratio <= 0.5 else "**missed**") + ").")
+            lines.append(
+                f"- Against PyHessian at the tolerance it needs ({where}): {ratio:.2f}× (target ≤ 0.5×: "
+                + ("**met**" if ratio <= 0.5 else "**missed**")
+                + ")."
+            )
     return lines
 
 

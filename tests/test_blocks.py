@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-
-import curvlab
 from conftest import cached_hessian
 from test_ggn_fisher import explicit_ggn, objective_for
 from zoo import make_case
+
+import curvlab
 
 
 def explicit_blocks(matrix, objective, blocks):

@@ -5,15 +5,15 @@ import copy
 
 import pytest
 import torch
+from conftest import rel_err
 from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from zoo import CASES, make_case
 
 import curvlab
-from conftest import rel_err
 from curvlab.core.fisher import _generator, sample_targets
 from curvlab.losses import mse
-from zoo import CASES, make_case
 
 
 def objective_for(case, **kw):
@@ -47,11 +47,15 @@ def explicit_ggn(case, chunk=None):
     with sdpa_kernel([SDPBackend.MATH]):
         for i in range(0, n, step):
             x, y = case.inputs[i : i + step], case.targets[i : i + step]
-            out = outputs(x0, x)
-            jac = torch.autograd.functional.jacobian(lambda flat: outputs(flat, x).reshape(-1), x0)
-            h_loss = torch.autograd.functional.hessian(lambda o: case.loss_fn(o.reshape(out.shape), y), out.reshape(-1))
-            total += len(y) / n * jac.T @ h_loss @ jac
+            total += len(y) / n * chunk_ggn(case, outputs, x0, x, y)
     return total
+
+
+def chunk_ggn(case, outputs, x0, x, y):
+    out = outputs(x0, x)
+    jac = torch.autograd.functional.jacobian(lambda flat: outputs(flat, x).reshape(-1), x0)
+    h_loss = torch.autograd.functional.hessian(lambda o: case.loss_fn(o.reshape(out.shape), y), out.reshape(-1))
+    return jac.T @ h_loss @ jac
 
 
 def per_example_gradients(case, targets):
@@ -94,7 +98,9 @@ def test_ggn_of_a_linear_least_squares_model_is_its_hessian():
     assert rel_err(dense(obj.ggn()), dense(obj.hessian())) < 1e-12
 
 
-@pytest.mark.parametrize("name", ["tanh_mlp_ce", "tanh_mlp_mse", "layernorm_mlp", "bn_cnn_eval", "attention", "transformer_layer"])
+@pytest.mark.parametrize(
+    "name", ["tanh_mlp_ce", "tanh_mlp_mse", "layernorm_mlp", "bn_cnn_eval", "attention", "transformer_layer"]
+)
 def test_empirical_fisher_matches_per_example_gradients(name):
     case = make_case(name)
     grads = per_example_gradients(case, case.targets)
@@ -130,7 +136,8 @@ def test_solvers_take_the_new_operators_unchanged():
     assert torch.allclose(curvlab.eigs(obj.ggn(), k=2, tol=1e-10).eigenvalues, expected, rtol=1e-8)
     grads = per_example_gradients(case, case.targets)
     trace = float((grads**2).sum() / len(grads))
-    assert curvlab.trace(obj.fisher(), method="hutch++", n_probes=3 * obj.dim).estimate == pytest.approx(trace, rel=1e-8)
+    estimate = curvlab.trace(obj.fisher(), method="hutch++", n_probes=3 * obj.dim).estimate
+    assert estimate == pytest.approx(trace, rel=1e-8)
 
 
 def test_model_is_left_as_found():

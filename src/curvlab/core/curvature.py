@@ -58,6 +58,9 @@ class CurvatureOperator(LinearOperator):
     makes the operator stale: a product then raises rather than return a wrong value.
     """
 
+    count_key = "hvp"  # the Objective's counter of this operator's products
+    method = "hessian"  # the Objective's method that makes it
+
     def __init__(self, objective: Any, cache: bool | str = "auto"):
         if cache not in CACHE_CHOICES:
             raise ValueError(f"cache: expected True, False or 'auto', got {cache!r}")
@@ -102,9 +105,6 @@ class CurvatureOperator(LinearOperator):
         product = obj._combine(0.0, mean.result(), mean.n)[1]
         return checked_finite(product, type(self).__name__)
 
-    count_key = "hvp"  # the Objective's counter of this operator's products
-    method = "hessian"  # the Objective's method that makes it
-
     def _states_for_product(self) -> Iterator[tuple[float, Any]]:
         """(chunk weight, chunk state) for every chunk: kept ones first built and then reused."""
         if self._complete:
@@ -118,7 +118,7 @@ class CurvatureOperator(LinearOperator):
                     yield kept[index]
                     continue
                 if self._states is None and keep:
-                    state, nbytes = _measured(lambda: self.chunk_state(index, chunk), obj)
+                    state, nbytes = _measured(self.chunk_state, index, chunk, obj)
                     if self.graph_bytes + nbytes <= obj.graph_budget():
                         kept.append((chunk.size, state))
                         self.graph_bytes += nbytes
@@ -136,7 +136,7 @@ class CurvatureOperator(LinearOperator):
         self._states, self._complete, self.graph_bytes = None, False, 0
 
 
-def _measured(build, objective) -> tuple[Any, int]:
+def _measured(build: Any, index: int, chunk: Any, objective: Any) -> tuple[Any, int]:
     """Build a chunk state and count the bytes of the tensors its graph saved (storages other than
     the model's own parameters and buffers, each counted once)."""
     own = {t.untyped_storage().data_ptr() for t in (*objective.model.parameters(), *objective.model.buffers())}
@@ -151,7 +151,7 @@ def _measured(build, objective) -> tuple[Any, int]:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        state = build()
+        state = build(index, chunk)
     return state, sum(seen.values())
 
 
@@ -172,8 +172,8 @@ def checked_finite(product: Tensor, what: str) -> Tensor:
         )
     elif product.dtype in LOW_PRECISION:
         remedy = (
-            f"the model's parameters are {product.dtype}, whose range second derivatives overflow long before float32's; "
-            "measure on a float32 copy of the model (copy.deepcopy(model).float())"
+            f"the model's parameters are {product.dtype}, whose range second derivatives overflow long before "
+            "float32's; measure on a float32 copy of the model (copy.deepcopy(model).float())"
         )
     else:
         remedy = "the loss or its derivatives are not finite at these parameters (check objective.loss())"

@@ -52,7 +52,9 @@ class FisherOperator(CurvatureOperator):
                 per_example = per_example_losses(loss_fn, lin.outputs, chunk.targets)
             else:
                 generator = _generator(self.seed, index, lin.outputs.device)
-                targets = sample_targets(loss_fn, self.likelihood, lin.outputs, chunk.targets, self.n_samples, generator)
+                targets = sample_targets(
+                    loss_fn, self.likelihood, lin.outputs, chunk.targets, self.n_samples, generator
+                )
                 per_sample = torch.func.vmap(lambda t: per_example_losses(loss_fn, lin.outputs, t))
                 per_example = per_sample(targets)
         return Linearization(lin.leaves, per_example.reshape(-1))
@@ -78,7 +80,9 @@ def sample_targets(
     if likelihood == "categorical":
         probs = torch.softmax(outputs.reshape(-1, outputs.shape[-1]).double(), dim=-1)
         draws = torch.multinomial(probs, n_samples, replacement=True, generator=generator)
-        return draws.T.reshape(n_samples, *outputs.shape[:-1]).to(targets.dtype if not targets.is_floating_point() else torch.long)
+        return draws.T.reshape(n_samples, *outputs.shape[:-1]).to(
+            targets.dtype if not targets.is_floating_point() else torch.long
+        )
     scale = gaussian_scale(loss_fn, outputs, targets)
     noise = torch.randn((n_samples, *outputs.shape), generator=generator, dtype=outputs.dtype, device=outputs.device)
     return outputs + scale * noise
@@ -92,7 +96,9 @@ def gaussian_scale(loss_fn: Callable, outputs: Tensor, targets: Tensor) -> float
         (h_row,) = torch.autograd.grad(g.reshape(-1)[0], o)
     h = float(h_row.reshape(-1)[0])
     if not h > 0:
-        raise ValueError("likelihood='gaussian': loss_fn is not a squared error in the outputs (its curvature is not positive)")
+        raise ValueError(
+            "likelihood='gaussian': loss_fn is not a squared error in the outputs (its curvature is not positive)"
+        )
     return h**-0.5
 
 

@@ -12,7 +12,7 @@ from torch.func import functional_call
 from curvlab.core.batches import Chunk, ChunkStream, WeightFn
 from curvlab.core.curvature import CurvatureOperator, WeightedMean, checked_finite, nonempty
 from curvlab.core.errors import explain_error
-from curvlab.core.fisher import FISHER_KINDS, FisherOperator
+from curvlab.core.fisher import FisherOperator
 from curvlab.core.ggn import GGNOperator
 from curvlab.core.hessian import HessianOperator
 from curvlab.core.hvp import ENGINES, HVP_ENGINES, default_engine, fresh_leaves, gradient
@@ -227,9 +227,9 @@ class Objective:
         key = ("fisher", kind, n_samples, seed, likelihood, cache)
         return self._shared(key, lambda: FisherOperator(self, kind, n_samples, seed, likelihood, cache))
 
-    def curvature(self, name: str = "hessian") -> CurvatureOperator:
+    def curvature(self, name: str = "hessian", n_samples: int = 1) -> CurvatureOperator:
         """The curvature operator called ``name``: one of :data:`CURVATURES` (``"fisher"`` is the
-        empirical Fisher, ``"fisher_mc"`` the Monte Carlo one with one sample per example)."""
+        empirical Fisher, ``"fisher_mc"`` the Monte Carlo one with ``n_samples`` draws per example)."""
         if name == "hessian":
             return self.hessian()
         if name == "ggn":
@@ -237,7 +237,7 @@ class Objective:
         if name == "fisher":
             return self.fisher("empirical")
         if name == "fisher_mc":
-            return self.fisher("mc")
+            return self.fisher("mc", n_samples=n_samples)
         raise ValueError(f"curvature: expected one of {CURVATURES}, got {name!r}")
 
     def release(self) -> None:

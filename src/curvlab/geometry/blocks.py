@@ -33,7 +33,9 @@ def block_indices(objective: Objective, blocks: str | dict = "module") -> dict[s
             raise ValueError(f"blocks: expected 'module' or a dict {{name: parameter selector}}, got {blocks!r}")
         named = module_blocks(objective)
     elif isinstance(blocks, dict) and blocks:
-        named = {name: [n for n, _ in select_parameters(objective.model, selector)] for name, selector in blocks.items()}
+        named = {
+            name: [n for n, _ in select_parameters(objective.model, selector)] for name, selector in blocks.items()
+        }
     else:
         raise TypeError(f"blocks: expected 'module' or a non-empty dict {{name: parameter selector}}, got {blocks!r}")
     offsets, start = {}, 0

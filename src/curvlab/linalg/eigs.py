@@ -175,9 +175,8 @@ def _lanczos(op, k, rule: StoppingRule, max_iter, start, gen, progress) -> EigRe
     idx = _order(theta, rule.which)[:k]
     vectors = process.ritz_vectors(s[:, idx])
     bounds = rule.error_bounds(theta, res)[idx]
-    return EigResult(
-        theta[idx], vectors, res[idx], op.n_matvecs - used_before, process.steps, converged, "lanczos", rule.which, bounds
-    )
+    used = op.n_matvecs - used_before
+    return EigResult(theta[idx], vectors, res[idx], used, process.steps, converged, "lanczos", rule.which, bounds)
 
 
 def _block_settled(process: LanczosProcess, k: int, rule: StoppingRule) -> bool:
