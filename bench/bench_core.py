@@ -162,7 +162,7 @@ def compiled_ratio(model, x, y, rounds):
 
 # ----- part 2: λ_max solvers -----------------------------------------------------------------------
 def reference_lambda(model, x, y) -> float:
-    model64 = copy.deepcopy(model).double()
+    model64 = copy.deepcopy(model).double().train()  # PyHessian, run before, leaves the model in eval mode
     x64 = x.double() if x.is_floating_point() else x
     res = curvlab.eigs(curvlab.Objective(model64, cross_entropy, (x64, y)), tol=1e-9, max_iter=300)
     assert res.converged, "reference Lanczos did not converge"
@@ -331,7 +331,8 @@ def solver_table(model, x, y, n_chunks, reference, repeats):
                 ]
             )
             print(
-                f"  [{n_chunks} chunk(s)] {tool:36s} {setting:44s} {rows[-1][2]:8.3f}s {n_hvp:4d} HVPs  λ={value:.6g}  rel.err={error:.1e}",
+                f"  [{n_chunks} chunk(s)] {tool:36s} {setting:44s} {rows[-1][2]:8.3f}s {n_hvp:4d} HVPs  λ={value:.6g} "
+                f" rel.err={error:.1e}",
                 flush=True,
             )
     return rows, fixed
@@ -340,7 +341,7 @@ def solver_table(model, x, y, n_chunks, reference, repeats):
 # ----- part 3: precision -------------------------------------------------------------------------------
 def precision_rows(model, x, y, reference):
     """λ_max and one HVP under bf16 autocast (fp32 accumulation), against the float64 reference."""
-    model64 = copy.deepcopy(model).double()
+    model64 = copy.deepcopy(model).double().train()  # PyHessian, run before, leaves the model in eval mode
     x64 = x.double() if x.is_floating_point() else x
     v = torch.randn(sum(p.numel() for p in model.parameters()), generator=torch.Generator().manual_seed(0))
     exact_hv = curvlab.Objective(model64, cross_entropy, (x64, y)).hvp(v.double())
@@ -362,6 +363,70 @@ def precision_rows(model, x, y, reference):
         hv_err = float(torch.linalg.vector_norm(hv.double() - exact_hv) / torch.linalg.vector_norm(exact_hv))
         rows.append([label, abs(lam - reference) / abs(reference), hv_err, f"{seconds:.2f} s"])
     return rows
+
+
+# ----- part 4: agreement with curvlinops ---------------------------------------------------------------
+def curvlinops_agreement(model, x, y, per_example: bool) -> list[list]:
+    """Relative difference of one product with curvlinops' operators, float64 copies, four chunks.
+    ``per_example``: whether curvlinops' examples (rows of the flattened logits) are curvlab's (for a
+    sequence model curvlab's example is a sequence, curvlinops' a token: their empirical Fishers differ)."""
+    import numpy as np
+    from curvlinops import EFLinearOperator, GGNLinearOperator, HessianLinearOperator
+
+    model64 = copy.deepcopy(model).double().train()  # PyHessian, run before, leaves the model in eval mode
+    x64 = x.double() if x.is_floating_point() else x
+    objective = curvlab.Objective(model64, cross_entropy, (x64, y), batch_size=len(x) // 4)
+    data = [(a, b.reshape(-1)) for a, b in batches(x64, y, 4)]
+    params = list(model64.parameters())
+    v = torch.randn(objective.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    pairs = [("Hessian", objective.hessian(), HessianLinearOperator), ("GGN", objective.ggn(), GGNLinearOperator)]
+    if per_example:
+        pairs.append(("empirical Fisher", objective.fisher(), EFLinearOperator))
+    rows = []
+    with sdpa_kernel([SDPBackend.MATH]):
+        for name, ours, make in pairs:
+            theirs = make(
+                FlatLogits(model64), nn.CrossEntropyLoss(), params, data, check_deterministic=False
+            ).to_scipy()
+            reference = torch.from_numpy(np.asarray(theirs @ v.numpy()))
+            mine = ours(v)
+            rows.append([name, relative_error(mine, reference)])
+        rows += smooth_copy_check(model64, x64, y, data, params)
+    return rows
+
+
+def relative_error(a: torch.Tensor, reference: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(a - reference) / torch.linalg.vector_norm(reference))
+
+
+def smooth_copy_check(model64, x64, y, data, params) -> list[list]:
+    """Both tools' Hessian products against central differences of the gradient, on the float64 copy with GELU in
+    place of ReLU (with ReLU the loss has kinks at the differencing scale, so differences mean nothing)."""
+    import numpy as np
+    from curvlinops import HessianLinearOperator
+
+    for module in model64.modules():
+        if isinstance(module, nn.TransformerEncoderLayer):
+            module.activation = nn.functional.gelu
+        for child_name, child in module.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(module, child_name, nn.GELU())
+    objective = curvlab.Objective(model64, cross_entropy, (x64, y), batch_size=len(x64) // 4)
+    v = torch.randn(objective.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with sdpa_kernel([SDPBackend.MATH]):
+        point, h = objective.parameters_vector(), 1e-6
+        differences = (objective.grad(at=point + h * v) - objective.grad(at=point - h * v)) / (2 * h)
+        theirs = HessianLinearOperator(
+            FlatLogits(model64), nn.CrossEntropyLoss(), params, data, check_deterministic=False
+        )
+        theirs = torch.from_numpy(np.asarray(theirs.to_scipy() @ v.numpy()))
+        return [
+            [
+                "Hessian, GELU copy: curvlab vs central differences (h = 1e-6)",
+                relative_error(objective.hvp(v), differences),
+            ],
+            ["Hessian, GELU copy: curvlinops vs central differences (h = 1e-6)", relative_error(theirs, differences)],
+        ]
 
 
 # ----- report ------------------------------------------------------------------------------------------
@@ -436,16 +501,20 @@ def main() -> None:
         reference = reference_lambda(model, x, y)
         tables = {n: solver_table(model, x, y, n, reference, args.repeats) for n in (1, 4)}
         precision = precision_rows(model, x, y, reference)
+        agreement = curvlinops_agreement(model, x, y, per_example=name.startswith("MLP"))
+        print("  curvlinops agreement:", agreement, flush=True)
         for row in precision:
             print("  precision:", row, flush=True)
         if "error" in compiled:
             compile_line = f"torch.compile of the forward-over-reverse HVP failed here: {compiled['error']}."
         else:
             compile_line = (
-                f"`hvp_engine='compile'` (torch.compile'd forward-over-reverse): {compiled['compile'] * 1e3:.1f} ms per HVP "
+                f"`hvp_engine='compile'` (torch.compile'd forward-over-reverse): {compiled['compile'] * 1e3:.1f} ms "
+                "per HVP "
                 f"= {compiled['compile'] / compiled['forward']:.2f}× the eager forward-over-reverse engine, "
                 f"{compiled['compile'] / compiled['reverse']:.2f}× the default double backward, "
-                f"**{compiled['compile'] / grad:.2f}× a gradient**; compiling took {compiled['compile_seconds']:.1f} s once "
+                f"**{compiled['compile'] / grad:.2f}× a gradient**; compiling took {compiled['compile_seconds']:.1f} "
+                "s once "
                 "(again for each new chunk shape). Double backward cannot be compiled "
                 "(AOTAutograd: 'does not currently support double backward')."
             )
@@ -471,9 +540,16 @@ def main() -> None:
         sections += [
             *verdicts(costs, tables, compiled),
             "",
-            "Precision (relative errors against the float64 model; bf16 autocast with float32 parameters and accumulation):",
+            "Precision (relative errors against the float64 model; bf16 autocast with float32 parameters and "
+            "accumulation):",
             "",
             markdown_table(["run in", "λ_max rel. error", "HVP rel. error", "time (λ_max + HVP)"], precision),
+            "",
+            "Agreement with curvlinops' operators (float64 copies, four chunks, one product with a random vector; "
+            "for the LM curvlinops' example is a token and curvlab's a sequence, so their empirical Fishers differ "
+            "by definition and are not compared; rows without 'vs' are curvlab against curvlinops):",
+            "",
+            markdown_table(["product", "relative difference"], agreement),
             "",
         ]
     if not args.no_write:
