@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test bench install clean
+.PHONY: demo test lint bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,15 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/curvlab quickstart --out runs/quickstart
 
-# The report test opens the HTML report in Debian's headless Chromium: installed here when run as root.
-test: install
+# Lint and format gate (ruff, configured in pyproject.toml), then the tests. The report test opens the HTML
+# report in Debian's headless Chromium: installed here when run as root.
+test: install lint
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.installed-bench
 	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_scaling.py && ../$(BIN)/python bench_monitor.py

@@ -13,15 +13,25 @@ import statistics
 import time
 
 import torch
+from bench_core import TinyLM
+from common import markdown_table, write_section
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import curvlab
 from curvlab.losses import cross_entropy
-from curvlab.monitor import CriticalSharpness, Density, Directional, FullBatch, Histogram, Landscape, Noise, Sharpness, Trace, every
-
-from bench_core import TinyLM
-from common import markdown_table, write_section
+from curvlab.monitor import (
+    CriticalSharpness,
+    Density,
+    Directional,
+    FullBatch,
+    Histogram,
+    Landscape,
+    Noise,
+    Sharpness,
+    Trace,
+    every,
+)
 
 
 def mlp_setup():
@@ -44,7 +54,14 @@ def lm_setup():
     starts = torch.arange(n_seq) * ((len(ids) - context - 1) // n_seq)
     x = torch.stack([ids[s : s + context] for s in starts])
     y = torch.stack([ids[s + 1 : s + context + 1] for s in starts])
-    return "Transformer LM 2×64 on argparse.py characters, batch 16×32 tokens", lambda: TinyLM(len(chars), context=context), x, y, 16, 64
+    return (
+        "Transformer LM 2×64 on argparse.py characters, batch 16×32 tokens",
+        lambda: TinyLM(len(chars), context=context),
+        x,
+        y,
+        16,
+        64,
+    )
 
 
 OPTIMIZERS = {"SGD": lambda ps: torch.optim.SGD(ps, lr=0.1), "Adam": lambda ps: torch.optim.Adam(ps, lr=1e-3)}
@@ -58,7 +75,9 @@ def train(make, x, y, batch, measure_n, steps, metrics, optimizer="Adam", monito
     monitor = None
     if metrics is not None:
         objective = curvlab.Objective(model, cross_entropy, (x[:measure_n], y[:measure_n]))
-        monitor = curvlab.Monitor(objective, opt, metrics=None if metrics == "default" else metrics, **(monitor_kwargs or {}))
+        monitor = curvlab.Monitor(
+            objective, opt, metrics=None if metrics == "default" else metrics, **(monitor_kwargs or {})
+        )
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     with sdpa_kernel([SDPBackend.MATH]):  # the same attention kernel in both arms
@@ -89,19 +108,36 @@ def default_overhead(setup, optimizer: str, steps: int, rounds: int) -> dict:
         charged.append(monitor.clock.charged / monitor.clock.training)
         overheads.append(monitor.overhead)
     ratio = statistics.median(watched) / statistics.median(plain)
-    row = {"problem": name, "optimizer": optimizer, "steps": steps, "plain s": statistics.median(plain), "monitored s": statistics.median(watched),
-           "ratio": ratio, "sharpness measurements": min(counts), "charged / training": statistics.median(charged),
-           "all Monitor time / training": statistics.median(overheads), "bit-identical": "yes" if identical else "NO"}
+    row = {
+        "problem": name,
+        "optimizer": optimizer,
+        "steps": steps,
+        "plain s": statistics.median(plain),
+        "monitored s": statistics.median(watched),
+        "ratio": ratio,
+        "sharpness measurements": min(counts),
+        "charged / training": statistics.median(charged),
+        "all Monitor time / training": statistics.median(overheads),
+        "bit-identical": "yes" if identical else "NO",
+    }
     print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     return row
 
 
 def per_metric_costs(make, x, y, batch, measure_n):
     """Every metric group measured at every one of 12 steps; mean cost per measurement."""
-    metrics = ["assumptions", FullBatch(schedule=every(1)), Sharpness(schedule=every(1)), CriticalSharpness(schedule=every(1)),
-               Directional(schedule=every(1)),
-               Trace(schedule=every(1)), Density(schedule=every(4)), Landscape(schedule=every(1)), Histogram(schedule=every(1)),
-               Noise(data=(x[:measure_n], y[:measure_n]), batch_size=batch, n_batches=20, schedule=every(4))]
+    metrics = [
+        "assumptions",
+        FullBatch(schedule=every(1)),
+        Sharpness(schedule=every(1)),
+        CriticalSharpness(schedule=every(1)),
+        Directional(schedule=every(1)),
+        Trace(schedule=every(1)),
+        Density(schedule=every(4)),
+        Landscape(schedule=every(1)),
+        Histogram(schedule=every(1)),
+        Noise(data=(x[:measure_n], y[:measure_n]), batch_size=batch, n_batches=20, schedule=every(4)),
+    ]
     _, monitor, _ = train(make, x, y, batch, measure_n, 12, metrics)
     rows = {}
     for r in monitor.records:
@@ -118,37 +154,60 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     mlp, lm = mlp_setup(), lm_setup()
-    rows = [default_overhead(mlp, "SGD", args.steps, args.rounds), default_overhead(mlp, "Adam", args.steps, args.rounds),
-            default_overhead(lm, "Adam", args.lm_steps, args.rounds)]
+    rows = [
+        default_overhead(mlp, "SGD", args.steps, args.rounds),
+        default_overhead(mlp, "Adam", args.steps, args.rounds),
+        default_overhead(lm, "Adam", args.lm_steps, args.rounds),
+    ]
     header = list(rows[0])
     met = all(r["ratio"] <= 1.25 and r["sharpness measurements"] >= 3 and r["bit-identical"] == "yes" for r in rows)
     lines = [
         "### The default Monitor: cost against plain training",
         "",
-        "`curvlab.Monitor(objective, optimizer)` with no metrics named: the step's own loss, gradient norm, update norm and "
-        "learning rate every step (no extra pass), and whenever the cost budget (`budget=0.1`) allows the sharpness the "
-        "optimizer's stability threshold is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η for Adam), "
+        "`curvlab.Monitor(objective, optimizer)` with no metrics named: the step's own loss, gradient norm, update "
+        "norm and "
+        "learning rate every step (no extra pass), and whenever the cost budget (`budget=0.1`) allows the sharpness "
+        "the "
+        "optimizer's stability threshold is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η for "
+        "Adam), "
         "warm-started from the last top eigenvector. Measurement set: the "
-        f"first examples of the data; plain and monitored runs alternated {args.rounds} times, medians. *ratio* = monitored / "
-        "plain wall time; *charged / training* = the measurements' time over the training time (what the budget bounds); "
+        f"first examples of the data; plain and monitored runs alternated {args.rounds} times, medians. *ratio* = "
+        "monitored / "
+        "plain wall time; *charged / training* = the measurements' time over the training time (what the budget "
+        "bounds); "
         "*all Monitor time / training* adds the per-step statistics and bookkeeping.",
         "",
         markdown_table(header, [[r[k] for k in header] for r in rows]),
         "",
-        f"Target (≤ 1.25× plain training, ≥ 3 sharpness measurements, bit-identical trajectory): **{'met' if met else 'MISSED'}** "
-        "on " + ", ".join(f"{r['problem'].split(' on ')[0]} / {r['optimizer']}: {r['ratio']:.2f}×, {r['sharpness measurements']} measurements"
-                          for r in rows) + ".",
+        "Target (≤ 1.25× plain training, ≥ 3 sharpness measurements, bit-identical trajectory): "
+        f"**{'met' if met else 'MISSED'}** "
+        "on "
+        + ", ".join(
+            f"{r['problem'].split(' on ')[0]} / {r['optimizer']}: {r['ratio']:.2f}×, {r['sharpness measurements']} "
+            "measurements"
+            for r in rows
+        )
+        + ".",
         "",
-        "For comparison, Cockpit (Schneider, Dangel and Hennig, 2021, \"Cockpit: A Practical Debugging Tool for the Training "
-        "of Deep Neural Networks\") reports about 1.5× plain training for its cheapest configuration when it tracks every "
-        "step, and more for its full configuration; curvlab's default measures curvature less often, at a cost you set.",
+        'For comparison, Cockpit (Schneider, Dangel and Hennig, 2021, "Cockpit: A Practical Debugging Tool for the '
+        "Training "
+        'of Deep Neural Networks") reports about 1.5× plain training for its cheapest configuration when it tracks '
+        "every step, and more for its full configuration; curvlab's default measures curvature less often, "
+        "at a cost you set.",
         "",
     ]
     for setup in (mlp, lm):
         name, make, x, y, batch, measure_n = setup
         costs = per_metric_costs(make, x, y, batch, measure_n)
-        table = [[group, statistics.mean(c["cost_seconds"]) * 1e3, statistics.mean(c["cost_hvps"]), statistics.mean(c["cost_passes"])]
-                 for group, c in costs.items()]
+        table = [
+            [
+                group,
+                statistics.mean(c["cost_seconds"]) * 1e3,
+                statistics.mean(c["cost_hvps"]),
+                statistics.mean(c["cost_passes"]),
+            ]
+            for group, c in costs.items()
+        ]
         for row in table:
             print(f"  {row[0]:24s} {row[1]:9.1f} ms {row[2]:6.1f} HVPs {row[3]:5.1f} passes", flush=True)
         lines += [

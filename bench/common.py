@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime
 import os
-from pathlib import Path
 import platform
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 

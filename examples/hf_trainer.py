@@ -37,18 +37,34 @@ text = load_dataset("austen", subset=1024, level="char", context=32)
 ids = torch.cat([text.x_train[:, :1], text.y_train], dim=1)  # 33-token sequences
 vocab = text.n_classes
 torch.manual_seed(0)
-model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=33, n_embd=64, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0))
+model = GPT2LMHeadModel(
+    GPT2Config(vocab_size=vocab, n_positions=33, n_embd=64, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)
+)
 
 held = ids[:16]
 measure = [{"input_ids": held, "labels": held}]
-training = TrainingArguments(output_dir=args.out, max_steps=args.steps, per_device_train_batch_size=32, learning_rate=3e-3,
-                             warmup_steps=30, logging_steps=25, report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True)
+training = TrainingArguments(
+    output_dir=args.out,
+    max_steps=args.steps,
+    per_device_train_batch_size=32,
+    learning_rate=3e-3,
+    warmup_steps=30,
+    logging_steps=25,
+    report_to=[],
+    use_cpu=True,
+    save_strategy="no",
+    disable_tqdm=True,
+)
 trainer = Trainer(model=model, args=training, train_dataset=Sequences(ids[16:]))
-callback = CurvlabCallback(measure, budget=0.2, run_dir=args.out, weight=lambda b: int((b["labels"][:, 1:] != -100).sum())).attach(trainer)
+callback = CurvlabCallback(
+    measure, budget=0.2, run_dir=args.out, weight=lambda b: int((b["labels"][:, 1:] != -100).sum())
+).attach(trainer)
 trainer.train()
 
 for row in trainer.state.log_history:
     if "curvlab/preconditioned_sharpness" in row:
-        print(f"step {row['step']:4d}: AdamW's preconditioned λ1 = {row['curvlab/preconditioned_sharpness']:8.1f}   "
-              f"threshold 38/η = {row['curvlab/threshold']:.0f}")
+        print(
+            f"step {row['step']:4d}: AdamW's preconditioned λ1 = {row['curvlab/preconditioned_sharpness']:8.1f}   "
+            f"threshold 38/η = {row['curvlab/threshold']:.0f}"
+        )
 print("report:", write_report([args.out]))

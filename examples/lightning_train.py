@@ -46,12 +46,22 @@ L.seed_everything(0)
 loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True)
 
 curvlab_callback = CurvlabCallback((x[:512], y[:512]), budget=0.2, run_dir=args.out)
-trainer = L.Trainer(max_epochs=args.epochs, accelerator="cpu", callbacks=[curvlab_callback], enable_progress_bar=False,
-                    logger=L.pytorch.loggers.CSVLogger(args.out), log_every_n_steps=10, enable_checkpointing=False)
+trainer = L.Trainer(
+    max_epochs=args.epochs,
+    accelerator="cpu",
+    callbacks=[curvlab_callback],
+    enable_progress_bar=False,
+    logger=L.pytorch.loggers.CSVLogger(args.out),
+    log_every_n_steps=10,
+    enable_checkpointing=False,
+)
 trainer.fit(DigitsClassifier(), loader)
 
 records = curvlab_callback.monitor.records
 for r in records:
     if r["metric"] == "preconditioned_sharpness":
-        print(f"step {r['step']:4d}: Adam's preconditioned λ1 = {r['value']:8.1f}   its threshold 38/η = {38 / r['lr']:.0f}")
+        print(
+            f"step {r['step']:4d}: Adam's preconditioned λ1 = {r['value']:8.1f}   its threshold 38/η = "
+            f"{38 / r['lr']:.0f}"
+        )
 print("report:", write_report([args.out]))

@@ -34,7 +34,7 @@ objective = curvlab.Objective(model, loss_fn, (x[:512], y[:512]))
 metrics = [*default_metrics(), CriticalSharpness(schedule=budget())]
 monitor = curvlab.Monitor(objective, optimizer, metrics, run_dir=args.out, budget=0.2)
 
-for step in range(args.steps):
+for _ in range(args.steps):
     idx = torch.randint(0, len(y), (64,))
     optimizer.zero_grad()
     loss = loss_fn(model(x[idx]), y[idx])

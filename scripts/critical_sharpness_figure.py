@@ -31,8 +31,11 @@ def run(lr: float) -> tuple[list[dict], list[float]]:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 128), nn.Tanh(), nn.Linear(128, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    metrics = [Sharpness(schedule=every(10)), CriticalSharpness(schedule=every(10)),
-               Directional(schedule=every(10), shadows={"gd": lambda ps: torch.optim.SGD(ps, lr=1.0)})]
+    metrics = [
+        Sharpness(schedule=every(10)),
+        CriticalSharpness(schedule=every(10)),
+        Directional(schedule=every(10), shadows={"gd": lambda ps: torch.optim.SGD(ps, lr=1.0)}),
+    ]
     monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), optimizer, metrics)
     losses = []
     for _ in range(STEPS):
@@ -56,7 +59,11 @@ for column, lr in enumerate((0.5, 1.0)):
     records, losses = run(lr)
     top, bottom = axes[0, column], axes[1, column]
     top.plot(*series(records, "sharpness", index=1), "C0-", label="λ1 (Lanczos, HVPs)")
-    top.plot(*series(records, "directional_sharpness", optimizer="actual"), "C2:", label="directional sharpness of the update")
+    top.plot(
+        *series(records, "directional_sharpness", optimizer="actual"),
+        "C2:",
+        label="directional sharpness of the update",
+    )
     top.plot(*series(records, "critical_sharpness"), "C1.-", ms=3, label="critical sharpness λc (forward passes)")
     top.axhline(2 / lr, color="k", lw=0.8, ls="--", label="2/η")
     top.set_yscale("log"), top.set_title(f"Full-batch GD, η = {lr}, MLP on 1,000 digits"), top.legend(fontsize=7)
@@ -69,10 +76,13 @@ for column, lr in enumerate((0.5, 1.0)):
     rose = [s for s in steps if s < STEPS and losses[s] > losses[s - 1]]  # losses[s] = F(x_s): did step s raise it
     above = [s for s, c in zip(steps, crit) if lr * c > 2]
     ratios = [c / d for c, d in zip(crit, directional) if d > 0]
-    print(f"η = {lr}: {len(steps)} measurements; forward passes per λc median {median(evals)}, max {max(evals)}; "
-          f"λc ≤ λ1 at {sum(c <= 1.001 * v for c, v in zip(crit, lam))}; median λc / directional sharpness {median(ratios):.2f}; "
-          f"λc at steps 100–180: {[round(c, 2) for s, c in zip(steps, crit) if 100 <= s <= 180]}; "
-          f"η·λc > 2 at steps {above}; the loss rose at measured steps {rose}")
+    print(
+        f"η = {lr}: {len(steps)} measurements; forward passes per λc median {median(evals)}, max {max(evals)}; "
+        f"λc ≤ λ1 at {sum(c <= 1.001 * v for c, v in zip(crit, lam))}; median λc / directional sharpness "
+        f"{median(ratios):.2f}; "
+        f"λc at steps 100–180: {[round(c, 2) for s, c in zip(steps, crit) if 100 <= s <= 180]}; "
+        f"η·λc > 2 at steps {above}; the loss rose at measured steps {rose}"
+    )
 axes[0, 0].set_ylabel("curvature"), axes[1, 0].set_ylabel("training loss")
 save_figure(fig, OUT)
 print("wrote", OUT)

@@ -90,7 +90,9 @@ def test_default_monitor_records_the_step_statistics_and_leaves_the_run_bit_iden
     plain = _train(model, x, y, steps=150)
     model, x, y = _setup()
     opt = torch.optim.SGD(model.parameters(), lr=0.2)
-    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x[:32], y[:32])), opt, run_dir=tmp_path, budget=0.5)
+    monitor = curvlab.Monitor(
+        curvlab.Objective(model, cross_entropy, (x[:32], y[:32])), opt, run_dir=tmp_path, budget=0.5
+    )
     assert [type(m) for m in monitor.metrics] == [StepStats, Sharpness]
     watched = _train(model, x, y, monitor, opt=opt, steps=150)
     monitor.close()
@@ -114,11 +116,17 @@ def test_default_monitor_records_the_step_statistics_and_leaves_the_run_bit_iden
 
 def test_an_explicit_schedule_wins_over_a_tiny_budget():
     model, x, y = _setup()
-    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), torch.optim.SGD(model.parameters(), lr=0.1),
-                              metrics=[Sharpness(schedule=every(5))], budget=1e-9)
+    monitor = curvlab.Monitor(
+        curvlab.Objective(model, cross_entropy, (x, y)),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        metrics=[Sharpness(schedule=every(5))],
+        budget=1e-9,
+    )
     _train(model, x, y, monitor, steps=20, opt=monitor.optimizer)
     steps = [r["step"] for r in monitor.records if r["metric"] == "sharpness"]
-    assert steps == [5, 10, 15, 20] and all(r["schedule"] == "fixed" for r in monitor.records if r["metric"] == "sharpness")
+    assert steps == [5, 10, 15, 20] and all(
+        r["schedule"] == "fixed" for r in monitor.records if r["metric"] == "sharpness"
+    )
 
 
 def test_a_tiny_budget_starves_budgeted_metrics():
@@ -133,7 +141,11 @@ def test_a_tiny_budget_starves_budgeted_metrics():
 def test_metrics_as_a_string_is_a_clear_error():
     model, x, y = _setup()
     with pytest.raises(TypeError, match="metrics"):
-        curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), torch.optim.SGD(model.parameters(), lr=0.1), metrics="sharpness")
+        curvlab.Monitor(
+            curvlab.Objective(model, cross_entropy, (x, y)),
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            metrics="sharpness",
+        )
 
 
 def test_weights_and_biases_sink_offline(tmp_path, monkeypatch):
@@ -142,8 +154,13 @@ def test_weights_and_biases_sink_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     model, x, y = _setup()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), opt, metrics=[StepStats(), Sharpness(schedule=every(3))],
-                              run_dir=tmp_path / "run", wandb={"dir": str(tmp_path), "project": "curvlab-test"})
+    monitor = curvlab.Monitor(
+        curvlab.Objective(model, cross_entropy, (x, y)),
+        opt,
+        metrics=[StepStats(), Sharpness(schedule=every(3))],
+        run_dir=tmp_path / "run",
+        wandb={"dir": str(tmp_path), "project": "curvlab-test"},
+    )
     _train(model, x, y, monitor, steps=6, opt=opt)
     run = monitor.writer.sinks[0].run
     summary = dict(run.summary)

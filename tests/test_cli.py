@@ -47,8 +47,53 @@ def test_unwritable_output_is_one_line_and_exit_2(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     proc = subprocess.run(
-        [sys.executable, "-m", "curvlab.cli", "demo", "--out", str(blocker / "sub"), "--steps", "1", "--k", "1", "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "curvlab.cli",
+            "demo",
+            "--out",
+            str(blocker / "sub"),
+            "--steps",
+            "1",
+            "--k",
+            "1",
+            "--quiet",
+        ],
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_input_errors_exit_2_and_bugs_show_their_traceback(monkeypatch, capsys):
+    from curvlab import cli
+    from curvlab.errors import InputError
+
+    def bad_input(args, parser):
+        raise InputError("k: expected a positive integer, got 0\nsecond line")
+
+    monkeypatch.setitem(cli.COMMANDS, "list", bad_input)
+    assert main(["list"]) == 2
+    assert capsys.readouterr().err == "curvlab: error: k: expected a positive integer, got 0\n"
+
+    def bug(args, parser):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setitem(cli.COMMANDS, "list", bug)
+    with pytest.raises(ValueError, match="internal invariant"):
+        main(["list"])
+
+
+def test_library_input_errors_are_one_family_and_keep_the_builtin_types():
+    import torch
+
+    import curvlab
+    from curvlab.errors import InputError
+
+    with pytest.raises(InputError, match="k:") as info:
+        curvlab.eigs(torch.eye(3, dtype=torch.float64), k=0)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(InputError, match="matvec") as info:
+        curvlab.LinearOperator("not callable", 3)
+    assert isinstance(info.value, TypeError)

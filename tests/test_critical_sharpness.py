@@ -115,7 +115,12 @@ def test_relative_critical_sharpness_uses_the_other_loss():
 def test_bad_arguments_name_themselves():
     obj = _objective()
     g = obj.grad()
-    for kwargs, match in (({"eta0": 0.0}, "eta0"), ({"max_evals": 2}, "max_evals"), ({"rtol": -1.0}, "rtol"), ({"growth": 1.0}, "growth")):
+    for kwargs, match in (
+        ({"eta0": 0.0}, "eta0"),
+        ({"max_evals": 2}, "max_evals"),
+        ({"rtol": -1.0}, "rtol"),
+        ({"growth": 1.0}, "growth"),
+    ):
         with pytest.raises(ValueError, match=match):
             curvlab.critical_sharpness(obj, g, **kwargs)
     with pytest.raises(ValueError, match="direction"):

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from zoo import make_case
 
 from curvlab import Objective, eigs, trace
 from curvlab.distributed import DistributedObjective, finish, shard
-from zoo import make_case
 
 SPLIT = 15  # rank 0 holds 15 of the 24 examples, rank 1 holds 9
 
@@ -110,20 +110,45 @@ def test_a_run_on_two_processes_matches_one_process(tmp_path):
     from curvlab.experiments.config import to_toml, validate
     from curvlab.monitor import read_records
 
-    base = {"name": "dp", "seed": 0, "data": {"name": "digits", "subset": 200},
-            "model": {"name": "mlp", "width": 16, "depth": 1}, "optimizer": {"name": "sgd", "lr": 0.2, "momentum": 0.9},
-            "train": {"batch_size": 50, "steps": 8, "checkpoint_every": 4},
-            "monitor": {"metrics": ["assumptions", "sharpness", "full_batch"], "schedules": {"sharpness": 4, "full_batch": 4}}}
+    base = {
+        "name": "dp",
+        "seed": 0,
+        "data": {"name": "digits", "subset": 200},
+        "model": {"name": "mlp", "width": 16, "depth": 1},
+        "optimizer": {"name": "sgd", "lr": 0.2, "momentum": 0.9},
+        "train": {"batch_size": 50, "steps": 8, "checkpoint_every": 4},
+        "monitor": {
+            "metrics": ["assumptions", "sharpness", "full_batch"],
+            "schedules": {"sharpness": 4, "full_batch": 4},
+        },
+    }
     runs = {}
     for processes in (1, 2):
         config = validate({**base, "train": {**base["train"], "processes": processes}})
         (tmp_path / f"c{processes}.toml").write_text(to_toml(config))
-        out = subprocess.run([sys.executable, "-m", "curvlab.cli", "run", str(tmp_path / f"c{processes}.toml"), "--out",
-                              str(tmp_path / f"r{processes}"), "--quiet", "--no-report"], capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "curvlab.cli",
+                "run",
+                str(tmp_path / f"c{processes}.toml"),
+                "--out",
+                str(tmp_path / f"r{processes}"),
+                "--quiet",
+                "--no-report",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         assert json.loads((tmp_path / f"r{processes}" / "status.json").read_text())["status"] == "finished"
-        runs[processes] = {(r["step"], r["metric"], r.get("index")): r["value"] for r in read_records(tmp_path / f"r{processes}")
-                           if not r["metric"].startswith("cost_")}
+        runs[processes] = {
+            (r["step"], r["metric"], r.get("index")): r["value"]
+            for r in read_records(tmp_path / f"r{processes}")
+            if not r["metric"].startswith("cost_")
+        }
     assert runs[1].keys() == runs[2].keys()  # the same records, written once
     # The convexity-gap family is f_new − f_old − ⟨g, Δ⟩: O(1) float32 losses cancelling to O(1e-3), so
     # the all-reduce's different summation order (≈1e-7 relative) shows up ≈1e3 times larger there.

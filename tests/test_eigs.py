@@ -2,16 +2,18 @@
 
 import pytest
 import torch
-
 from conftest import cached_hessian
+from zoo import CASES, make_case
+
 import curvlab
 from curvlab import LinearOperator, MatrixOperator, Objective, eigs
-from zoo import CASES, make_case
 
 
 def matrix_with_spectrum(values, seed=0):
     values = torch.as_tensor(values, dtype=torch.float64)
-    q, _ = torch.linalg.qr(torch.randn(len(values), len(values), generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    q, _ = torch.linalg.qr(
+        torch.randn(len(values), len(values), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    )
     return (q * values) @ q.T, q
 
 
@@ -34,7 +36,11 @@ def test_lanczos_finds_the_wanted_end_of_a_known_spectrum(which, expected):
     for value, vector in zip(res.eigenvalues, res.eigenvectors.T):
         actual = torch.linalg.vector_norm(a @ vector - value * vector)
         assert actual < 1e-6 * abs(value)
-    assert torch.allclose(res.residuals, torch.linalg.vector_norm(a @ res.eigenvectors - res.eigenvectors * res.eigenvalues, dim=0), atol=1e-8)
+    assert torch.allclose(
+        res.residuals,
+        torch.linalg.vector_norm(a @ res.eigenvectors - res.eigenvectors * res.eigenvalues, dim=0),
+        atol=1e-8,
+    )
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -23,8 +23,13 @@ def test_example_runs_and_writes_its_report(script, args, needs, expect, tmp_pat
     if needs:
         pytest.importorskip(needs)
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--out", str(out)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert expect in done.stdout
     assert (out / "report.html").exists() and (out / "records.jsonl").exists()

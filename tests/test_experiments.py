@@ -23,12 +23,16 @@ from curvlab.monitor import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {
-    "name": "small", "seed": 3,
+    "name": "small",
+    "seed": 3,
     "data": {"name": "digits", "subset": 256},
     "model": {"name": "mlp", "width": 16, "depth": 1},
     "optimizer": {"name": "sgd", "lr": 0.3, "momentum": 0.9},
     "train": {"batch_size": 64, "steps": 24, "checkpoint_every": 4},
-    "monitor": {"metrics": ["assumptions", "sharpness", "directional", "noise"], "schedules": {"sharpness": 6, "directional": 8, "noise": [24]}},
+    "monitor": {
+        "metrics": ["assumptions", "sharpness", "directional", "noise"],
+        "schedules": {"sharpness": 6, "directional": 8, "noise": [24]},
+    },
 }
 
 
@@ -43,7 +47,10 @@ def _config(**overrides):
 
 
 # ----- configs ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.toml")) + sorted((ROOT / "src/curvlab/experiments/configs").glob("*.toml")))
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "examples").glob("*.toml")) + sorted((ROOT / "src/curvlab/experiments/configs").glob("*.toml")),
+)
 def test_shipped_configs_validate_and_round_trip(path, tmp_path):
     if "[sweep]" in path.read_text():
         from curvlab.experiments.sweep import load_sweep
@@ -104,8 +111,15 @@ def test_lr_schedules():
 
 
 # ----- data and models ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, shape, task", [("digits", (64,), "classification"), ("mnist", (1, 28, 28), "classification"),
-                                               ("mnist1d", (40,), "classification"), ("least_squares", (20,), "regression")])
+@pytest.mark.parametrize(
+    "name, shape, task",
+    [
+        ("digits", (64,), "classification"),
+        ("mnist", (1, 28, 28), "classification"),
+        ("mnist1d", (40,), "classification"),
+        ("least_squares", (20,), "regression"),
+    ],
+)
 def test_offline_sources_load_with_deterministic_subsets(name, shape, task):
     a, b = load_dataset(name, subset=50, seed=4), load_dataset(name, subset=50, seed=4)
     assert a.input_shape == shape and a.task == task and a.n_train == 50
@@ -115,10 +129,14 @@ def test_offline_sources_load_with_deterministic_subsets(name, shape, task):
 
 @pytest.mark.parametrize(
     "name, options, shape, task, classes",
-    [("fashion_mnist", {}, (1, 28, 28), "classification", 10), ("kjv", {"n_sequences": 40, "context": 32}, (32,), "language_model", None),
-     ("kjv", {"level": "word", "n_sequences": 20, "vocab_size": 500}, (64,), "language_model", 500),
-     ("austen", {"n_sequences": 30, "context": 16}, (16,), "language_model", None),
-     ("uci", {"table": "letter"}, (16,), "classification", 26), ("uci", {"table": "satellite"}, (36,), "classification", 6)],
+    [
+        ("fashion_mnist", {}, (1, 28, 28), "classification", 10),
+        ("kjv", {"n_sequences": 40, "context": 32}, (32,), "language_model", None),
+        ("kjv", {"level": "word", "n_sequences": 20, "vocab_size": 500}, (64,), "language_model", 500),
+        ("austen", {"n_sequences": 30, "context": 16}, (16,), "language_model", None),
+        ("uci", {"table": "letter"}, (16,), "classification", 26),
+        ("uci", {"table": "satellite"}, (36,), "classification", 6),
+    ],
 )
 def test_debian_packaged_sources(name, options, shape, task, classes):
     d = load_dataset(name, seed=0, **options)
@@ -176,14 +194,22 @@ def test_user_arrays_source(tmp_path):
 
 @pytest.mark.parametrize(
     "name, options, data",
-    [("linear", {}, "digits"), ("mlp", {"layernorm": True}, "digits"), ("lenet", {}, "mnist"),
-     ("resnet", {"norm": "group", "width": 4}, "mnist"), ("resnet", {"norm": "none", "width": 4}, "mnist")],
+    [
+        ("linear", {}, "digits"),
+        ("mlp", {"layernorm": True}, "digits"),
+        ("lenet", {}, "mnist"),
+        ("resnet", {"norm": "group", "width": 4}, "mnist"),
+        ("resnet", {"norm": "none", "width": 4}, "mnist"),
+    ],
 )
 def test_models_are_twice_differentiable_on_the_cpu(name, options, data):
     ds = load_dataset(data, subset=6)
     model = build_model(name, ds, **options).double()
     x = ds.x_train.double()
-    objs = [Objective(model, torch.nn.functional.cross_entropy, (x, ds.y_train), hvp_engine=e) for e in ("reverse", "forward")]
+    objs = [
+        Objective(model, torch.nn.functional.cross_entropy, (x, ds.y_train), hvp_engine=e)
+        for e in ("reverse", "forward")
+    ]
     v = torch.randn(objs[0].dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     a, b = (o.hvp(v) for o in objs)
     assert torch.allclose(a, b, rtol=1e-6, atol=1e-10) and a.abs().sum() > 0
@@ -200,7 +226,10 @@ def test_transformer_lm_is_twice_differentiable_and_init_scale_scales():
     objs = [Objective(model, cross_entropy, (tokens, ds.y_train), hvp_engine=e) for e in ("reverse", "forward")]
     v = torch.randn(objs[0].dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     assert torch.allclose(objs[0].hvp(v), objs[1].hvp(v), rtol=1e-6, atol=1e-10)
-    base, scaled = build_model("mlp", load_dataset("digits", subset=4)), build_model("mlp", load_dataset("digits", subset=4), init_scale=2.0)
+    base, scaled = (
+        build_model("mlp", load_dataset("digits", subset=4)),
+        build_model("mlp", load_dataset("digits", subset=4), init_scale=2.0),
+    )
     assert all(torch.allclose(2 * p, q) for p, q in zip(base.parameters(), scaled.parameters()))
 
 
@@ -228,7 +257,15 @@ def test_a_run_writes_its_directory_and_is_deterministic(tmp_path):
 
 
 def test_divergence_ends_the_run_and_keeps_the_records(tmp_path):
-    config = _config(**{"data.name": "least_squares", "model.name": "linear", "optimizer.lr": 50.0, "optimizer.momentum": 0.0, "train.steps": 200})
+    config = _config(
+        **{
+            "data.name": "least_squares",
+            "model.name": "linear",
+            "optimizer.lr": 50.0,
+            "optimizer.momentum": 0.0,
+            "train.steps": 200,
+        }
+    )
     del config["model"]["width"], config["model"]["depth"]
     result = start_run(config, tmp_path / "d", quiet=True)
     assert result.status == "diverged"
@@ -242,8 +279,24 @@ def test_divergence_ends_the_run_and_keeps_the_records(tmp_path):
 
 
 def test_full_batch_with_gradient_accumulation_matches_one_chunk(tmp_path):
-    one = start_run(_config(**{"train.batch_size": "full", "train.steps": 5, "monitor.metrics": [], "monitor.schedules": {}}), tmp_path / "one", quiet=True)
-    acc = start_run(_config(**{"train.batch_size": "full", "train.steps": 5, "train.max_chunk": 64, "monitor.metrics": [], "monitor.schedules": {}}), tmp_path / "acc", quiet=True)
+    one = start_run(
+        _config(**{"train.batch_size": "full", "train.steps": 5, "monitor.metrics": [], "monitor.schedules": {}}),
+        tmp_path / "one",
+        quiet=True,
+    )
+    acc = start_run(
+        _config(
+            **{
+                "train.batch_size": "full",
+                "train.steps": 5,
+                "train.max_chunk": 64,
+                "monitor.metrics": [],
+                "monitor.schedules": {},
+            }
+        ),
+        tmp_path / "acc",
+        quiet=True,
+    )
     assert acc.final_loss == pytest.approx(one.final_loss, rel=1e-5)
 
 
@@ -251,18 +304,36 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     config = _config(**{"train.steps": 60, "train.checkpoint_every": 7})
     (tmp_path / "c.toml").write_text(to_toml(validate(config)))
     start_run(config, tmp_path / "straight", quiet=True)
-    cmd = [sys.executable, "-m", "curvlab.cli", "run", str(tmp_path / "c.toml"), "--out", str(tmp_path / "killed"), "--quiet", "--no-report"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "curvlab.cli",
+        "run",
+        str(tmp_path / "c.toml"),
+        "--out",
+        str(tmp_path / "killed"),
+        "--quiet",
+        "--no-report",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     records = tmp_path / "killed" / "records.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline:
-        if records.exists() and any(json.loads(line).get("step", 0) >= 25 for line in records.read_text().splitlines()[-5:] if line.endswith("}")):
+        if records.exists() and any(
+            json.loads(line).get("step", 0) >= 25
+            for line in records.read_text().splitlines()[-5:]
+            if line.endswith("}")
+        ):
             break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert json.loads((tmp_path / "killed" / "status.json").read_text())["status"] == "running"
-    done = subprocess.run([sys.executable, "-m", "curvlab.cli", "run", "--resume", str(tmp_path / "killed"), "--quiet", "--no-report"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "curvlab.cli", "run", "--resume", str(tmp_path / "killed"), "--quiet", "--no-report"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert _comparable(tmp_path / "killed") == _comparable(tmp_path / "straight")
     a = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["model"]
@@ -278,7 +349,18 @@ def _cli(*args):
 def test_cli_list_and_spectrum(tmp_path):
     out = _cli("list")
     assert out.returncode == 0
-    for word in ("data sets:", "mnist", "models:", "transformer", "optimizers:", "sign", "tuners:", "cdat", "metrics:", "sharpness"):
+    for word in (
+        "data sets:",
+        "mnist",
+        "models:",
+        "transformer",
+        "optimizers:",
+        "sign",
+        "tuners:",
+        "cdat",
+        "metrics:",
+        "sharpness",
+    ):
         assert word in out.stdout
     start_run(_config(), tmp_path / "r", quiet=True)
     spec = _cli("spectrum", str(tmp_path / "r"), "--k", "3", "--density", str(tmp_path / "d.png"))
@@ -304,6 +386,9 @@ def test_cli_errors_are_one_line_exit_2(args, fragment):
 
 
 def test_cli_bad_config_key_is_one_line(tmp_path):
-    (tmp_path / "bad.toml").write_text('[data]\nname = "digits"\n[model]\nname = "mlp"\n[optimizer]\nname = "sgd"\nlr = 0.1\nlrr = 2\n[train]\nbatch_size = 8\nsteps = 2\n')
+    (tmp_path / "bad.toml").write_text(
+        '[data]\nname = "digits"\n[model]\nname = "mlp"\n[optimizer]\nname = "sgd"\nlr = 0.1\nlrr = '
+        "2\n[train]\nbatch_size = 8\nsteps = 2\n"
+    )
     out = _cli("run", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "x"))
     assert out.returncode == 2 and "optimizer.lrr" in out.stderr and len(out.stderr.strip().splitlines()) == 1

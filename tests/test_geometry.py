@@ -1,12 +1,13 @@
-"""Geometry measurements (SPEC §2–§5) against independent computations."""
+"""Geometry measurements (definitions §2–§5) against independent computations."""
 
 import math
 
 import pytest
 import torch
-from torch import nn
-
 from conftest import cached_hessian
+from torch import nn
+from zoo import make_case
+
 from curvlab import Objective
 from curvlab.geometry import (
     AssumptionTracker,
@@ -29,7 +30,6 @@ from curvlab.geometry import (
 )
 from curvlab.losses import half_mse
 from curvlab.optim import Adafactor, DeltaSGDM, HeavyBall, RandomScaling, SignDescent
-from zoo import make_case
 
 DT = torch.float64
 
@@ -66,7 +66,10 @@ def test_convex_quadratic_gap_is_minus_half_delta_h_delta_and_smoothness_below_l
 
 def test_tracker_running_quantities_by_hand():
     tracker = AssumptionTracker(betas=(0.9,))
-    steps = [(1.0, 0.5, [1.0, 0.0], [0.2, 0.1], [-0.5, 0.0], 2.0), (0.5, 0.45, [0.2, 0.1], [0.1, 0.3], [-0.1, 0.2], 0.5)]
+    steps = [
+        (1.0, 0.5, [1.0, 0.0], [0.2, 0.1], [-0.5, 0.0], 2.0),
+        (0.5, 0.45, [0.2, 0.1], [0.1, 0.3], [-0.1, 0.2], 0.5),
+    ]
     gaps, inners, diffs, sqs, ema = [], [], [], [], 0.0
     for f_old, f_new, g_old, g_new, delta, s in steps:
         g_old, g_new, delta = (torch.tensor(v, dtype=DT) for v in (g_old, g_new, delta))
@@ -131,7 +134,9 @@ def test_preconditioned_sharpness_matches_explicit_matrix_after_adam_steps():
     obj = Objective(model, case.loss_fn, (case.inputs, case.targets))
     res = preconditioned_sharpness(obj, opt, tol=1e-10)
     assert float(res.eigenvalues[0]) == pytest.approx(float(expected), rel=1e-6)
-    assert float(sharpness(obj, tol=1e-10).eigenvalues[0]) == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-6)
+    assert float(sharpness(obj, tol=1e-10).eigenvalues[0]) == pytest.approx(
+        float(torch.linalg.eigvalsh(H)[-1]), rel=1e-6
+    )
     with pytest.raises(TypeError, match="optimizer"):
         preconditioned_sharpness(obj, torch.optim.SGD(model.parameters(), lr=0.1))
 
@@ -181,7 +186,16 @@ def test_default_shadows_sharpness_ratio_relative_to_sgd():
     space = obj.space
     pseudo = PseudoUpdates(space.shapes, dtype=DT)
     updates = pseudo.update(obj.parameters_vector(), obj.grad())
-    assert set(updates) == {"sgd", "sgd_clip", "normalized_sgd", "normalized_sgd_clip", "adam", "adafactor", "adafactor_clip", "sign"}
+    assert set(updates) == {
+        "sgd",
+        "sgd_clip",
+        "normalized_sgd",
+        "normalized_sgd_clip",
+        "adam",
+        "adafactor",
+        "adafactor_clip",
+        "sign",
+    }
     out = compare_directions(obj, updates)
     assert out["sgd"]["ratio_to_sgd"] == pytest.approx(1.0)
     H = cached_hessian("tanh_mlp_ce")

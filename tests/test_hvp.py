@@ -1,18 +1,18 @@
-"""HVPs, quad and gradients against explicit float64 Hessians on every model of the zoo (SPEC §2)."""
+"""HVPs, quad and gradients against explicit float64 Hessians on every model of the zoo (definitions §2)."""
 
 import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import cached_hessian, rel_err
 from torch import nn
 from torch.func import jvp
+from zoo import CASES, explicit_loss_and_grad, make_case, reference_function
 
-from conftest import cached_hessian, rel_err
 import curvlab
 from curvlab import Objective
 from curvlab.losses import mse
-from zoo import CASES, explicit_loss_and_grad, make_case, reference_function
 
 
 def objective_for(case, **kw):
@@ -55,7 +55,7 @@ def test_quad_matches_explicit(case, engine):
 
 @pytest.mark.parametrize("name", ["layernorm_mlp", "bn_cnn_train"])
 def test_naive_jvp_of_jvp_would_fail_the_quad_test(name):
-    """The trap of SPEC §2/§10: forward-over-forward is wrong through LayerNorm and train-mode BN in
+    """The trap of definitions §2/§10: forward-over-forward is wrong through LayerNorm and train-mode BN in
     this torch, by more than the 1e-6 tolerance of test_quad_matches_explicit, so that test catches a
     switch to it. curvlab's quad is right on the same point and direction."""
     case = make_case(name)
@@ -78,7 +78,7 @@ def test_chunked_objective_is_the_size_weighted_mean():
 
 
 def test_train_mode_batchnorm_uses_per_chunk_statistics():
-    """With BN in train mode F is the mean of per-chunk losses (SPEC §1), not the full-batch loss."""
+    """With BN in train mode F is the mean of per-chunk losses (definitions §1), not the full-batch loss."""
     from zoo import explicit_hessian
 
     case = make_case("bn_cnn_train")
@@ -269,9 +269,15 @@ def test_low_precision_overflow_is_reported_with_the_dtype_and_a_remedy():
     assert torch.isfinite(obj.hvp(v)).all()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.isfinite(obj.hvp(v)).all()
-    with torch.autocast("cpu", dtype=torch.float16), pytest.raises(FloatingPointError, match="float16 autocast.*float32"):
+    with (
+        torch.autocast("cpu", dtype=torch.float16),
+        pytest.raises(FloatingPointError, match="float16 autocast.*float32"),
+    ):
         obj.hvp(v)
-    with torch.autocast("cpu", dtype=torch.float16), pytest.raises(FloatingPointError, match="HessianOperator.*float16"):
+    with (
+        torch.autocast("cpu", dtype=torch.float16),
+        pytest.raises(FloatingPointError, match="HessianOperator.*float16"),
+    ):
         curvlab.eigs(obj)
     half = copy.deepcopy(model).half()
     obj16 = Objective(half, mse, (x.half(), y.half()))

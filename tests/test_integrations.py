@@ -61,8 +61,17 @@ def _lightning_fit(callback, steps=8, accumulate=1):
     x, y = torch.randn(64, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=True)
     module, logger = Classifier(), MemoryLogger()
-    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=logger, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accumulate_grad_batches=accumulate, log_every_n_steps=1, callbacks=[callback] if callback else [])
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accumulate_grad_batches=accumulate,
+        log_every_n_steps=1,
+        callbacks=[callback] if callback else [],
+    )
     trainer.fit(module, loader)
     return module, logger, (x, y)
 
@@ -109,17 +118,31 @@ class TokenDataset(torch.utils.data.Dataset):
 
 def _hf_train(with_callback, tmp_path, steps=6):
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=32, n_positions=16, n_embd=16, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
+    config = transformers.GPT2Config(
+        vocab_size=32, n_positions=16, n_embd=16, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0
+    )
     model = transformers.GPT2LMHeadModel(config)
     ids = torch.randint(0, 32, (32, 12), generator=torch.Generator().manual_seed(1))
-    args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=steps, per_device_train_batch_size=8,
-                                          learning_rate=1e-2, report_to=[], use_cpu=True, save_strategy="no", logging_steps=2,
-                                          disable_tqdm=True, seed=0, dataloader_num_workers=0)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"),
+        max_steps=steps,
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=2,
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
+    )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=TokenDataset(ids))
     callback = None
     if with_callback:
         data = [{"input_ids": ids[:16], "labels": ids[:16]}]
-        callback = HFCallback(data, metrics=[StepStats(), Sharpness(schedule=every(2))], run_dir=tmp_path / "run").attach(trainer)
+        callback = HFCallback(
+            data, metrics=[StepStats(), Sharpness(schedule=every(2))], run_dir=tmp_path / "run"
+        ).attach(trainer)
     trainer.train()
     return model, trainer, callback
 
@@ -153,10 +176,20 @@ def test_lightning_callback_under_ddp_measures_the_whole_set_on_the_trainers_pro
     x, y = torch.randn(64, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
     module = Classifier()
-    callback = LightningCallback((x, y), metrics=[StepStats(), Sharpness(schedule=every(4), tol=1e-8, preconditioned=False)],
-                                 run_dir=tmp_path)
-    trainer = L.Trainer(max_steps=4, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[callback])
+    callback = LightningCallback(
+        (x, y), metrics=[StepStats(), Sharpness(schedule=every(4), tol=1e-8, preconditioned=False)], run_dir=tmp_path
+    )
+    trainer = L.Trainer(
+        max_steps=4,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
     trainer.fit(module, loader)
     rows = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["metric"] == "loss"] == [1, 2, 3, 4]  # one writer, no duplicates

@@ -9,14 +9,35 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from curvlab import Objective
 from curvlab.losses import cross_entropy, half_mse
-from curvlab.monitor import BlockSharpness, Curvatures, Monitor, Noise, Sharpness, at_steps, epoch_end, every, load_records, log_spaced, read_records
-from curvlab.optim import CoordinateClip, HeavyBall, RandomScaling, DeltaSGDM
+from curvlab.monitor import (
+    BlockSharpness,
+    Curvatures,
+    Monitor,
+    Noise,
+    Sharpness,
+    at_steps,
+    epoch_end,
+    every,
+    load_records,
+    log_spaced,
+    read_records,
+)
+from curvlab.optim import CoordinateClip, DeltaSGDM, HeavyBall, RandomScaling
 from curvlab.tuners import CDAT
 
 DT = torch.float64
 ALL = lambda x, y: [  # noqa: E731
-    "assumptions", "full_batch", Sharpness(schedule=every(3), k=2, lambda_min=True), "directional",
-    "trace", "density", "landscape", "histogram", Curvatures(schedule=every(4)), BlockSharpness(schedule=every(4)), Noise(data=(x, y), batch_size=8, n_batches=4, schedule=every(5)),
+    "assumptions",
+    "full_batch",
+    Sharpness(schedule=every(3), k=2, lambda_min=True),
+    "directional",
+    "trace",
+    "density",
+    "landscape",
+    "histogram",
+    Curvatures(schedule=every(4)),
+    BlockSharpness(schedule=every(4)),
+    Noise(data=(x, y), batch_size=8, n_batches=4, schedule=every(5)),
 ]
 
 
@@ -38,7 +59,7 @@ def _train(make_opt, monitored, run_dir=None, epochs=2, tuner=False):
     for _ in range(epochs):
         for xb, yb in loader:
             if tuner:
-                loss = opt.step(lambda: cross_entropy(model(xb), yb))
+                loss = opt.step(lambda xb=xb, yb=yb: cross_entropy(model(xb), yb))
             else:
                 opt.zero_grad()
                 loss = cross_entropy(model(xb), yb)
@@ -72,8 +93,20 @@ def test_monitoring_everything_leaves_the_trajectory_bit_identical(make_opt, tun
     assert all(torch.equal(a, b) for a, b in zip(plain, watched))
     assert torch.equal(rng_plain, rng_watched)
     metrics = {r["metric"] for r in mon.records}
-    for name in ("inst_gap", "loss_full", "sharpness", "lambda_min", "directional_sharpness", "trace", "spectral_density",
-                 "landscape_loss", "coordinate_count", "noise_tail_index", "cost_seconds", "update_cos"):
+    for name in (
+        "inst_gap",
+        "loss_full",
+        "sharpness",
+        "lambda_min",
+        "directional_sharpness",
+        "trace",
+        "spectral_density",
+        "landscape_loss",
+        "coordinate_count",
+        "noise_tail_index",
+        "cost_seconds",
+        "update_cos",
+    ):
         assert name in metrics
 
 
@@ -151,7 +184,11 @@ def test_schedules():
 def test_measure_now_before_training():
     x, y = _data(32)
     model = nn.Linear(6, 4)
-    mon = Monitor(Objective(model, cross_entropy, (x, y)), torch.optim.SGD(model.parameters(), lr=0.1), metrics=["sharpness", "full_batch"])
+    mon = Monitor(
+        Objective(model, cross_entropy, (x, y)),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        metrics=["sharpness", "full_batch"],
+    )
     mon.measure()
     assert {r["metric"] for r in mon.records if r["step"] == 0} >= {"sharpness", "loss_full"}
 
@@ -185,7 +222,9 @@ def test_tensorboard_output_or_a_clear_error(tmp_path):
         with pytest.raises(ImportError, match="pip install tensorboard"):
             Monitor(obj, torch.optim.SGD(model.parameters(), lr=0.1), run_dir=tmp_path, tensorboard=True)
         return
-    mon = Monitor(obj, torch.optim.SGD(model.parameters(), lr=0.1), metrics=["sharpness"], run_dir=tmp_path, tensorboard=True)
+    mon = Monitor(
+        obj, torch.optim.SGD(model.parameters(), lr=0.1), metrics=["sharpness"], run_dir=tmp_path, tensorboard=True
+    )
     mon.measure()
     mon.close()
     assert any((tmp_path / "tensorboard").iterdir())

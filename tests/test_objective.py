@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import rel_err
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-
-from conftest import rel_err
-from curvlab import Objective, eigs, spectral_density, trace
 from zoo import make_case
+
+from curvlab import Objective, eigs, spectral_density, trace
 
 
 def _xy(n=30, seed=0):
@@ -45,7 +45,9 @@ class TwoInputs(nn.Module):
 def test_every_data_form_gives_the_same_objective():
     model = _mlp()
     x, y = _xy()
-    v = torch.randn(sum(p.numel() for p in model.parameters()), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    v = torch.randn(
+        sum(p.numel() for p in model.parameters()), generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
     reference = Objective(model, F.cross_entropy, (x, y))
     forms = [
         (x, y),
@@ -65,7 +67,9 @@ def test_dict_and_multi_input_batches():
     x, y = _xy()
     plain = Objective(_mlp(), F.cross_entropy, (x, y))
     dict_model = DictModel()
-    as_dict = Objective(dict_model, F.cross_entropy, [{"pixels": x[:15], "labels": y[:15]}, {"pixels": x[15:], "labels": y[15:]}])
+    as_dict = Objective(
+        dict_model, F.cross_entropy, [{"pixels": x[:15], "labels": y[:15]}, {"pixels": x[15:], "labels": y[15:]}]
+    )
     assert as_dict.loss() == pytest.approx(plain.loss(), rel=1e-12)
     assert rel_err(as_dict.grad(), plain.grad()) < 1e-12
     two = Objective(TwoInputs(), F.cross_entropy, [(x / 2, x / 2, y)])
@@ -124,7 +128,12 @@ def test_measuring_leaves_the_model_exactly_as_found(bn_mode, dropout):
     loader = DataLoader(TensorDataset(x, y), batch_size=5, shuffle=True)
     before = _snapshot(model)
     obj = Objective(model, F.cross_entropy, loader, bn_mode=bn_mode, dropout=dropout)
-    obj.loss(), obj.grad(), obj.hvp(torch.ones(obj.dim, dtype=torch.float64)), obj.quad(torch.ones(obj.dim, dtype=torch.float64))
+    (
+        obj.loss(),
+        obj.grad(),
+        obj.hvp(torch.ones(obj.dim, dtype=torch.float64)),
+        obj.quad(torch.ones(obj.dim, dtype=torch.float64)),
+    )
     H = obj.hessian()
     eigs(H, k=2), trace(H, n_probes=4), spectral_density(H, n_probes=2, n_steps=5)
     _assert_same(before, _snapshot(model))

@@ -1,4 +1,4 @@
-"""Optimizers (SPEC §6): single steps against hand computation, state_dict round trips, bad hyper-parameters."""
+"""Optimizers (definitions §6): single steps against hand computation, state_dict round trips, bad hyper-parameters."""
 
 import copy
 import math
@@ -262,7 +262,7 @@ def test_diagonal_preconditioners():
     rms = torch.optim.RMSprop(params, lr=1e-3, alpha=0.9, eps=1e-6)
     set_grads(params, 1)
     rms.step()
-    assert torch.allclose(diagonal_preconditioner(rms)[1], (0.1 * params[1].grad**2).sqrt() + 1e-6)
+    assert torch.allclose(diagonal_preconditioner(rms)[1], (0.1 * params[1].grad ** 2).sqrt() + 1e-6)
     with pytest.raises(TypeError, match="optimizer"):
         diagonal_preconditioner(torch.optim.SGD(params, lr=0.1))
 

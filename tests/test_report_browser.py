@@ -8,7 +8,8 @@ from curvlab.experiments import start_run
 from curvlab.experiments.report import write_report
 
 CONFIG = {
-    "name": "browser", "seed": 0,
+    "name": "browser",
+    "seed": 0,
     "data": {"name": "digits", "subset": 200},
     "model": {"name": "mlp", "width": 16, "depth": 1},
     "optimizer": {"name": "sgd", "lr": 0.5},
@@ -16,7 +17,8 @@ CONFIG = {
     "monitor": {"metrics": ["assumptions", "sharpness", "density"], "schedules": {"sharpness": 3, "density": [12]}},
 }
 PROBE = """<script>window.addEventListener('load', () => {
-  document.body.setAttribute('data-images', Array.from(document.images).map(i => i.alt + ':' + i.naturalWidth).join(','));
+  const images = Array.from(document.images).map(i => i.alt + ':' + i.naturalWidth);
+  document.body.setAttribute('data-images', images.join(','));
 });</script>"""
 
 
@@ -30,11 +32,25 @@ def test_report_renders_every_figure_in_headless_chromium(tmp_path):
     probe = report.with_name("probe.html")
     probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
     out = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files", "--virtual-time-budget=10000",
-         "--dump-dom", probe.as_uri()],
-        capture_output=True, text=True, timeout=180,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     match = re.search(r'data-images="([^"]*)"', out.stdout)
     assert match, f"the page did not finish loading: {out.stderr[-500:]}"

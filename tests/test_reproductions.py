@@ -33,5 +33,7 @@ def test_dynamical_models_reproduce_exactly():
 def test_cli_reproduce_list_and_errors():
     out = subprocess.run([sys.executable, "-m", "curvlab.cli", "reproduce", "--list"], capture_output=True, text=True)
     assert out.returncode == 0 and all(name in out.stdout for name in REGISTRY)
-    bad = subprocess.run([sys.executable, "-m", "curvlab.cli", "reproduce", "no-such-thing"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "curvlab.cli", "reproduce", "no-such-thing"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "reproduce --list" in bad.stderr

@@ -1,4 +1,4 @@
-"""Sweeps (SPEC §9): the lr grid-search protocol, Cartesian grids, batch-size ladders, resuming."""
+"""Sweeps (definitions §9): the lr grid-search protocol, Cartesian grids, batch-size ladders, resuming."""
 
 import json
 import math
@@ -34,7 +34,9 @@ def _write(tmp_path, sweep):
 
 
 def test_lr_search_follows_the_protocol_and_keeps_diverged_runs(tmp_path):
-    base, sweep = load_sweep(_write(tmp_path, 'kind = "lr_search"\nlr_powers = [-2, -1, 3]\nseeds = [0, 1]\nworkers = 2\n'))
+    base, sweep = load_sweep(
+        _write(tmp_path, 'kind = "lr_search"\nlr_powers = [-2, -1, 3]\nseeds = [0, 1]\nworkers = 2\n')
+    )
     summary = run_sweep(base, sweep, tmp_path / "out")
     (result,) = summary["results"]
     statuses = {p.name: json.loads((p / "status.json").read_text()) for p in (tmp_path / "out" / "runs").iterdir()}
@@ -52,7 +54,9 @@ def test_lr_search_follows_the_protocol_and_keeps_diverged_runs(tmp_path):
 
 
 def test_sweeps_resume_without_rerunning_finished_runs(tmp_path):
-    path = _write(tmp_path, 'kind = "grid"\nseeds = [0, 1]\nworkers = 2\nvalues = { "optimizer.name" = ["sgd", "adam"] }\n')
+    path = _write(
+        tmp_path, 'kind = "grid"\nseeds = [0, 1]\nworkers = 2\nvalues = { "optimizer.name" = ["sgd", "adam"] }\n'
+    )
     base, sweep = load_sweep(path)
     first = run_sweep(base, sweep, tmp_path / "out")
     assert len(first["runs"]) == 4 and all(r["status"] == "finished" for r in first["runs"])
@@ -70,7 +74,12 @@ def test_sweeps_resume_without_rerunning_finished_runs(tmp_path):
 
 
 def test_batch_ladder_table(tmp_path):
-    base, sweep = load_sweep(_write(tmp_path, 'kind = "batch_ladder"\nbatch_sizes = [32, 128, "full"]\nepochs = [1, 2, 4]\nseeds = [0]\nworkers = 2\n'))
+    base, sweep = load_sweep(
+        _write(
+            tmp_path,
+            'kind = "batch_ladder"\nbatch_sizes = [32, 128, "full"]\nepochs = [1, 2, 4]\nseeds = [0]\nworkers = 2\n',
+        )
+    )
     summary = run_sweep(base, sweep, tmp_path / "out")
     table = summary["table"]
     n_train = 410  # least_squares: 512 examples, 20% held out
@@ -94,12 +103,18 @@ def test_bad_sweep_configs_name_the_key(tmp_path, sweep, fragment):
 
 def test_sweep_cli_writes_a_report_and_errors_in_one_line(tmp_path):
     path = _write(tmp_path, 'kind = "lr_search"\nlr_powers = [-1, 0]\nseeds = [0]\nworkers = 2\n')
-    out = subprocess.run([sys.executable, "-m", "curvlab.cli", "sweep", str(path), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "curvlab.cli", "sweep", str(path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0 and "best lr" in out.stdout
     html = (tmp_path / "o" / "report.html").read_text()
     assert "figures/grid_search.png" in html and (tmp_path / "o" / "figures" / "grid_search.png").exists()
     (tmp_path / "bad.toml").write_text(BASE)
-    bad = subprocess.run([sys.executable, "-m", "curvlab.cli", "sweep", str(tmp_path / "bad.toml")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "curvlab.cli", "sweep", str(tmp_path / "bad.toml")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "[sweep]" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-
 from conftest import cached_hessian
-from curvlab import Objective, spectral_density, trace
 from test_eigs import matrix_with_spectrum
 from zoo import make_case
+
+from curvlab import Objective, spectral_density, trace
 
 
 @pytest.mark.parametrize("method", ["hutchinson", "hutch++"])
@@ -24,7 +24,10 @@ def test_hutchpp_beats_hutchinson_on_a_dominant_top_space():
     values = [100.0, 80.0, 60.0, 40.0] + [0.1] * 196
     a, _ = matrix_with_spectrum(values, seed=4)
     exact = sum(values)
-    errors = {m: [abs(trace(a, method=m, n_probes=30, seed=s).estimate - exact) for s in range(5)] for m in ("hutchinson", "hutch++")}
+    errors = {
+        m: [abs(trace(a, method=m, n_probes=30, seed=s).estimate - exact) for s in range(5)]
+        for m in ("hutchinson", "hutch++")
+    }
     assert max(errors["hutch++"]) < min(errors["hutchinson"])
     assert trace(a, method="hutch++", n_probes=30).stderr < trace(a, method="hutchinson", n_probes=30).stderr
 

@@ -1,4 +1,4 @@
-"""Tuners (SPEC §7): single steps against hand computation on quadratics, around several base optimizers."""
+"""Tuners (definitions §7): single steps against hand computation on quadratics, around several base optimizers."""
 
 import copy
 import math
@@ -48,7 +48,9 @@ def test_quadratically_greedy_gives_the_exact_minimiser_along_u():
     assert tuner.lr == pytest.approx(float(g @ g / (g @ q.A @ g)), rel=1e-12)
     assert abs(float(q.grad() @ u)) < 1e-10 * float(g @ g)  # stationary along u
     assert torch.allclose(q.w.detach(), w0 + tuner.lr * u)
-    assert tuner.stats["extra_hvps"] == 1 and tuner.stats["extra_loss_evals"] == 0 and tuner.stats["extra_grad_evals"] == 1
+    assert (
+        tuner.stats["extra_hvps"] == 1 and tuner.stats["extra_loss_evals"] == 0 and tuner.stats["extra_grad_evals"] == 1
+    )
 
 
 def test_cdat_sigma_two_lands_on_the_edge_where_f_returns_to_its_value():
@@ -251,7 +253,10 @@ def test_closure_errors_name_the_closure():
         tuner.step(lambda: q.w * 2)
 
 
-@pytest.mark.parametrize("make", [lambda o, m: CDAT(o, model=m), lambda o, m: EdgeRule(o, model=m), lambda o, m: QuadraticallyGreedy(o, model=m)])
+@pytest.mark.parametrize(
+    "make",
+    [lambda o, m: CDAT(o, model=m), lambda o, m: EdgeRule(o, model=m), lambda o, m: QuadraticallyGreedy(o, model=m)],
+)
 def test_curvature_tuners_on_a_network_with_batchnorm_match_an_explicit_hessian(make):
     """uᵀHu needs a graph at w although the base optimizer's trial step writes the parameters."""
     from zoo import explicit_hessian, make_case

@@ -7,8 +7,8 @@ The reference builds F from a deep copy of the model with ``torch.func.functiona
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +84,12 @@ def _bn_cnn() -> nn.Module:
 def make_case(name: str) -> Case:
     torch.manual_seed(0)
     if name == "tanh_mlp_ce":
-        return Case(name, nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).to(DT), F.cross_entropy, *_classification((4,)))
+        return Case(
+            name,
+            nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).to(DT),
+            F.cross_entropy,
+            *_classification((4,)),
+        )
     if name == "tanh_mlp_mse":
         x, _ = _classification((4,))
         y = torch.randn(24, 2, generator=torch.Generator().manual_seed(5), dtype=DT)
@@ -101,11 +106,19 @@ def make_case(name: str) -> Case:
     raise KeyError(name)
 
 
-CASES = ["tanh_mlp_ce", "tanh_mlp_mse", "layernorm_mlp", "bn_cnn_train", "bn_cnn_eval", "attention", "transformer_layer"]
+CASES = [
+    "tanh_mlp_ce",
+    "tanh_mlp_mse",
+    "layernorm_mlp",
+    "bn_cnn_train",
+    "bn_cnn_eval",
+    "attention",
+    "transformer_layer",
+]
 
 
 def reference_function(case: Case, names=None, chunk: int | None = None):
-    """F(flat) on a private copy of the model, in the measurement mode, chunk-weighted like SPEC §1."""
+    """F(flat) on a private copy of the model, in the measurement mode, chunk-weighted like definitions §1."""
     model = copy.deepcopy(case.model)
     model.eval()
     for m in model.modules():

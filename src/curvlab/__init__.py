@@ -8,7 +8,6 @@ symmetric linear operator. Definitions and formulas: docs/core.md and docs/metri
 from curvlab import geometry, losses, optim, tuners
 from curvlab.core import FisherOperator, GGNOperator, HessianOperator, Objective
 from curvlab.geometry import block_eigs, critical_sharpness
-from curvlab.monitor import Monitor, load_records
 from curvlab.linalg import (
     EigResult,
     LinearOperator,
@@ -20,6 +19,7 @@ from curvlab.linalg import (
     spectral_density,
     trace,
 )
+from curvlab.monitor import Monitor, load_records
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,8 @@
-"""The ``curvlab`` command line. Bad input: a one-line message and exit code 2, no traceback."""
+"""The ``curvlab`` command line.
+
+Bad input — anything curvlab raises as a :class:`curvlab.errors.InputError` — gives a one-line message and exit
+code 2, no traceback. Any other exception is a bug and propagates with its traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 from pathlib import Path
 
 import curvlab
+from curvlab.errors import InputError, MissingInputFile
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list data sets, models, optimizers, tuners and metrics")
 
     spectrum = sub.add_parser("spectrum", help="eigenvalues and density of a saved run's model")
-    spectrum.add_argument("run_dir", type=Path, help="a run directory, or its checkpoint.pt (the config.toml beside it rebuilds the model)")
+    spectrum.add_argument(
+        "run_dir",
+        type=Path,
+        help="a run directory, or its checkpoint.pt (the config.toml beside it rebuilds the model)",
+    )
     spectrum.add_argument("--k", type=_positive_int, default=5, help="top eigenvalues (default 5)")
     spectrum.add_argument("--density", type=Path, help="save the spectral density figure here")
 
@@ -80,13 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from curvlab.data import MissingSource
-
     try:
+        _check_output_dir(getattr(args, "out", None))
         return COMMANDS[args.command](args, parser)
-    except (ValueError, TypeError, OSError, MissingSource) as err:
+    except InputError as err:
         print(f"curvlab: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
+
+
+def _check_output_dir(out: Path | None) -> None:
+    """``--out`` must be a folder curvlab can create (or that exists): checked before any work starts."""
+    if out is None:
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--out: cannot create the folder {out}: {err.strerror or err}") from err
 
 
 def _run(args, parser) -> int:
@@ -98,7 +116,7 @@ def _run(args, parser) -> int:
         parser.error("run: give a CONFIG or --resume DIR (not both)")
     config_path = args.config if args.config is not None else args.resume / "config.toml"
     if args.resume is not None and not config_path.exists():
-        raise FileNotFoundError(f"run_dir: {args.resume} holds no config.toml; is it a curvlab run directory?")
+        raise MissingInputFile(f"run_dir: {args.resume} holds no config.toml; is it a curvlab run directory?")
     processes = load_config(config_path)["train"]["processes"]
     if processes > 1 and "WORLD_SIZE" not in os.environ:  # relaunch this command under torchrun
         return _launch(processes, args)
@@ -111,7 +129,10 @@ def _run(args, parser) -> int:
         return 0
     report = None if args.no_report else write_report([result.run_dir])
     if not args.quiet:
-        print(f"{result.status} after {result.steps} steps, final loss {result.final_loss:.4g}; records in {result.run_dir}")
+        print(
+            f"{result.status} after {result.steps} steps, final loss {result.final_loss:.4g}; records in "
+            f"{result.run_dir}"
+        )
         if report:
             print(f"report: {report}")
     return 0
@@ -130,7 +151,10 @@ def _sweep(args, parser) -> int:
     report = write_sweep_report(summary, out)
     if not args.quiet:
         for result in summary.get("results", []):
-            print(f"{result['settings'] or 'lr search'}: best lr {result['best_lr']:.3g} (max final loss over seeds {result['best_score']:.4g})")
+            print(
+                f"{result['settings'] or 'lr search'}: best lr {result['best_lr']:.3g} (max final loss over seeds "
+                f"{result['best_score']:.4g})"
+            )
         print(f"report: {report}")
     return 0
 
@@ -139,7 +163,16 @@ def _launch(processes: int, args) -> int:
     """Run ``curvlab run`` on ``processes`` local processes with torchrun (torch.distributed.run)."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", "-m", "curvlab.cli", "run"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "-m",
+        "curvlab.cli",
+        "run",
+    ]
     if args.resume is not None:
         cmd += ["--resume", str(args.resume)]
     else:
@@ -208,7 +241,16 @@ def _demo(args, parser) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "sweep": _sweep, "report": _report, "list": _list, "spectrum": _spectrum, "reproduce": _reproduce, "quickstart": _quickstart, "demo": _demo}
+COMMANDS = {
+    "run": _run,
+    "sweep": _sweep,
+    "report": _report,
+    "list": _list,
+    "spectrum": _spectrum,
+    "reproduce": _reproduce,
+    "quickstart": _quickstart,
+    "demo": _demo,
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,7 +58,10 @@ def run_demo(out_dir: Path, steps: int = 100, lr: float = 0.5, k: int = 5, quiet
 
     say(f"loss after training: {summary['loss']:.4f}")
     say("top eigenvalues (Lanczos, tol 1e-6): " + ", ".join(f"{x:.4f}" for x in summary["top_eigenvalues"]))
-    say(f"λ1 = {top.eigenvalues[0]:.4f} vs GD stability threshold 2/η = {2 / lr:.4f} (η·λ1 = {lr * top.eigenvalues[0]:.3f})")
+    say(
+        f"λ1 = {top.eigenvalues[0]:.4f} vs GD stability threshold 2/η = {2 / lr:.4f} (η·λ1 = "
+        f"{lr * top.eigenvalues[0]:.3f})"
+    )
     say(f"most negative eigenvalue: {summary['lambda_min']:.5f}")
     say(f"trace (Hutch++, 150 HVPs): {tr.estimate:.4f} ± {tr.stderr:.4f}")
     say(f"{hessian.n_matvecs} Hessian-vector products in {seconds:.2f} s")

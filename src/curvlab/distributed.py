@@ -1,4 +1,4 @@
-"""Data-parallel measurement with torch.distributed (issue 7).
+"""Data-parallel measurement with torch.distributed.
 
 Each rank holds a shard of the measurement set. Every evaluation computes this rank's size-weighted
 means, then combines them across ranks with an explicit all-reduce, F = Σ_r n_r F_r / Σ_r n_r (and
@@ -27,7 +27,10 @@ class DistributedObjective(Objective):
 
     def __init__(self, model: nn.Module, loss_fn: Any, data: Any, *, group: Any = None, **kwargs: Any):
         if not dist.is_available() or not dist.is_initialized():
-            raise RuntimeError("DistributedObjective: torch.distributed is not initialised; call init_process_group first (torchrun does)")
+            raise RuntimeError(
+                "DistributedObjective: torch.distributed is not initialised; call init_process_group first (torchrun "
+                "does)"
+            )
         if isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
         super().__init__(model, loss_fn, data, **kwargs)

@@ -1,4 +1,4 @@
-"""Losses written so that every HVP engine can differentiate them twice (SPEC §10)."""
+"""Losses written so that every HVP engine can differentiate them twice (definitions §10)."""
 
 from __future__ import annotations
 

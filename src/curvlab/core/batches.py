@@ -1,7 +1,7 @@
 """Turn the many shapes a user's data can take into a re-iterable stream of chunks.
 
 A *chunk* is one forward pass worth of data: ``(args, kwargs, targets, size)``. The measurement-set
-function F (SPEC §1) is the size-weighted mean of the chunk losses, so any data set fits in memory.
+function F (definitions §1) is the size-weighted mean of the chunk losses, so any data set fits in memory.
 
 Two ways to read a batch: with a loss function, the batch is split into inputs and targets (the
 last tuple entry, or a dict's target key); for a model that computes its own loss (``loss_fn=None``)
@@ -12,15 +12,18 @@ returns (e.g. the number of non-ignored label tokens, which language-model losse
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from curvlab.errors import InputError, InputTypeError
+
 TARGET_KEYS = ("targets", "target", "labels", "label", "y")
-WeightFn = Callable[[Any], Union[int, float, Tensor]]
+WeightFn = Callable[[Any], int | float | Tensor]
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Chunk:
     targets: Any
     size: float
 
-    def to(self, device: torch.device) -> "Chunk":
+    def to(self, device: torch.device) -> Chunk:
         move = lambda t: t.to(device) if isinstance(t, Tensor) else t  # noqa: E731
         return Chunk(
             tuple(move(a) for a in self.args),
@@ -45,11 +48,11 @@ class Chunk:
 def _leading_size(obj: Any) -> int:
     if isinstance(obj, Tensor):
         if obj.dim() == 0:
-            raise ValueError("data: a batch tensor must have a leading batch dimension, got a 0-d tensor")
+            raise InputError("data: a batch tensor must have a leading batch dimension, got a 0-d tensor")
         return obj.shape[0]
     if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)):
         return len(obj)
-    raise TypeError(f"data: cannot tell the batch size of a {type(obj).__name__}; use tensors")
+    raise InputTypeError(f"data: cannot tell the batch size of a {type(obj).__name__}; use tensors")
 
 
 def to_chunk(batch: Any, own_loss: bool = False, weight: WeightFn | None = None) -> Chunk:
@@ -65,18 +68,18 @@ def _split_chunk(batch: Any) -> Chunk:
     if isinstance(batch, Mapping):
         key = next((k for k in TARGET_KEYS if k in batch), None)
         if key is None:
-            raise ValueError(
+            raise InputError(
                 f"data: a dict batch needs a target entry named one of {TARGET_KEYS}; got keys {sorted(batch)} "
                 "(for a model that computes its own loss, pass loss_fn=None)"
             )
         kwargs = {k: v for k, v in batch.items() if k != key}
         if not kwargs:
-            raise ValueError("data: a dict batch needs at least one input entry besides the target")
+            raise InputError("data: a dict batch needs at least one input entry besides the target")
         return Chunk((), kwargs, batch[key], _leading_size(batch[key]))
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         *inputs, targets = batch
         return Chunk(tuple(inputs), {}, targets, _leading_size(targets))
-    raise TypeError(
+    raise InputTypeError(
         "data: each batch must be a tuple/list (inputs..., targets) or a dict with a 'targets' key, "
         f"got {type(batch).__name__}"
     )
@@ -86,19 +89,23 @@ def _own_loss_chunk(batch: Any) -> Chunk:
     """The whole batch goes to the model: ``model(**batch)`` for a dict, ``model(*batch)`` for a tuple."""
     if isinstance(batch, Mapping):
         if not batch:
-            raise ValueError("data: an empty dict batch")
+            raise InputError("data: an empty dict batch")
         return Chunk((), dict(batch), None, _first_tensor_size(batch.values()))
     if isinstance(batch, (tuple, list)) and batch:
         return Chunk(tuple(batch), {}, None, _first_tensor_size(batch))
     if isinstance(batch, Tensor):
         return Chunk((batch,), {}, None, _leading_size(batch))
-    raise TypeError(f"data: each batch must be a tensor, a tuple/list or a dict of model inputs, got {type(batch).__name__}")
+    raise InputTypeError(
+        f"data: each batch must be a tensor, a tuple/list or a dict of model inputs, got {type(batch).__name__}"
+    )
 
 
 def _first_tensor_size(values: Iterable[Any]) -> int:
     first = next((v for v in values if isinstance(v, Tensor)), None)
     if first is None:
-        raise TypeError("data: a batch holds no tensor to count its examples; pass weight= to say how much each batch counts")
+        raise InputTypeError(
+            "data: a batch holds no tensor to count its examples; pass weight= to say how much each batch counts"
+        )
     return _leading_size(first)
 
 
@@ -106,7 +113,7 @@ def _weight_value(value: Any) -> float:
     if isinstance(value, Tensor):
         value = value.item() if value.numel() == 1 else value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-        raise ValueError(f"weight: expected weight(batch) to return a finite number ≥ 0, got {value!r}")
+        raise InputError(f"weight: expected weight(batch) to return a finite number ≥ 0, got {value!r}")
     return float(value)
 
 
@@ -119,11 +126,15 @@ class ChunkStream:
     Chunk sizes are read while iterating, so nothing is loaded up front.
     """
 
-    def __init__(self, data: Any, batch_size: int | None = None, *, own_loss: bool = False, weight: WeightFn | None = None):
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
+    def __init__(
+        self, data: Any, batch_size: int | None = None, *, own_loss: bool = False, weight: WeightFn | None = None
+    ):
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise InputError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
         if weight is not None and not callable(weight):
-            raise TypeError(f"weight: expected a callable weight(batch) -> number, got {type(weight).__name__}")
+            raise InputTypeError(f"weight: expected a callable weight(batch) -> number, got {type(weight).__name__}")
         self.own_loss, self.weight = own_loss, weight
         self._source = _make_source(data, batch_size, self.read)
 
@@ -140,12 +151,12 @@ class ChunkStream:
 
 def _make_source(data: Any, batch_size: int | None, read: Callable[[Any], Chunk]) -> Callable[[], Iterable]:
     if data is None:
-        raise ValueError("data: expected tensors, a Dataset, a DataLoader or an iterable of batches, got None")
+        raise InputError("data: expected tensors, a Dataset, a DataLoader or an iterable of batches, got None")
     if _is_tensor_pair(data):
         return _tensor_source(*data, batch_size)
     if isinstance(data, DataLoader):
         if batch_size is not None:
-            raise ValueError("batch_size: a DataLoader already fixes its batch size; leave batch_size=None")
+            raise InputError("batch_size: a DataLoader already fixes its batch size; leave batch_size=None")
         _check_not_empty(data.dataset)
         return lambda: data
     if isinstance(data, Dataset):
@@ -153,14 +164,16 @@ def _make_source(data: Any, batch_size: int | None, read: Callable[[Any], Chunk]
         loader = DataLoader(data, batch_size=batch_size or 256, shuffle=False)
         return lambda: loader
     if isinstance(data, Iterator):
-        raise TypeError("data: a one-shot iterator/generator cannot be re-read; pass a list of batches or a DataLoader")
+        raise InputTypeError(
+            "data: a one-shot iterator/generator cannot be re-read; pass a list of batches or a DataLoader"
+        )
     if isinstance(data, Iterable) and not isinstance(data, (str, bytes, Tensor, Mapping)):
         if batch_size is not None:
-            raise ValueError("batch_size: only (inputs, targets) tensors and Datasets are re-chunked")
+            raise InputError("batch_size: only (inputs, targets) tensors and Datasets are re-chunked")
         if not any(read(b).size > 0 for b in data):
-            raise ValueError("data: the measurement set is empty (no examples)")
+            raise InputError("data: the measurement set is empty (no examples)")
         return lambda: data
-    raise TypeError(
+    raise InputTypeError(
         "data: expected an (inputs, targets) pair of tensors, a Dataset, a DataLoader or a list of batches, "
         f"got {type(data).__name__}"
     )
@@ -169,9 +182,11 @@ def _make_source(data: Any, batch_size: int | None, read: Callable[[Any], Chunk]
 def _tensor_source(inputs: Tensor, targets: Tensor, batch_size: int | None) -> Callable[[], Iterable]:
     n = _leading_size(targets)
     if _leading_size(inputs) != n:
-        raise ValueError(f"data: inputs and targets disagree on the number of examples ({_leading_size(inputs)} vs {n})")
+        raise InputError(
+            f"data: inputs and targets disagree on the number of examples ({_leading_size(inputs)} vs {n})"
+        )
     if n == 0:
-        raise ValueError("data: the measurement set is empty (no examples)")
+        raise InputError("data: the measurement set is empty (no examples)")
     step = batch_size or n
     return lambda: ((inputs[i : i + step], targets[i : i + step]) for i in range(0, n, step))
 
@@ -182,7 +197,7 @@ def _check_not_empty(dataset: Any) -> None:
     except TypeError:  # an IterableDataset without __len__: checked on the first pass
         return
     if n == 0:
-        raise ValueError("data: the measurement set is empty (no examples)")
+        raise InputError("data: the measurement set is empty (no examples)")
 
 
 def _is_tensor_pair(data: Any) -> bool:

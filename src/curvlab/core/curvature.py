@@ -9,12 +9,14 @@ metric measured at the same point, see :meth:`Objective.hessian`) while they fit
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from curvlab.core.errors import explain_error
+from curvlab.errors import InputError
 from curvlab.linalg.operator import LinearOperator
 
 CACHE_CHOICES = (True, False, "auto")
@@ -45,7 +47,7 @@ class WeightedMean:
 
 def nonempty(n: int) -> int:
     if n == 0:
-        raise ValueError("data: the measurement set is empty (no examples)")
+        raise InputError("data: the measurement set is empty (no examples)")
     return n
 
 
@@ -63,7 +65,7 @@ class CurvatureOperator(LinearOperator):
 
     def __init__(self, objective: Any, cache: bool | str = "auto"):
         if cache not in CACHE_CHOICES:
-            raise ValueError(f"cache: expected True, False or 'auto', got {cache!r}")
+            raise InputError(f"cache: expected True, False or 'auto', got {cache!r}")
         space = objective.space
         super().__init__(self._product, objective.dim, dtype=space.dtype, device=space.device)
         self.objective = objective

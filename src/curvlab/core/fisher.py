@@ -10,7 +10,8 @@ Gaussian for squared error with the variance that makes E[F] the Gauss–Newton 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from curvlab import losses
 from curvlab.core.curvature import CurvatureOperator
 from curvlab.core.ggn import Linearization, linearize
+from curvlab.errors import InputError, InputTypeError
 
 FISHER_KINDS = ("empirical", "mc")
 LIKELIHOODS = ("auto", "categorical", "gaussian")
@@ -33,13 +35,13 @@ class FisherOperator(CurvatureOperator):
 
     def __init__(self, objective: Any, kind: str, n_samples: int, seed: int, likelihood: str, cache: bool | str):
         if kind not in FISHER_KINDS:
-            raise ValueError(f"kind: expected one of {FISHER_KINDS}, got {kind!r}")
+            raise InputError(f"kind: expected one of {FISHER_KINDS}, got {kind!r}")
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples: expected a positive integer, got {n_samples!r}")
+            raise InputError(f"n_samples: expected a positive integer, got {n_samples!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+            raise InputTypeError(f"seed: expected an int, got {type(seed).__name__}")
         if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
+            raise InputError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
         super().__init__(objective, cache)
         self.kind, self.n_samples, self.seed = kind, n_samples, seed
         self.likelihood = _likelihood_of(objective.loss_fn, likelihood) if kind == "mc" else None
@@ -67,7 +69,9 @@ class FisherOperator(CurvatureOperator):
 def per_example_losses(loss_fn: Callable, outputs: Tensor, targets: Any) -> Tensor:
     """The vector of ``loss_fn`` on each example alone (a batch of one), from the chunk's outputs."""
     if not isinstance(targets, Tensor):
-        raise TypeError(f"fisher: the targets must be a tensor to split them per example, got {type(targets).__name__}")
+        raise InputTypeError(
+            f"fisher: the targets must be a tensor to split them per example, got {type(targets).__name__}"
+        )
     one = lambda o, t: loss_fn(o.unsqueeze(0), t.unsqueeze(0)).reshape(())  # noqa: E731
     return torch.func.vmap(one)(outputs, targets)
 
@@ -96,7 +100,7 @@ def gaussian_scale(loss_fn: Callable, outputs: Tensor, targets: Tensor) -> float
         (h_row,) = torch.autograd.grad(g.reshape(-1)[0], o)
     h = float(h_row.reshape(-1)[0])
     if not h > 0:
-        raise ValueError(
+        raise InputError(
             "likelihood='gaussian': loss_fn is not a squared error in the outputs (its curvature is not positive)"
         )
     return h**-0.5
@@ -109,7 +113,7 @@ def _likelihood_of(loss_fn: Callable, likelihood: str) -> str:
         return "categorical"
     if loss_fn in GAUSSIAN_LOSSES or isinstance(loss_fn, nn.MSELoss):
         return "gaussian"
-    raise ValueError(
+    raise InputError(
         f"likelihood: cannot tell the predictive distribution of loss_fn {getattr(loss_fn, '__name__', loss_fn)!r}; "
         "pass likelihood='categorical' (cross-entropy on logits) or 'gaussian' (squared error)"
     )

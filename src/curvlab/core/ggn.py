@@ -9,14 +9,16 @@ then Jᵀ(·) by one more backward. Never a full Jacobian.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from curvlab.core.curvature import CurvatureOperator
 from curvlab.core.hvp import fresh_leaves
+from curvlab.errors import InputTypeError
 
 
 @dataclass
@@ -49,7 +51,7 @@ def linearize(objective: Any, chunk: Any) -> Linearization:
     with torch.enable_grad():
         outputs = objective._chunk_outputs(leaves, chunk)
     if not isinstance(outputs, Tensor):
-        raise TypeError(
+        raise InputTypeError(
             f"ggn/fisher: the model must return a tensor of outputs for loss_fn, got {type(outputs).__name__}"
         )
     return Linearization(leaves, outputs)

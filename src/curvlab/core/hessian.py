@@ -6,7 +6,8 @@ backward pass through that graph (double backward without the forward and first 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -1,4 +1,4 @@
-"""Hessian-vector products of one chunk's loss (SPEC §2).
+"""Hessian-vector products of one chunk's loss (definitions §2).
 
 Two engines, selectable per Objective:
 
@@ -7,7 +7,7 @@ Two engines, selectable per Objective:
 - ``"compile"``: the same, compiled by ``torch.compile`` (a one-off compilation, then reused).
 
 Forward-over-forward (jvp of jvp) is deliberately absent: in torch 2.13 it returns wrong values
-through layer_norm and training-mode batch_norm (SPEC §10).
+through layer_norm and training-mode batch_norm (definitions §10).
 
 On the 2-core CPUs this project targets, double backward was measured faster (see
 ``docs/benchmarks.md``), so it is the default everywhere; it also avoids two forward-mode traps of
@@ -16,7 +16,7 @@ torch 2.13 (``F.mse_loss`` inside jvp-of-grad, fused attention kernels).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor

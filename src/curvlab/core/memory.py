@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from curvlab.errors import InputError
+
 AUTO_FRACTION = 0.25
 FALLBACK_BYTES = 2 * 2**30
 
@@ -14,7 +16,7 @@ def resolve_graph_memory(graph_memory: int | float | str, device: torch.device) 
     if graph_memory == "auto":
         return AUTO_FRACTION * available_memory(device)
     if isinstance(graph_memory, bool) or not isinstance(graph_memory, (int, float)) or not graph_memory >= 0:
-        raise ValueError(f"graph_memory: expected a number of bytes ≥ 0 or 'auto', got {graph_memory!r}")
+        raise InputError(f"graph_memory: expected a number of bytes ≥ 0 or 'auto', got {graph_memory!r}")
     return float(graph_memory)
 
 

@@ -1,9 +1,10 @@
-"""The Objective: model + loss + measurement set → F(x), ∇F(x), ∇²F(x) v (SPEC §1–§2)."""
+"""The Objective: model + loss + measurement set → F(x), ∇F(x), ∇²F(x) v (definitions §1–§2)."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +20,7 @@ from curvlab.core.hvp import ENGINES, HVP_ENGINES, default_engine, fresh_leaves,
 from curvlab.core.memory import resolve_graph_memory
 from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
 from curvlab.core.state import BN_MODES, measurement_mode, preserved_rng, seed_rng
+from curvlab.errors import InputError, InputTypeError
 
 LossFn = Callable[[Any, Any], Tensor]
 CURVATURES = ("hessian", "ggn", "fisher", "fisher_mc")
@@ -73,13 +75,15 @@ class Objective:
         graph_memory: int | float | str = "auto",
     ):
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+            raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if loss_fn is not None and not callable(loss_fn):
-            raise TypeError(f"loss_fn: expected a callable loss_fn(outputs, targets) or None, got {type(loss_fn).__name__}")
+            raise InputTypeError(
+                f"loss_fn: expected a callable loss_fn(outputs, targets) or None, got {type(loss_fn).__name__}"
+            )
         if bn_mode not in BN_MODES:
-            raise ValueError(f"bn_mode: expected one of {BN_MODES}, got {bn_mode!r}")
+            raise InputError(f"bn_mode: expected one of {BN_MODES}, got {bn_mode!r}")
         if not isinstance(dropout, bool):
-            raise TypeError(f"dropout: expected a bool, got {type(dropout).__name__}")
+            raise InputTypeError(f"dropout: expected a bool, got {type(dropout).__name__}")
         self.model = model
         self.loss_fn = loss_fn
         self.weight = weight
@@ -87,7 +91,7 @@ class Objective:
         self.bn_mode = bn_mode
         self.dropout = dropout
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+            raise InputTypeError(f"seed: expected an int, got {type(seed).__name__}")
         self.seed = seed
         self._selected = select_parameters(model, params)
         self.space: ParamSpace = param_space(self._selected)
@@ -100,12 +104,20 @@ class Objective:
         self._flat_key: tuple | None = None  # parameters_vector's flat views, valid while the storages are
         self._flat_views: list[Tensor] = []
 
-    def on(self, data: Any, batch_size: int | None = None) -> "Objective":
+    def on(self, data: Any, batch_size: int | None = None) -> Objective:
         """The same measurement (model, loss, weights, modes, parameters, seed) on other data, in this
         process only (a plain Objective even when this one is distributed)."""
         return Objective(
-            self.model, self.loss_fn, data, weight=self.weight, batch_size=batch_size, bn_mode=self.bn_mode,
-            dropout=self.dropout, params=[p for _, p in self._selected], hvp_engine=self.hvp_engine, seed=self.seed,
+            self.model,
+            self.loss_fn,
+            data,
+            weight=self.weight,
+            batch_size=batch_size,
+            bn_mode=self.bn_mode,
+            dropout=self.dropout,
+            params=[p for _, p in self._selected],
+            hvp_engine=self.hvp_engine,
+            seed=self.seed,
             graph_memory=self.graph_memory,
         )
 
@@ -126,7 +138,7 @@ class Objective:
 
     @property
     def settings(self) -> dict:
-        """The measurement choices to store beside every record (SPEC §1)."""
+        """The measurement choices to store beside every record (definitions §1)."""
         return {"bn_mode": self.bn_mode, "dropout": self.dropout, "hvp_engine": self.hvp_engine, "dim": self.dim}
 
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
@@ -175,7 +187,7 @@ class Objective:
         return self._accumulate(chunk_grad)
 
     def hvp(self, v: Tensor, at: Tensor | None = None) -> Tensor:
-        """∇²F(x) v for a flat vector v (SPEC §2), with the Objective's engine."""
+        """∇²F(x) v for a flat vector v (definitions §2), with the Objective's engine."""
         vs = self.unflatten(self.space.check_vector(v, "v"))
         params = self._params(at)
         self.counts["hvp"] += 1
@@ -238,7 +250,7 @@ class Objective:
             return self.fisher("empirical")
         if name == "fisher_mc":
             return self.fisher("mc", n_samples=n_samples)
-        raise ValueError(f"curvature: expected one of {CURVATURES}, got {name!r}")
+        raise InputError(f"curvature: expected one of {CURVATURES}, got {name!r}")
 
     def release(self) -> None:
         """Free the graphs kept by the curvature operators (the Monitor calls this after each step)."""
@@ -266,7 +278,7 @@ class Objective:
 
     def _need_loss_fn(self, what: str) -> None:
         if self.loss_fn is None:
-            raise ValueError(
+            raise InputError(
                 f"{what}: needs the split of outputs and loss; this Objective was built with loss_fn=None "
                 "(the model computes its own loss). Pass loss_fn(outputs, targets) to use the Gauss–Newton or Fisher"
             )
@@ -308,7 +320,7 @@ class Objective:
             raise explain_error(err) from err
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-            raise ValueError(f"loss_fn: must return a scalar tensor (the batch's mean loss), got {shape}")
+            raise InputError(f"loss_fn: must return a scalar tensor (the batch's mean loss), got {shape}")
         return loss.reshape(())
 
     def _accumulate(self, per_chunk: Callable[[Chunk], tuple[Tensor, list[Tensor]]]) -> tuple[float, Tensor]:
@@ -350,7 +362,7 @@ def model_loss(outputs: Any) -> Tensor:
     if loss is None and isinstance(outputs, dict):
         loss = outputs.get("loss")
     if loss is None:
-        raise ValueError(
+        raise InputError(
             f"loss_fn=None: the model's output ({type(outputs).__name__}) is neither a scalar loss nor has a .loss or "
             "['loss'] entry; give the batch its labels (e.g. a 'labels' key) or pass a loss_fn"
         )
@@ -361,14 +373,14 @@ def _resolve_engine(engine: str, device: torch.device) -> str:
     if engine == "auto":
         return default_engine(device)
     if engine not in ENGINES:
-        raise ValueError(f"hvp_engine: expected 'auto' or one of {ENGINES}, got {engine!r}")
+        raise InputError(f"hvp_engine: expected 'auto' or one of {ENGINES}, got {engine!r}")
     return engine
 
 
 @contextlib.contextmanager
 def _math_attention() -> Iterator[None]:
     """Run scaled_dot_product_attention with the MATH backend: the CPU flash kernel has no
-    double backward and no forward-mode derivative in torch 2.13 (SPEC §10)."""
+    double backward and no forward-mode derivative in torch 2.13 (definitions §10)."""
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
     except ImportError:  # pragma: no cover - torch < 2.3

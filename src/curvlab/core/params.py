@@ -1,14 +1,16 @@
-"""Which parameters x is made of (SPEC §1), and flat-vector <-> per-parameter conversions."""
+"""Which parameters x is made of (definitions §1), and flat-vector <-> per-parameter conversions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-ParamSelector = Union[None, Sequence[str], Callable[[str, Tensor], bool], Iterable[Tensor]]
+from curvlab.errors import InputError, InputTypeError
+
+ParamSelector = None | Sequence[str] | Callable[[str, Tensor], bool] | Iterable[Tensor]
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,10 @@ class ParamSpace:
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
         """Concatenate per-parameter tensors (in ``names`` order) into one flat vector."""
         if len(tensors) != len(self.shapes):
-            raise ValueError(f"tensors: expected {len(self.shapes)} tensors (one per parameter), got {len(tensors)}")
+            raise InputError(f"tensors: expected {len(self.shapes)} tensors (one per parameter), got {len(tensors)}")
         for name, t, shape in zip(self.names, tensors, self.shapes):
             if t.shape != shape:
-                raise ValueError(f"tensors: parameter {name!r} has shape {tuple(shape)}, got {tuple(t.shape)}")
+                raise InputError(f"tensors: parameter {name!r} has shape {tuple(shape)}, got {tuple(t.shape)}")
         return torch.cat([t.reshape(-1) for t in tensors])
 
     def unflatten(self, vector: Tensor) -> list[Tensor]:
@@ -42,9 +44,11 @@ class ParamSpace:
     def check_vector(self, vector: Tensor, name: str = "v") -> Tensor:
         """Validate a flat vector's length and bring it to the parameters' dtype and device."""
         if not isinstance(vector, Tensor):
-            raise TypeError(f"{name}: expected a flat torch.Tensor of length {self.dim}, got {type(vector).__name__}")
+            raise InputTypeError(
+                f"{name}: expected a flat torch.Tensor of length {self.dim}, got {type(vector).__name__}"
+            )
         if vector.dim() != 1 or vector.numel() != self.dim:
-            raise ValueError(f"{name}: expected a flat vector of length {self.dim}, got shape {tuple(vector.shape)}")
+            raise InputError(f"{name}: expected a flat vector of length {self.dim}, got shape {tuple(vector.shape)}")
         return vector.to(device=self.device, dtype=self.dtype)
 
 
@@ -61,13 +65,13 @@ def select_parameters(model: nn.Module, params: ParamSelector) -> list[tuple[str
     else:
         chosen = _select_listed(named, list(params))
     if not chosen:
-        raise ValueError("params: the selection contains no parameter")
+        raise InputError("params: the selection contains no parameter")
     dtypes = {p.dtype for _, p in chosen}
     devices = {p.device for _, p in chosen}
     if len(dtypes) > 1 or len(devices) > 1:
-        raise ValueError(f"params: all selected parameters must share one dtype and device, got {dtypes} / {devices}")
+        raise InputError(f"params: all selected parameters must share one dtype and device, got {dtypes} / {devices}")
     if not all(p.is_floating_point() for _, p in chosen):
-        raise TypeError("params: selected parameters must be floating point")
+        raise InputTypeError("params: selected parameters must be floating point")
     return chosen
 
 
@@ -76,16 +80,16 @@ def _select_listed(named: list[tuple[str, Tensor]], items: list) -> list[tuple[s
         known = dict(named)
         unknown = [i for i in items if i not in known]
         if unknown:
-            raise ValueError(f"params: unknown parameter name(s) {unknown}; the model has {list(known)}")
+            raise InputError(f"params: unknown parameter name(s) {unknown}; the model has {list(known)}")
         wanted = set(items)
         return [(n, p) for n, p in named if n in wanted]
     if all(isinstance(i, Tensor) for i in items):
         ids = {id(i) for i in items}
         chosen = [(n, p) for n, p in named if id(p) in ids]
         if len(chosen) != len(ids):
-            raise ValueError("params: some tensors are not parameters of the model")
+            raise InputError("params: some tensors are not parameters of the model")
         return chosen
-    raise TypeError("params: expected None, a list of names, a list of parameter tensors, or a predicate")
+    raise InputTypeError("params: expected None, a list of names, a list of parameter tensors, or a predicate")
 
 
 def param_space(chosen: list[tuple[str, Tensor]]) -> ParamSpace:

@@ -1,6 +1,6 @@
 """Measure without perturbing: module modes, buffers and RNG streams are restored exactly.
 
-SPEC §1: BatchNorm in train mode uses batch statistics but must not update running statistics;
+definitions §1: BatchNorm in train mode uses batch statistics but must not update running statistics;
 dropout is off unless asked for. Everything is put back as it was found, bit for bit.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn

@@ -1,12 +1,14 @@
-"""Offline data sources (SPEC §11) behind one registry: ``load_dataset(name, subset=..., seed=...)``."""
+"""Offline data sources (definitions §11) behind one registry: ``load_dataset(name, subset=..., seed=...)``."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from curvlab.data import sources
 from curvlab.data.base import DataSet, MissingSource
 from curvlab.data.digits import load_digits
-from curvlab.data import sources
+from curvlab.errors import InputError
 
 DATASETS: dict[str, tuple[Callable[..., DataSet], str]] = {
     "digits": (sources.digits, "scikit-learn 8×8 digits, 1,797 images, 10 classes"),
@@ -26,7 +28,7 @@ DATASETS: dict[str, tuple[Callable[..., DataSet], str]] = {
 def load_dataset(name: str, subset: int | None = None, seed: int = 0, **options: Any) -> DataSet:
     """Load a registered source; ``subset`` keeps a seeded random subset of the training set."""
     if name not in DATASETS:
-        raise ValueError(f"dataset: unknown data set {name!r}; expected one of {sorted(DATASETS)}")
+        raise InputError(f"dataset: unknown data set {name!r}; expected one of {sorted(DATASETS)}")
     return DATASETS[name][0](seed=seed, **options).subset(subset, seed)
 
 

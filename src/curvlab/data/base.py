@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from curvlab.errors import InputError
+
 TASKS = ("classification", "regression", "language_model")
 
 
-class MissingSource(ImportError):
+class MissingSource(InputError, ImportError):
     """A data source whose package is not installed; the message says exactly what to install."""
 
 
@@ -32,14 +34,16 @@ class DataSet:
     def n_train(self) -> int:
         return len(self.y_train)
 
-    def subset(self, n: int | None, seed: int = 0) -> "DataSet":
+    def subset(self, n: int | None, seed: int = 0) -> DataSet:
         """A seeded random subset of ``n`` training examples (the papers measure on subsets)."""
         if n is None:
             return self
         if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= self.n_train:
-            raise ValueError(f"subset: expected an integer in [1, {self.n_train}] for {self.name}, got {n!r}")
+            raise InputError(f"subset: expected an integer in [1, {self.n_train}] for {self.name}, got {n!r}")
         idx = torch.randperm(self.n_train, generator=torch.Generator().manual_seed(seed))[:n]
-        return DataSet(self.name, self.task, self.x_train[idx], self.y_train[idx], self.x_test, self.y_test, self.n_classes)
+        return DataSet(
+            self.name, self.task, self.x_train[idx], self.y_train[idx], self.x_test, self.y_test, self.n_classes
+        )
 
 
 def split(x: Tensor, y: Tensor, test_fraction: float, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:

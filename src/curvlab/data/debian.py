@@ -26,7 +26,9 @@ def find(relative: str, package: str) -> Path:
         path = root / relative
         if path.exists():
             return path
-    raise MissingSource(f"this data source needs the Debian package {package}: run `python -m curvlab.data.debian` (or make install)")
+    raise MissingSource(
+        f"this data source needs the Debian package {package}: run `python -m curvlab.data.debian` (or make install)"
+    )
 
 
 def fetch(packages: tuple[str, ...] = PACKAGES) -> Path:
@@ -44,5 +46,8 @@ if __name__ == "__main__":  # pragma: no cover - an install step
     try:
         print(f"unpacked {', '.join(PACKAGES)} into {fetch()}")
     except (OSError, subprocess.CalledProcessError) as err:
-        print(f"curvlab: could not fetch the Debian data packages ({err}); those sources stay unavailable", file=sys.stderr)
+        print(
+            f"curvlab: could not fetch the Debian data packages ({err}); those sources stay unavailable",
+            file=sys.stderr,
+        )
         sys.exit(1)

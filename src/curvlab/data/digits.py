@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from curvlab.errors import InputError
+
 
 def load_digits(n: int | None = None, seed: int = 0, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
     """(inputs (n, 64) scaled to [0, 1], labels (n,)), a seeded random subset of size ``n`` (None = all)."""
@@ -17,7 +19,7 @@ def load_digits(n: int | None = None, seed: int = 0, dtype: torch.dtype = torch.
     labels = torch.tensor(bunch.target, dtype=torch.long)
     if n is not None:
         if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= len(labels):
-            raise ValueError(f"n: expected an integer in [1, {len(labels)}] or None, got {n!r}")
+            raise InputError(f"n: expected an integer in [1, {len(labels)}] or None, got {n!r}")
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
         inputs, labels = inputs[order], labels[order]
     return inputs, labels

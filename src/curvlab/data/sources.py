@@ -1,4 +1,4 @@
-"""Offline data sources (SPEC §11). Nothing is downloaded at run time: each source reads what a
+"""Offline data sources (definitions §11). Nothing is downloaded at run time: each source reads what a
 package from PyPI or Debian installed, or a local path the user gives."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from curvlab.data.base import DataSet, MissingSource, require, split
+from curvlab.errors import InputError, MissingInputFile
 
 
 def digits(seed: int = 0, test_fraction: float = 0.2) -> DataSet:
@@ -39,7 +40,15 @@ def mnist(seed: int = 0) -> DataSet:
     def labels(key):
         return torch.from_numpy(np.asarray(root[key][:]).astype(np.int64))
 
-    return DataSet("mnist", "classification", images("train_images"), labels("train_labels"), images("test_images"), labels("test_labels"), 10)
+    return DataSet(
+        "mnist",
+        "classification",
+        images("train_images"),
+        labels("train_labels"),
+        images("test_images"),
+        labels("test_labels"),
+        10,
+    )
 
 
 def mnist1d(seed: int = 0) -> DataSet:
@@ -54,7 +63,7 @@ def mnist1d(seed: int = 0) -> DataSet:
 
 
 def least_squares(seed: int = 0, n: int = 512, dim: int = 20, noise: float = 0.1) -> DataSet:
-    """Synthetic least squares y = Xw* + noise (seed 000's GD on squared loss)."""
+    """Synthetic least squares y = Xw* + noise (Tran et al.'s GD on squared loss)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, dim, generator=g)
     w = torch.randn(dim, 1, generator=g) / math.sqrt(dim)
@@ -66,16 +75,24 @@ def folder_arrays(path: str | Path, seed: int = 0) -> DataSet:
     """A user's ``.npz`` with arrays ``x`` and ``y`` (and optionally ``x_test``, ``y_test``)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"path: no file {path}; give the .npz with arrays x and y")
+        raise MissingInputFile(f"path: no file {path}; give the .npz with arrays x and y")
     arrays = np.load(path)
     if "x" not in arrays or "y" not in arrays:
-        raise ValueError(f"path: {path} must contain arrays named x and y")
+        raise InputError(f"path: {path} must contain arrays named x and y")
     x = torch.tensor(arrays["x"], dtype=torch.float32)
     y = torch.tensor(arrays["y"])
     task = "classification" if not y.is_floating_point() else "regression"
     n_classes = int(y.max()) + 1 if task == "classification" else None
     if "x_test" in arrays:
-        return DataSet(path.stem, task, x, y, torch.tensor(arrays["x_test"], dtype=torch.float32), torch.tensor(arrays["y_test"]), n_classes)
+        return DataSet(
+            path.stem,
+            task,
+            x,
+            y,
+            torch.tensor(arrays["x_test"], dtype=torch.float32),
+            torch.tensor(arrays["y_test"]),
+            n_classes,
+        )
     return DataSet(path.stem, task, *split(x, y, 0.2, seed), n_classes=n_classes)
 
 
@@ -84,10 +101,11 @@ def cifar10(path: str | Path | None = None, seed: int = 0) -> DataSet:
     import pickle
 
     if path is None or not Path(path).is_dir():
-        raise FileNotFoundError(
+        raise MissingInputFile(
             "path: CIFAR-10 is not available offline here; download 'cifar-10-python' yourself and give "
             "the folder holding data_batch_1..5 and test_batch"
         )
+
     def read(name):
         with open(Path(path) / name, "rb") as f:
             batch = pickle.load(f, encoding="bytes")
@@ -96,7 +114,15 @@ def cifar10(path: str | Path | None = None, seed: int = 0) -> DataSet:
 
     parts = [read(f"data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = read("test_batch")
-    return DataSet("cifar10", "classification", torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), x_test, y_test, 10)
+    return DataSet(
+        "cifar10",
+        "classification",
+        torch.cat([p[0] for p in parts]),
+        torch.cat([p[1] for p in parts]),
+        x_test,
+        y_test,
+        10,
+    )
 
 
 def _idx(path: Path) -> np.ndarray:
@@ -119,8 +145,15 @@ def fashion_mnist(seed: int = 0) -> DataSet:
 
     images = lambda a: torch.from_numpy(a.copy()).float().div_(255.0).unsqueeze(1)  # noqa: E731
     labels = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
-    return DataSet("fashion_mnist", "classification", images(part("train-images-idx3-ubyte")), labels(part("train-labels-idx1-ubyte")),
-                   images(part("t10k-images-idx3-ubyte")), labels(part("t10k-labels-idx1-ubyte")), 10)
+    return DataSet(
+        "fashion_mnist",
+        "classification",
+        images(part("train-images-idx3-ubyte")),
+        labels(part("train-labels-idx1-ubyte")),
+        images(part("t10k-images-idx3-ubyte")),
+        labels(part("t10k-labels-idx1-ubyte")),
+        10,
+    )
 
 
 @functools.lru_cache(maxsize=2)
@@ -131,17 +164,26 @@ def kjv_text() -> str:
     from curvlab.data.debian import find
 
     binary, data = find("usr/bin/bible", "bible-kjv"), find("usr/lib/bible.data", "bible-kjv-text")
-    out = subprocess.run([str(binary), "-p", str(data.parent), "Gen1:1-Rev22:21"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(binary), "-p", str(data.parent), "Gen1:1-Rev22:21"], capture_output=True, text=True, check=True
+    )
     return out.stdout
 
 
-def language_model(text: str, name: str, level: str = "char", context: int = 64, vocab_size: int = 5000,
-                   n_sequences: int | None = None, seed: int = 0) -> DataSet:
+def language_model(
+    text: str,
+    name: str,
+    level: str = "char",
+    context: int = 64,
+    vocab_size: int = 5000,
+    n_sequences: int | None = None,
+    seed: int = 0,
+) -> DataSet:
     """Next-token prediction on ``text``: non-overlapping windows of ``context`` tokens (inputs) and the
     same windows shifted by one (targets); characters, or words (the ``vocab_size`` most frequent, the
     rest mapped to <unk>). The last 10% of the text is the test set."""
     if level not in ("char", "word"):
-        raise ValueError(f"level: expected 'char' or 'word', got {level!r}")
+        raise InputError(f"level: expected 'char' or 'word', got {level!r}")
     ids, vocab_len = _tokenize(text, level, vocab_size)
     cut = int(0.9 * len(ids))
 
@@ -171,7 +213,9 @@ def _tokenize(text: str, level: str, vocab_size: int) -> tuple[torch.Tensor, int
     return torch.tensor([index.get(u, 0) for u in units], dtype=torch.long), len(vocab)
 
 
-def kjv(seed: int = 0, level: str = "char", context: int = 64, vocab_size: int = 5000, n_sequences: int | None = None) -> DataSet:
+def kjv(
+    seed: int = 0, level: str = "char", context: int = 64, vocab_size: int = 5000, n_sequences: int | None = None
+) -> DataSet:
     """Character- or word-level language modelling on the King James Bible."""
     return language_model(kjv_text(), "kjv", level, context, vocab_size, n_sequences, seed)
 
@@ -210,13 +254,25 @@ def austen_text() -> str:
     return "\n\n".join("\n".join(map(str, books[name])) for name in AUSTEN_NOVELS)
 
 
-def austen(seed: int = 0, level: str = "char", context: int = 64, vocab_size: int = 5000, n_sequences: int | None = None) -> DataSet:
+def austen(
+    seed: int = 0, level: str = "char", context: int = 64, vocab_size: int = 5000, n_sequences: int | None = None
+) -> DataSet:
     """Character- or word-level language modelling on Jane Austen's novels."""
     return language_model(austen_text(), "austen", level, context, vocab_size, n_sequences, seed)
 
 
-UCI_TABLES = {"letter": "LetterRecognition", "shuttle": "Shuttle", "satellite": "Satellite", "dna": "DNA", "vehicle": "Vehicle",
-              "glass": "Glass", "ionosphere": "Ionosphere", "sonar": "Sonar", "vowel": "Vowel", "soybean": "Soybean"}
+UCI_TABLES = {
+    "letter": "LetterRecognition",
+    "shuttle": "Shuttle",
+    "satellite": "Satellite",
+    "dna": "DNA",
+    "vehicle": "Vehicle",
+    "glass": "Glass",
+    "ionosphere": "Ionosphere",
+    "sonar": "Sonar",
+    "vowel": "Vowel",
+    "soybean": "Soybean",
+}
 
 
 def uci(table: str = "letter", seed: int = 0, test_fraction: float = 0.2) -> DataSet:
@@ -225,7 +281,7 @@ def uci(table: str = "letter", seed: int = 0, test_fraction: float = 0.2) -> Dat
     from curvlab.data.debian import find
 
     if table not in UCI_TABLES:
-        raise ValueError(f"table: expected one of {sorted(UCI_TABLES)}, got {table!r}")
+        raise InputError(f"table: expected one of {sorted(UCI_TABLES)}, got {table!r}")
     rdata = require("rdata", "rdata: pip install rdata")
     path = find(f"usr/lib/R/site-library/mlbench/data/{UCI_TABLES[table]}.rda", "r-cran-mlbench")
     frame = next(iter(rdata.conversion.convert(rdata.parser.parse_file(path)).values()))
@@ -238,7 +294,9 @@ def uci(table: str = "letter", seed: int = 0, test_fraction: float = 0.2) -> Dat
     x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
     y = torch.from_numpy(labels)
     keep = y >= 0
-    return DataSet(f"uci_{table}", "classification", *split(x[keep], y[keep], test_fraction, seed), n_classes=int(y.max()) + 1)
+    return DataSet(
+        f"uci_{table}", "classification", *split(x[keep], y[keep], test_fraction, seed), n_classes=int(y.max()) + 1
+    )
 
 
 def image_folder(path: str | Path, seed: int = 0, size: int | None = None, grayscale: bool = False) -> DataSet:
@@ -248,7 +306,7 @@ def image_folder(path: str | Path, seed: int = 0, size: int | None = None, grays
 
     root = Path(path)
     if not root.is_dir():
-        raise FileNotFoundError(f"path: no folder {root}; give a folder with one subfolder of images per class")
+        raise MissingInputFile(f"path: no folder {root}; give a folder with one subfolder of images per class")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     images, labels = [], []
     for label, name in enumerate(classes):
@@ -259,10 +317,17 @@ def image_folder(path: str | Path, seed: int = 0, size: int | None = None, grays
             if size:
                 img = img.resize((size, size))
             array = np.asarray(img, dtype=np.float32) / 255.0
-            images.append(torch.from_numpy(array).unsqueeze(0) if grayscale else torch.from_numpy(array).permute(2, 0, 1))
+            images.append(
+                torch.from_numpy(array).unsqueeze(0) if grayscale else torch.from_numpy(array).permute(2, 0, 1)
+            )
             labels.append(label)
     if not images:
-        raise ValueError(f"path: no images in the class subfolders of {root}")
+        raise InputError(f"path: no images in the class subfolders of {root}")
     if len({tuple(t.shape) for t in images}) > 1:
-        raise ValueError("size: the images differ in size; give size= to resize them")
-    return DataSet(root.name, "classification", *split(torch.stack(images), torch.tensor(labels), 0.2, seed), n_classes=len(classes))
+        raise InputError("size: the images differ in size; give size= to resize them")
+    return DataSet(
+        root.name,
+        "classification",
+        *split(torch.stack(images), torch.tensor(labels), 0.2, seed),
+        n_classes=len(classes),
+    )

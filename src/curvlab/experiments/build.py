@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,15 +16,15 @@ from curvlab.models import build_model
 
 OPTIMIZERS: dict[str, tuple[Callable[..., Any], str]] = {
     "sgd": (torch.optim.SGD, "torch SGD (momentum, nesterov, dampening)"),
-    "adam": (torch.optim.Adam, "torch Adam (= seed 001 Alg. 2)"),
+    "adam": (torch.optim.Adam, "torch Adam (= Kunstner et al. 2023, Alg. 2)"),
     "adamw": (torch.optim.AdamW, "torch AdamW"),
     "rmsprop": (torch.optim.RMSprop, "torch RMSprop"),
-    "heavy_ball": (optim.HeavyBall, "GD with heavy-ball momentum (seed 001 Alg. 1)"),
+    "heavy_ball": (optim.HeavyBall, "GD with heavy-ball momentum (Kunstner et al. 2023, Alg. 1)"),
     "sign": (optim.SignDescent, "sign descent with heavy-ball momentum"),
     "normalized_gd": (optim.NormalizedGD, "normalized GD with heavy-ball momentum"),
-    "normalized_sgd": (optim.NormalizedSGD, "per-tensor normalized SGD (seed 004 Alg. 2)"),
-    "adafactor": (optim.Adafactor, "Adafactor (seed 004 Alg. 3-4)"),
-    "delta_sgdm": (optim.DeltaSGDM, "SGDM in seed 000's Δ form"),
+    "normalized_sgd": (optim.NormalizedSGD, "per-tensor normalized SGD (Pan & Li 2022, Alg. 2)"),
+    "adafactor": (optim.Adafactor, "Adafactor (Pan & Li 2022, Alg. 3-4)"),
+    "delta_sgdm": (optim.DeltaSGDM, "SGDM in Tran et al.'s Δ form"),
 }
 TUNERS: dict[str, tuple[Callable[..., Any], str]] = {
     "linesearch": (tuners.Linesearch, "Armijo backtracking linesearch"),
@@ -50,8 +51,17 @@ def _call(label: str, make: Callable[..., Any], *args: Any, **kwargs: Any) -> An
 def build_data(config: dict) -> tuple[DataSet, DataSet]:
     """(training data, measurement data); the measurement set is a seeded subset of the training set."""
     section = config["data"]
-    data = _call("data", load_dataset, section["name"], section["subset"], config["seed"], **_options(section, ("name", "subset", "measure_subset")))
-    return data, data.subset(min(section["measure_subset"], data.n_train) if section["measure_subset"] else None, config["seed"] + 1)
+    data = _call(
+        "data",
+        load_dataset,
+        section["name"],
+        section["subset"],
+        config["seed"],
+        **_options(section, ("name", "subset", "measure_subset")),
+    )
+    return data, data.subset(
+        min(section["measure_subset"], data.n_train) if section["measure_subset"] else None, config["seed"] + 1
+    )
 
 
 def build_loss(config: dict, data: DataSet) -> Callable:
@@ -63,7 +73,15 @@ def build_loss(config: dict, data: DataSet) -> Callable:
 
 def build_model_from(config: dict, data: DataSet) -> nn.Module:
     section = config["model"]
-    return _call("model", build_model, section["name"], data, init_scale=section["init_scale"], seed=config["seed"], **_options(section, ("name", "init_scale")))
+    return _call(
+        "model",
+        build_model,
+        section["name"],
+        data,
+        init_scale=section["init_scale"],
+        seed=config["seed"],
+        **_options(section, ("name", "init_scale")),
+    )
 
 
 def build_optimizer(config: dict, model: nn.Module) -> Any:
@@ -92,7 +110,7 @@ def build_tuner(config: dict, optimizer: Any, model: nn.Module) -> Any:
 
 
 def lr_factor(schedule: dict, step: int, epoch: int, total_steps: int) -> float:
-    """The multiplier of the base learning rate at ``step`` (0-based) — SPEC §9 schedules."""
+    """The multiplier of the base learning rate at ``step`` (0-based) — definitions §9 schedules."""
     kind, warm = schedule["kind"], schedule["warmup_steps"]
     if kind == "step":
         return 0.1 ** (epoch // schedule["decay_every_epochs"])

@@ -12,8 +12,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from curvlab.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A bad configuration; the message names the key."""
 
 
@@ -25,9 +27,26 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "loss": {"name": (str, "auto")},
     "optimizer": {"name": (str, None), "lr": (NUM, None), "clip_percent": (NUM, None), "random_scaling": (bool, False)},
     "tuner": {"name": (str, None)},
-    "schedule": {"kind": (str, "constant"), "warmup_steps": (int, 0), "decay_every_epochs": (int, None), "min_lr_fraction": (NUM, 0.0)},
-    "train": {"batch_size": ((int, str), None), "epochs": (int, None), "steps": (int, None), "max_chunk": (int, 4096), "checkpoint_every": (int, 100), "processes": (int, 1)},
-    "monitor": {"metrics": (list, ["assumptions", "sharpness"]), "schedules": (dict, {}), "bn_mode": (str, "train"), "reset": ((str, int), "epoch")},
+    "schedule": {
+        "kind": (str, "constant"),
+        "warmup_steps": (int, 0),
+        "decay_every_epochs": (int, None),
+        "min_lr_fraction": (NUM, 0.0),
+    },
+    "train": {
+        "batch_size": ((int, str), None),
+        "epochs": (int, None),
+        "steps": (int, None),
+        "max_chunk": (int, 4096),
+        "checkpoint_every": (int, 100),
+        "processes": (int, 1),
+    },
+    "monitor": {
+        "metrics": (list, ["assumptions", "sharpness"]),
+        "schedules": (dict, {}),
+        "bn_mode": (str, "train"),
+        "reset": ((str, int), "epoch"),
+    },
 }
 OPEN_SECTIONS = {"data", "model", "optimizer", "tuner"}
 REQUIRED = ("data.name", "model.name", "optimizer.name", "optimizer.lr")
@@ -128,17 +147,20 @@ def _check_semantics(c: dict) -> None:
     if (train["epochs"] is None) == (train["steps"] is None):  # a sweep sets one and clears the other
         raise ConfigError("config: train: give exactly one of epochs or steps")
     if c["train"]["processes"] > 1 and c["tuner"].get("name") is not None:
-        raise ConfigError("config: train.processes: a tuner evaluates its closure on one process's shard; use processes = 1 with a tuner")
+        raise ConfigError(
+            "config: train.processes: a tuner evaluates its closure on one process's shard; use processes = 1 with a "
+            "tuner"
+        )
     for key in ("epochs", "steps", "max_chunk", "checkpoint_every", "processes"):
         if train[key] is not None and train[key] < 1:
             raise ConfigError(f"config: train.{key}: expected a positive integer, got {train[key]!r}")
     bs = train["batch_size"]
     if bs is None or (isinstance(bs, str) and bs != "full") or (isinstance(bs, int) and bs < 1):
-        raise ConfigError(f"config: train.batch_size: expected a positive integer or \"full\", got {bs!r}")
+        raise ConfigError(f'config: train.batch_size: expected a positive integer or "full", got {bs!r}')
     if c["schedule"]["kind"] not in SCHEDULE_KINDS:
         raise ConfigError(f"config: schedule.kind: expected one of {SCHEDULE_KINDS}, got {c['schedule']['kind']!r}")
     if c["schedule"]["kind"] == "step" and not c["schedule"]["decay_every_epochs"]:
-        raise ConfigError("config: schedule.decay_every_epochs: required for kind = \"step\"")
+        raise ConfigError('config: schedule.decay_every_epochs: required for kind = "step"')
     if c["loss"]["name"] not in LOSSES:
         raise ConfigError(f"config: loss.name: expected one of {LOSSES}, got {c['loss']['name']!r}")
     if c["monitor"]["bn_mode"] not in ("train", "eval"):
@@ -158,7 +180,9 @@ def to_toml(config: dict) -> str:
         lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in flat.items()]
         for sub, inner in values.items():
             if isinstance(inner, dict):
-                lines += ["", f"[{section}.{sub}]"] + [f"{k} = {_toml_value(v)}" for k, v in inner.items() if v is not None]
+                lines += ["", f"[{section}.{sub}]"] + [
+                    f"{k} = {_toml_value(v)}" for k, v in inner.items() if v is not None
+                ]
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,11 @@ def run_quickstart(out: str | Path, quiet: bool = False) -> Path:
     for arm in ("gd", "adam"):
         config = load_config(Path(str(files("curvlab.experiments").joinpath(f"configs/quickstart_{arm}.toml"))))
         run_dir = out / arm
-        result = resume_run(run_dir, quiet=quiet) if (run_dir / "config.toml").exists() else start_run(config, run_dir, quiet=quiet)
+        result = (
+            resume_run(run_dir, quiet=quiet)
+            if (run_dir / "config.toml").exists()
+            else start_run(config, run_dir, quiet=quiet)
+        )
         run_dirs.append(run_dir)
         if not quiet:
             print(f"{arm}: {result.status} after {result.steps} steps, final loss {result.final_loss:.4g}")

@@ -9,10 +9,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+from curvlab.errors import MissingInputFile
 from curvlab.monitor.records import load_records
 from curvlab.plotting import pyplot, save_figure
 
 FIGURES = "figures"
+
+
+def _cap(value: float, ceiling: float) -> float:
+    """A non-finite value (a diverged run) replaced by ``ceiling``, so that it plots above every finite one."""
+    return value if math.isfinite(value) else ceiling
 
 
 def _series(df: Any, metric: str, **where: Any) -> Any:
@@ -44,7 +50,12 @@ def _figure_sharpness(runs, ax):
             ax.plot(p.step, p.value, color=color, ls=":", label=f"{name}: preconditioned λ1")
         if len(t[pre]):
             ax.plot(t[pre].step, t[pre].value, color=color, ls="-.", label=f"{name}: preconditioned threshold")
-    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("eigenvalue"), ax.set_title("Sharpness and the edge of stability")
+    (
+        ax.set_yscale("log"),
+        ax.set_xlabel("step"),
+        ax.set_ylabel("eigenvalue"),
+        ax.set_title("Sharpness and the edge of stability"),
+    )
 
 
 def _figure_lr_sharpness(runs, ax):
@@ -63,7 +74,12 @@ def _figure_step_norms(runs, ax):
             s = _series(df, metric)
             if len(s):
                 ax.plot(s.step, s.value, color=f"C{i}", ls=style, lw=0.8, label=f"{name}: {metric.replace('_', ' ')}")
-    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("norm"), ax.set_title("Gradient and update norms (per step)")
+    (
+        ax.set_yscale("log"),
+        ax.set_xlabel("step"),
+        ax.set_ylabel("norm"),
+        ax.set_title("Gradient and update norms (per step)"),
+    )
 
 
 def _figure_critical(runs, ax):
@@ -80,18 +96,25 @@ def _figure_critical(runs, ax):
             ax.plot(d.step, d.value, color=color, ls=":", label=f"{name}: directional sharpness of the update")
         if "lr" in c and len(c):
             ax.plot(c.step, 2.0 / c.lr, color="k", lw=0.8, label=f"{name}: 2/η")
-    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("curvature"), ax.set_title("Critical sharpness (forward passes only) against λ1")
+    (
+        ax.set_yscale("log"),
+        ax.set_xlabel("step"),
+        ax.set_ylabel("curvature"),
+        ax.set_title("Critical sharpness (forward passes only) against λ1"),
+    )
 
 
 def _figure_curvatures(runs, ax):
-    """Top eigenvalues of the Hessian, Gauss–Newton and Fisher overlaid (one colour per run, one style per curvature)."""
+    """Top eigenvalues of the Hessian, Gauss–Newton and Fisher overlaid (a colour per run, a style per curvature)."""
     styles = {"hessian": "-", "ggn": "--", "fisher": ":", "fisher_mc": "-."}
     for i, (name, df) in enumerate(runs.items()):
         rows = _series(df, "top_eigenvalue")
         for curvature, style in styles.items():
             s = rows[rows["curvature"] == curvature] if "curvature" in rows else rows.iloc[:0]
             if len(s):
-                label = {"ggn": "Gauss–Newton", "fisher": "empirical Fisher", "fisher_mc": "Monte Carlo Fisher"}.get(curvature, "Hessian")
+                label = {"ggn": "Gauss–Newton", "fisher": "empirical Fisher", "fisher_mc": "Monte Carlo Fisher"}.get(
+                    curvature, "Hessian"
+                )
                 ax.plot(s.step, s.value, color=f"C{i}", ls=style, marker=".", label=f"{name}: {label} λ1")
     ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("top eigenvalue")
     ax.set_title("Hessian, Gauss–Newton and Fisher: top eigenvalues")
@@ -103,7 +126,14 @@ def _figure_block_sharpness(runs, ax):
         rows = _series(df, "block_sharpness")
         for i, block in enumerate(dict.fromkeys(rows["block"])):
             s = rows[rows["block"] == block]
-            ax.plot(s.step, s.value, color=f"C{i % 10}", ls=["-", "--", ":", "-."][j % 4], marker=".", label=f"{name}: {block}")
+            ax.plot(
+                s.step,
+                s.value,
+                color=f"C{i % 10}",
+                ls=["-", "--", ":", "-."][j % 4],
+                marker=".",
+                label=f"{name}: {block}",
+            )
     ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("top eigenvalue of the block")
     ax.set_title("Sharpness per layer (diagonal blocks of the curvature)")
 
@@ -140,7 +170,11 @@ def _figure_directional(runs, ax):
         if len(s):
             means = s.groupby("optimizer").value.mean().sort_values()
             ax.barh([f"{name}: {k}" for k in means.index], means.values)
-    ax.set_xscale("log"), ax.set_xlabel("directional sharpness / SGD's"), ax.set_title("Pseudo-update directional sharpness")
+    (
+        ax.set_xscale("log"),
+        ax.set_xlabel("directional sharpness / SGD's"),
+        ax.set_title("Pseudo-update directional sharpness"),
+    )
 
 
 def _figure_density(runs, ax):
@@ -149,7 +183,12 @@ def _figure_density(runs, ax):
         if len(s):
             last = s[s.step == s.step.max()]
             ax.plot(last.eigenvalue, last.value.clip(lower=1e-12), label=f"{name} (step {int(last.step.max())})")
-    ax.set_yscale("log"), ax.set_xlabel("eigenvalue"), ax.set_ylabel("density"), ax.set_title("Hessian spectral density (SLQ)")
+    (
+        ax.set_yscale("log"),
+        ax.set_xlabel("eigenvalue"),
+        ax.set_ylabel("density"),
+        ax.set_title("Hessian spectral density (SLQ)"),
+    )
 
 
 def _figure_noise(runs, ax):
@@ -174,7 +213,11 @@ def _figure_noise_qq(runs, ax):
             ax.plot(theory, sample, ".", label=name)
     lo, hi = ax.get_xlim()
     ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, label="Gaussian fit")
-    ax.set_xlabel("Gaussian quantile"), ax.set_ylabel("‖g̃ − ∇F‖ quantile"), ax.set_title("Gradient noise: QQ against a fitted Gaussian")
+    (
+        ax.set_xlabel("Gaussian quantile"),
+        ax.set_ylabel("‖g̃ − ∇F‖ quantile"),
+        ax.set_title("Gradient noise: QQ against a fitted Gaussian"),
+    )
 
 
 FIGURE_KINDS = [
@@ -225,7 +268,7 @@ def key_numbers(name: str, run_dir: Path, df: Any) -> dict[str, Any]:
         row["final λ1"] = float(sharp.value.iloc[-1])
     edge = _series(df, "lr_times_sharpness")
     if len(edge):
-        tail = edge.value.iloc[-max(1, len(edge) // 5):]
+        tail = edge.value.iloc[-max(1, len(edge) // 5) :]
         row["median η·λ1, last 20%"] = float(tail.median())
     return row
 
@@ -235,7 +278,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
     run_dirs = [Path(d) for d in run_dirs]
     for d in run_dirs:
         if not (d / "records.jsonl").exists():
-            raise FileNotFoundError(f"run_dir: {d} holds no records.jsonl")
+            raise MissingInputFile(f"run_dir: {d} holds no records.jsonl")
     out = Path(out_dir) if out_dir is not None else run_dirs[0]
     runs = {d.name: load_records(d) for d in run_dirs}
     figures = make_figures(runs, out / FIGURES)
@@ -250,7 +293,11 @@ def _html(title: str, numbers: list[dict], figures: list[Path]) -> str:
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else html.escape(str(v))  # noqa: E731
     table = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
     table += "".join("<tr>" + "".join(f"<td>{fmt(row.get(c, ''))}</td>" for c in cols) + "</tr>" for row in numbers)
-    images = "\n".join(f'<figure><img src="{html.escape(str(f))}" alt="{html.escape(f.stem)}"><figcaption>{html.escape(f.stem)}</figcaption></figure>' for f in figures)
+    images = "\n".join(
+        f'<figure><img src="{html.escape(str(f))}" '
+        f'alt="{html.escape(f.stem)}"><figcaption>{html.escape(f.stem)}</figcaption></figure>'
+        for f in figures
+    )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
@@ -277,23 +324,46 @@ def write_sweep_report(summary: dict, sweep_dir: str | Path) -> Path:
             lrs = sorted(result["scores"])
             per_lr = [[r["final_loss"] for r in result["runs"] if r["lr"] == lr] for lr in lrs]
             finite_max = max((v for vals in per_lr for v in vals if math.isfinite(v)), default=1.0)
-            cap = lambda v: v if math.isfinite(v) else 10 * finite_max  # noqa: E731
-            med = [sorted(map(cap, v))[len(v) // 2] for v in per_lr]
+            ceiling = 10 * finite_max
+            med = [sorted(_cap(x, ceiling) for x in v)[len(v) // 2] for v in per_lr]
             line = ax.plot(lrs, med, marker="o", label=f"{label}: median")[0]
-            ax.fill_between(lrs, [cap(min(v)) for v in per_lr], [cap(max(v)) for v in per_lr], alpha=0.2, color=line.get_color())
+            ax.fill_between(
+                lrs,
+                [_cap(min(v), ceiling) for v in per_lr],
+                [_cap(max(v), ceiling) for v in per_lr],
+                alpha=0.2,
+                color=line.get_color(),
+            )
             ax.axvline(result["best_lr"], color=line.get_color(), ls=":", lw=0.8)
-            numbers.append({"settings": label, "best lr": result["best_lr"], "max final loss over seeds": result["best_score"],
-                            "diverged runs": sum(not math.isfinite(r["final_loss"]) for r in result["runs"])})
+            numbers.append(
+                {
+                    "settings": label,
+                    "best lr": result["best_lr"],
+                    "max final loss over seeds": result["best_score"],
+                    "diverged runs": sum(not math.isfinite(r["final_loss"]) for r in result["runs"]),
+                }
+            )
         ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("learning rate"), ax.set_ylabel("final training loss")
         ax.set_title("Grid search: final loss vs lr (min–max over seeds; diverged drawn at the top)")
         ax.legend(fontsize=7)
         figures.append(save_figure(fig, sweep_dir / FIGURES / "grid_search.png"))
     elif summary["kind"] == "batch_ladder":
-        numbers = [{"settings": ", ".join(f"{k}={v}" for k, v in row["settings"].items()), **{k: v for k, v in row.items() if k != "settings"}} for row in summary["table"]]
+        numbers = [
+            {
+                "settings": ", ".join(f"{k}={v}" for k, v in row["settings"].items()),
+                **{k: v for k, v in row.items() if k != "settings"},
+            }
+            for row in summary["table"]
+        ]
         fig, ax = plt.subplots(figsize=(7, 4))
         xs = [str(r["batch_size"]) for r in summary["table"]]
         ax.bar(range(len(xs)), [r["median_final_loss"] for r in summary["table"]], tick_label=xs)
-        ax.set_yscale("log"), ax.set_xlabel("batch size"), ax.set_ylabel("median final loss"), ax.set_title("Batch-size ladder")
+        (
+            ax.set_yscale("log"),
+            ax.set_xlabel("batch size"),
+            ax.set_ylabel("median final loss"),
+            ax.set_title("Batch-size ladder"),
+        )
         figures.append(save_figure(fig, sweep_dir / FIGURES / "ladder.png"))
     else:
         numbers = [{k: v for k, v in r.items()} for r in summary["runs"]]

@@ -21,6 +21,7 @@ import torch
 
 from curvlab.core.objective import Objective
 from curvlab.distributed import DistributedObjective, finish, rank, shard
+from curvlab.errors import MissingInputFile
 from curvlab.experiments.build import build_data, build_loss, build_model_from, build_optimizer, build_tuner, lr_factor
 from curvlab.experiments.config import ConfigError, load_config, to_toml, validate
 from curvlab.linalg.progress import progress_bar
@@ -29,7 +30,7 @@ from curvlab.monitor.records import RECORDS_FILE, RecordWriter, read_records
 from curvlab.monitor.schedules import as_schedule
 
 CHECKPOINT, STATUS, CONFIG = "checkpoint.pt", "status.json", "config.toml"
-DROP_LIMIT = 0.005  # SPEC §9: a full batch drops at most 0.5% of the examples
+DROP_LIMIT = 0.005  # definitions §9: a full batch drops at most 0.5% of the examples
 
 
 @dataclass
@@ -47,7 +48,9 @@ def start_run(config: dict | str | Path, run_dir: str | Path, quiet: bool = Fals
     world = _init_distributed(config)
     if rank() == 0:
         if (run_dir / RECORDS_FILE).exists() or (run_dir / CHECKPOINT).exists():
-            raise FileExistsError(f"run_dir: {run_dir} already holds a run; resume it with --resume or choose another --out")
+            raise FileExistsError(
+                f"run_dir: {run_dir} already holds a run; resume it with --resume or choose another --out"
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG).write_text(to_toml(config))
     _barrier(world)
@@ -61,7 +64,7 @@ def resume_run(run_dir: str | Path, quiet: bool = False) -> RunResult:
     """Continue an interrupted run from its last checkpoint, using only what the run directory holds."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).exists():
-        raise FileNotFoundError(f"run_dir: {run_dir} holds no {CONFIG}; is it a curvlab run directory?")
+        raise MissingInputFile(f"run_dir: {run_dir} holds no {CONFIG}; is it a curvlab run directory?")
     status = read_status(run_dir)
     if status.get("status") in ("finished", "diverged"):
         return RunResult(run_dir, status["status"], status["step"], status.get("final_loss", math.nan))
@@ -113,16 +116,34 @@ class Trainer:
         self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), rank()
         self.used = self.chunks[-1][1]  # examples of a batch actually used (≤ 0.5% dropped)
         self.shard = shard(self.used, self.world, self.rank)  # this rank's part of each batch
-        self.local_chunks = _accumulation_chunks(self.shard.stop - self.shard.start, train["max_chunk"]) if self.world > 1 else self.chunks
+        self.local_chunks = (
+            _accumulation_chunks(self.shard.stop - self.shard.start, train["max_chunk"])
+            if self.world > 1
+            else self.chunks
+        )
         mx, my = measure.x_train, measure.y_train
         if self.world > 1:
             part = shard(len(my), self.world, self.rank)
-            objective = DistributedObjective(self.model, self.loss_fn, (mx[part], my[part]), batch_size=train["max_chunk"], bn_mode=config["monitor"]["bn_mode"])
+            objective = DistributedObjective(
+                self.model,
+                self.loss_fn,
+                (mx[part], my[part]),
+                batch_size=train["max_chunk"],
+                bn_mode=config["monitor"]["bn_mode"],
+            )
         else:
-            objective = Objective(self.model, self.loss_fn, (mx, my), batch_size=train["max_chunk"], bn_mode=config["monitor"]["bn_mode"])
+            objective = Objective(
+                self.model, self.loss_fn, (mx, my), batch_size=train["max_chunk"], bn_mode=config["monitor"]["bn_mode"]
+            )
         self.writer = RecordWriter(run_dir) if self.rank == 0 else _NoWriter()
-        self.monitor = Monitor(objective, self.tuner or self.optimizer, metrics=_metrics(config, measure), writer=self.writer,
-                               reset=config["monitor"]["reset"], context={"run": config["name"]})
+        self.monitor = Monitor(
+            objective,
+            self.tuner or self.optimizer,
+            metrics=_metrics(config, measure),
+            writer=self.writer,
+            reset=config["monitor"]["reset"],
+            context={"run": config["name"]},
+        )
         self.order_gen = torch.Generator().manual_seed(config["seed"])
         self.step = self.epoch = self.position = 0
         self.perm = torch.randperm(n, generator=self.order_gen)
@@ -145,7 +166,15 @@ class Trainer:
             while self.step < self.total_steps:
                 x, y = self._next_batch()
                 loss = self._train_step(x, y)
-                self.writer.write(self.step, self.epoch, "loss", loss, group="train", run=self.config["name"], lr=self.monitor.current_lr())
+                self.writer.write(
+                    self.step,
+                    self.epoch,
+                    "loss",
+                    loss,
+                    group="train",
+                    run=self.config["name"],
+                    lr=self.monitor.current_lr(),
+                )
                 if not math.isfinite(loss):
                     self.writer.write(self.step, self.epoch, "diverged", 1.0, group="train", run=self.config["name"])
                     if self.rank == 0:
@@ -199,9 +228,14 @@ class Trainer:
         if self.rank != 0:
             return
         state = {
-            "step": self.step, "epoch": self.epoch, "position": self.position, "perm": self.perm,
-            "order_gen": self.order_gen.get_state(), "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "tuner": self.tuner.state_dict() if self.tuner else None,
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "perm": self.perm,
+            "order_gen": self.order_gen.get_state(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "tuner": self.tuner.state_dict() if self.tuner else None,
             "monitor": self.monitor.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
         }
@@ -217,7 +251,12 @@ class Trainer:
             return
         _barrier(self.world)
         state = torch.load(path, weights_only=False)
-        self.step, self.epoch, self.position, self.perm = state["step"], state["epoch"], state["position"], state["perm"]
+        self.step, self.epoch, self.position, self.perm = (
+            state["step"],
+            state["epoch"],
+            state["position"],
+            state["perm"],
+        )
         self.order_gen.set_state(state["order_gen"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -261,11 +300,13 @@ def _all_reduce_gradients(model: torch.nn.Module, loss: float) -> float:
 
 def _accumulation_chunks(batch: int, max_chunk: int) -> list[tuple[int, int]]:
     """Split a batch into equal chunks of at most ``max_chunk`` (gradient accumulation); at most 0.5%
-    of the batch is dropped so that the chunks divide evenly (SPEC §9)."""
+    of the batch is dropped so that the chunks divide evenly (definitions §9)."""
     k = math.ceil(batch / max_chunk)
     size = batch // k
     if (batch - k * size) / batch > DROP_LIMIT:
-        raise ConfigError(f"config: train.max_chunk: {max_chunk} would drop more than 0.5% of a batch of {batch}; raise it")
+        raise ConfigError(
+            f"config: train.max_chunk: {max_chunk} would drop more than 0.5% of a batch of {batch}; raise it"
+        )
     return [(i * size, (i + 1) * size) for i in range(k)]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from curvlab.core.objective import Objective
+from curvlab.errors import MissingInputFile
 from curvlab.experiments.build import build_data, build_loss, build_model_from
 from curvlab.experiments.config import load_config
 from curvlab.linalg import eigs, spectral_density, trace
@@ -18,12 +19,18 @@ def spectrum_of_run(run_dir: str | Path, k: int = 5, density_path: str | Path | 
         run_dir = run_dir.parent
     checkpoint = run_dir / "checkpoint.pt"
     if not checkpoint.exists():
-        raise FileNotFoundError(f"run_dir: {run_dir} holds no checkpoint.pt")
+        raise MissingInputFile(f"run_dir: {run_dir} holds no checkpoint.pt")
     config = load_config(run_dir / "config.toml")
     _, measure = build_data(config)
     model = build_model_from(config, measure)
     model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
-    objective = Objective(model, build_loss(config, measure), (measure.x_train, measure.y_train), batch_size=config["train"]["max_chunk"], bn_mode=config["monitor"]["bn_mode"])
+    objective = Objective(
+        model,
+        build_loss(config, measure),
+        (measure.x_train, measure.y_train),
+        batch_size=config["train"]["max_chunk"],
+        bn_mode=config["monitor"]["bn_mode"],
+    )
     H = objective.hessian()
     top = eigs(H, k=k)
     low = eigs(H, which="SA", atol=1e-3 * abs(float(top.eigenvalues[0])))

@@ -1,4 +1,4 @@
-"""Sweeps (SPEC §9): Cartesian grids, the learning-rate grid search and batch-size ladders, run on a
+"""Sweeps (definitions §9): Cartesian grids, the learning-rate grid search and batch-size ladders, run on a
 local process pool; resumable (finished or diverged runs are never run again).
 
 A sweep config is a run config plus a ``[sweep]`` section:
@@ -59,7 +59,7 @@ def _check_sweep(s: dict) -> dict:
     if not isinstance(s["values"], dict) or not all(isinstance(v, list) and v for v in s["values"].values()):
         raise ConfigError("config: sweep.values: expected a table of dotted keys to non-empty lists")
     if s["kind"] == "lr_search" and not (isinstance(s.get("lr_powers"), list) and s["lr_powers"]):
-        raise ConfigError("config: sweep.lr_powers: required for kind = \"lr_search\" (a list of powers of 10)")
+        raise ConfigError('config: sweep.lr_powers: required for kind = "lr_search" (a list of powers of 10)')
     if s["kind"] == "batch_ladder":
         sizes, epochs = s.get("batch_sizes"), s.get("epochs")
         if not (isinstance(sizes, list) and isinstance(epochs, list) and len(sizes) == len(epochs) and sizes):
@@ -94,7 +94,9 @@ def _grid(settings: dict) -> list[dict]:
 
 def _execute(configs: list[dict], sweep_dir: Path, sweep: dict) -> list[dict]:
     """Run (or resume, or skip when done) every config; returns one summary row per run."""
-    todo = [c for c in configs if read_status(sweep_dir / "runs" / c["name"]).get("status") not in ("finished", "diverged")]
+    todo = [
+        c for c in configs if read_status(sweep_dir / "runs" / c["name"]).get("status") not in ("finished", "diverged")
+    ]
     dirs = [str(sweep_dir / "runs" / c["name"]) for c in todo]
     if todo and sweep["executor"] == "ray":
         _execute_on_ray(todo, dirs, sweep)
@@ -112,8 +114,17 @@ def _execute(configs: list[dict], sweep_dir: Path, sweep: dict) -> list[dict]:
     for c in configs:
         status = read_status(sweep_dir / "runs" / c["name"])
         loss = _final_training_loss(sweep_dir / "runs" / c["name"], status)
-        rows.append({"name": c["name"], "status": status.get("status"), "final_loss": math.inf if status.get("status") == "diverged" or loss is None else loss,
-                     "lr": c["optimizer"]["lr"], "seed": c["seed"], "batch_size": c["train"]["batch_size"], "steps": status.get("step")})
+        rows.append(
+            {
+                "name": c["name"],
+                "status": status.get("status"),
+                "final_loss": math.inf if status.get("status") == "diverged" or loss is None else loss,
+                "lr": c["optimizer"]["lr"],
+                "seed": c["seed"],
+                "batch_size": c["train"]["batch_size"],
+                "steps": status.get("step"),
+            }
+        )
     return rows
 
 
@@ -138,8 +149,13 @@ def _execute_on_ray(configs: list[dict], dirs: list[str], sweep: dict) -> None:
         raise ConfigError("config: sweep.executor: 'ray' needs the ray package: pip install 'curvlab[ray]'") from err
     started = not ray.is_initialized()
     if started:
-        ray.init(address=sweep["ray_address"], num_cpus=None if sweep["ray_address"] else sweep["workers"],
-                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(
+            address=sweep["ray_address"],
+            num_cpus=None if sweep["ray_address"] else sweep["workers"],
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     try:
         task = ray.remote(num_cpus=1)(_run_one)
         ray.get([task.remote(c, d) for c, d in zip(configs, dirs)])
@@ -153,7 +169,11 @@ def _final_training_loss(run_dir: Path, status: dict) -> float | None:
     measured it, else the last training-step loss (a minibatch's, noisy for small batches)."""
     from curvlab.monitor.records import read_records
 
-    full = [r for r in read_records(run_dir) if r["metric"] == "loss_full" and r["step"] == status.get("step")] if status else []
+    full = (
+        [r for r in read_records(run_dir) if r["metric"] == "loss_full" and r["step"] == status.get("step")]
+        if status
+        else []
+    )
     return full[-1]["value"] if full else status.get("final_loss")
 
 
@@ -187,7 +207,7 @@ def run_sweep(base: dict, sweep: dict, sweep_dir: str | Path) -> dict:
 
 
 def _score(rows: list[dict]) -> float:
-    """The max over seeds of the final training loss (diverged = +∞), SPEC §9."""
+    """The max over seeds of the final training loss (diverged = +∞), definitions §9."""
     return max(r["final_loss"] for r in rows)
 
 
@@ -195,7 +215,8 @@ def _lr_search(base, sweep, grid, seeds, sweep_dir) -> dict:
     """Per setting of the other swept keys: powers of 10, then half powers around the best."""
     results = []
     for settings in grid:
-        def runs_for(powers):
+
+        def runs_for(powers, settings=settings):
             configs = [_variant(base, {**settings, "optimizer.lr": 10.0**p}, seed) for p in powers for seed in seeds]
             return _execute(configs, sweep_dir, sweep)
 
@@ -208,19 +229,34 @@ def _lr_search(base, sweep, grid, seeds, sweep_dir) -> dict:
             by_lr.setdefault(r["lr"], []).append(r)
         scores = {lr: _score(rs) for lr, rs in sorted(by_lr.items())}
         best = min(scores, key=scores.get)
-        results.append({"settings": settings, "best_lr": best, "best_score": scores[best], "scores": scores, "runs": rows})
+        results.append(
+            {"settings": settings, "best_lr": best, "best_score": scores[best], "scores": scores, "runs": rows}
+        )
     return {"kind": "lr_search", "results": results}
 
 
 def _ladder(base, sweep, grid, seeds, sweep_dir) -> dict:
-    """Batch sizes with their epochs; the comparable-iteration table (seed 001 Tables 1–2)."""
+    """Batch sizes with their epochs; the comparable-iteration table (Kunstner et al. 2023, Tables 1–2)."""
     table, all_rows = [], []
     for settings in grid:
         for size, epochs in zip(sweep["batch_sizes"], sweep["epochs"]):
-            configs = [_variant(base, {**settings, "train.batch_size": size, "train.epochs": epochs, "train.steps": None}, seed) for seed in seeds]
+            configs = [
+                _variant(
+                    base, {**settings, "train.batch_size": size, "train.epochs": epochs, "train.steps": None}, seed
+                )
+                for seed in seeds
+            ]
             rows = _execute(configs, sweep_dir, sweep)
             all_rows += rows
             losses = sorted(r["final_loss"] for r in rows)
-            table.append({"settings": settings, "batch_size": size, "epochs": epochs, "iterations": rows[0]["steps"],
-                          "median_final_loss": losses[len(losses) // 2], "max_final_loss": losses[-1]})
+            table.append(
+                {
+                    "settings": settings,
+                    "batch_size": size,
+                    "epochs": epochs,
+                    "iterations": rows[0]["steps"],
+                    "median_final_loss": losses[len(losses) // 2],
+                    "max_final_loss": losses[-1],
+                }
+            )
     return {"kind": "batch_ladder", "table": table, "runs": all_rows}

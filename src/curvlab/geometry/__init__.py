@@ -1,10 +1,16 @@
-"""Geometry of training (SPEC §2–§5): each measurement is a function usable on its own; the
+"""Geometry of training (definitions §2–§5): each measurement is a function usable on its own; the
 :class:`curvlab.Monitor` schedules them along a training run."""
 
-from curvlab.geometry.blocks import block_eigs, block_indices, diagonal_block, module_blocks
 from curvlab.geometry.assumptions import AssumptionTracker, L0L1Fit, norms, pl_ratio
+from curvlab.geometry.blocks import block_eigs, block_indices, diagonal_block, module_blocks
 from curvlab.geometry.critical_sharpness import CriticalSharpness, critical_sharpness
-from curvlab.geometry.directional import coordinate_histogram, directional_sharpness, gradient_correlation, landscape_1d, log_bins
+from curvlab.geometry.directional import (
+    coordinate_histogram,
+    directional_sharpness,
+    gradient_correlation,
+    landscape_1d,
+    log_bins,
+)
 from curvlab.geometry.noise import NoiseResult, TailIndex, gradient_noise, qq_gaussian, symmetric_stable
 from curvlab.geometry.pseudo_updates import PseudoUpdates, compare_directions, default_shadows
 from curvlab.geometry.sharpness import (

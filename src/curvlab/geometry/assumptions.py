@@ -1,4 +1,4 @@
-"""Tests of optimization assumptions along a trajectory (SPEC §4; Tran, Zhang & Cutkosky 2024).
+"""Tests of optimization assumptions along a trajectory (definitions §4; Tran, Zhang & Cutkosky 2024).
 
 Per step t, on the step's own minibatch z = z_{t−1} at both points (the same-minibatch rule):
 f_old = f(x_{t−1}, z), f_new = f(x_t, z), g_old = ∇f(x_{t−1}, z), g_new = ∇f(x_t, z), Δ = x_t − x_{t−1}.
@@ -39,7 +39,9 @@ class AssumptionTracker:
         self.max_smooth = 0.0
         self.sum_update_corr = self.sum_update_corr_rs = self.sum_loss_diff = 0.0
 
-    def update(self, f_old: float, f_new: float, g_old: Tensor, g_new: Tensor, delta: Tensor, scale: float = 1.0) -> dict[str, float]:
+    def update(
+        self, f_old: float, f_new: float, g_old: Tensor, g_new: Tensor, delta: Tensor, scale: float = 1.0
+    ) -> dict[str, float]:
         """Feed one step; returns every per-step and running quantity."""
         inner = float(torch.dot(g_new, delta))
         diff = f_new - f_old
@@ -92,13 +94,13 @@ def norms(g: Tensor, prefix: str) -> dict[str, float]:
 
 
 def pl_ratio(full_loss: float, full_grad: Tensor, f_star: float = 0.0) -> float:
-    """½‖∇F‖² / (F − F*) (SPEC §4), F* given or 0."""
+    """½‖∇F‖² / (F − F*) (definitions §4), F* given or 0."""
     gap = full_loss - f_star
     return 0.5 * float(torch.dot(full_grad, full_grad)) / gap if gap > 0 else float("nan")
 
 
 class L0L1Fit:
-    """Least-squares fit of inst_smooth ≈ L0 + L1 ‖∇F‖ from streamed pairs, with R² (SPEC §4)."""
+    """Least-squares fit of inst_smooth ≈ L0 + L1 ‖∇F‖ from streamed pairs, with R² (definitions §4)."""
 
     def __init__(self) -> None:
         self.n = 0

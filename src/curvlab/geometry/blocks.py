@@ -10,6 +10,7 @@ from torch import Tensor
 
 from curvlab.core.objective import Objective
 from curvlab.core.params import select_parameters
+from curvlab.errors import InputError, InputTypeError
 from curvlab.linalg import EigResult, LinearOperator, eigs
 
 
@@ -30,14 +31,16 @@ def block_indices(objective: Objective, blocks: str | dict = "module") -> dict[s
     """{block name: positions of its entries in the Objective's flat vectors}."""
     if isinstance(blocks, str):
         if blocks != "module":
-            raise ValueError(f"blocks: expected 'module' or a dict {{name: parameter selector}}, got {blocks!r}")
+            raise InputError(f"blocks: expected 'module' or a dict {{name: parameter selector}}, got {blocks!r}")
         named = module_blocks(objective)
     elif isinstance(blocks, dict) and blocks:
         named = {
             name: [n for n, _ in select_parameters(objective.model, selector)] for name, selector in blocks.items()
         }
     else:
-        raise TypeError(f"blocks: expected 'module' or a non-empty dict {{name: parameter selector}}, got {blocks!r}")
+        raise InputTypeError(
+            f"blocks: expected 'module' or a non-empty dict {{name: parameter selector}}, got {blocks!r}"
+        )
     offsets, start = {}, 0
     for name, shape in zip(objective.names, objective.space.shapes):
         offsets[name] = (start, start + shape.numel())
@@ -46,7 +49,7 @@ def block_indices(objective: Objective, blocks: str | dict = "module") -> dict[s
     for block, names in named.items():
         missing = [n for n in names if n not in offsets]
         if missing:
-            raise ValueError(f"blocks: block {block!r} holds parameters the Objective does not measure: {missing}")
+            raise InputError(f"blocks: block {block!r} holds parameters the Objective does not measure: {missing}")
         spans = [torch.arange(*offsets[n]) for n in names]
         result[block] = torch.cat(spans).to(objective.space.device)
     return result

@@ -25,6 +25,8 @@ from typing import Any
 
 from torch import Tensor
 
+from curvlab.errors import InputError
+
 
 @dataclass
 class CriticalSharpness:
@@ -69,9 +71,9 @@ def critical_sharpness(
     _check_positive("eta0", eta0)
     _check_positive("rtol", rtol)
     if isinstance(max_evals, bool) or not isinstance(max_evals, int) or max_evals < 3:
-        raise ValueError(f"max_evals: expected an integer ≥ 3 (one at x, two to bracket), got {max_evals!r}")
+        raise InputError(f"max_evals: expected an integer ≥ 3 (one at x, two to bracket), got {max_evals!r}")
     if not (isinstance(growth, (int, float)) and growth > 1):
-        raise ValueError(f"growth: expected a number > 1, got {growth!r}")
+        raise InputError(f"growth: expected a number > 1, got {growth!r}")
     x = objective.parameters_vector() if at is None else at
     d = objective.space.check_vector(direction, "direction")
     f0 = objective.loss(at=x)
@@ -136,7 +138,9 @@ class _Search:
             before = self.lo
             self.evaluate(eta)
             side = 0 if self.lo != before else 1
-            weights = [1.0, 1.0] if side != last_side else ([1.0, weights[1] / 2] if side == 0 else [weights[0] / 2, 1.0])
+            weights = (
+                [1.0, 1.0] if side != last_side else ([1.0, weights[1] / 2] if side == 0 else [weights[0] / 2, 1.0])
+            )
             last_side = side
         self.estimate = self._interpolated_root()
 
@@ -169,4 +173,4 @@ class _Search:
 
 def _check_positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+        raise InputError(f"{name}: expected a positive finite number, got {value!r}")

@@ -1,14 +1,15 @@
-"""Direction-wise geometry (SPEC §3; seed 004): directional sharpness, gradient correlation,
+"""Direction-wise geometry (definitions §3; Pan & Li 2022): directional sharpness, gradient correlation,
 1-D loss landscapes, coordinate histograms."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
 
 from curvlab.core.objective import Objective
+from curvlab.errors import InputError
 
 
 def directional_sharpness(objective: Objective, direction: Tensor, at: Tensor | None = None) -> float:
@@ -24,7 +25,9 @@ def gradient_correlation(objective: Objective, direction: Tensor, grad: Tensor |
     return float(-torch.dot(g, d) / torch.linalg.vector_norm(d))
 
 
-def landscape_1d(objective: Objective, directions: dict[str, Tensor], alphas: Iterable[float]) -> dict[str, list[float]]:
+def landscape_1d(
+    objective: Objective, directions: dict[str, Tensor], alphas: Iterable[float]
+) -> dict[str, list[float]]:
     """F(x + α d/‖d‖) for each α and each named direction. The model is never written to, so its
     parameters are exactly as before (bit for bit)."""
     x = objective.parameters_vector()
@@ -40,12 +43,14 @@ def landscape_1d(objective: Objective, directions: dict[str, Tensor], alphas: It
 def log_bins(low: float = 1e-12, high: float = 1e2, n_bins: int = 57) -> Tensor:
     """Log-spaced bin edges for coordinate magnitudes."""
     if not 0 < low < high:
-        raise ValueError(f"low, high: expected 0 < low < high, got {low}, {high}")
-    return torch.logspace(torch.log10(torch.tensor(low)), torch.log10(torch.tensor(high)), n_bins + 1, dtype=torch.float64)
+        raise InputError(f"low, high: expected 0 < low < high, got {low}, {high}")
+    return torch.logspace(
+        torch.log10(torch.tensor(low)), torch.log10(torch.tensor(high)), n_bins + 1, dtype=torch.float64
+    )
 
 
 def coordinate_histogram(values: Tensor, edges: Tensor | None = None) -> dict[str, Tensor]:
-    """Counts of |values| in log-spaced bins (SPEC §3), plus the number of exact zeros and the
+    """Counts of |values| in log-spaced bins (definitions §3), plus the number of exact zeros and the
     counts below/above the bin range."""
     mags = values.detach().reshape(-1).abs().to(torch.float64).cpu()
     edges = log_bins() if edges is None else edges.to(torch.float64)

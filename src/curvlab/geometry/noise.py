@@ -1,4 +1,4 @@
-"""Gradient noise (SPEC §5; Kunstner et al. 2023 Fig. 1, Simsekli et al. 2019).
+"""Gradient noise (definitions §5; Kunstner et al. 2023 Fig. 1, Simsekli et al. 2019).
 
 At a point x: the norms ‖g̃ − ∇F‖ of many minibatch gradients g̃ of a chosen size, QQ data against a
 Gaussian fitted to those norms, and a tail index α of the noise coordinates by the estimator of
@@ -10,13 +10,15 @@ never every per-batch gradient (α = 2 is Gaussian; smaller is heavier-tailed).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from curvlab.core.objective import Objective
+from curvlab.errors import InputError
 
 
 class TailIndex:
@@ -25,7 +27,7 @@ class TailIndex:
 
     def __init__(self, block: int):
         if isinstance(block, bool) or not isinstance(block, int) or block < 2:
-            raise ValueError(f"block: expected an integer ≥ 2, got {block!r}")
+            raise InputError(f"block: expected an integer ≥ 2, got {block!r}")
         self.block = block
         self._sum = None
         self._in_block = 0
@@ -96,9 +98,9 @@ def gradient_noise(
     inputs, targets = data
     n = len(targets)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 0 < batch_size <= n:
-        raise ValueError(f"batch_size: expected an integer in [1, {n}], got {batch_size!r}")
+        raise InputError(f"batch_size: expected an integer in [1, {n}], got {batch_size!r}")
     if isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 2:
-        raise ValueError(f"n_batches: expected an integer ≥ 2, got {n_batches!r}")
+        raise InputError(f"n_batches: expected an integer ≥ 2, got {n_batches!r}")
     if full_grad is None:
         full_grad = Objective(model, loss_fn, data, batch_size=min(n, 1024), **objective_kwargs).grad()
     tail = TailIndex(block or max(2, int(math.sqrt(n_batches))))
@@ -111,7 +113,15 @@ def gradient_noise(
         norms.append(float(torch.linalg.vector_norm(noise)))
         tail.add(noise)
     norms_t = torch.tensor(norms, dtype=torch.float64)
-    return NoiseResult(norms_t, float(norms_t.mean()), float(norms_t.std()), tail.alpha, batch_size, n_batches, float(torch.linalg.vector_norm(full_grad)))
+    return NoiseResult(
+        norms_t,
+        float(norms_t.mean()),
+        float(norms_t.std()),
+        tail.alpha,
+        batch_size,
+        n_batches,
+        float(torch.linalg.vector_norm(full_grad)),
+    )
 
 
 def symmetric_stable(alpha: float, size: int, generator: torch.Generator) -> Tensor:

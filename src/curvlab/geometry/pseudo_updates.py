@@ -1,4 +1,4 @@
-"""Pseudo-update steps (SPEC §3; seed 004 App. A.3).
+"""Pseudo-update steps (definitions §3; Pan & Li 2022, App. A.3).
 
 Shadow optimizers see the *same* gradients as the real run: at x_t each one's would-be update u is
 computed from its own state and the real g_t, then its state advances as if it had stepped, while
@@ -8,19 +8,21 @@ shows how the optimizers' directions differ on one geometry.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from curvlab.core.objective import Objective
+from curvlab.errors import InputError
 from curvlab.geometry.directional import directional_sharpness, gradient_correlation
 
 OptimizerFactory = Callable[[list[Tensor]], Any]
 
 
 def default_shadows() -> dict[str, OptimizerFactory]:
-    """The optimizers of seed 004 Tables 3–6 (momentum defaults; lr 1 — sharpness is scale-free)."""
+    """The optimizers of Pan & Li 2022, Tables 3–6 (momentum defaults; lr 1 — sharpness is scale-free)."""
     from curvlab.optim import Adafactor, CoordinateClip, HeavyBall, NormalizedSGD, SignDescent
 
     def sgd(ps):
@@ -45,12 +47,18 @@ class PseudoUpdates:
     g_t (flat) at every training step; it returns each shadow's would-be update direction (flat).
     """
 
-    def __init__(self, shapes: Iterable[torch.Size], shadows: dict[str, OptimizerFactory] | None = None, dtype=torch.float32, device="cpu"):
+    def __init__(
+        self,
+        shapes: Iterable[torch.Size],
+        shadows: dict[str, OptimizerFactory] | None = None,
+        dtype=torch.float32,
+        device="cpu",
+    ):
         self.shapes = [torch.Size(s) for s in shapes]
         self.params = [torch.zeros(s, dtype=dtype, device=device, requires_grad=True) for s in self.shapes]
         factories = default_shadows() if shadows is None else shadows
         if not factories:
-            raise ValueError("shadows: expected at least one optimizer factory")
+            raise InputError("shadows: expected at least one optimizer factory")
         self.optimizers = {name: make(self.params) for name, make in factories.items()}
 
     def update(self, x: Tensor, g: Tensor) -> dict[str, Tensor]:
@@ -72,11 +80,19 @@ class PseudoUpdates:
         return [t.view(s) for t, s in zip(torch.split(flat.detach(), sizes), self.shapes)]
 
 
-def compare_directions(objective: Objective, updates: dict[str, Tensor], reference: str = "sgd") -> dict[str, dict[str, float]]:
+def compare_directions(
+    objective: Objective, updates: dict[str, Tensor], reference: str = "sgd"
+) -> dict[str, dict[str, float]]:
     """Directional sharpness, gradient correlation and the sharpness ratio to ``reference`` for each
     direction, all at the Objective's current point (one gradient, one HVP per direction)."""
     grad = objective.grad()
-    out = {name: {"directional_sharpness": directional_sharpness(objective, u), "gradient_correlation": gradient_correlation(objective, u, grad)} for name, u in updates.items()}
+    out = {
+        name: {
+            "directional_sharpness": directional_sharpness(objective, u),
+            "gradient_correlation": gradient_correlation(objective, u, grad),
+        }
+        for name, u in updates.items()
+    }
     if reference in out:
         base = out[reference]["directional_sharpness"]
         for values in out.values():

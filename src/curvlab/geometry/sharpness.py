@@ -1,4 +1,4 @@
-"""The sharpness family (SPEC §2): λ1, top-k, λ_min, preconditioned sharpness, stability thresholds,
+"""The sharpness family (definitions §2): λ1, top-k, λ_min, preconditioned sharpness, stability thresholds,
 alignment of the update with the top eigenvector, and the cosine between successive updates."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from curvlab.core.objective import Objective
 from curvlab.linalg import EigResult, LinearOperator, eigs
 
 
-def sharpness(objective: Objective, k: int = 1, tol: float = 1e-3, v0: Tensor | None = None, **kwargs: Any) -> EigResult:
+def sharpness(
+    objective: Objective, k: int = 1, tol: float = 1e-3, v0: Tensor | None = None, **kwargs: Any
+) -> EigResult:
     """The top-k Hessian eigenpairs of F at the current point (λ1 = sharpness), by Lanczos."""
     return eigs(objective.hessian(), k=k, which="LA", tol=tol, v0=v0, **kwargs)
 
@@ -32,11 +34,15 @@ def preconditioned_hessian(objective: Objective, optimizer: Any) -> LinearOperat
     diag = torch.cat([d.reshape(-1) for d in diagonal_preconditioner(optimizer, params)])
     scale = diag.rsqrt().to(objective.space.dtype)
     hessian = objective.hessian()
-    return LinearOperator(lambda v: scale * hessian(scale * v), objective.dim, dtype=hessian.dtype, device=hessian.device)
+    return LinearOperator(
+        lambda v: scale * hessian(scale * v), objective.dim, dtype=hessian.dtype, device=hessian.device
+    )
 
 
-def preconditioned_sharpness(objective: Objective, optimizer: Any, tol: float = 1e-3, v0: Tensor | None = None, **kwargs: Any) -> EigResult:
-    """λ_max(P^{-1/2} H P^{-1/2}) (SPEC §2; Cohen et al. 2022, Gilmer et al. 2021 App. H)."""
+def preconditioned_sharpness(
+    objective: Objective, optimizer: Any, tol: float = 1e-3, v0: Tensor | None = None, **kwargs: Any
+) -> EigResult:
+    """λ_max(P^{-1/2} H P^{-1/2}) (definitions §2; Cohen et al. 2022, Gilmer et al. 2021 App. H)."""
     return eigs(preconditioned_hessian(objective, optimizer), which="LA", tol=tol, v0=v0, **kwargs)
 
 
@@ -50,12 +56,17 @@ class StabilityThreshold:
     preconditioned: bool
 
     def report(self, lam: float) -> dict[str, float]:
-        """η·λ, the normalised y = ηλ − 2 (SPEC §2), and λ / threshold."""
-        return {"threshold": self.threshold, "lr_times_sharpness": self.lr * lam, "y": self.lr * lam - 2.0, "ratio_to_threshold": lam / self.threshold}
+        """η·λ, the normalised y = ηλ − 2 (definitions §2), and λ / threshold."""
+        return {
+            "threshold": self.threshold,
+            "lr_times_sharpness": self.lr * lam,
+            "y": self.lr * lam - 2.0,
+            "ratio_to_threshold": lam / self.threshold,
+        }
 
 
 def stability_threshold(optimizer: Any, lr: float | None = None) -> StabilityThreshold:
-    """The stability threshold of the optimizer in use (SPEC §2), from its first param group.
+    """The stability threshold of the optimizer in use (definitions §2), from its first param group.
 
     - GD: 2/η.  Heavy-ball momentum β, PyTorch form (b = βb + g, x −= ηb): (2 + 2β)/η; with
       dampening d (b = βb + (1−d)g) the effective step is η(1−d).

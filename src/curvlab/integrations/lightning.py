@@ -15,12 +15,13 @@ silenced. Give a ``loss_fn(outputs, targets)`` instead to measure ``loss_fn(modu
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from typing import Any, Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import lightning.pytorch as pl
 from torch import Tensor, nn
 
+from curvlab.errors import InputError
 from curvlab.integrations._common import ScalarCursor, build_objective
 from curvlab.monitor import Monitor
 
@@ -66,8 +67,17 @@ class CurvlabCallback(pl.Callback):
     After ``fit``, ``callback.monitor`` holds the Monitor and its ``records``.
     """
 
-    def __init__(self, data: Any, loss_fn: Any = None, metrics: Any = None, *, budget: float = 0.1, run_dir: Any = None,
-                 log: bool = True, **objective_options: Any):
+    def __init__(
+        self,
+        data: Any,
+        loss_fn: Any = None,
+        metrics: Any = None,
+        *,
+        budget: float = 0.1,
+        run_dir: Any = None,
+        log: bool = True,
+        **objective_options: Any,
+    ):
         self.data, self.loss_fn, self.metrics = data, loss_fn, metrics
         self.budget, self.run_dir, self.log = budget, run_dir, log
         self.objective_options = objective_options
@@ -77,15 +87,26 @@ class CurvlabCallback(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.optimizers:
-            raise ValueError("CurvlabCallback: the LightningModule configured no optimizer")
+            raise InputError("CurvlabCallback: the LightningModule configured no optimizer")
         model = pl_module if self.loss_fn is not None else TrainingStepLoss(pl_module)
-        objective = build_objective(model, self.loss_fn, self.data, trainer.world_size, trainer.global_rank, self.objective_options)
-        self.monitor = Monitor(objective, trainer.optimizers[0], self.metrics, self.run_dir, budget=self.budget,
-                               start_step=trainer.global_step, start_epoch=trainer.current_epoch)
+        objective = build_objective(
+            model, self.loss_fn, self.data, trainer.world_size, trainer.global_rank, self.objective_options
+        )
+        self.monitor = Monitor(
+            objective,
+            trainer.optimizers[0],
+            self.metrics,
+            self.run_dir,
+            budget=self.budget,
+            start_step=trainer.global_step,
+            start_epoch=trainer.current_epoch,
+        )
         self._cursor = ScalarCursor(self.monitor)
         self._last_step = trainer.global_step
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.monitor is None or trainer.global_step == self._last_step:
             return  # no optimizer step on this batch (gradient accumulation)
         self._last_step = trainer.global_step

@@ -19,6 +19,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from curvlab.errors import InputError
 from curvlab.integrations._common import ScalarCursor, build_objective
 from curvlab.monitor import Monitor
 
@@ -40,27 +41,47 @@ class CurvlabCallback(TrainerCallback):
     After training, ``callback.monitor`` holds the Monitor and its ``records``.
     """
 
-    def __init__(self, data: Any, metrics: Any = None, *, budget: float = 0.1, run_dir: Any = None, loss_fn: Any = None,
-                 trainer: Any = None, **objective_options: Any):
+    def __init__(
+        self,
+        data: Any,
+        metrics: Any = None,
+        *,
+        budget: float = 0.1,
+        run_dir: Any = None,
+        loss_fn: Any = None,
+        trainer: Any = None,
+        **objective_options: Any,
+    ):
         self.data, self.metrics, self.budget, self.run_dir, self.loss_fn = data, metrics, budget, run_dir, loss_fn
         self.trainer = trainer
         self.objective_options = objective_options
         self.monitor: Monitor | None = None
         self._cursor: ScalarCursor | None = None
 
-    def attach(self, trainer: Any) -> "CurvlabCallback":
+    def attach(self, trainer: Any) -> CurvlabCallback:
         """Add this callback to ``trainer`` and log through it; returns the callback."""
         self.trainer = trainer
         trainer.add_callback(self)
         return self
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None, **kwargs: Any
+    ) -> None:
         if model is None or optimizer is None:
-            raise ValueError("CurvlabCallback: the Trainer passed no model or optimizer to on_train_begin")
-        objective = build_objective(model, self.loss_fn, self.data, args.world_size, args.process_index, self.objective_options)
+            raise InputError("CurvlabCallback: the Trainer passed no model or optimizer to on_train_begin")
+        objective = build_objective(
+            model, self.loss_fn, self.data, args.world_size, args.process_index, self.objective_options
+        )
         run_dir = self.run_dir if state.is_world_process_zero else None
-        self.monitor = Monitor(objective, _unwrapped(optimizer), self.metrics, run_dir, budget=self.budget,
-                               start_step=state.global_step, start_epoch=int(state.epoch or 0))
+        self.monitor = Monitor(
+            objective,
+            _unwrapped(optimizer),
+            self.metrics,
+            run_dir,
+            budget=self.budget,
+            start_step=state.global_step,
+            start_epoch=int(state.epoch or 0),
+        )
         self._cursor = ScalarCursor(self.monitor)
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

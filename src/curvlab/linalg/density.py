@@ -1,4 +1,4 @@
-"""Spectral density by stochastic Lanczos quadrature (SPEC §2; Ghorbani, Krishnan & Xiao 2019).
+"""Spectral density by stochastic Lanczos quadrature (definitions §2; Ghorbani, Krishnan & Xiao 2019).
 
 For each probe v (Gaussian, normalised), m Lanczos steps give T = QᵀAQ with eigenpairs (θ_j, s_j);
 the spectral measure of A seen from v is approximated by Σ_j τ_j δ(t − θ_j), τ_j = s_{1j}² (the
@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from curvlab.errors import InputError
 from curvlab.linalg.lanczos import F64, LanczosProcess
 from curvlab.linalg.operator import as_operator
 from curvlab.linalg.progress import progress_bar
@@ -70,9 +71,9 @@ def spectral_density(
     op = as_operator(op)
     for name, value in (("n_probes", n_probes), ("n_steps", n_steps), ("n_grid", n_grid)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "n_grid" else 1):
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+            raise InputError(f"{name}: expected a positive integer, got {value!r}")
     if sigma is not None and not sigma > 0:
-        raise ValueError(f"sigma: expected a positive number or None, got {sigma!r}")
+        raise InputError(f"sigma: expected a positive number or None, got {sigma!r}")
     gen = make_generator(seed, generator)
     used_before = op.n_matvecs
     steps = min(n_steps, op.dim)

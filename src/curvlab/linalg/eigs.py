@@ -1,4 +1,4 @@
-"""Extreme eigenpairs of a symmetric operator: Lanczos (default) or power iteration (SPEC §2)."""
+"""Extreme eigenpairs of a symmetric operator: Lanczos (default) or power iteration (definitions §2)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from curvlab.errors import InputError, InputTypeError
 from curvlab.linalg.lanczos import F64, LanczosProcess
 from curvlab.linalg.operator import LinearOperator, as_operator
 from curvlab.linalg.progress import progress_bar
@@ -68,7 +69,7 @@ def eigs(
     no other eigenvalue within δ, which an unresolved near-degenerate pair at the top violates
     (see docs/core.md). ``v0`` warm-starts the iteration (e.g. with the previous top eigenvector).
 
-    ``method="lanczos"``: full reorthogonalisation, basis in float64 (SPEC §2). ``max_iter`` bounds
+    ``method="lanczos"``: full reorthogonalisation, basis in float64 (definitions §2). ``max_iter`` bounds
     the basis size (default ``min(dim, max(100, 20k))``).
     ``method="power"``: power iteration with deflation, kept for comparison. It finds the eigenvalues
     of largest *magnitude* whatever ``which`` says ("LA" is accepted and answered as "LM"): on an
@@ -77,12 +78,12 @@ def eigs(
     op = as_operator(op)
     _check_args(op, k, which, method, tol, max_iter, atol)
     if bound not in BOUNDS:
-        raise ValueError(f"bound: expected one of {BOUNDS}, got {bound!r}")
+        raise InputError(f"bound: expected one of {BOUNDS}, got {bound!r}")
     gen = make_generator(seed, generator)
     start = _start_vector(op, v0, gen)
     if method == "power":
         if which == "SA":
-            raise ValueError("which: method='power' finds the largest |λ| only; use method='lanczos' for which='SA'")
+            raise InputError("which: method='power' finds the largest |λ| only; use method='lanczos' for which='SA'")
         return _power(op, k, tol, atol, max_iter or 1000, start, progress)
     rule = StoppingRule(which, tol, atol, bound)
     return _lanczos(op, k, rule, max_iter or min(op.dim, max(100, 20 * k)), start, gen, progress)
@@ -90,31 +91,31 @@ def eigs(
 
 def _check_args(op: LinearOperator, k: Any, which: Any, method: Any, tol: Any, max_iter: Any, atol: Any) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k: expected a positive integer, got {k!r}")
+        raise InputError(f"k: expected a positive integer, got {k!r}")
     if k > op.dim:
-        raise ValueError(f"k: asked for {k} eigenpairs of an operator of dimension {op.dim}")
+        raise InputError(f"k: asked for {k} eigenpairs of an operator of dimension {op.dim}")
     if which not in WHICH:
-        raise ValueError(f"which: expected one of {WHICH}, got {which!r}")
+        raise InputError(f"which: expected one of {WHICH}, got {which!r}")
     if method not in METHODS:
-        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+        raise InputError(f"method: expected one of {METHODS}, got {method!r}")
     if not isinstance(tol, (int, float)) or not tol > 0:
-        raise ValueError(f"tol: expected a positive number, got {tol!r}")
+        raise InputError(f"tol: expected a positive number, got {tol!r}")
     if not isinstance(atol, (int, float)) or atol < 0:
-        raise ValueError(f"atol: expected a non-negative number, got {atol!r}")
+        raise InputError(f"atol: expected a non-negative number, got {atol!r}")
     if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < k):
-        raise ValueError(f"max_iter: expected an integer ≥ k = {k}, got {max_iter!r}")
+        raise InputError(f"max_iter: expected an integer ≥ k = {k}, got {max_iter!r}")
 
 
 def _start_vector(op: LinearOperator, v0: Tensor | None, gen: torch.Generator) -> Tensor:
     if v0 is None:
         return gaussian((op.dim,), gen, op.device)
     if not isinstance(v0, Tensor):
-        raise TypeError(f"v0: expected a torch.Tensor of length {op.dim}, got {type(v0).__name__}")
+        raise InputTypeError(f"v0: expected a torch.Tensor of length {op.dim}, got {type(v0).__name__}")
     if v0.numel() != op.dim:
-        raise ValueError(f"v0: expected a vector of length {op.dim}, got shape {tuple(v0.shape)}")
+        raise InputError(f"v0: expected a vector of length {op.dim}, got shape {tuple(v0.shape)}")
     v0 = v0.reshape(-1).to(device=op.device, dtype=F64)
     if not torch.isfinite(v0).all() or torch.linalg.vector_norm(v0) == 0:
-        raise ValueError("v0: the start vector must be finite and non-zero")
+        raise InputError("v0: the start vector must be finite and non-zero")
     return v0
 
 
@@ -197,7 +198,9 @@ def _power(op, k, tol, atol, max_iter, start, progress) -> EigResult:
     bar = progress_bar(None, "power iteration", progress)
     try:
         for _ in range(k):
-            value, vector, residual, n_iter, converged = _power_one(op, start, values, vectors, tol, atol, max_iter, bar)
+            value, vector, residual, n_iter, converged = _power_one(
+                op, start, values, vectors, tol, atol, max_iter, bar
+            )
             values.append(value)
             vectors.append(vector)
             residuals.append(residual)

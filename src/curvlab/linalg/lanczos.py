@@ -1,6 +1,6 @@
 """The Lanczos process with full reorthogonalisation, shared by eigs() and spectral_density().
 
-The basis and the tridiagonal T are kept in float64 whatever the operator's dtype (SPEC §2);
+The basis and the tridiagonal T are kept in float64 whatever the operator's dtype (definitions §2);
 products run in the operator's dtype. After m steps, the Ritz pairs (θ_i, Q s_i) of T = QᵀAQ have
 residual norms ‖A y_i − θ_i y_i‖ = |β_m · s_{m,i}|.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from curvlab.errors import InputError
 from curvlab.linalg.operator import LinearOperator
 from curvlab.linalg.random import gaussian
 
@@ -29,7 +30,7 @@ class LanczosProcess:
         q = v0.to(device=op.device, dtype=F64).reshape(-1)
         norm = torch.linalg.vector_norm(q)
         if not torch.isfinite(norm) or norm == 0:
-            raise ValueError("v0: the start vector must be finite and non-zero")
+            raise InputError("v0: the start vector must be finite and non-zero")
         self._basis = torch.empty((min(capacity, op.dim + 1), op.dim), dtype=F64, device=op.device)
         self._basis[0] = q / norm
         self.alpha: list[float] = []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from curvlab.errors import InputError, InputTypeError
 
 
 class LinearOperator:
@@ -26,9 +29,9 @@ class LinearOperator:
         device: torch.device | str = "cpu",
     ):
         if not callable(matvec):
-            raise TypeError(f"matvec: expected a callable v -> A v, got {type(matvec).__name__}")
+            raise InputTypeError(f"matvec: expected a callable v -> A v, got {type(matvec).__name__}")
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim: expected a positive integer, got {dim!r}")
+            raise InputError(f"dim: expected a positive integer, got {dim!r}")
         self._matvec = matvec
         self.dim = dim
         self.dtype = dtype
@@ -38,13 +41,13 @@ class LinearOperator:
     def matvec(self, v: Tensor) -> Tensor:
         """A v, with ``v`` cast to the operator's dtype and device; the result has the same."""
         if not isinstance(v, Tensor):
-            raise TypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
+            raise InputTypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
         if v.dim() != 1 or v.numel() != self.dim:
-            raise ValueError(f"v: expected a flat vector of length {self.dim}, got shape {tuple(v.shape)}")
+            raise InputError(f"v: expected a flat vector of length {self.dim}, got shape {tuple(v.shape)}")
         out = self._matvec(v.to(device=self.device, dtype=self.dtype))
         self.n_matvecs += 1
         if not isinstance(out, Tensor) or out.numel() != self.dim:
-            raise ValueError(f"matvec: must return a vector of length {self.dim}")
+            raise InputError(f"matvec: must return a vector of length {self.dim}")
         return out.reshape(-1).to(self.dtype)
 
     __call__ = matvec
@@ -60,13 +63,13 @@ class MatrixOperator(LinearOperator):
     def __init__(self, matrix: Tensor | np.ndarray, *, check_symmetric: bool = True):
         matrix = torch.as_tensor(matrix)
         if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
-            raise ValueError(f"matrix: expected a square 2-D matrix, got shape {tuple(matrix.shape)}")
+            raise InputError(f"matrix: expected a square 2-D matrix, got shape {tuple(matrix.shape)}")
         if not matrix.is_floating_point():
             matrix = matrix.to(torch.float64)
         if check_symmetric:
             scale = matrix.abs().max().clamp_min(1e-300)
             if ((matrix - matrix.T).abs().max() / scale) > 1e-6:
-                raise ValueError("matrix: expected a symmetric matrix (max |A - A^T| / max |A| > 1e-6)")
+                raise InputError("matrix: expected a symmetric matrix (max |A - A^T| / max |A| > 1e-6)")
         self.matrix = matrix
         super().__init__(lambda v: matrix @ v, matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
 
@@ -83,8 +86,10 @@ def as_operator(op: Any, dim: int | None = None) -> LinearOperator:
         if dim is None:
             dim = getattr(op, "dim", None)
         if dim is None:
-            raise TypeError("op: a plain callable has no known dimension; wrap it as curvlab.LinearOperator(fn, dim=...)")
+            raise InputTypeError(
+                "op: a plain callable has no known dimension; wrap it as curvlab.LinearOperator(fn, dim=...)"
+            )
         return LinearOperator(op, dim)
-    raise TypeError(
+    raise InputTypeError(
         f"op: expected a curvlab.LinearOperator, an Objective, a square matrix or a callable, got {type(op).__name__}"
     )

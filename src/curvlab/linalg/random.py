@@ -1,6 +1,6 @@
 """Reproducible random probes: drawn on the CPU from an explicit generator, then moved.
 
-The global RNG is never touched, so measuring does not perturb training (SPEC, standards).
+The global RNG is never touched, so measuring does not perturb training (see docs/definitions.md §1).
 """
 
 from __future__ import annotations
@@ -8,19 +8,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from curvlab.errors import InputTypeError
+
 
 def make_generator(seed: int | None = 0, generator: torch.Generator | None = None) -> torch.Generator:
     """The generator to draw probes from: ``generator`` if given, else a fresh one seeded with ``seed``."""
     if generator is not None:
         if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
+            raise InputTypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
         return generator
     if seed is None:  # fresh entropy, without touching the global RNG
         gen = torch.Generator()
         gen.seed()
         return gen
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+        raise InputTypeError(f"seed: expected an int or None, got {type(seed).__name__}")
     return torch.Generator().manual_seed(seed)
 
 

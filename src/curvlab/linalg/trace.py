@@ -1,4 +1,4 @@
-"""Stochastic trace estimation (SPEC §2): Hutchinson and Hutch++ with Rademacher probes."""
+"""Stochastic trace estimation (definitions §2): Hutchinson and Hutch++ with Rademacher probes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from curvlab.errors import InputError
 from curvlab.linalg.lanczos import F64
 from curvlab.linalg.operator import LinearOperator, as_operator
 from curvlab.linalg.progress import progress_bar
@@ -28,7 +29,10 @@ class TraceResult:
     samples: Tensor
 
     def __repr__(self) -> str:
-        return f"TraceResult(estimate={self.estimate:.6g}, stderr={self.stderr:.3g}, method={self.method!r}, n_matvecs={self.n_matvecs})"
+        return (
+            f"TraceResult(estimate={self.estimate:.6g}, stderr={self.stderr:.3g}, method={self.method!r}, "
+            f"n_matvecs={self.n_matvecs})"
+        )
 
 
 def trace(
@@ -48,10 +52,10 @@ def trace(
     """
     op = as_operator(op)
     if method not in TRACE_METHODS:
-        raise ValueError(f"method: expected one of {TRACE_METHODS}, got {method!r}")
+        raise InputError(f"method: expected one of {TRACE_METHODS}, got {method!r}")
     minimum = 2 if method == "hutchinson" else 3
     if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < minimum:
-        raise ValueError(f"n_probes: expected an integer ≥ {minimum} for method={method!r}, got {n_probes!r}")
+        raise InputError(f"n_probes: expected an integer ≥ {minimum} for method={method!r}, got {n_probes!r}")
     gen = make_generator(seed, generator)
     used_before = op.n_matvecs
     bar = progress_bar(n_probes, f"trace ({method})", progress)

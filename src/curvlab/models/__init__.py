@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from curvlab.errors import InputError
 from curvlab.models.linear import linear
 from curvlab.models.mlp import ACTIVATIONS, mlp
 from curvlab.models.transformer import SIZES, CausalLM, transformer_lm
@@ -27,17 +29,22 @@ def _out(dataset: Any) -> int:
 def _image(dataset: Any) -> tuple[int, int]:
     shape = dataset.input_shape
     if len(shape) != 3:
-        raise ValueError(f"model: an image model needs (C, H, W) inputs, {dataset.name} has {shape}")
+        raise InputError(f"model: an image model needs (C, H, W) inputs, {dataset.name} has {shape}")
     return shape[0], shape[-1]
 
 
 BUILDERS: dict[str, tuple[Callable[..., nn.Module], str]] = {
     "linear": (lambda ds, bias=True: linear(_features(ds.input_shape), _out(ds), bias), "linear / logistic regression"),
     "mlp": (
-        lambda ds, width=128, depth=2, activation="tanh", layernorm=False: mlp(_features(ds.input_shape), [width] * depth, _out(ds), activation, layernorm),
+        lambda ds, width=128, depth=2, activation="tanh", layernorm=False: mlp(
+            _features(ds.input_shape), [width] * depth, _out(ds), activation, layernorm
+        ),
         "MLP (width, depth, activation, optional LayerNorm)",
     ),
-    "lenet": (lambda ds, activation="tanh": lenet(*_image(ds)[:1], _image(ds)[1], _out(ds), activation), "LeNet-5-like CNN"),
+    "lenet": (
+        lambda ds, activation="tanh": lenet(*_image(ds)[:1], _image(ds)[1], _out(ds), activation),
+        "LeNet-5-like CNN",
+    ),
     "resnet": (
         lambda ds, width=16, blocks=1, norm="layer": SmallResNet(_image(ds)[0], _out(ds), width, blocks, norm),
         "small ResNet, no BatchNorm (norm: none, layer, group)",
@@ -51,16 +58,16 @@ BUILDERS: dict[str, tuple[Callable[..., nn.Module], str]] = {
 
 def build_model(name: str, dataset: Any, init_scale: float = 1.0, seed: int = 0, **options: Any) -> nn.Module:
     """Build a registered model for ``dataset``, seeded; ``init_scale`` multiplies every initial
-    parameter (seed 003 scales initialisations to move the initial sharpness)."""
+    parameter (Gilmer et al. 2021 scales initialisations to move the initial sharpness)."""
     if name not in BUILDERS:
-        raise ValueError(f"model: unknown model {name!r}; expected one of {sorted(BUILDERS)}")
+        raise InputError(f"model: unknown model {name!r}; expected one of {sorted(BUILDERS)}")
     if not init_scale > 0:
-        raise ValueError(f"init_scale: expected a positive number, got {init_scale!r}")
+        raise InputError(f"init_scale: expected a positive number, got {init_scale!r}")
     torch.manual_seed(seed)
     try:
         model = BUILDERS[name][0](dataset, **options)
     except TypeError as err:
-        raise ValueError(f"model: bad option for {name!r}: {err}") from err
+        raise InputError(f"model: bad option for {name!r}: {err}") from err
     if init_scale != 1.0:
         with torch.no_grad():
             for p in model.parameters():
@@ -68,4 +75,15 @@ def build_model(name: str, dataset: Any, init_scale: float = 1.0, seed: int = 0,
     return model
 
 
-__all__ = ["ACTIVATIONS", "BUILDERS", "CausalLM", "SIZES", "SmallResNet", "build_model", "lenet", "linear", "mlp", "transformer_lm"]
+__all__ = [
+    "ACTIVATIONS",
+    "BUILDERS",
+    "CausalLM",
+    "SIZES",
+    "SmallResNet",
+    "build_model",
+    "lenet",
+    "linear",
+    "mlp",
+    "transformer_lm",
+]

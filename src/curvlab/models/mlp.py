@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
+
+from curvlab.errors import InputError
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "elu": nn.ELU, "silu": nn.SiLU}
 
@@ -18,7 +20,7 @@ def mlp(
 ) -> nn.Sequential:
     """``in → hidden[0] → … → out`` with ``activation`` (and LayerNorm before it) after each hidden layer."""
     if activation not in ACTIVATIONS:
-        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        raise InputError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_features
     for h in hidden:

@@ -1,4 +1,4 @@
-"""Causal transformer language models: the PyTorch-tutorial size used by seed 001 (2 layers, 200-dim,
+"""Causal transformer language models: the PyTorch-tutorial size used by Kunstner et al. 2023 (2 layers, 200-dim,
 2 heads) and a NanoLM-like 6-layer one. Attention goes through scaled_dot_product_attention, which
 curvlab runs under the MATH backend, so every model here is twice differentiable on the CPU."""
 
@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from curvlab.errors import InputError
 
 SIZES = {
     "tutorial": dict(d_model=200, n_layers=2, n_heads=2, d_ff=200),
@@ -15,7 +17,9 @@ SIZES = {
 
 
 class CausalLM(nn.Module):
-    def __init__(self, vocab: int, context: int, d_model: int, n_layers: int, n_heads: int, d_ff: int, dropout: float = 0.0):
+    def __init__(
+        self, vocab: int, context: int, d_model: int, n_layers: int, n_heads: int, d_ff: int, dropout: float = 0.0
+    ):
         super().__init__()
         self.embed = nn.Embedding(vocab, d_model)
         self.pos = nn.Parameter(torch.randn(context, d_model) * 0.02)
@@ -34,5 +38,5 @@ class CausalLM(nn.Module):
 
 def transformer_lm(vocab: int, context: int, size: str = "tutorial", dropout: float = 0.0) -> CausalLM:
     if size not in SIZES:
-        raise ValueError(f"size: expected one of {sorted(SIZES)}, got {size!r}")
+        raise InputError(f"size: expected one of {sorted(SIZES)}, got {size!r}")
     return CausalLM(vocab, context, dropout=dropout, **SIZES[size])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
+from curvlab.errors import InputError
 from curvlab.models.mlp import ACTIVATIONS
 
 
@@ -13,9 +14,18 @@ def lenet(in_channels: int, image_size: int, n_classes: int, activation: str = "
     act = ACTIVATIONS[activation]
     side = ((image_size + 4 - 4) // 2 - 4) // 2  # after conv(pad 2) → pool → conv → pool
     return nn.Sequential(
-        nn.Conv2d(in_channels, 6, 5, padding=2), act(), nn.AvgPool2d(2),
-        nn.Conv2d(6, 16, 5), act(), nn.AvgPool2d(2),
-        nn.Flatten(), nn.Linear(16 * side * side, 120), act(), nn.Linear(120, 84), act(), nn.Linear(84, n_classes),
+        nn.Conv2d(in_channels, 6, 5, padding=2),
+        act(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        act(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * side * side, 120),
+        act(),
+        nn.Linear(120, 84),
+        act(),
+        nn.Linear(84, n_classes),
     )
 
 
@@ -50,7 +60,9 @@ class SmallResNet(nn.Module):
     def __init__(self, in_channels: int, n_classes: int, width: int = 16, blocks: int = 1, norm: str = "layer"):
         super().__init__()
         if norm not in NORMS:
-            raise ValueError(f"norm: expected one of {NORMS} (no BatchNorm: it has no single full-batch function), got {norm!r}")
+            raise InputError(
+                f"norm: expected one of {NORMS} (no BatchNorm: it has no single full-batch function), got {norm!r}"
+            )
         self.stem = nn.Conv2d(in_channels, width, 3, 1, 1)
         layers, c = [], width
         for stage, c_out in enumerate((width, 2 * width, 4 * width)):

@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from curvlab.core.objective import CURVATURES
+from curvlab.errors import InputError, InputTypeError
 from curvlab.geometry import (
     AssumptionTracker,
-    block_eigs,
-    critical_sharpness,
     L0L1Fit,
     PseudoUpdates,
     alignment,
+    block_eigs,
     coordinate_histogram,
     cosine,
+    critical_sharpness,
     directional_sharpness,
     gradient_correlation,
     gradient_noise,
@@ -48,10 +50,10 @@ class Metric:
     def default_schedule(self) -> Schedule:
         return every(100) | epoch_end()
 
-    def observe(self, monitor: "Monitor", info: "StepInfo") -> None:
+    def observe(self, monitor: Monitor, info: StepInfo) -> None:
         pass
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         raise NotImplementedError
 
     def reset_window(self) -> None:
@@ -79,7 +81,7 @@ class StepStats(Metric):
     def default_schedule(self) -> Schedule:
         return every(1)
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         grads = [p.grad for _, p in monitor.objective.parameters if p.grad is not None]
         norms_ = torch.stack(torch._foreach_norm([info.x_now - info.x_prev, *grads])).tolist()  # one read of the device
         if info.loss is not None:
@@ -91,7 +93,7 @@ class StepStats(Metric):
 
 
 class Assumptions(Metric):
-    """SPEC §4 per step on the step's minibatch: convexity gap, smoothness, ratios, update
+    """definitions §4 per step on the step's minibatch: convexity gap, smoothness, ratios, update
     correlations (with random scaling), minibatch gradient norms, ‖x‖, cosine of successive updates."""
 
     name = "assumptions"
@@ -104,7 +106,7 @@ class Assumptions(Metric):
     def default_schedule(self) -> Schedule:
         return every(1)
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         ev = monitor.batch_evaluation(info)
         if ev is None:
             return
@@ -123,7 +125,7 @@ class Assumptions(Metric):
 
 
 class FullBatch(Metric):
-    """Measurement-set quantities (SPEC §4): F, ∇F norms, ‖g − ∇F‖ and its running mean σ, the PL
+    """Measurement-set quantities (definitions §4): F, ∇F norms, ‖g − ∇F‖ and its running mean σ, the PL
     ratio, the measurement-set convexity gap and smoothness, and the (L0, L1) fit."""
 
     name = "full_batch"
@@ -136,7 +138,7 @@ class FullBatch(Metric):
         self.deviation_sum = 0.0
         self.deviation_n = 0
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         obj = monitor.objective
         loss, grad = obj.loss_and_grad()
         yield "loss_full", loss, {}
@@ -160,7 +162,7 @@ class FullBatch(Metric):
 
 
 class Sharpness(Metric):
-    """SPEC §2: top-k eigenvalues (Lanczos, warm-started from the last top eigenvector), optional
+    """definitions §2: top-k eigenvalues (Lanczos, warm-started from the last top eigenvector), optional
     λ_min, the stability threshold of the optimizer with η·λ1 and y = ηλ1 − 2, the update's alignment
     with v1, and the preconditioned sharpness when the optimizer keeps a diagonal preconditioner.
     ``plain="auto"`` skips the plain λ1 when the optimizer's threshold is on the preconditioned sharpness
@@ -169,23 +171,30 @@ class Sharpness(Metric):
     name = "sharpness"
     _state = ("v0", "v0_pre", "top_vector")
 
-    def __init__(self, schedule: Any = None, k: int = 1, tol: float = 1e-3, lambda_min: bool = False, preconditioned: bool | str = "auto",
-                 plain: bool | str = True):
+    def __init__(
+        self,
+        schedule: Any = None,
+        k: int = 1,
+        tol: float = 1e-3,
+        lambda_min: bool = False,
+        preconditioned: bool | str = "auto",
+        plain: bool | str = True,
+    ):
         super().__init__(schedule)
         if plain not in (True, False, "auto"):
-            raise ValueError(f"plain: expected True, False or 'auto', got {plain!r}")
+            raise InputError(f"plain: expected True, False or 'auto', got {plain!r}")
         self.k, self.tol, self.with_min, self.preconditioned, self.plain = k, tol, lambda_min, preconditioned, plain
         self.v0: Tensor | None = None
         self.v0_pre: Tensor | None = None
         self.top_vector: Tensor | None = None
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         threshold = stability_threshold(monitor.base_optimizer(), lr=monitor.current_lr())
         if self.plain is True or (self.plain == "auto" and not threshold.preconditioned):
             yield from self._plain(monitor, info, threshold)
         yield from self._preconditioned(monitor, threshold)
 
-    def _plain(self, monitor: "Monitor", info: "StepInfo", threshold) -> Rows:
+    def _plain(self, monitor: Monitor, info: StepInfo, threshold) -> Rows:
         res = eigs(monitor.objective.hessian(), k=self.k, tol=self.tol, v0=self.v0)
         self.v0 = self.top_vector = res.eigenvectors[:, 0]
         for i, lam in enumerate(res.eigenvalues.tolist()):
@@ -199,7 +208,7 @@ class Sharpness(Metric):
         if self.with_min:
             yield "lambda_min", float(eigs(monitor.objective.hessian(), which="SA", tol=self.tol).eigenvalues[0]), {}
 
-    def _preconditioned(self, monitor: "Monitor", threshold) -> Rows:
+    def _preconditioned(self, monitor: Monitor, threshold) -> Rows:
         if self.preconditioned is False:
             return
         try:
@@ -236,11 +245,11 @@ class Curvatures(Metric):
         super().__init__(schedule)
         unknown = [c for c in curvatures if c not in CURVATURES]
         if unknown or not curvatures:
-            raise ValueError(f"curvatures: expected a non-empty list from {CURVATURES}, got {list(curvatures)}")
+            raise InputError(f"curvatures: expected a non-empty list from {CURVATURES}, got {list(curvatures)}")
         self.curvatures, self.tol, self.mc_samples = tuple(curvatures), tol, mc_samples
         self.v0: dict[str, Tensor] = {}
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         for name in self.curvatures:
             res = eigs(monitor.objective.curvature(name, n_samples=self.mc_samples), tol=self.tol, v0=self.v0.get(name))
             self.v0[name] = res.eigenvectors[:, 0]
@@ -258,10 +267,10 @@ class BlockSharpness(Metric):
     ):
         super().__init__(schedule)
         if curvature not in CURVATURES:
-            raise ValueError(f"curvature: expected one of {CURVATURES}, got {curvature!r}")
+            raise InputError(f"curvature: expected one of {CURVATURES}, got {curvature!r}")
         self.blocks, self.curvature, self.tol = blocks, curvature, tol
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         for block, res in block_eigs(monitor.objective, self.blocks, curvature=self.curvature, tol=self.tol).items():
             ctx = {"block": block or "(root)", "curvature": self.curvature, "converged": res.converged}
             yield "block_sharpness", float(res.eigenvalues[0]), ctx
@@ -280,15 +289,22 @@ class CriticalSharpness(Metric):
         self.relative, self.max_evals, self.rtol = dict(relative or {}), max_evals, rtol
         self.eta_guess: dict[str, float] = {}
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         lr = monitor.current_lr()
         update = info.x_prev - info.x_now
         if lr <= 0 or float(torch.linalg.vector_norm(update)) == 0:
             return
         for name, objective in {"": monitor.objective, **self.relative}.items():
             warm = name in self.eta_guess  # the last η_c: usually close, so a tighter bracket
-            res = critical_sharpness(objective, update / lr, at=info.x_prev, eta0=self.eta_guess.get(name, lr),
-                                     max_evals=self.max_evals, rtol=self.rtol, growth=1.5 if warm else 4.0)
+            res = critical_sharpness(
+                objective,
+                update / lr,
+                at=info.x_prev,
+                eta0=self.eta_guess.get(name, lr),
+                max_evals=self.max_evals,
+                rtol=self.rtol,
+                growth=1.5 if warm else 4.0,
+            )
             if res.bracketed:
                 self.eta_guess[name] = res.eta
             ctx = {"n_evals": res.n_evals, "bracketed": res.bracketed, **({"loss": name} if name else {})}
@@ -298,7 +314,7 @@ class CriticalSharpness(Metric):
 
 
 class Directional(Metric):
-    """SPEC §3: shadow optimizers fed the run's gradients (pseudo-update steps); at measurement
+    """definitions §3: shadow optimizers fed the run's gradients (pseudo-update steps); at measurement
     steps each would-be update's directional sharpness, gradient correlation and ratio to SGD's,
     all at x_{t−1}, where the gradient that made them was taken; the real update is "actual"."""
 
@@ -310,7 +326,7 @@ class Directional(Metric):
         self.pseudo: PseudoUpdates | None = None
         self.updates: dict[str, Tensor] = {}
 
-    def observe(self, monitor: "Monitor", info: "StepInfo") -> None:
+    def observe(self, monitor: Monitor, info: StepInfo) -> None:
         ev = monitor.batch_evaluation(info)
         if ev is None:
             return
@@ -323,12 +339,15 @@ class Directional(Metric):
     def state_dict(self) -> dict:
         if self.pseudo is None:
             return {}
-        return {"shadows": {n: copy.deepcopy(o.state_dict()) for n, o in self.pseudo.optimizers.items()}, "updates": copy.deepcopy(self.updates)}
+        return {
+            "shadows": {n: copy.deepcopy(o.state_dict()) for n, o in self.pseudo.optimizers.items()},
+            "updates": copy.deepcopy(self.updates),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self._pending = state
 
-    def _restore(self, monitor: "Monitor") -> None:
+    def _restore(self, monitor: Monitor) -> None:
         state = getattr(self, "_pending", None)
         if state:
             for name, opt in self.pseudo.optimizers.items():
@@ -336,13 +355,17 @@ class Directional(Metric):
             self.updates = state["updates"]
         self._pending = None
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         if not self.updates:
             return
         obj = monitor.objective
         directions = {**self.updates, "actual": info.x_now - info.x_prev}
         grad = obj.grad(at=info.x_prev)
-        values = {name: directional_sharpness(obj, d, at=info.x_prev) for name, d in directions.items() if float(torch.linalg.vector_norm(d)) > 0}
+        values = {
+            name: directional_sharpness(obj, d, at=info.x_prev)
+            for name, d in directions.items()
+            if float(torch.linalg.vector_norm(d)) > 0
+        }
         base = values.get(self.reference)
         for name, value in values.items():
             yield "directional_sharpness", value, {"optimizer": name}
@@ -358,7 +381,7 @@ class Trace(Metric):
         super().__init__(schedule)
         self.n_probes, self.method = n_probes, method
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         res = trace(monitor.objective.hessian(), method=self.method, n_probes=self.n_probes, seed=info.step)
         yield "trace", res.estimate, {"method": self.method}
         yield "trace_stderr", res.stderr, {"method": self.method}
@@ -376,14 +399,20 @@ class Density(Metric):
     def default_schedule(self) -> Schedule:
         return epoch_end()
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
-        d = spectral_density(monitor.objective.hessian(), n_probes=self.n_probes, n_steps=self.n_steps, n_grid=self.n_grid, seed=info.step)
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+        d = spectral_density(
+            monitor.objective.hessian(),
+            n_probes=self.n_probes,
+            n_steps=self.n_steps,
+            n_grid=self.n_grid,
+            seed=info.step,
+        )
         for x, y in zip(d.grid.tolist(), d.density.tolist()):
             yield "spectral_density", y, {"eigenvalue": x}
 
 
 class Noise(Metric):
-    """SPEC §5 at the current point: ‖g̃ − ∇F‖ over ``n_batches`` minibatches of ``batch_size`` from
+    """definitions §5 at the current point: ‖g̃ − ∇F‖ over ``n_batches`` minibatches of ``batch_size`` from
     ``data`` (rows "noise_norm" with their index), their mean/std and the tail index."""
 
     name = "noise"
@@ -395,10 +424,19 @@ class Noise(Metric):
     def default_schedule(self) -> Schedule:
         return epoch_end()
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         obj = monitor.objective
-        res = gradient_noise(obj.model, obj.loss_fn, self.data, self.batch_size, self.n_batches, seed=info.step,
-                             bn_mode=obj.bn_mode, dropout=obj.dropout, params=[p for _, p in obj._selected])
+        res = gradient_noise(
+            obj.model,
+            obj.loss_fn,
+            self.data,
+            self.batch_size,
+            self.n_batches,
+            seed=info.step,
+            bn_mode=obj.bn_mode,
+            dropout=obj.dropout,
+            params=[p for _, p in obj._selected],
+        )
         ctx = {"batch_size": self.batch_size}
         for i, value in enumerate(res.norms.tolist()):
             yield "noise_norm", value, {**ctx, "index": i}
@@ -416,10 +454,12 @@ class Landscape(Metric):
         super().__init__(schedule)
         self.alphas = list(alphas) if alphas is not None else torch.linspace(-1.0, 1.0, 21).tolist()
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         obj = monitor.objective
         directions = {"update": info.x_now - info.x_prev, "negative_gradient": -obj.grad()}
-        top = next((m.top_vector for m in monitor.metrics if isinstance(m, Sharpness) and m.top_vector is not None), None)
+        top = next(
+            (m.top_vector for m in monitor.metrics if isinstance(m, Sharpness) and m.top_vector is not None), None
+        )
         if top is not None:
             directions["top_eigenvector"] = top.to(obj.space.dtype)
         directions = {k: d for k, d in directions.items() if float(torch.linalg.vector_norm(d)) > 0}
@@ -434,7 +474,7 @@ class Histogram(Metric):
 
     name = "histogram"
 
-    def measure(self, monitor: "Monitor", info: "StepInfo") -> Rows:
+    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
         ev = monitor.batch_evaluation(info)
         sources = {"grad": ev.g_old} if ev is not None else {}
         momentum = monitor.momentum_vector()
@@ -450,23 +490,36 @@ class Histogram(Metric):
 
 METRICS = {
     m.name: m
-    for m in (StepStats, Assumptions, FullBatch, Sharpness, Curvatures, BlockSharpness, CriticalSharpness, Directional, Trace,
-              Density, Landscape, Histogram)
+    for m in (
+        StepStats,
+        Assumptions,
+        FullBatch,
+        Sharpness,
+        Curvatures,
+        BlockSharpness,
+        CriticalSharpness,
+        Directional,
+        Trace,
+        Density,
+        Landscape,
+        Histogram,
+    )
 }
 DESCRIPTIONS = {
     "step": "the training step's own loss, gradient norm, update norm and learning rate (no extra pass)",
     "curvatures": "top eigenvalues of the Hessian, Gauss–Newton and Fisher side by side",
     "block_sharpness": "top eigenvalue of each layer's diagonal block of the Hessian (or GGN, Fisher)",
     "critical_sharpness": "critical sharpness 2/η_c along the update, forward passes only (Kalra et al., 2026)",
-    "assumptions": "per-step convexity gap, smoothness, update correlations, gradient norms (SPEC §4)",
-    "full_batch": "measurement-set loss, gradient norms, deviation σ, PL ratio, (L0, L1) fit (SPEC §4)",
-    "sharpness": "top Hessian eigenvalues, stability threshold, η·λ1, alignment, preconditioned sharpness (SPEC §2)",
-    "directional": "pseudo-update directional sharpness and gradient correlation per optimizer (SPEC §3)",
-    "trace": "Hutch++ trace of the Hessian (SPEC §2)",
-    "density": "SLQ spectral density (SPEC §2)",
-    "landscape": "1-D loss landscapes along the update, −∇F and the top eigenvector (SPEC §3)",
-    "histogram": "coordinate histograms of |g| and |momentum| (SPEC §3)",
-    "noise": "gradient-noise norms, Gaussian QQ data and tail index (SPEC §5; needs data=)",
+    "assumptions": "per-step convexity gap, smoothness, update correlations, gradient norms (definitions §4)",
+    "full_batch": "measurement-set loss, gradient norms, deviation σ, PL ratio, (L0, L1) fit (definitions §4)",
+    "sharpness": "top Hessian eigenvalues, stability threshold, η·λ1, alignment, preconditioned sharpness "
+    "(definitions §2)",
+    "directional": "pseudo-update directional sharpness and gradient correlation per optimizer (definitions §3)",
+    "trace": "Hutch++ trace of the Hessian (definitions §2)",
+    "density": "SLQ spectral density (definitions §2)",
+    "landscape": "1-D loss landscapes along the update, −∇F and the top eigenvector (definitions §3)",
+    "histogram": "coordinate histograms of |g| and |momentum| (definitions §3)",
+    "noise": "gradient-noise norms, Gaussian QQ data and tail index (definitions §5; needs data=)",
 }
 
 
@@ -475,8 +528,8 @@ def make_metric(spec: Any) -> Metric:
         return spec
     if isinstance(spec, str):
         if spec == "noise":
-            raise ValueError("metrics: 'noise' needs its data; pass curvlab.monitor.Noise(data=(x, y), batch_size=...)")
+            raise InputError("metrics: 'noise' needs its data; pass curvlab.monitor.Noise(data=(x, y), batch_size=...)")
         if spec not in METRICS:
-            raise ValueError(f"metrics: unknown metric {spec!r}; expected one of {sorted(METRICS)} or a Metric")
+            raise InputError(f"metrics: unknown metric {spec!r}; expected one of {sorted(METRICS)} or a Metric")
         return METRICS[spec]()
-    raise TypeError(f"metrics: expected names or Metric objects, got {type(spec).__name__}")
+    raise InputTypeError(f"metrics: expected names or Metric objects, got {type(spec).__name__}")

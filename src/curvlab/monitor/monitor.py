@@ -21,22 +21,25 @@ trajectory, bit for bit, as one without.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from curvlab.core.objective import Objective
+from curvlab.errors import InputError, InputTypeError
 from curvlab.monitor.metrics import Metric, Sharpness, StepStats, make_metric
 from curvlab.monitor.records import RecordWriter
-from curvlab.monitor.schedules import Budgeted, CostClock, budget as budget_schedule
+from curvlab.monitor.schedules import Budgeted, CostClock
+from curvlab.monitor.schedules import budget as budget_schedule
 
 
 @dataclass
 class BatchEvaluation:
-    """f and ∇f at x_{t−1} and x_t on the step's own minibatch (the same-minibatch rule, SPEC §4)."""
+    """f and ∇f at x_{t−1} and x_t on the step's own minibatch (the same-minibatch rule, definitions §4)."""
 
     f_old: float
     g_old: Tensor
@@ -94,19 +97,21 @@ class Monitor:
         writer: RecordWriter | None = None,
     ):
         if not isinstance(objective, Objective):
-            raise TypeError(f"objective: expected a curvlab.Objective, got {type(objective).__name__}")
+            raise InputTypeError(f"objective: expected a curvlab.Objective, got {type(objective).__name__}")
         if not hasattr(optimizer, "param_groups"):
-            raise TypeError(f"optimizer: expected an optimizer with param_groups, got {type(optimizer).__name__}")
+            raise InputTypeError(f"optimizer: expected an optimizer with param_groups, got {type(optimizer).__name__}")
         if reset not in ("epoch", "never") and (isinstance(reset, bool) or not isinstance(reset, int) or reset < 1):
-            raise ValueError(f"reset: expected 'epoch', 'never' or a positive window length, got {reset!r}")
+            raise InputError(f"reset: expected 'epoch', 'never' or a positive window length, got {reset!r}")
         self.objective = objective
         self.optimizer = optimizer
         if isinstance(metrics, str):
-            raise TypeError("metrics: expected a list of names or Metric objects, got a string; write [" + repr(metrics) + "]")
+            raise InputTypeError(
+                "metrics: expected a list of names or Metric objects, got a string; write [" + repr(metrics) + "]"
+            )
         self.metrics: list[Metric] = default_metrics() if metrics is None else [make_metric(m) for m in metrics]
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
-            raise ValueError(f"metrics: each metric group once, got {names}")
+            raise InputError(f"metrics: each metric group once, got {names}")
         self.clock = CostClock(budget)
         budgeted = [part for m in self.metrics for part in m.schedule.parts() if isinstance(part, Budgeted)]
         for part in budgeted:
@@ -139,7 +144,9 @@ class Monitor:
             self._x_before, self._update_before = self.x_prev, None
             self.x_prev, self.x_now = self.x_now, self.objective.parameters_vector()
             self.last_batch = batch
-            info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, batch, self._scale(), loss=_detached(loss))
+            info = StepInfo(
+                self.step_count, self.epoch, False, self.x_prev, self.x_now, batch, self._scale(), loss=_detached(loss)
+            )
             self._context = self._step_context(info)
             for metric in self._observers:
                 self._timed(metric.name + ".observe", lambda m=metric: m.observe(self, info), write_rows=False)
@@ -263,7 +270,9 @@ class Monitor:
             self.clock.charge(seconds)
         self.objective.release()  # the metrics at this point shared the curvature graphs: free them
 
-    def _timed(self, group: str, run: Any, info: StepInfo | None = None, write_rows: bool = True, schedule: str | None = None) -> float:
+    def _timed(
+        self, group: str, run: Any, info: StepInfo | None = None, write_rows: bool = True, schedule: str | None = None
+    ) -> float:
         counts = dict(self.objective.counts)
         t0 = time.perf_counter()
         rows = run()

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from curvlab.errors import InputError, MissingInputFile
+
 RECORDS_FILE = "records.jsonl"
 
 
@@ -31,7 +33,7 @@ class RecordWriter:
 
     def __init__(self, run_dir: str | Path | None, tensorboard: bool = False, wandb: bool | dict = False):
         if run_dir is None and tensorboard:
-            raise ValueError("tensorboard: the TensorBoard output goes to run_dir/tensorboard; give a run_dir")
+            raise InputError("tensorboard: the TensorBoard output goes to run_dir/tensorboard; give a run_dir")
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._file = None
         if self.run_dir is not None:
@@ -52,8 +54,13 @@ class RecordWriter:
             self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, step: int, epoch: int, metric: str, value: float, **context: Any) -> dict:
-        record = {"step": step, "epoch": epoch, "metric": metric, "value": _clean(float(value)),
-                  **{k: _clean(v) for k, v in context.items()}}
+        record = {
+            "step": step,
+            "epoch": epoch,
+            "metric": metric,
+            "value": _clean(float(value)),
+            **{k: _clean(v) for k, v in context.items()},
+        }
         if self._file is not None:
             self._file.write(json.dumps(record) + "\n")
         if record["value"] is not None:
@@ -104,7 +111,9 @@ class TensorBoardSink:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as err:
-            raise ImportError("tensorboard: the TensorBoard output needs the tensorboard package: pip install tensorboard") from err
+            raise ImportError(
+                "tensorboard: the TensorBoard output needs the tensorboard package: pip install tensorboard"
+            ) from err
         self.writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     def add(self, step: int, name: str, value: float) -> None:
@@ -151,7 +160,7 @@ def read_records(run_dir: str | Path) -> list[dict]:
     """The records of a run as a list of dicts; a torn last line (a run killed mid-write) is skipped."""
     path = Path(run_dir) / RECORDS_FILE
     if not path.exists():
-        raise FileNotFoundError(f"run_dir: no {RECORDS_FILE} in {run_dir}")
+        raise MissingInputFile(f"run_dir: no {RECORDS_FILE} in {run_dir}")
     rows = []
     with open(path, encoding="utf-8") as f:
         for line in f:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Iterable
+from collections.abc import Iterable
+
+from curvlab.errors import InputError, InputTypeError
 
 
 class Schedule:
@@ -18,11 +20,11 @@ class Schedule:
     def record_cost(self, seconds: float) -> None:
         """Told the cost of each measurement it triggered (only cost-aware schedules use it)."""
 
-    def parts(self) -> Iterable["Schedule"]:
+    def parts(self) -> Iterable[Schedule]:
         """The simple schedules this one is made of."""
         yield self
 
-    def __or__(self, other: "Schedule") -> "Schedule":
+    def __or__(self, other: Schedule) -> Schedule:
         return AnyOf(self, other)
 
 
@@ -49,7 +51,7 @@ class AnyOf(Schedule):
 class Every(Schedule):
     def __init__(self, k: int):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k: expected a positive integer, got {k!r}")
+            raise InputError(f"k: expected a positive integer, got {k!r}")
         self.k = k
 
     def due(self, step: int, epoch_end: bool = False) -> bool:
@@ -60,7 +62,7 @@ class AtSteps(Schedule):
     def __init__(self, steps: Iterable[int]):
         self.steps = {int(s) for s in steps}
         if any(s < 0 for s in self.steps):
-            raise ValueError("steps: expected non-negative step numbers")
+            raise InputError("steps: expected non-negative step numbers")
 
     def due(self, step: int, epoch_end: bool = False) -> bool:
         return not epoch_end and step in self.steps
@@ -84,7 +86,7 @@ class CostClock:
 
     def __init__(self, budget: float):
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < math.inf:
-            raise ValueError(f"budget: expected a positive fraction of the training time (e.g. 0.1), got {budget!r}")
+            raise InputError(f"budget: expected a positive fraction of the training time (e.g. 0.1), got {budget!r}")
         self.budget = float(budget)
         self.training = 0.0
         self.intervals = 0
@@ -176,7 +178,7 @@ def budget() -> Schedule:
 def log_spaced(n: int, max_step: int) -> Schedule:
     """About ``n`` steps spaced evenly in log scale between 1 and ``max_step`` (distinct integers)."""
     if n < 1 or max_step < 1:
-        raise ValueError(f"n, max_step: expected positive integers, got {n}, {max_step}")
+        raise InputError(f"n, max_step: expected positive integers, got {n}, {max_step}")
     if n == 1:
         return AtSteps([max_step])
     ratio = math.log(max_step) / (n - 1)
@@ -190,7 +192,7 @@ def as_schedule(value: Schedule | int | Iterable[int] | str | None) -> Schedule:
     if isinstance(value, Schedule):
         return value
     if isinstance(value, bool):
-        raise TypeError("schedule: expected a Schedule, an int, a list of steps or 'epoch'")
+        raise InputTypeError("schedule: expected a Schedule, an int, a list of steps or 'epoch'")
     if isinstance(value, int):
         return Every(value)
     if value == "epoch":
@@ -198,5 +200,5 @@ def as_schedule(value: Schedule | int | Iterable[int] | str | None) -> Schedule:
     if value == "budget":
         return Budgeted()
     if isinstance(value, str):
-        raise ValueError(f"schedule: unknown schedule {value!r}; use an int, a list of steps, 'epoch' or 'budget'")
+        raise InputError(f"schedule: unknown schedule {value!r}; use an int, a list of steps, 'epoch' or 'budget'")
     return AtSteps(value)

@@ -1,6 +1,6 @@
-"""Optimizers from the papers (SPEC §6), all following torch.optim conventions.
+"""Optimizers from the papers (definitions §6), all following torch.optim conventions.
 
-Adam: seed 001 Alg. 2 is exactly ``torch.optim.Adam`` (m̂/(√v̂ + ε) with both bias corrections), so
+Adam: Kunstner et al. 2023, Alg. 2 is exactly ``torch.optim.Adam`` (m̂/(√v̂ + ε) with both bias corrections), so
 ``curvlab.optim.Adam`` *is* torch's; the test suite checks a step against the algorithm by hand.
 """
 

@@ -1,4 +1,4 @@
-"""Adafactor as in seed 004 Alg. 3 (matrices) and Alg. 4 (vectors), with optional numerator clipping.
+"""Adafactor as in Pan & Li 2022, Alg. 3 (matrices) and Alg. 4 (vectors), with optional numerator clipping.
 
     α_t = max(ε₂, RMS(x_{t−1})) ρ_t,  ρ_t = min(10⁻², 1/√t)      (or a fixed ``lr`` in place of α_t)
     β̂₂ₜ = 1 − t^{−0.8}
@@ -8,14 +8,14 @@
     U_t = Ĝ_t / √V̂_t,   Û_t = U_t / max(1, RMS(U_t)/d),   x_t = x_{t−1} − α_t Û_t
 
 Ĝ = Clip(G) (top ``clip_percent``%) when clipping is on — only the numerator is clipped, since
-clipping the second moment too could cancel the effect (seed 004 App. A.2). Tensors with more than
+clipping the second moment too could cancel the effect (Pan & Li 2022, App. A.2). Tensors with more than
 two dimensions are factored as (shape[0], rest).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor

@@ -1,4 +1,4 @@
-"""Coordinate-wise top-k% clipping (SPEC §6; seed 004, Alg. 1–4).
+"""Coordinate-wise top-k% clipping (definitions §6; Pan & Li 2022, Alg. 1–4).
 
 Clip(g): τ is the threshold of the top k% of |g| (the k/100 quantile from the top, over the whole
 model by default, per tensor as an option), and every coordinate becomes sign(g_i)·min(|g_i|, τ).
@@ -7,7 +7,7 @@ model by default, per tensor as an option), and every coordinate becomes sign(g_
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -25,7 +25,7 @@ def topk_threshold(values: Tensor, percent: float) -> Tensor:
 
 
 def coordinate_clip(grads: Sequence[Tensor], percent: float = 5.0, per_tensor: bool = False) -> list[Tensor]:
-    """Clip(g) of seed 004: new tensors, each coordinate clipped to the top-``percent``% threshold."""
+    """Clip(g) of Pan & Li 2022: new tensors, each coordinate clipped to the top-``percent``% threshold."""
     check_percent(percent)
     grads = list(grads)
     if not grads:
@@ -44,7 +44,7 @@ def _clamp(g: Tensor, tau: Tensor) -> Tensor:
 class CoordinateClip(OptimizerWrapper):
     """Wraps any optimizer: each ``step`` first replaces every ``p.grad`` by Clip(g).
 
-    With ``HeavyBall(direction="gd", momentum=β, dampening=True)`` this is seed 004 Alg. 1 (SGD
+    With ``HeavyBall(direction="gd", momentum=β, dampening=True)`` this is Pan & Li 2022, Alg. 1 (SGD
     with momentum m_t = β m_{t−1} + (1 − β) ĝ_t); with :class:`NormalizedSGD` it is Alg. 2. Adafactor clips only
     its numerator, so it takes ``clip_percent`` itself (:class:`curvlab.optim.Adafactor`).
     """

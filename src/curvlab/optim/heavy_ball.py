@@ -1,16 +1,18 @@
-"""Gradient descent, normalized GD and sign descent with heavy-ball momentum (SPEC §6; seed 001 Alg. 1).
+"""Gradient descent, normalized GD and sign descent with heavy-ball momentum.
+
+Definitions §6; Kunstner et al. 2023, Alg. 1.
 
     m_t = β m_{t−1} + d_t,   x_{t+1} = x_t − α m_t,
     d_t = g_t  (GD),   g_t / ‖g_t‖₂  (normalized GD),   sign(g_t)  (sign descent).
 
 Momentum is *undamped* (no 1 − β factor), as in the paper; β ∈ {0, 0.9} there. ``dampening=True``
-gives m_t = β m_{t−1} + (1 − β) d_t from m_0 = 0: with ``direction="gd"`` that is seed 004's SGD
+gives m_t = β m_{t−1} + (1 − β) d_t from m_0 = 0: with ``direction="gd"`` that is Pan & Li's SGD
 with momentum (Alg. 1; torch's SGD differs on the first step, where it sets m_1 = g_1).
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -32,7 +34,7 @@ class HeavyBall(ParamwiseOptimizer):
         normalization: for ``"normalized"``, ``"global"`` (one ℓ2 norm over every parameter of the
             optimizer, the paper's choice) or ``"tensor"`` (each tensor by its own norm).
         eps: added to the norm so that a zero gradient gives a zero step.
-        dampening: use (1 − β) d_t in the momentum (seed 004) instead of d_t (seed 001).
+        dampening: use (1 − β) d_t in the momentum (Pan & Li 2022) instead of d_t (Kunstner et al. 2023).
     """
 
     def __init__(
@@ -84,5 +86,7 @@ class SignDescent(HeavyBall):
 class NormalizedGD(HeavyBall):
     """Normalized GD with heavy-ball momentum (global ℓ2 norm by default): ``HeavyBall(direction="normalized")``."""
 
-    def __init__(self, params: Iterable, lr: float, momentum: float = 0.0, normalization: str = "global", eps: float = 0.0):
+    def __init__(
+        self, params: Iterable, lr: float, momentum: float = 0.0, normalization: str = "global", eps: float = 0.0
+    ):
         super().__init__(params, lr, momentum, direction="normalized", normalization=normalization, eps=eps)

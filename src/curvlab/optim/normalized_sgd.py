@@ -1,17 +1,17 @@
-"""Normalized SGD with momentum, per tensor (seed 004, Alg. 2).
+"""Normalized SGD with momentum, per tensor (Pan & Li 2022, Alg. 2).
 
     m_t = β m_{t−1} + (1 − β) g_t,   v_t = m_t / ‖m_t‖₂ · √(mn),   x_t = x_{t−1} − η v_t,
 
 for each weight tensor of m·n entries (n entries for a vector): every tensor moves by η·√(mn) in ℓ2,
 i.e. by η in RMS. Clip the gradients with :class:`curvlab.optim.CoordinateClip` for the clipped variant.
-Different from seed 001's normalized GD (:class:`curvlab.optim.NormalizedGD`): there the gradient is
+Different from Kunstner et al.'s normalized GD (:class:`curvlab.optim.NormalizedGD`): there the gradient is
 normalized before an undamped momentum, globally.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor

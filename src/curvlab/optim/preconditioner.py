@@ -1,4 +1,4 @@
-"""The diagonal preconditioner P of an adaptive optimizer, read from its state (SPEC §2).
+"""The diagonal preconditioner P of an adaptive optimizer, read from its state (definitions §2).
 
 Adam/AdamW: P = diag(√v̂_t + ε) with v̂_t = v_t / (1 − β₂ᵗ);  RMSprop: P = diag(√v_t + ε);
 curvlab's Adafactor: P = diag(√V̂_t) (its factored second moment). Used for preconditioned
@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from curvlab.errors import InputError, InputTypeError
+
 
 def diagonal_preconditioner(optimizer: Any, params: list[Tensor] | None = None) -> list[Tensor]:
     """P's diagonal for each of ``params`` (default: every parameter of the optimizer), in order."""
@@ -23,7 +25,7 @@ def diagonal_preconditioner(optimizer: Any, params: list[Tensor] | None = None) 
     out = []
     for p in params:
         if id(p) not in groups:
-            raise ValueError("params: a parameter is not handled by this optimizer")
+            raise InputError("params: a parameter is not handled by this optimizer")
         state, group = inner.state.get(p, {}), groups[id(p)]
         if isinstance(inner, (torch.optim.Adam, torch.optim.AdamW)):
             out.append(_adam(p, state, group))
@@ -32,7 +34,7 @@ def diagonal_preconditioner(optimizer: Any, params: list[Tensor] | None = None) 
         elif isinstance(inner, Adafactor):
             out.append(_adafactor(p, state, inner))
         else:
-            raise TypeError(
+            raise InputTypeError(
                 f"optimizer: {type(inner).__name__} keeps no diagonal second-moment preconditioner; "
                 "supported: Adam, AdamW, RMSprop, curvlab.optim.Adafactor"
             )
@@ -41,7 +43,7 @@ def diagonal_preconditioner(optimizer: Any, params: list[Tensor] | None = None) 
 
 def _state_or_fail(state: dict, key: str, optimizer: Any) -> Tensor:
     if key not in state:
-        raise ValueError(f"optimizer: {type(optimizer).__name__} has taken no step yet, so it has no preconditioner")
+        raise InputError(f"optimizer: {type(optimizer).__name__} has taken no step yet, so it has no preconditioner")
     return state[key]
 
 

@@ -1,4 +1,6 @@
-"""Random scaling (SPEC §6; seed 000): the update of an optimizer is multiplied by s_t ~ Exp(1).
+"""Random scaling (definitions §6; Tran, Zhang & Cutkosky 2024).
+
+The update of an optimizer is multiplied by s_t ~ Exp(1).
 
     SGDM variant:  Δ_t = β(Δ_{t−1} − η_t g_t),   x_{t+1} = x_t + s_t Δ_t
     AdamW:         x_{t+1} = x_t + s_t · (AdamW's update)
@@ -11,19 +13,20 @@ from its own seeded generator. ``enabled=False`` gives s_t ≡ 1 (the plain opti
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from curvlab.errors import InputTypeError
 from curvlab.optim._checks import check_beta, check_lr
 from curvlab.optim.base import ParamwiseOptimizer
 from curvlab.optim.wrapper import OptimizerWrapper
 
 
 class DeltaSGDM(ParamwiseOptimizer):
-    """SGD with momentum in seed 000's form: Δ_t = β(Δ_{t−1} − η g_t), x_{t+1} = x_t + Δ_t."""
+    """SGD with momentum in Tran et al.'s form: Δ_t = β(Δ_{t−1} − η g_t), x_{t+1} = x_t + Δ_t."""
 
     def __init__(self, params: Iterable, lr: float, momentum: float = 0.9):
         super().__init__(params, dict(lr=check_lr(lr), momentum=check_beta(momentum)))
@@ -41,7 +44,7 @@ class RandomScaling(OptimizerWrapper):
     def __init__(self, optimizer: Optimizer, seed: int = 0, enabled: bool = True):
         super().__init__(optimizer)
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+            raise InputTypeError(f"seed: expected an int, got {type(seed).__name__}")
         self.enabled = enabled
         self.generator = torch.Generator().manual_seed(seed)
         self.scale = 1.0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
 from torch.optim import Optimizer
 
+from curvlab.errors import InputTypeError
 from curvlab.optim.base import evaluate_closure
 
 
@@ -16,7 +18,7 @@ class OptimizerWrapper:
 
     def __init__(self, optimizer: Any):
         if not isinstance(optimizer, (Optimizer, OptimizerWrapper)):
-            raise TypeError(f"optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+            raise InputTypeError(f"optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.optimizer = optimizer
 
     @property

@@ -1,4 +1,4 @@
-"""Reproduction 5: batch size and sign descent (Kunstner et al. 2023, seed 001 Fig. 3–7), with the
+"""Reproduction 5: batch size and sign descent (Kunstner et al. 2023, Fig. 3–7), with the
 paper's protocol: step sizes grid-searched per optimizer and batch size (powers of 10, then half
 powers; 3 seeds; the max over seeds of the final training loss; diverged = +∞)."""
 
@@ -12,18 +12,27 @@ from curvlab.experiments.sweep import run_sweep
 from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
 
 OPTIMIZERS = {
-    "sgd+m": {"name": "heavy_ball", "momentum": 0.9}, "sign+m": {"name": "sign", "momentum": 0.9},
-    "normalized+m": {"name": "normalized_gd", "momentum": 0.9}, "adam": {"name": "adam"},
-    "sgd-m": {"name": "heavy_ball", "momentum": 0.0}, "sign-m": {"name": "sign", "momentum": 0.0},
+    "sgd+m": {"name": "heavy_ball", "momentum": 0.9},
+    "sign+m": {"name": "sign", "momentum": 0.9},
+    "normalized+m": {"name": "normalized_gd", "momentum": 0.9},
+    "adam": {"name": "adam"},
+    "sgd-m": {"name": "heavy_ball", "momentum": 0.0},
+    "sign-m": {"name": "sign", "momentum": 0.0},
 }
 
 
 def _base(opt: dict, steps: int, n_seq: int) -> dict:
-    return validate({"name": "lm", "seed": 0,
-                     "data": {"name": "kjv", "level": "word", "vocab_size": 500, "context": 32, "n_sequences": n_seq},
-                     "model": {"name": "transformer", "size": "tiny"}, "optimizer": {**opt, "lr": 1e-2},
-                     "train": {"batch_size": 16, "steps": steps, "checkpoint_every": steps},
-                     "monitor": {"metrics": ["full_batch"], "schedules": {"full_batch": [steps]}}})
+    return validate(
+        {
+            "name": "lm",
+            "seed": 0,
+            "data": {"name": "kjv", "level": "word", "vocab_size": 500, "context": 32, "n_sequences": n_seq},
+            "model": {"name": "transformer", "size": "tiny"},
+            "optimizer": {**opt, "lr": 1e-2},
+            "train": {"batch_size": 16, "steps": steps, "checkpoint_every": steps},
+            "monitor": {"metrics": ["full_batch"], "schedules": {"full_batch": [steps]}},
+        }
+    )
 
 
 def run(out: Path, quick: bool) -> dict:
@@ -34,15 +43,29 @@ def run(out: Path, quick: bool) -> dict:
     best: dict[str, dict[str, float]] = {}
     for label, opt in OPTIMIZERS.items():
         use = sizes if not label.endswith("-m") else {"S": 16, "Full": "full"}
-        sweep = {"kind": "lr_search", "seeds": seeds, "lr_powers": powers, "values": {"train.batch_size": list(use.values())}, "workers": 1 if quick else 2, "executor": "process", "quiet": True}
-        summary = run_sweep(copy.deepcopy(_base(opt, steps, n_seq)), sweep, out / "sweeps" / label.replace("+", "_p").replace("-", "_m"))
+        sweep = {
+            "kind": "lr_search",
+            "seeds": seeds,
+            "lr_powers": powers,
+            "values": {"train.batch_size": list(use.values())},
+            "workers": 1 if quick else 2,
+            "executor": "process",
+            "quiet": True,
+        }
+        summary = run_sweep(
+            copy.deepcopy(_base(opt, steps, n_seq)), sweep, out / "sweeps" / label.replace("+", "_p").replace("-", "_m")
+        )
         by_size = {str(r["settings"]["train.batch_size"]): r["best_score"] for r in summary["results"]}
         best[label] = {name: by_size[str(size)] for name, size in use.items()}
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for label in ("sgd+m", "normalized+m", "sign+m", "adam"):
         ax.plot(list(best[label]), list(best[label].values()), marker="o", label=label)
-    ax.set_yscale("log"), ax.set_xlabel("batch size"), ax.set_ylabel("final training loss (best step size, max over seeds)")
+    (
+        ax.set_yscale("log"),
+        ax.set_xlabel("batch size"),
+        ax.set_ylabel("final training loss (best step size, max over seeds)"),
+    )
     ax.set_title("The Adam–SGD gap grows with batch size"), ax.legend(fontsize=8)
     save_figure(fig, out / "batch_size.png")
     numbers = {f"{label}_{size}": value for label, values in best.items() for size, value in values.items()}
@@ -55,23 +78,45 @@ def checks(n: dict) -> list[Check]:
     at_small = {o: n[f"{o}_S"] for o in ("sgd+m", "sign+m", "normalized+m", "adam")}
     helps = lambda o, size: n[f"{o}-m_{size}"] / n[f"{o}+m_{size}"]  # noqa: E731
     return [
-        Check(f"the Adam–SGD gap grows with batch size: loss(SGD)/loss(Adam) {gap('S'):.3g} at S < {gap('Full'):.3g} in full batch", gap("Full") > gap("S")),
-        Check(f"sign descent is worst at small batch: {', '.join(f'{k} {v:.4g}' for k, v in at_small.items())}", max(at_small, key=at_small.get) == "sign+m"),
-        Check(f"and close to Adam in full batch: sign {n['sign+m_Full']:.4g} ≤ 1.1 × Adam {n['adam_Full']:.4g}", n["sign+m_Full"] <= 1.1 * n["adam_Full"]),
-        Check(f"normalized GD in between in full batch: sign {n['sign+m_Full']:.4g} ≤ normalized {n['normalized+m_Full']:.4g} ≤ SGD {n['sgd+m_Full']:.4g}",
-              n["sign+m_Full"] <= n["normalized+m_Full"] <= n["sgd+m_Full"]),
-        Check(f"momentum helps more at large batch: loss(−m)/loss(+m) SGD {helps('sgd', 'S'):.3g} → {helps('sgd', 'Full'):.3g}, sign {helps('sign', 'S'):.3g} → {helps('sign', 'Full'):.3g}",
-              helps("sgd", "Full") > helps("sgd", "S") and helps("sign", "Full") > helps("sign", "S")),
+        Check(
+            f"the Adam–SGD gap grows with batch size: loss(SGD)/loss(Adam) {gap('S'):.3g} at S < {gap('Full'):.3g} in "
+            "full batch",
+            gap("Full") > gap("S"),
+        ),
+        Check(
+            f"sign descent is worst at small batch: {', '.join(f'{k} {v:.4g}' for k, v in at_small.items())}",
+            max(at_small, key=at_small.get) == "sign+m",
+        ),
+        Check(
+            f"and close to Adam in full batch: sign {n['sign+m_Full']:.4g} ≤ 1.1 × Adam {n['adam_Full']:.4g}",
+            n["sign+m_Full"] <= 1.1 * n["adam_Full"],
+        ),
+        Check(
+            f"normalized GD in between in full batch: sign {n['sign+m_Full']:.4g} ≤ normalized "
+            f"{n['normalized+m_Full']:.4g} ≤ SGD {n['sgd+m_Full']:.4g}",
+            n["sign+m_Full"] <= n["normalized+m_Full"] <= n["sgd+m_Full"],
+        ),
+        Check(
+            f"momentum helps more at large batch: loss(−m)/loss(+m) SGD {helps('sgd', 'S'):.3g} → "
+            f"{helps('sgd', 'Full'):.3g}, sign {helps('sign', 'S'):.3g} → {helps('sign', 'Full'):.3g}",
+            helps("sgd", "Full") > helps("sgd", "S") and helps("sign", "Full") > helps("sign", "S"),
+        ),
     ]
 
 
-register(Reproduction(
-    name="batch-size-sign-descent",
-    claim="On a transformer LM the Adam–SGD gap grows with batch size; sign descent is worst at small batch and close to Adam in full batch; "
-          "normalized GD lies in between; momentum helps more at large batch.",
-    source="Kunstner et al. 2023 (seed 001) Fig. 3–7",
-    setting="tiny causal transformer (2×64) on word-level King James Bible (vocabulary 500, 128 sequences of 32); batch 16, 32, 64 and "
-            "full; 60 steps each; step size per optimizer and batch size by SPEC §9's grid search (10^-3…10^0, then half powers; 3 seeds; "
-            "max over seeds of the final full-training-set loss)",
-    run=run, checks=checks,
-))
+register(
+    Reproduction(
+        name="batch-size-sign-descent",
+        claim="On a transformer LM the Adam–SGD gap grows with batch size; sign descent is worst at small batch and "
+        "close to Adam in full batch; "
+        "normalized GD lies in between; momentum helps more at large batch.",
+        source="Kunstner et al. 2023 Fig. 3–7",
+        setting="tiny causal transformer (2×64) on word-level King James Bible (vocabulary 500, 128 sequences of 32); "
+        "batch 16, 32, 64 and "
+        "full; 60 steps each; step size per optimizer and batch size by definitions §9's grid search (10^-3…10^0, "
+        "then half powers; 3 seeds; "
+        "max over seeds of the final full-training-set loss)",
+        run=run,
+        checks=checks,
+    )
+)

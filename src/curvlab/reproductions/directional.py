@@ -1,4 +1,4 @@
-"""Reproduction 7: directional sharpness of the optimizers' updates (seed 004, Tables 3–6)."""
+"""Reproduction 7: directional sharpness of the optimizers' updates (Pan & Li 2022, Tables 3–6)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,26 @@ REDUCERS = ("adam", "normalized_sgd", "sgd_clip")
 
 
 def _lm_config(name: str, optimizer: dict, steps: int, n_seq: int, monitor: dict) -> dict:
-    return {"name": name, "seed": 0,
-            "data": {"name": "kjv", "level": "word", "vocab_size": 2000, "context": 32, "n_sequences": n_seq, "measure_subset": 64},
-            "model": {"name": "transformer", "size": "tiny"}, "optimizer": optimizer,
-            "train": {"batch_size": 16, "steps": steps, "checkpoint_every": steps}, "monitor": monitor}
+    return {
+        "name": name,
+        "seed": 0,
+        "data": {
+            "name": "kjv",
+            "level": "word",
+            "vocab_size": 2000,
+            "context": 32,
+            "n_sequences": n_seq,
+            "measure_subset": 64,
+        },
+        "model": {"name": "transformer", "size": "tiny"},
+        "optimizer": optimizer,
+        "train": {"batch_size": 16, "steps": steps, "checkpoint_every": steps},
+        "monitor": monitor,
+    }
 
 
 def _sgd(lr: float, clip: bool = False) -> dict:
-    opt = {"name": "heavy_ball", "lr": lr, "momentum": 0.9, "dampening": True}  # seed 004 Alg. 1
+    opt = {"name": "heavy_ball", "lr": lr, "momentum": 0.9, "dampening": True}  # Pan & Li 2022, Alg. 1
     return {**opt, "clip_percent": 5} if clip else opt
 
 
@@ -28,16 +40,30 @@ def run(out: Path, quick: bool) -> dict:
     every = 20 if quick else 30
     ratios, numbers = {}, {}
     for traj, opt in (("sgd_trajectory", _sgd(0.3)), ("adam_trajectory", {"name": "adam", "lr": 1e-3})):
-        df = run_config(_lm_config(traj, opt, steps, n_seq, {"metrics": ["directional"], "schedules": {"directional": every}}), out / traj)
+        df = run_config(
+            _lm_config(traj, opt, steps, n_seq, {"metrics": ["directional"], "schedules": {"directional": every}}),
+            out / traj,
+        )
         rows = df[df.metric == "sharpness_ratio_to_sgd"]
-        ratios[traj] = {name: float(group.value.mean()) for name, group in rows.groupby("optimizer") if name != "actual"}
+        ratios[traj] = {
+            name: float(group.value.mean()) for name, group in rows.groupby("optimizer") if name != "actual"
+        }
         for name, value in ratios[traj].items():
             numbers[f"{traj}_mean_ratio_{name}"] = value
     finals = {}
     for clip in (False, True):
         for lr in SGD_LRS:
             name = f"{'sgd_clip' if clip else 'sgd'}_lr{lr}"
-            df = run_config(_lm_config(name, _sgd(lr, clip), steps, n_seq, {"metrics": ["full_batch"], "schedules": {"full_batch": [steps]}}), out / name)
+            df = run_config(
+                _lm_config(
+                    name,
+                    _sgd(lr, clip),
+                    steps,
+                    n_seq,
+                    {"metrics": ["full_batch"], "schedules": {"full_batch": [steps]}},
+                ),
+                out / name,
+            )
             _, loss = series(df, "loss_full")
             finals[name] = loss[-1] if loss else float("inf")
     numbers["best_sgd_final_loss"] = min(v for k, v in finals.items() if k.startswith("sgd_lr"))
@@ -54,25 +80,44 @@ def run(out: Path, quick: bool) -> dict:
 
 def checks(n: dict) -> list[Check]:
     trajs = ("sgd_trajectory", "adam_trajectory")
-    others = lambda t: {k.split("_mean_ratio_")[1]: v for k, v in n.items() if k.startswith(f"{t}_mean_ratio_") and not k.endswith("_sgd")}  # noqa: E731
+
+    def others(t: str) -> dict:
+        """Each other optimizer's mean ratio to SGD on trajectory t."""
+        prefix = f"{t}_mean_ratio_"
+        return {k.split("_mean_ratio_")[1]: v for k, v in n.items() if k.startswith(prefix) and not k.endswith("_sgd")}
+
     return [
-        Check("SGD's update has the largest directional sharpness on both trajectories: every other optimizer's mean ratio < 1 ("
-              + "; ".join(f"{t}: max {max(others(t).values()):.3g}" for t in trajs) + ")",
-              all(max(others(t).values()) < 1 for t in trajs)),
-        Check("Adam, normalized SGD and top-5% clipping reduce it by large factors: mean ratio < 0.5 ("
-              + "; ".join(f"{t}: " + ", ".join(f"{r} {n[f'{t}_mean_ratio_{r}']:.3g}" for r in REDUCERS) for t in trajs) + ")",
-              all(n[f"{t}_mean_ratio_{r}"] < 0.5 for t in trajs for r in REDUCERS)),
-        Check(f"clipped SGD trains faster: best final loss {n['best_sgd_clip_final_loss']:.4g} < SGD's {n['best_sgd_final_loss']:.4g} (η tuned over {list(SGD_LRS)})",
-              n["best_sgd_clip_final_loss"] < n["best_sgd_final_loss"]),
+        Check(
+            "SGD's update has the largest directional sharpness on both trajectories: every other optimizer's mean "
+            "ratio < 1 (" + "; ".join(f"{t}: max {max(others(t).values()):.3g}" for t in trajs) + ")",
+            all(max(others(t).values()) < 1 for t in trajs),
+        ),
+        Check(
+            "Adam, normalized SGD and top-5% clipping reduce it by large factors: mean ratio < 0.5 ("
+            + "; ".join(f"{t}: " + ", ".join(f"{r} {n[f'{t}_mean_ratio_{r}']:.3g}" for r in REDUCERS) for t in trajs)
+            + ")",
+            all(n[f"{t}_mean_ratio_{r}"] < 0.5 for t in trajs for r in REDUCERS),
+        ),
+        Check(
+            f"clipped SGD trains faster: best final loss {n['best_sgd_clip_final_loss']:.4g} < SGD's "
+            f"{n['best_sgd_final_loss']:.4g} (η tuned over {list(SGD_LRS)})",
+            n["best_sgd_clip_final_loss"] < n["best_sgd_final_loss"],
+        ),
     ]
 
 
-register(Reproduction(
-    name="directional-sharpness",
-    claim="Along both an SGD and an Adam trajectory, SGD's update has the largest directional sharpness; Adam, normalized SGD and "
-          "top-5% coordinate clipping reduce it by large factors; clipped SGD trains faster.",
-    source="seed 004 (OPT 2022) Tables 3–6, §4",
-    setting="tiny causal transformer (2×64) on word-level King James Bible (vocabulary 2,000, 1,024 sequences of 32), batch 16, 300 steps; "
-            "SGD = seed 004 Alg. 1 (momentum 0.9, dampened) at η = 0.3, Adam η = 1e-3; pseudo-update shadows measured every 30 steps on 64 sequences",
-    run=run, checks=checks,
-))
+register(
+    Reproduction(
+        name="directional-sharpness",
+        claim="Along both an SGD and an Adam trajectory, SGD's update has the largest directional sharpness; Adam, "
+        "normalized SGD and "
+        "top-5% coordinate clipping reduce it by large factors; clipped SGD trains faster.",
+        source="Pan & Li 2022 Tables 3–6, §4",
+        setting="tiny causal transformer (2×64) on word-level King James Bible (vocabulary 2,000, 1,024 sequences of "
+        "32), batch 16, 300 steps; "
+        "SGD = Pan & Li 2022, Alg. 1 (momentum 0.9, dampened) at η = 0.3, Adam η = 1e-3; pseudo-update shadows "
+        "measured every 30 steps on 64 sequences",
+        run=run,
+        checks=checks,
+    )
+)

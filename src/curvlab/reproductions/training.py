@@ -24,12 +24,18 @@ def series(df: Any, metric: str) -> tuple[list[int], list[float]]:
     return rows.step.astype(int).tolist(), rows.value.astype(float).tolist()
 
 
-def mlp_full_batch(name: str, optimizer: dict, steps: int, subset: int, loss: str = "onehot_mse", every: int = 10, width: int = 64) -> dict:
+def mlp_full_batch(
+    name: str, optimizer: dict, steps: int, subset: int, loss: str = "onehot_mse", every: int = 10, width: int = 64
+) -> dict:
     """A full-batch run of a tanh MLP on an MNIST subset, sharpness every ``every`` steps."""
     return {
-        "name": name, "seed": 0, "data": {"name": "mnist", "subset": subset},
-        "model": {"name": "mlp", "width": width, "depth": 2, "activation": "tanh"}, "loss": {"name": loss},
-        "optimizer": optimizer, "train": {"batch_size": "full", "steps": steps, "checkpoint_every": steps},
+        "name": name,
+        "seed": 0,
+        "data": {"name": "mnist", "subset": subset},
+        "model": {"name": "mlp", "width": width, "depth": 2, "activation": "tanh"},
+        "loss": {"name": loss},
+        "optimizer": optimizer,
+        "train": {"batch_size": "full", "steps": steps, "checkpoint_every": steps},
         "monitor": {"metrics": ["sharpness"], "schedules": {"sharpness": every}},
     }
 

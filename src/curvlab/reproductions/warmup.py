@@ -1,4 +1,4 @@
-"""Reproduction 2: warmup (Gilmer et al. 2021, seed 003): at a peak η where training without warmup
+"""Reproduction 2: warmup (Gilmer et al. 2021): at a peak η where training without warmup
 fails, linear warmup trains, with λ1 ≈ 2/η_t during warmup; a larger initialisation has a higher
 initial sharpness and a lower maximal stable learning rate."""
 
@@ -21,12 +21,16 @@ LR_GRID = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 def _stable(run_dir: Path, initial_loss_bound: float | None = None) -> bool:
     status = read_status(run_dir)
-    return status.get("status") == "finished" and (status.get("final_loss") or float("inf")) < (initial_loss_bound or float("inf"))
+    return status.get("status") == "finished" and (status.get("final_loss") or float("inf")) < (
+        initial_loss_bound or float("inf")
+    )
 
 
 def run(out: Path, quick: bool) -> dict:
     subset, steps = (500, 300) if quick else (2000, 500)
-    plain = run_config(mlp_full_batch("no_warmup", {"name": "sgd", "lr": PEAK_LR}, steps=steps, subset=subset), out / "no_warmup")
+    plain = run_config(
+        mlp_full_batch("no_warmup", {"name": "sgd", "lr": PEAK_LR}, steps=steps, subset=subset), out / "no_warmup"
+    )
     config = mlp_full_batch("warmup", {"name": "sgd", "lr": PEAK_LR}, steps=steps, subset=subset)
     config["schedule"] = {"kind": "warmup_constant", "warmup_steps": WARMUP}
     warm = run_config(config, out / "warmup")
@@ -62,35 +66,60 @@ def run(out: Path, quick: bool) -> dict:
     save_figure(fig, out / "warmup.png")
     median = tracked[len(tracked) // 2] if tracked else float("nan")
     return {
-        "peak_lr": PEAK_LR, "no_warmup_status": read_status(out / "no_warmup").get("status"),
-        "no_warmup_initial_loss": plain_loss[0], "no_warmup_final_loss": plain_loss[-1] if plain_loss else float("nan"),
-        "warmup_initial_loss": warm_loss[0], "warmup_final_loss": warm_loss[-1],
+        "peak_lr": PEAK_LR,
+        "no_warmup_status": read_status(out / "no_warmup").get("status"),
+        "no_warmup_initial_loss": plain_loss[0],
+        "no_warmup_final_loss": plain_loss[-1] if plain_loss else float("nan"),
+        "warmup_initial_loss": warm_loss[0],
+        "warmup_final_loss": warm_loss[-1],
         "median_eta_lambda_during_warmup_after_edge": median,
-        "initial_sharpness_scale1": scales[1.0]["initial_sharpness"], "initial_sharpness_scale2": scales[2.0]["initial_sharpness"],
-        "max_stable_lr_scale1": scales[1.0]["max_stable_lr"], "max_stable_lr_scale2": scales[2.0]["max_stable_lr"],
+        "initial_sharpness_scale1": scales[1.0]["initial_sharpness"],
+        "initial_sharpness_scale2": scales[2.0]["initial_sharpness"],
+        "max_stable_lr_scale1": scales[1.0]["max_stable_lr"],
+        "max_stable_lr_scale2": scales[2.0]["max_stable_lr"],
     }
 
 
 def checks(n: dict) -> list[Check]:
     failed = n["no_warmup_status"] == "diverged" or not (n["no_warmup_final_loss"] < n["no_warmup_initial_loss"])
     return [
-        Check(f"without warmup, η = {n['peak_lr']} fails: {n['no_warmup_status']}, final loss {n['no_warmup_final_loss']:.4g} vs initial {n['no_warmup_initial_loss']:.4g}", failed),
-        Check(f"with linear warmup it trains: final loss {n['warmup_final_loss']:.4g} < ½ × initial {n['warmup_initial_loss']:.4g}",
-              n["warmup_final_loss"] < 0.5 * n["warmup_initial_loss"]),
-        Check(f"during warmup λ1 tracks 2/η_t: median η_t·λ1 after first reaching 1.8 ∈ [1.6, 2.4] (got {n['median_eta_lambda_during_warmup_after_edge']:.3f})",
-              1.6 <= n["median_eta_lambda_during_warmup_after_edge"] <= 2.4),
-        Check(f"a ×2 initialisation has higher initial λ1 ({n['initial_sharpness_scale2']:.3g} > {n['initial_sharpness_scale1']:.3g}) and a lower "
-              f"maximal stable η ({n['max_stable_lr_scale2']} < {n['max_stable_lr_scale1']})",
-              n["initial_sharpness_scale2"] > n["initial_sharpness_scale1"] and n["max_stable_lr_scale2"] < n["max_stable_lr_scale1"]),
+        Check(
+            f"without warmup, η = {n['peak_lr']} fails: {n['no_warmup_status']}, final loss "
+            f"{n['no_warmup_final_loss']:.4g} vs initial {n['no_warmup_initial_loss']:.4g}",
+            failed,
+        ),
+        Check(
+            f"with linear warmup it trains: final loss {n['warmup_final_loss']:.4g} < ½ × initial "
+            f"{n['warmup_initial_loss']:.4g}",
+            n["warmup_final_loss"] < 0.5 * n["warmup_initial_loss"],
+        ),
+        Check(
+            "during warmup λ1 tracks 2/η_t: median η_t·λ1 after first reaching 1.8 ∈ [1.6, 2.4] (got "
+            f"{n['median_eta_lambda_during_warmup_after_edge']:.3f})",
+            1.6 <= n["median_eta_lambda_during_warmup_after_edge"] <= 2.4,
+        ),
+        Check(
+            f"a ×2 initialisation has higher initial λ1 ({n['initial_sharpness_scale2']:.3g} > "
+            f"{n['initial_sharpness_scale1']:.3g}) and a lower "
+            f"maximal stable η ({n['max_stable_lr_scale2']} < {n['max_stable_lr_scale1']})",
+            n["initial_sharpness_scale2"] > n["initial_sharpness_scale1"]
+            and n["max_stable_lr_scale2"] < n["max_stable_lr_scale1"],
+        ),
     ]
 
 
-register(Reproduction(
-    name="warmup",
-    claim="At a peak learning rate where training without warmup fails, linear warmup trains, with λ1 ≈ 2/η_t during warmup; "
-          "a larger initialisation has a higher initial sharpness and a lower maximal stable learning rate.",
-    source="Gilmer et al. 2021 (seed 003) §4–5",
-    setting=f"tanh MLP 784-64-64-10, squared loss on one-hot targets, 2,000 MNIST images, full-batch GD at peak η = {PEAK_LR} "
-            f"(2/η = 4), linear warmup over {WARMUP} of 500 steps; init scales 1 and 2, maximal stable η over {list(LR_GRID)} (30 steps)",
-    run=run, checks=checks,
-))
+register(
+    Reproduction(
+        name="warmup",
+        claim="At a peak learning rate where training without warmup fails, linear warmup trains, with λ1 ≈ 2/η_t "
+        "during warmup; "
+        "a larger initialisation has a higher initial sharpness and a lower maximal stable learning rate.",
+        source="Gilmer et al. 2021 §4–5",
+        setting="tanh MLP 784-64-64-10, squared loss on one-hot targets, 2,000 MNIST images, full-batch GD at peak η "
+        f"= {PEAK_LR} "
+        f"(2/η = 4), linear warmup over {WARMUP} of 500 steps; init scales 1 and 2, maximal stable η over "
+        f"{list(LR_GRID)} (30 steps)",
+        run=run,
+        checks=checks,
+    )
+)

@@ -1,4 +1,4 @@
-"""Learning-rate tuners (SPEC §7) that wrap any base optimizer."""
+"""Learning-rate tuners (definitions §7) that wrap any base optimizer."""
 
 from curvlab.tuners.base import Tuner
 from curvlab.tuners.rules import CDAT, EdgeRule, Hypergradient, Linesearch, Polyak, QuadraticallyGreedy

@@ -1,4 +1,4 @@
-"""Learning-rate tuners that wrap any base optimizer (SPEC §7), composed like optax transformations.
+"""Learning-rate tuners that wrap any base optimizer (definitions §7), composed like optax transformations.
 
 Each step:
 1. ``closure()`` returns the loss on the step's batch (do *not* call backward): the tuner takes the
@@ -16,12 +16,14 @@ model's buffers (BatchNorm statistics; pass ``model=``) are exactly as the step'
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from curvlab.core.state import preserved_rng, untracked_batchnorm
+from curvlab.errors import InputError, InputTypeError
 from curvlab.optim.wrapper import OptimizerWrapper
 
 Closure = Callable[[], Tensor]
@@ -33,7 +35,7 @@ class Tuner(OptimizerWrapper):
     def __init__(self, optimizer: Any, model: nn.Module | None = None):
         super().__init__(optimizer)
         if model is not None and not isinstance(model, nn.Module):
-            raise TypeError(f"model: expected an nn.Module or None, got {type(model).__name__}")
+            raise InputTypeError(f"model: expected an nn.Module or None, got {type(model).__name__}")
         self.model = model
         self.lr = float("nan")
         self.stats: dict[str, float] = {}
@@ -41,7 +43,7 @@ class Tuner(OptimizerWrapper):
     # ----- the step ---------------------------------------------------------------------------------
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
         if closure is None or not callable(closure):
-            raise TypeError("closure: a tuner needs closure() returning the batch loss (without backward)")
+            raise InputTypeError("closure: a tuner needs closure() returning the batch loss (without backward)")
         self._closure = closure
         self._params = self.params()
         self._rng_before = torch.get_rng_state()
@@ -92,7 +94,7 @@ class Tuner(OptimizerWrapper):
         return [torch.zeros_like(p) if h is None else h for h, p in zip(hv, self._params)]
 
     def quad_u(self) -> float:
-        """uᵀ∇²f(w)u as ⟨u, Hu⟩ (SPEC §7: never a formula wrong through normalisation layers)."""
+        """uᵀ∇²f(w)u as ⟨u, Hu⟩ (definitions §7: never a formula wrong through normalisation layers)."""
         return float(sum((u * h).sum() for u, h in zip(self._u, self.hvp(self._u))))
 
     def loss_at(self, eta: float) -> float:
@@ -127,9 +129,9 @@ class Tuner(OptimizerWrapper):
         with torch.enable_grad():
             loss = self._closure()
             if not isinstance(loss, Tensor) or loss.numel() != 1:
-                raise ValueError("closure: must return the scalar batch loss")
+                raise InputError("closure: must return the scalar batch loss")
             if not loss.requires_grad:
-                raise ValueError("closure: the loss does not depend on the parameters (was it detached?)")
+                raise InputError("closure: the loss does not depend on the parameters (was it detached?)")
             grads = torch.autograd.grad(loss, self._params, create_graph=create_graph, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, self._params)]
         if create_graph:

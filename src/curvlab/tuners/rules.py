@@ -1,4 +1,4 @@
-"""The learning-rate rules of SPEC §7 (seed 002), each a :class:`Tuner` around any base optimizer.
+"""The learning-rate rules of definitions §7 (Roulet et al. 2024), each a :class:`Tuner` around any base optimizer.
 
 u is the base optimizer's update at unit learning rate; g = ∇f(w) on the step's batch.
 """
@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from curvlab.errors import InputError
 from curvlab.linalg import LinearOperator, eigs
 from curvlab.optim._checks import check_beta, check_lr, check_positive
 from curvlab.tuners.base import Tuner
@@ -34,11 +35,11 @@ class Linesearch(Tuner):
         self.c = check_lr(c, "c")
         self.c_plus = check_positive(c_plus, "c_plus")
         if not 0 < c_minus < 1:
-            raise ValueError(f"c_minus: expected a number in (0, 1), got {c_minus!r}")
+            raise InputError(f"c_minus: expected a number in (0, 1), got {c_minus!r}")
         self.c_minus = c_minus
         self.delta = check_lr(delta, "delta")
         if isinstance(max_backtracks, bool) or not isinstance(max_backtracks, int) or max_backtracks < 0:
-            raise ValueError(f"max_backtracks: expected an integer ≥ 0, got {max_backtracks!r}")
+            raise InputError(f"max_backtracks: expected an integer ≥ 0, got {max_backtracks!r}")
         self.max_backtracks = max_backtracks
         self.lr = 1.0
 
@@ -66,7 +67,9 @@ class CDAT(Tuner):
     optional EMAs n̄ = β n̄ + (1−β) n and d̄ likewise (started at 0; the ratio needs no bias correction).
     σ = 1 is the quadratically greedy rule, σ = 2 "on edge"."""
 
-    def __init__(self, optimizer: Any, sigma: float = 2.0, beta: float = 0.0, eps: float = 1e-12, model: nn.Module | None = None):
+    def __init__(
+        self, optimizer: Any, sigma: float = 2.0, beta: float = 0.0, eps: float = 1e-12, model: nn.Module | None = None
+    ):
         super().__init__(optimizer, model)
         self.sigma = check_positive(sigma, "sigma")
         self.beta = check_beta(beta, "beta")
@@ -146,7 +149,12 @@ class EdgeRule(Tuner):
     preconditioner (``preconditioned=True``), λ_max by Lanczos on the step's batch."""
 
     def __init__(
-        self, optimizer: Any, sigma: float = 2.0, preconditioned: bool = False, tol: float = 1e-3, model: nn.Module | None = None
+        self,
+        optimizer: Any,
+        sigma: float = 2.0,
+        preconditioned: bool = False,
+        tol: float = 1e-3,
+        model: nn.Module | None = None,
     ):
         super().__init__(optimizer, model)
         self.sigma = check_positive(sigma, "sigma")
