@@ -358,7 +358,7 @@ def test_cli_list_and_spectrum(tmp_path):
         "sign",
         "tuners:",
         "cdat",
-        "metrics:",
+        "metrics (§",
         "sharpness",
     ):
         assert word in out.stdout

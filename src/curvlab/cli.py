@@ -192,15 +192,16 @@ def _report(args, parser) -> int:
 
 def _list(args, parser) -> int:
     from curvlab.data import DATASETS
-    from curvlab.experiments.build import OPTIMIZERS, TUNERS
     from curvlab.models import BUILDERS
     from curvlab.monitor import DESCRIPTIONS
+    from curvlab.optim import OPTIMIZERS
+    from curvlab.tuners import TUNERS
 
     for title, table in (("data sets", DATASETS), ("models", BUILDERS), ("optimizers", OPTIMIZERS), ("tuners", TUNERS)):
         print(f"{title}:")
         for name, (_, text) in table.items():
             print(f"  {name:22s} {text}")
-    print("metrics:")
+    print("metrics (§: the section of docs/definitions.md that defines them):")
     for name, text in DESCRIPTIONS.items():
         print(f"  {name:22s} {text}")
     return 0

@@ -6,34 +6,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import nn
 
-from curvlab import losses, optim, tuners
+from curvlab import losses, optim
 from curvlab.data import DataSet, load_dataset
 from curvlab.experiments.config import ConfigError
 from curvlab.models import build_model
-
-OPTIMIZERS: dict[str, tuple[Callable[..., Any], str]] = {
-    "sgd": (torch.optim.SGD, "torch SGD (momentum, nesterov, dampening)"),
-    "adam": (torch.optim.Adam, "torch Adam (= Kunstner et al. 2023, Alg. 2)"),
-    "adamw": (torch.optim.AdamW, "torch AdamW"),
-    "rmsprop": (torch.optim.RMSprop, "torch RMSprop"),
-    "heavy_ball": (optim.HeavyBall, "GD with heavy-ball momentum (Kunstner et al. 2023, Alg. 1)"),
-    "sign": (optim.SignDescent, "sign descent with heavy-ball momentum"),
-    "normalized_gd": (optim.NormalizedGD, "normalized GD with heavy-ball momentum"),
-    "normalized_sgd": (optim.NormalizedSGD, "per-tensor normalized SGD (Pan & Li 2022, Alg. 2)"),
-    "adafactor": (optim.Adafactor, "Adafactor (Pan & Li 2022, Alg. 3-4)"),
-    "delta_sgdm": (optim.DeltaSGDM, "SGDM in Tran et al.'s Δ form"),
-}
-TUNERS: dict[str, tuple[Callable[..., Any], str]] = {
-    "linesearch": (tuners.Linesearch, "Armijo backtracking linesearch"),
-    "quadratically_greedy": (tuners.QuadraticallyGreedy, "η = −gᵀu / uᵀHu"),
-    "cdat": (tuners.CDAT, "curvature-dynamics aware tuning, η = σ n/d"),
-    "polyak": (tuners.Polyak, "Polyak step size"),
-    "hypergradient": (tuners.Hypergradient, "hypergradient descent"),
-    "edge": (tuners.EdgeRule, "η = σ / λ_max"),
-}
+from curvlab.optim import OPTIMIZERS
+from curvlab.tuners import TUNERS
 
 
 def _options(section: dict, reserved: tuple[str, ...]) -> dict:

@@ -8,11 +8,16 @@ constructor validates. Any error is one line naming the key: ``config: optimizer
 from __future__ import annotations
 
 import copy
+import inspect
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from curvlab.data import DATASETS
 from curvlab.errors import InputError
+from curvlab.models import BUILDERS
+from curvlab.optim import OPTIMIZERS
+from curvlab.tuners import TUNERS
 
 
 class ConfigError(InputError):
@@ -103,12 +108,6 @@ def validate(raw: dict) -> dict:
 
 def _check_open_sections(c: dict) -> None:
     """Extra keys of data/model/optimizer/tuner must be parameters of what they configure."""
-    import inspect
-
-    from curvlab.data import DATASETS
-    from curvlab.experiments.build import OPTIMIZERS, TUNERS
-    from curvlab.models import BUILDERS
-
     for section, registry in (("data", DATASETS), ("model", BUILDERS), ("optimizer", OPTIMIZERS), ("tuner", TUNERS)):
         name = c[section].get("name")
         if name is None:
