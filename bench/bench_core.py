@@ -161,9 +161,13 @@ def compiled_ratio(model, x, y, rounds):
 
 
 # ----- part 2: λ_max solvers -----------------------------------------------------------------------
+def float64_copy(model, x):
+    """A float64 copy of the model in training mode (PyHessian leaves the bench model in eval mode), and x."""
+    return copy.deepcopy(model).double().train(), (x.double() if x.is_floating_point() else x)
+
+
 def reference_lambda(model, x, y) -> float:
-    model64 = copy.deepcopy(model).double().train()  # PyHessian, run before, leaves the model in eval mode
-    x64 = x.double() if x.is_floating_point() else x
+    model64, x64 = float64_copy(model, x)
     res = curvlab.eigs(curvlab.Objective(model64, cross_entropy, (x64, y)), tol=1e-9, max_iter=300)
     assert res.converged, "reference Lanczos did not converge"
     return float(res.eigenvalues[0])
@@ -341,8 +345,7 @@ def solver_table(model, x, y, n_chunks, reference, repeats):
 # ----- part 3: precision -------------------------------------------------------------------------------
 def precision_rows(model, x, y, reference):
     """λ_max and one HVP under bf16 autocast (fp32 accumulation), against the float64 reference."""
-    model64 = copy.deepcopy(model).double().train()  # PyHessian, run before, leaves the model in eval mode
-    x64 = x.double() if x.is_floating_point() else x
+    model64, x64 = float64_copy(model, x)
     v = torch.randn(sum(p.numel() for p in model.parameters()), generator=torch.Generator().manual_seed(0))
     exact_hv = curvlab.Objective(model64, cross_entropy, (x64, y)).hvp(v.double())
     rows = []
@@ -370,11 +373,9 @@ def curvlinops_agreement(model, x, y, per_example: bool) -> list[list]:
     """Relative difference of one product with curvlinops' operators, float64 copies, four chunks.
     ``per_example``: whether curvlinops' examples (rows of the flattened logits) are curvlab's (for a
     sequence model curvlab's example is a sequence, curvlinops' a token: their empirical Fishers differ)."""
-    import numpy as np
     from curvlinops import EFLinearOperator, GGNLinearOperator, HessianLinearOperator
 
-    model64 = copy.deepcopy(model).double().train()  # PyHessian, run before, leaves the model in eval mode
-    x64 = x.double() if x.is_floating_point() else x
+    model64, x64 = float64_copy(model, x)
     objective = curvlab.Objective(model64, cross_entropy, (x64, y), batch_size=len(x) // 4)
     data = [(a, b.reshape(-1)) for a, b in batches(x64, y, 4)]
     params = list(model64.parameters())
@@ -385,14 +386,17 @@ def curvlinops_agreement(model, x, y, per_example: bool) -> list[list]:
     rows = []
     with sdpa_kernel([SDPBackend.MATH]):
         for name, ours, make in pairs:
-            theirs = make(
-                FlatLogits(model64), nn.CrossEntropyLoss(), params, data, check_deterministic=False
-            ).to_scipy()
-            reference = torch.from_numpy(np.asarray(theirs @ v.numpy()))
-            mine = ours(v)
-            rows.append([name, relative_error(mine, reference)])
+            rows.append([name, relative_error(ours(v), curvlinops_product(make, model64, params, data, v))])
         rows += smooth_copy_check(model64, x64, y, data, params)
     return rows
+
+
+def curvlinops_product(make, model64, params, data, v: torch.Tensor) -> torch.Tensor:
+    """One product of the curvlinops operator class ``make`` (cross-entropy on flattened logits) with v."""
+    import numpy as np
+
+    operator = make(FlatLogits(model64), nn.CrossEntropyLoss(), params, data, check_deterministic=False).to_scipy()
+    return torch.from_numpy(np.asarray(operator @ v.numpy()))
 
 
 def relative_error(a: torch.Tensor, reference: torch.Tensor) -> float:
@@ -402,7 +406,6 @@ def relative_error(a: torch.Tensor, reference: torch.Tensor) -> float:
 def smooth_copy_check(model64, x64, y, data, params) -> list[list]:
     """Both tools' Hessian products against central differences of the gradient, on the float64 copy with GELU in
     place of ReLU (with ReLU the loss has kinks at the differencing scale, so differences mean nothing)."""
-    import numpy as np
     from curvlinops import HessianLinearOperator
 
     for module in model64.modules():
@@ -416,10 +419,7 @@ def smooth_copy_check(model64, x64, y, data, params) -> list[list]:
     with sdpa_kernel([SDPBackend.MATH]):
         point, h = objective.parameters_vector(), 1e-6
         differences = (objective.grad(at=point + h * v) - objective.grad(at=point - h * v)) / (2 * h)
-        theirs = HessianLinearOperator(
-            FlatLogits(model64), nn.CrossEntropyLoss(), params, data, check_deterministic=False
-        )
-        theirs = torch.from_numpy(np.asarray(theirs.to_scipy() @ v.numpy()))
+        theirs = curvlinops_product(HessianLinearOperator, model64, params, data, v)
         return [
             [
                 "Hessian, GELU copy: curvlab vs central differences (h = 1e-6)",

@@ -172,6 +172,33 @@ def sweep(points: list[tuple[str, tuple[int, ...], int]]) -> list[dict]:
     return rows
 
 
+def sweep_section(title: str, rows: list[dict], axis: str) -> list[str]:
+    """One sweep's part of docs/benchmarks.md: its table, then the crossovers in time and in memory."""
+    table = markdown_table(
+        [axis, "tool", "time (s)", "extra peak memory (MiB)", "products", "rel. error"],
+        [
+            [
+                f"{r[axis]:,}",
+                r["tool"],
+                r.get("seconds", r.get("error")),
+                r.get("extra_bytes", float("nan")) / 2**20,
+                r.get("products", "—"),
+                r["error"],
+            ]
+            for r in rows
+        ],
+    )
+    return [
+        title,
+        "",
+        table,
+        "",
+        "Crossovers in time: " + "; ".join(crossovers(rows, axis, "seconds")) + ".",
+        "",
+        "Crossovers in memory: " + "; ".join(crossovers(rows, axis, "extra_bytes")) + ".",
+    ]
+
+
 def crossovers(rows: list[dict], axis: str, key: str) -> list[str]:
     """Where curvlab's value of ``key`` crosses each anchor's along ``axis`` (or that it never does)."""
     lines = []
@@ -230,40 +257,12 @@ def main() -> None:
     params = sweep([(label, hidden, 2048) for label, hidden in WIDTHS.items()])
     figure(examples, params)
 
-    def table(rows, axis):
-        return markdown_table(
-            [axis, "tool", "time (s)", "extra peak memory (MiB)", "products", "rel. error"],
-            [
-                [
-                    f"{r[axis]:,}",
-                    r["tool"],
-                    r.get("seconds", r.get("error")),
-                    r.get("extra_bytes", float("nan")) / 2**20,
-                    r.get("products", "—"),
-                    r["error"],
-                ]
-                for r in rows
-            ],
-        )
-
     lines = [
         "![time and memory against examples and parameters](benchmarks_scaling.png)",
         "",
-        "Against the number of examples (MLP 784-512-256-10, one chunk):",
+        *sweep_section("Against the number of examples (MLP 784-512-256-10, one chunk):", examples, "n"),
         "",
-        table(examples, "n"),
-        "",
-        "Crossovers in time: " + "; ".join(crossovers(examples, "n", "seconds")) + ".",
-        "",
-        "Crossovers in memory: " + "; ".join(crossovers(examples, "n", "extra_bytes")) + ".",
-        "",
-        "Against the number of parameters (2,048 images, one chunk):",
-        "",
-        table(params, "params"),
-        "",
-        "Crossovers in time: " + "; ".join(crossovers(params, "params", "seconds")) + ".",
-        "",
-        "Crossovers in memory: " + "; ".join(crossovers(params, "params", "extra_bytes")) + ".",
+        *sweep_section("Against the number of parameters (2,048 images, one chunk):", params, "params"),
     ]
     if not args.no_write:
         write_section("bench_scaling", "Scaling: time and memory against examples and parameters", lines)
