@@ -102,7 +102,9 @@ def test_monitor_under_distributed_writes_on_rank_0_and_all_ranks_agree():
     assert len([line for line in lines if '"cost_' not in line]) == len(r0)  # written once, by rank 0
 
 
-def test_a_run_on_two_processes_matches_one_process(tmp_path):
+def _records_of_run(tmp_path, config: dict, processes: int) -> dict:
+    """Run ``config`` with ``processes`` processes through the CLI: its non-cost records' values by (step, metric,
+    index), and the learning rate of each loss record under (step, "lr", None)."""
     import json
     import subprocess
     import sys
@@ -110,6 +112,19 @@ def test_a_run_on_two_processes_matches_one_process(tmp_path):
     from curvlab.experiments.config import to_toml, validate
     from curvlab.monitor import read_records
 
+    config = validate({**config, "train": {**config["train"], "processes": processes}})
+    path, out_dir = tmp_path / f"c{processes}.toml", tmp_path / f"r{processes}"
+    path.write_text(to_toml(config))
+    command = [sys.executable, "-m", "curvlab.cli", "run", str(path), "--out", str(out_dir), "--quiet", "--no-report"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((out_dir / "status.json").read_text())["status"] == "finished"
+    records = [r for r in read_records(out_dir) if not r["metric"].startswith("cost_")]
+    values = {(r["step"], r["metric"], r.get("index")): r["value"] for r in records}
+    return values | {(r["step"], "lr", None): r["lr"] for r in records if r["metric"] == "loss"}
+
+
+def test_a_run_on_two_processes_matches_one_process(tmp_path):
     base = {
         "name": "dp",
         "seed": 0,
@@ -122,40 +137,37 @@ def test_a_run_on_two_processes_matches_one_process(tmp_path):
             "schedules": {"sharpness": 4, "full_batch": 4},
         },
     }
-    runs = {}
-    for processes in (1, 2):
-        config = validate({**base, "train": {**base["train"], "processes": processes}})
-        (tmp_path / f"c{processes}.toml").write_text(to_toml(config))
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "curvlab.cli",
-                "run",
-                str(tmp_path / f"c{processes}.toml"),
-                "--out",
-                str(tmp_path / f"r{processes}"),
-                "--quiet",
-                "--no-report",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert json.loads((tmp_path / f"r{processes}" / "status.json").read_text())["status"] == "finished"
-        runs[processes] = {
-            (r["step"], r["metric"], r.get("index")): r["value"]
-            for r in read_records(tmp_path / f"r{processes}")
-            if not r["metric"].startswith("cost_")
-        }
-    assert runs[1].keys() == runs[2].keys()  # the same records, written once
+    runs = {processes: _records_of_run(tmp_path, base, processes) for processes in (1, 2)}
     # The convexity-gap family is f_new − f_old − ⟨g, Δ⟩: O(1) float32 losses cancelling to O(1e-3), so
     # the all-reduce's different summation order (≈1e-7 relative) shows up ≈1e3 times larger there.
     cancelling = {"inst_gap", "avg_gap", "exp_gap_0.99", "exp_gap_0.9999", "smoothness_ratio", "inst_gap_full"}
+    _assert_same(runs, lambda metric: 1e-3 if metric in cancelling else 1e-4)
+
+
+def test_a_linesearch_tuner_on_two_processes_matches_one_process(tmp_path):
+    """The tuner's trial losses come from the same all-reduced closure as every step, so both processes take
+    the same backtracking decisions and the run matches the one-process run."""
+    base = {
+        "name": "dp-tuner",
+        "seed": 0,
+        "data": {"name": "least_squares"},
+        "model": {"name": "linear"},
+        "optimizer": {"name": "sgd", "lr": 1.0},
+        "tuner": {"name": "linesearch", "c": 0.5},
+        "train": {"batch_size": 50, "steps": 6},
+        "monitor": {"metrics": ["full_batch"], "schedules": {"full_batch": 3}},
+    }
+    runs = {processes: _records_of_run(tmp_path, base, processes) for processes in (1, 2)}
+    lrs = [value for (_, metric, _), value in runs[1].items() if metric == "lr"]
+    assert len(set(lrs)) > 1  # the linesearch chose different step sizes: the comparison covers its decisions
+    _assert_same(runs, lambda metric: 1e-4)
+
+
+def _assert_same(runs: dict, rel_of) -> None:
+    """The 2-process records equal the 1-process ones, to ``rel_of(metric)`` relative (1e-6 absolute)."""
+    assert runs[1].keys() == runs[2].keys()  # the same records, written once
     for key, value in runs[1].items():
         if value is None:  # NaN (e.g. a ratio over an empty window) is written as null: both sides
             assert runs[2][key] is None, key
             continue
-        rel = 1e-3 if key[1] in cancelling else 1e-4
-        assert runs[2][key] == pytest.approx(value, rel=rel, abs=1e-6), key
+        assert runs[2][key] == pytest.approx(value, rel=rel_of(key[1]), abs=1e-6), key

@@ -68,6 +68,39 @@ def test_repeated_eigenvalues_are_all_found():
     assert torch.allclose(gram, torch.eye(4, dtype=torch.float64), atol=1e-8)
 
 
+@pytest.mark.parametrize("which, sign", [("LA", 1.0), ("SA", -1.0), ("LM", -1.0)])
+def test_a_triple_top_eigenvalue_is_found_three_times_in_a_large_space(which, sign):
+    """In 400 dimensions the Krylov space never becomes invariant, so a single Lanczos run sees one direction
+    of the triple eigenvalue's eigenspace (plus what rounding adds): the copies come from the orthogonal
+    re-runs, and without them the answer misses some."""
+    bulk = torch.linspace(-1.0, 3.0, 396, dtype=torch.float64).tolist()
+    missed = 0
+    for seed in range(4):
+        a, q = matrix_with_spectrum([5.0, 5.0, 5.0, 4.0] + bulk, seed=seed)
+        a = sign * a
+        for k, expected in ((3, [5.0, 5.0, 5.0]), (4, [5.0, 5.0, 5.0, 4.0])):
+            res = eigs(a, k=k, which=which, tol=1e-8, seed=seed)
+            assert res.converged
+            assert torch.allclose(res.eigenvalues, sign * torch.tensor(expected, dtype=torch.float64), atol=1e-6)
+            gram = res.eigenvectors.T @ res.eigenvectors
+            assert torch.allclose(gram, torch.eye(k, dtype=torch.float64), atol=1e-8)
+            residual = a @ res.eigenvectors - res.eigenvectors * res.eigenvalues
+            assert float(residual.norm(dim=0).max()) <= 1e-6
+            assert torch.linalg.matrix_norm(q[:, :3].T @ res.eigenvectors[:, :3]) ** 2 >= 3 - 1e-8  # the eigenspace
+        single = eigs(a, k=3, which=which, tol=1e-8, seed=seed, copies=False)
+        missed += not torch.allclose(single.eigenvalues, sign * torch.tensor([5.0] * 3, dtype=torch.float64))
+    assert missed >= 1  # the test could fail: one Krylov space alone does miss copies
+
+
+def test_copies_cost_one_more_top_one_solve_on_a_simple_top():
+    a, _ = matrix_with_spectrum(SPECTRUM)
+    plain = eigs(a, k=3, tol=1e-8, copies=False)
+    full = eigs(a, k=3, tol=1e-8)
+    assert torch.allclose(full.eigenvalues, plain.eigenvalues, atol=1e-7)
+    top1 = eigs(a, k=1, tol=1e-8).n_matvecs
+    assert plain.n_matvecs < full.n_matvecs <= plain.n_matvecs + 2 * top1
+
+
 def test_exhausting_a_small_space_is_exact():
     a, _ = matrix_with_spectrum([4.0, 2.0, -1.0, 0.5, 0.0])
     res = eigs(a, k=5, tol=1e-14)

@@ -77,12 +77,17 @@ def test_shipped_configs_validate_and_round_trip(path, tmp_path):
         ({"monitor.bn_mode": "frozen"}, "monitor.bn_mode"),
         ({"data.subset": 0}, "data.subset"),
         ({"seed": True}, "seed"),
+        ({"tuner.name": "cdat", "train.processes": 2}, "train.processes"),
     ],
 )
 def test_bad_configs_are_one_line_errors_naming_the_key(overrides, fragment):
     with pytest.raises(ConfigError) as err:
         validate(_config(**overrides))
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tuners_without_curvature_are_allowed_on_several_processes():
+    assert validate(_config(**{"tuner.name": "linesearch", "train.processes": 2}))["train"]["processes"] == 2
 
 
 def test_missing_required_keys_and_constructor_errors_name_the_key(tmp_path):
@@ -392,3 +397,79 @@ def test_cli_bad_config_key_is_one_line(tmp_path):
     )
     out = _cli("run", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "x"))
     assert out.returncode == 2 and "optimizer.lrr" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_tuner_takes_the_accumulated_step_path(tmp_path):
+    """A tuner sees the gradient every optimizer sees: with chunks (gradient accumulation) the tuned run
+    follows the one-chunk run, and the recorded lr is the η the tuner wrote into the param groups."""
+    runs = {}
+    for name, chunk in (("one", 4096), ("acc", 64)):
+        config = _config(
+            **{
+                "train.batch_size": "full",
+                "train.steps": 4,
+                "train.max_chunk": chunk,
+                "tuner": {"name": "quadratically_greedy"},
+                "monitor.metrics": ["step"],
+                "monitor.schedules": {},
+            }
+        )
+        start_run(config, tmp_path / name, quiet=True)
+        runs[name] = {(r["step"], r["metric"]): r for r in read_records(tmp_path / name) if r["metric"] == "lr"}
+    assert runs["one"].keys() == runs["acc"].keys() and len(runs["one"]) == 4
+    for key, row in runs["one"].items():
+        assert runs["acc"][key]["value"] == pytest.approx(row["value"], rel=1e-4)
+        assert row["value"] != 0.3  # the tuner's η, not the configured base lr
+
+
+def test_metric_options_come_from_the_config(tmp_path):
+    config = _config(
+        **{
+            "monitor.metrics": ["sharpness", "trace"],
+            "monitor.schedules": {"sharpness": 12, "trace": [24]},
+            "monitor.options": {"sharpness": {"k": 3, "tol": 1e-4}, "trace": {"n_probes": 6, "method": "hutchinson"}},
+        }
+    )
+    start_run(config, tmp_path / "r", quiet=True)
+    records = read_records(tmp_path / "r")
+    assert {r["index"] for r in records if r["metric"] == "sharpness"} == {1, 2, 3}
+    assert any(r["metric"] == "trace" for r in records)
+    with pytest.raises(ConfigError, match=r"monitor.options.sharpness.tolerance: unknown key; 'sharpness' takes"):
+        validate(_config(**{"monitor.options": {"sharpness": {"tolerance": 1e-4}}}))
+    with pytest.raises(ConfigError, match="monitor.options: .*not in monitor.metrics"):
+        start_run(_config(**{"monitor.options": {"trace": {"n_probes": 4}}}), tmp_path / "bad", quiet=True)
+
+
+def test_a_new_metric_needs_only_its_class(tmp_path, capsys):
+    """Adding a metric is one class: the registry makes it known to configs, `curvlab list` and reports."""
+    from curvlab.cli import main
+    from curvlab.monitor import METRICS, Metric, register_metric
+
+    @register_metric
+    class ParameterNorm(Metric):
+        name = "parameter_norm_for_test"
+        description = "‖x‖ at the current point"
+
+        def __init__(self, schedule=None, scale: float = 1.0):
+            super().__init__(schedule)
+            self.scale = scale
+
+        def measure(self, monitor, info):
+            yield "parameter_norm", self.scale * float(torch.linalg.vector_norm(info.x_now)), {}
+
+    try:
+        config = _config(
+            **{
+                "monitor.metrics": ["parameter_norm_for_test"],
+                "monitor.schedules": {"parameter_norm_for_test": 6},
+                "monitor.options": {"parameter_norm_for_test": {"scale": 2.0}},
+            }
+        )
+        start_run(config, tmp_path / "r", quiet=True)
+        rows = [r for r in read_records(tmp_path / "r") if r["metric"] == "parameter_norm"]
+        assert [r["step"] for r in rows] == [6, 12, 18, 24] and all(r["value"] > 0 for r in rows)
+        write_report([tmp_path / "r"])
+        assert (tmp_path / "r" / "figures" / "parameter_norm_for_test.png").exists()
+        assert main(["list"]) == 0 and "parameter_norm_for_test" in capsys.readouterr().out
+    finally:
+        METRICS.remove("parameter_norm_for_test")

@@ -282,15 +282,18 @@ def test_tail_index_recovers_known_alpha(alpha):
 def test_gradient_noise_norms_qq_and_reproducibility():
     case = make_case("tanh_mlp_ce")
     data = (case.inputs, case.targets)
-    res = gradient_noise(case.model, case.loss_fn, data, batch_size=6, n_batches=12, seed=3)
-    again = gradient_noise(case.model, case.loss_fn, data, batch_size=6, n_batches=12, seed=3)
+    objective = Objective(case.model, case.loss_fn, data)
+    res = gradient_noise(objective, data, batch_size=6, n_batches=12, seed=3)
+    again = gradient_noise(objective, data, batch_size=6, n_batches=12, seed=3)
     assert torch.equal(res.norms, again.norms) and res.norms.numel() == 12 and (res.norms > 0).all()
-    full = gradient_noise(case.model, case.loss_fn, data, batch_size=len(case.targets), n_batches=3)
+    full = gradient_noise(objective, data, batch_size=len(case.targets), n_batches=3)
     assert float(full.norms.max()) < 1e-12  # a "minibatch" of everything has no noise
     theo, samp = qq_gaussian(res.norms)
     assert torch.equal(samp, res.norms.sort().values) and theo.shape == samp.shape
     with pytest.raises(ValueError, match="batch_size"):
-        gradient_noise(case.model, case.loss_fn, data, batch_size=0)
+        gradient_noise(objective, data, batch_size=0)
+    with pytest.raises(TypeError, match="objective"):
+        gradient_noise(case.model, data, batch_size=6)
 
 
 def test_l0_l1_fit_and_pl_ratio():

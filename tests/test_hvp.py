@@ -276,7 +276,7 @@ def test_low_precision_overflow_is_reported_with_the_dtype_and_a_remedy():
         obj.hvp(v)
     with (
         torch.autocast("cpu", dtype=torch.float16),
-        pytest.raises(FloatingPointError, match="HessianOperator.*float16"),
+        pytest.raises(FloatingPointError, match="Hessian-vector product.*float16"),
     ):
         curvlab.eigs(obj)
     half = copy.deepcopy(model).half()

@@ -23,7 +23,7 @@ from curvlab.monitor import (
     read_records,
 )
 from curvlab.optim import CoordinateClip, DeltaSGDM, HeavyBall, RandomScaling
-from curvlab.tuners import CDAT
+from curvlab.tuners import CDAT, make_closure
 
 DT = torch.float64
 ALL = lambda x, y: [  # noqa: E731
@@ -59,7 +59,7 @@ def _train(make_opt, monitored, run_dir=None, epochs=2, tuner=False):
     for _ in range(epochs):
         for xb, yb in loader:
             if tuner:
-                loss = opt.step(lambda xb=xb, yb=yb: cross_entropy(model(xb), yb))
+                loss = opt.step(make_closure(lambda xb=xb, yb=yb: cross_entropy(model(xb), yb), opt))
             else:
                 opt.zero_grad()
                 loss = cross_entropy(model(xb), yb)
@@ -236,7 +236,7 @@ def test_under_a_tuner_the_threshold_uses_the_base_optimizer_at_the_tuners_lr():
     base = torch.optim.SGD(model.parameters(), lr=123.0)
     tuner = CDAT(base, sigma=1.0)
     mon = Monitor(Objective(model, cross_entropy, (x, y)), tuner, metrics=[Sharpness(schedule=every(1))])
-    tuner.step(lambda: cross_entropy(model(x), y))
+    tuner.step(make_closure(lambda: cross_entropy(model(x), y), tuner))
     mon.step(None, (x, y))
     rec = {r["metric"]: r for r in mon.records}
     assert rec["threshold"]["kind"] == "gd" and rec["threshold"]["value"] == pytest.approx(2 / tuner.lr)

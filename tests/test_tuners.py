@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from curvlab.optim import Adam, HeavyBall, SignDescent
-from curvlab.tuners import CDAT, EdgeRule, Hypergradient, Linesearch, Polyak, QuadraticallyGreedy
+from curvlab.tuners import CDAT, EdgeRule, Hypergradient, Linesearch, Polyak, QuadraticallyGreedy, make_closure
 
 DT = torch.float64
 
@@ -43,7 +43,7 @@ def test_quadratically_greedy_gives_the_exact_minimiser_along_u():
     q = Quadratic()
     tuner = QuadraticallyGreedy(gd(q), eps=0.0)
     w0, g = q.w.detach().clone(), q.grad()
-    tuner.step(q)
+    tuner.step(make_closure(q, tuner))
     u = -g
     assert tuner.lr == pytest.approx(float(g @ g / (g @ q.A @ g)), rel=1e-12)
     assert abs(float(q.grad() @ u)) < 1e-10 * float(g @ g)  # stationary along u
@@ -57,10 +57,10 @@ def test_cdat_sigma_two_lands_on_the_edge_where_f_returns_to_its_value():
     q = Quadratic(seed=1)
     tuner = CDAT(gd(q), sigma=2.0, eps=0.0)
     f0 = q.value(q.w.detach())
-    tuner.step(q)
+    tuner.step(make_closure(q, tuner))
     assert q.value(q.w.detach()) == pytest.approx(f0, rel=1e-10)
     greedy = QuadraticallyGreedy(gd(q2 := Quadratic(seed=1)), eps=0.0)
-    greedy.step(q2)
+    greedy.step(make_closure(q2, greedy))
     assert tuner.lr == pytest.approx(2 * greedy.lr, rel=1e-12)
 
 
@@ -72,7 +72,7 @@ def test_cdat_ema_by_hand():
         g = q.grad()
         n, d = float(g @ g), float(g @ q.A @ g) + 1e-12
         n_avg, d_avg = 0.9 * n_avg + 0.1 * n, 0.9 * d_avg + 0.1 * d
-        tuner.step(q)
+        tuner.step(make_closure(q, tuner))
         assert tuner.lr == pytest.approx(1.5 * n_avg / d_avg, rel=1e-12)
         assert tuner.stats["numerator"] == pytest.approx(n) and tuner.stats["denominator"] == pytest.approx(d)
 
@@ -84,7 +84,7 @@ def test_linesearch_satisfies_armijo_and_is_maximal_on_the_grid():
         w0, g = q.w.detach().clone(), q.grad()
         f0, slope = q.value(w0), -float(g @ g)
         eta0 = min(4.0 * tuner.lr, 1.0)
-        tuner.step(q)
+        tuner.step(make_closure(q, tuner))
         eta = tuner.lr
         k = round(math.log(eta / eta0) / math.log(0.8))
         assert eta == pytest.approx(eta0 * 0.8**k, rel=1e-12)
@@ -98,7 +98,7 @@ def test_linesearch_satisfies_armijo_and_is_maximal_on_the_grid():
 def test_linesearch_gives_up_after_max_backtracks():
     q = Quadratic(seed=4)
     tuner = Linesearch(gd(q), c=0.999999, c_minus=0.5, max_backtracks=3)
-    tuner.step(q)
+    tuner.step(make_closure(q, tuner))
     assert tuner.stats["armijo"] == 0.0 and tuner.stats["extra_loss_evals"] == 4
     assert tuner.lr == pytest.approx(0.5**3)
 
@@ -107,10 +107,10 @@ def test_polyak_by_hand():
     q = Quadratic(seed=5)
     tuner = Polyak(gd(q), f_star=-5.0, lr_max=10.0)
     g, f = q.grad(), q.value(q.w.detach())
-    tuner.step(q)
+    tuner.step(make_closure(q, tuner))
     assert tuner.lr == pytest.approx(min((f + 5.0) / float(g @ g), 10.0), rel=1e-12)
     capped = Polyak(gd(q), f_star=-1e6, lr_max=0.01)
-    capped.step(q)
+    capped.step(make_closure(q, capped))
     assert capped.lr == 0.01
 
 
@@ -121,7 +121,7 @@ def test_hypergradient_by_hand():
     for _ in range(3):
         w0, g = q.w.detach().clone(), q.grad()
         u = -g
-        tuner.step(q)
+        tuner.step(make_closure(q, tuner))
         g_new = q.grad(w0 + eta * u)
         assert tuner.stats["lr"] == pytest.approx(eta)
         assert torch.allclose(q.w.detach(), w0 + eta * u, atol=1e-14)
@@ -133,13 +133,13 @@ def test_hypergradient_by_hand():
 def test_edge_rule_plain_and_preconditioned():
     q = Quadratic(seed=7)
     tuner = EdgeRule(gd(q), sigma=2.0, tol=1e-10)
-    tuner.step(q)
+    tuner.step(make_closure(q, tuner))
     assert tuner.lr == pytest.approx(2.0 / 10.0, rel=1e-8)
     q2 = Quadratic(seed=7)
     adam = Adam(q2.parameters(), lr=1.0, eps=1e-8)
     pre = EdgeRule(adam, sigma=2.0, preconditioned=True, tol=1e-10)
     g = q2.grad()
-    pre.step(q2)
+    pre.step(make_closure(q2, pre))
     p_diag = g.abs() + 1e-8  # after one step: √v̂ = |g|
     scaled = q2.A / torch.sqrt(p_diag)[:, None] / torch.sqrt(p_diag)[None, :]
     assert pre.stats["lambda_max"] == pytest.approx(float(torch.linalg.eigvalsh(scaled)[-1]), rel=1e-8)
@@ -166,13 +166,13 @@ def test_every_tuner_wraps_adam_sign_descent_and_momentum(make_tuner, base):
     }[base](q.parameters())
     tuner = make_tuner(opt)
     w0, g = q.w.detach().clone(), q.grad()
-    tuner.step(q)
+    tuner.step(make_closure(q, tuner))
     expected_u = {"adam": -g / (g.abs() + 1e-8), "sign": -torch.sign(g), "momentum": -g}[base]
     assert torch.allclose(q.w.detach() - w0, tuner.lr * expected_u, atol=1e-12)
     assert tuner.lr > 0 and "lr" in tuner.stats
     losses = [q.value(q.w.detach())]
     for _ in range(5):
-        tuner.step(q)
+        tuner.step(make_closure(q, tuner))
         losses.append(q.value(q.w.detach()))
     assert all(math.isfinite(v) for v in losses)
     state = opt.state[q.w]
@@ -191,7 +191,7 @@ def test_extra_evaluations_leave_rng_and_batchnorm_as_the_step_left_them():
     rng, buffers = torch.get_rng_state(), [b.clone() for b in model.buffers()]
     model, closure = make()
     tuner = Linesearch(torch.optim.SGD(model.parameters(), lr=1.0), c_minus=0.5, model=model)
-    tuner.step(closure)
+    tuner.step(make_closure(closure, tuner))
     assert tuner.stats["extra_loss_evals"] >= 1
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(a, b) for a, b in zip(model.buffers(), buffers))
@@ -203,7 +203,7 @@ def test_extra_evaluations_see_the_same_dropout_masks():
     x = torch.randn(16, 4, dtype=DT)
     closure = lambda: (model(x) ** 2).mean()  # noqa: E731
     tuner = Linesearch(torch.optim.SGD(model.parameters(), lr=1.0), c_plus=1.0)
-    tuner.step(closure)
+    tuner.step(make_closure(closure, tuner))
     tuner._move_to(0.0)  # back at w: the replayed evaluation must give the step's own loss
     assert tuner.loss_at(0.0) == pytest.approx(tuner.loss, rel=1e-14)
 
@@ -212,12 +212,12 @@ def test_tuner_state_dict_round_trip():
     q1, q2 = Quadratic(seed=9), Quadratic(seed=9)
     t1 = CDAT(Adam(q1.parameters(), lr=1.0), beta=0.9)
     for _ in range(3):
-        t1.step(q1)
+        t1.step(make_closure(q1, t1))
     t2 = CDAT(Adam(q2.parameters(), lr=1.0), beta=0.9)
     with torch.no_grad():
         q2.w.copy_(q1.w)
     t2.load_state_dict(copy.deepcopy(t1.state_dict()))
-    t1.step(q1), t2.step(q2)
+    t1.step(make_closure(q1, t1)), t2.step(make_closure(q2, t2))
     assert torch.equal(q1.w, q2.w) and t1.lr == t2.lr
 
 
@@ -248,9 +248,11 @@ def test_closure_errors_name_the_closure():
     with pytest.raises(TypeError, match="closure"):
         tuner.step()
     with pytest.raises(ValueError, match="closure"):
-        tuner.step(lambda: q().detach())
+        tuner.step(make_closure(lambda: q().detach(), tuner))
     with pytest.raises(ValueError, match="closure"):
-        tuner.step(lambda: q.w * 2)
+        tuner.step(make_closure(lambda: q.w * 2, tuner))
+    with pytest.raises(TypeError, match="create_graph"):  # uᵀHu needs the closure to keep the graph
+        tuner.step(lambda: q())
 
 
 @pytest.mark.parametrize(
@@ -270,7 +272,7 @@ def test_curvature_tuners_on_a_network_with_batchnorm_match_an_explicit_hessian(
     g = torch.autograd.grad(case.loss_fn(model(case.inputs), case.targets), obj_params)
     buffers = [b.clone() for b in model.buffers()]
     w0 = torch.cat([p.detach().reshape(-1) for p in obj_params])
-    tuner.step(lambda: case.loss_fn(model(case.inputs), case.targets))
+    tuner.step(make_closure(lambda: case.loss_fn(model(case.inputs), case.targets), tuner))
     u = -torch.cat([t.reshape(-1) for t in g])
     quad = float(u @ H @ u)
     if isinstance(tuner, EdgeRule):
@@ -281,3 +283,28 @@ def test_curvature_tuners_on_a_network_with_batchnorm_match_an_explicit_hessian(
     assert torch.allclose(moved, tuner.lr * u, atol=1e-12)
     # the step's own evaluation updated the BN statistics once; the extra evaluation did not
     assert any(not torch.equal(a, b) for a, b in zip(model.buffers(), buffers))
+
+
+def test_the_param_groups_own_the_learning_rate():
+    """The η a tuner chose is the optimizer's lr, as for any torch optimizer (schedulers and loggers read it)."""
+    q = Quadratic(seed=10)
+    base = gd(q)
+    tuner = QuadraticallyGreedy(base, eps=0.0)
+    tuner.step(make_closure(q, tuner))
+    assert base.param_groups[0]["lr"] == tuner.lr == tuner.stats["lr"] != 123.0
+
+
+def test_a_plain_torch_closure_works_for_rules_without_curvature():
+    """Linesearch, Polyak and hypergradient need only losses and gradients: torch's own closure convention."""
+    q = Quadratic(seed=11)
+    tuner = Linesearch(gd(q))
+
+    def closure():
+        tuner.zero_grad()
+        loss = q()
+        loss.backward()
+        return loss
+
+    f0 = q.value(q.w.detach())
+    tuner.step(closure)
+    assert q.value(q.w.detach()) < f0 and q.w.grad is not None

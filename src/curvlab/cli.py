@@ -1,18 +1,33 @@
 """The ``curvlab`` command line.
 
 Bad input — anything curvlab raises as a :class:`curvlab.errors.InputError` — gives a one-line message and exit
-code 2, no traceback. Any other exception is a bug and propagates with its traceback.
+code 2, no traceback. A :class:`curvlab.errors.NonFiniteError` (a NaN or ±inf loss or product: a diverged model)
+gives a one-line message and exit code 1. Any other exception is a bug and propagates with its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import curvlab
-from curvlab.errors import InputError, MissingInputFile
+from curvlab.data import DATASETS
+from curvlab.demo import run_demo
+from curvlab.errors import InputError, MissingInputFile, NonFiniteError
+from curvlab.experiments import resume_run, start_run
+from curvlab.experiments.config import load_config
+from curvlab.experiments.quickstart import run_quickstart
+from curvlab.experiments.report import write_report, write_sweep_report
+from curvlab.experiments.spectrum import spectrum_of_run
+from curvlab.experiments.sweep import load_sweep, run_sweep
+from curvlab.models import BUILDERS
+from curvlab.monitor import METRICS
+from curvlab.optim import OPTIMIZERS
+from curvlab.reproductions import REGISTRY, reproduce
+from curvlab.tuners import TUNERS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"curvlab: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
+    except NonFiniteError as err:  # a diverged model or NaN data: a finding about the input, not a bug
+        print(f"curvlab: {err}", file=sys.stderr)
+        return 1
 
 
 def _check_output_dir(out: Path | None) -> None:
@@ -108,10 +126,6 @@ def _check_output_dir(out: Path | None) -> None:
 
 
 def _run(args, parser) -> int:
-    from curvlab.experiments import resume_run, start_run
-    from curvlab.experiments.config import load_config
-    from curvlab.experiments.report import write_report
-
     if (args.config is None) == (args.resume is None):
         parser.error("run: give a CONFIG or --resume DIR (not both)")
     config_path = args.config if args.config is not None else args.resume / "config.toml"
@@ -139,9 +153,6 @@ def _run(args, parser) -> int:
 
 
 def _sweep(args, parser) -> int:
-    from curvlab.experiments.report import write_sweep_report
-    from curvlab.experiments.sweep import load_sweep, run_sweep
-
     base, sweep = load_sweep(args.config)
     if args.workers:
         sweep["workers"] = args.workers
@@ -161,8 +172,6 @@ def _sweep(args, parser) -> int:
 
 def _launch(processes: int, args) -> int:
     """Run ``curvlab run`` on ``processes`` local processes with torchrun (torch.distributed.run)."""
-    import subprocess
-
     cmd = [
         sys.executable,
         "-m",
@@ -176,47 +185,38 @@ def _launch(processes: int, args) -> int:
     if args.resume is not None:
         cmd += ["--resume", str(args.resume)]
     else:
-        from curvlab.experiments.config import load_config
-
         cmd += [str(args.config), "--out", str(args.out or Path("runs") / load_config(args.config)["name"])]
     cmd += [flag for flag, on in (("--quiet", args.quiet), ("--no-report", args.no_report)) if on]
     return subprocess.run(cmd).returncode
 
 
 def _report(args, parser) -> int:
-    from curvlab.experiments.report import write_report
-
     print(write_report(args.run_dirs, args.out))
     return 0
 
 
 def _list(args, parser) -> int:
-    from curvlab.data import DATASETS
-    from curvlab.models import BUILDERS
-    from curvlab.monitor import DESCRIPTIONS
-    from curvlab.optim import OPTIMIZERS
-    from curvlab.tuners import TUNERS
-
-    for title, table in (("data sets", DATASETS), ("models", BUILDERS), ("optimizers", OPTIMIZERS), ("tuners", TUNERS)):
+    registries = (
+        ("data sets", DATASETS),
+        ("models", BUILDERS),
+        ("optimizers", OPTIMIZERS),
+        ("tuners", TUNERS),
+        ("metrics (§: the section of docs/definitions.md that defines them)", METRICS),
+        ("reproductions (curvlab reproduce NAME)", REGISTRY),
+    )
+    for title, registry in registries:
         print(f"{title}:")
-        for name, (_, text) in table.items():
+        for name, text in registry.described():
             print(f"  {name:22s} {text}")
-    print("metrics (§: the section of docs/definitions.md that defines them):")
-    for name, text in DESCRIPTIONS.items():
-        print(f"  {name:22s} {text}")
     return 0
 
 
 def _spectrum(args, parser) -> int:
-    from curvlab.experiments.spectrum import spectrum_of_run
-
     spectrum_of_run(args.run_dir, args.k, args.density)
     return 0
 
 
 def _reproduce(args, parser) -> int:
-    from curvlab.reproductions import REGISTRY, reproduce
-
     if args.list:
         for name, rep in REGISTRY.items():
             print(f"{name:24s} {rep.source}\n{'':24s} {rep.claim}")
@@ -229,15 +229,11 @@ def _reproduce(args, parser) -> int:
 
 
 def _quickstart(args, parser) -> int:
-    from curvlab.experiments.quickstart import run_quickstart
-
     run_quickstart(args.out, quiet=args.quiet)
     return 0
 
 
 def _demo(args, parser) -> int:
-    from curvlab.demo import run_demo
-
     run_demo(args.out, steps=args.steps, lr=args.lr, k=args.k, quiet=args.quiet)
     return 0
 

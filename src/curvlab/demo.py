@@ -16,6 +16,7 @@ from curvlab import Objective, eigs, spectral_density, trace
 from curvlab.data import load_digits
 from curvlab.losses import cross_entropy
 from curvlab.models import mlp
+from curvlab.plotting import pyplot, save_figure
 
 
 def run_demo(out_dir: Path, steps: int = 100, lr: float = 0.5, k: int = 5, quiet: bool = False) -> dict:
@@ -70,7 +71,6 @@ def run_demo(out_dir: Path, steps: int = 100, lr: float = 0.5, k: int = 5, quiet
 
 
 def _save_density(density, summary: dict, path: Path) -> Path:
-    from curvlab.plotting import pyplot, save_figure
 
     fig, ax = pyplot().subplots(figsize=(6.5, 3.8))
     density.plot(ax=ax, label="SLQ density (5 probes × 60 steps)")

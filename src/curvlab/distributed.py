@@ -9,6 +9,7 @@ hooks, so a DistributedDataParallel model is unwrapped and the reduction is done
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -71,3 +72,51 @@ def finish() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def world_size() -> int:
+    """The number of processes torchrun started (1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def join_process_group() -> int:
+    """Under torchrun: join the process group (NCCL on a GPU, gloo otherwise); returns the world size."""
+    world = world_size()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return world
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing to wait for in one process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_gradients(model: nn.Module, loss: float) -> float:
+    """Sum the ranks' share-weighted gradients (in ``p.grad``) and losses: the gradient and loss of the
+    whole batch, on every rank."""
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+    total = torch.tensor([loss], dtype=torch.float64)
+    dist.all_reduce(total)
+    return float(total)
+
+
+def sharded_objective(model: Any, loss_fn: Any, data: Any, world: int, rank_: int, options: dict) -> Objective:
+    """An Objective on ``data``; with several processes, a DistributedObjective on this rank's shard of it
+    (tensor pairs and lists of batches are split; any other data is taken as this rank's shard)."""
+    if world <= 1:
+        return Objective(model, loss_fn, data, **options)
+    return DistributedObjective(model, loss_fn, rank_shard(data, world, rank_), **options)
+
+
+def rank_shard(data: Any, world: int, rank_: int) -> Any:
+    """This rank's part of a data set: a contiguous slice of tensors, every world-th batch of a list."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
+        part = shard(len(data[1]), world, rank_)
+        return data[0][part], data[1][part]
+    if isinstance(data, list):
+        return data[rank_::world]
+    return data

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from curvlab.checks import is_int, is_number
 from curvlab.errors import InputError, InputTypeError
 
 TARGET_KEYS = ("targets", "target", "labels", "label", "y")
@@ -112,7 +113,7 @@ def _first_tensor_size(values: Iterable[Any]) -> int:
 def _weight_value(value: Any) -> float:
     if isinstance(value, Tensor):
         value = value.item() if value.numel() == 1 else value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+    if not is_number(value) or not value >= 0 or value == float("inf"):
         raise InputError(f"weight: expected weight(batch) to return a finite number ≥ 0, got {value!r}")
     return float(value)
 
@@ -129,9 +130,7 @@ class ChunkStream:
     def __init__(
         self, data: Any, batch_size: int | None = None, *, own_loss: bool = False, weight: WeightFn | None = None
     ):
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
+        if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
             raise InputError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
         if weight is not None and not callable(weight):
             raise InputTypeError(f"weight: expected a callable weight(batch) -> number, got {type(weight).__name__}")

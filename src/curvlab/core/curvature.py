@@ -9,14 +9,14 @@ metric measured at the same point, see :meth:`Objective.hessian`) while they fit
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from curvlab.core.errors import explain_error
-from curvlab.errors import InputError
+from curvlab.errors import InputError, NonFiniteError, nonfinite_detail
 from curvlab.linalg.operator import LinearOperator
 
 CACHE_CHOICES = (True, False, "auto")
@@ -62,12 +62,14 @@ class CurvatureOperator(LinearOperator):
 
     count_key = "hvp"  # the Objective's counter of this operator's products
     method = "hessian"  # the Objective's method that makes it
+    quantity = "Hessian-vector product"  # what a non-finite product is called in the error
 
     def __init__(self, objective: Any, cache: bool | str = "auto"):
         if cache not in CACHE_CHOICES:
             raise InputError(f"cache: expected True, False or 'auto', got {cache!r}")
         space = objective.space
-        super().__init__(self._product, objective.dim, dtype=space.dtype, device=space.device)
+        name = self.quantity.removesuffix("-vector product")
+        super().__init__(self._product, objective.dim, dtype=space.dtype, device=space.device, name=name)
         self.objective = objective
         self.cache = cache
         self.versions = objective.point_versions()
@@ -105,7 +107,7 @@ class CurvatureOperator(LinearOperator):
         except RuntimeError as err:
             raise explain_error(err) from err
         product = obj._combine(0.0, mean.result(), mean.n)[1]
-        return checked_finite(product, type(self).__name__)
+        return checked_finite(product, self.quantity, obj.loss)
 
     def _states_for_product(self) -> Iterator[tuple[float, Any]]:
         """(chunk weight, chunk state) for every chunk: kept ones first built and then reused."""
@@ -160,17 +162,17 @@ def _measured(build: Any, index: int, chunk: Any, objective: Any) -> tuple[Any, 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def checked_finite(product: Tensor, what: str) -> Tensor:
-    """A NaN or inf product is reported as such (never passed on to a solver as a number)."""
+def checked_finite(product: Tensor, quantity: str, loss: Callable[[], float] | None = None) -> Tensor:
+    """``product`` unchanged when every entry is finite; otherwise a :class:`NonFiniteError` naming the quantity,
+    the point (with the loss there, from ``loss``, when that can be computed) and the likely cause — never passed
+    on to a solver as a number."""
     if torch.isfinite(product).all():
         return product
-    bad = int((~torch.isfinite(product)).sum())
     dtype = low_precision_dtype()
     if dtype is not None:
         remedy = (
             f"the products ran under {dtype} autocast, whose range second derivatives overflow long before float32's; "
-            "measure in float32 (call curvlab outside the autocast context). If they are not finite in float32 "
-            "either, the loss itself is not finite here (check objective.loss())"
+            "measure in float32 (call curvlab outside the autocast context)"
         )
     elif product.dtype in LOW_PRECISION:
         remedy = (
@@ -178,8 +180,31 @@ def checked_finite(product: Tensor, what: str) -> Tensor:
             "float32's; measure on a float32 copy of the model (copy.deepcopy(model).float())"
         )
     else:
-        remedy = "the loss or its derivatives are not finite at these parameters (check objective.loss())"
-    raise FloatingPointError(f"{what}: the product has {bad} non-finite entries (NaN or inf): {remedy}")
+        remedy = "the loss or its derivatives are not finite at these parameters: has the run diverged?"
+    where = "at the model's current parameters"
+    if loss is not None:
+        where += f", where the loss is {_loss_or_error(loss)}"
+    raise NonFiniteError(quantity, where, nonfinite_detail(product), remedy)
+
+
+def checked_loss(loss: Tensor, quantity: str) -> Tensor:
+    """A chunk's loss, built anyway for a curvature state, checked: curvature at a point where the loss is NaN or
+    ±inf (a diverged model, a NaN in the data) is a :class:`NonFiniteError`, not a number."""
+    if bool(torch.isfinite(loss.detach()).all()):
+        return loss
+    raise NonFiniteError(
+        "loss",
+        "at the model's current parameters",
+        nonfinite_detail(loss.detach()),
+        f"no {quantity} is measured where the loss is not finite",
+    )
+
+
+def _loss_or_error(loss: Callable[[], float]) -> str:
+    try:
+        return f"{loss():.6g}"
+    except (RuntimeError, ArithmeticError) as err:
+        return f"not computable ({type(err).__name__})"
 
 
 def low_precision_dtype() -> torch.dtype | None:

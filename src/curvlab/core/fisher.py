@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from curvlab import losses
-from curvlab.core.curvature import CurvatureOperator
+from curvlab.checks import check_int, check_seed
+from curvlab.core.curvature import CurvatureOperator, checked_loss
 from curvlab.core.ggn import Linearization, linearize
 from curvlab.errors import InputError, InputTypeError
 
@@ -32,14 +33,13 @@ class FisherOperator(CurvatureOperator):
     """The empirical or Monte Carlo Fisher at a fixed point (see :meth:`Objective.fisher`)."""
 
     count_key = method = "fisher"
+    quantity = "Fisher-vector product"
 
     def __init__(self, objective: Any, kind: str, n_samples: int, seed: int, likelihood: str, cache: bool | str):
         if kind not in FISHER_KINDS:
             raise InputError(f"kind: expected one of {FISHER_KINDS}, got {kind!r}")
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise InputError(f"n_samples: expected a positive integer, got {n_samples!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InputTypeError(f"seed: expected an int, got {type(seed).__name__}")
+        check_int(n_samples, "n_samples")
+        check_seed(seed)
         if likelihood not in LIKELIHOODS:
             raise InputError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
         super().__init__(objective, cache)
@@ -59,7 +59,7 @@ class FisherOperator(CurvatureOperator):
                 )
                 per_sample = torch.func.vmap(lambda t: per_example_losses(loss_fn, lin.outputs, t))
                 per_example = per_sample(targets)
-        return Linearization(lin.leaves, per_example.reshape(-1))
+        return Linearization(lin.leaves, checked_loss(per_example.reshape(-1), self.quantity))
 
     def chunk_product(self, state: Linearization, vs: Sequence[Tensor]) -> list[Tensor]:
         directional = state.jvp(vs)  # ∇ℓᵢᵀ v for every example (and sample)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from curvlab.core.curvature import CurvatureOperator
+from curvlab.core.curvature import CurvatureOperator, checked_loss
 from curvlab.core.hvp import fresh_leaves
 from curvlab.errors import InputTypeError
 
@@ -61,12 +61,13 @@ class GGNOperator(CurvatureOperator):
     """Jᵀ H_L J at a fixed point, size-weighted over chunks like F (see :meth:`Objective.ggn`)."""
 
     count_key = method = "ggn"
+    quantity = "Gauss–Newton-vector product"
 
     def chunk_state(self, index: int, chunk: Any) -> tuple[Linearization, Tensor, Tensor]:
         lin = linearize(self.objective, chunk)
         outputs = lin.outputs.detach().requires_grad_(True)
         with torch.enable_grad():
-            loss = self.objective.loss_fn(outputs, chunk.targets)
+            loss = checked_loss(self.objective.loss_fn(outputs, chunk.targets), self.quantity)
             (grad_outputs,) = torch.autograd.grad(loss, outputs, create_graph=True)
         return lin, outputs, grad_outputs
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from curvlab.core.curvature import CurvatureOperator
+from curvlab.core.curvature import CurvatureOperator, checked_loss
 from curvlab.core.hvp import fresh_leaves, gradient, hvp_from_grads
 
 
@@ -23,7 +23,7 @@ class HessianOperator(CurvatureOperator):
         obj = self.objective
         leaves = fresh_leaves(obj._params())
         with torch.enable_grad():
-            grads = gradient(obj._chunk_loss(leaves, chunk), leaves, create_graph=True)
+            grads = gradient(checked_loss(obj._chunk_loss(leaves, chunk), self.quantity), leaves, create_graph=True)
         return leaves, grads
 
     def chunk_product(self, state: tuple[list[Tensor], list[Tensor]], vs: Sequence[Tensor]) -> list[Tensor]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from curvlab.checks import is_number
 from curvlab.errors import InputError
 
 AUTO_FRACTION = 0.25
@@ -15,7 +16,7 @@ def resolve_graph_memory(graph_memory: int | float | str, device: torch.device) 
     memory available now (free memory of the GPU, or the system's MemAvailable on the CPU)."""
     if graph_memory == "auto":
         return AUTO_FRACTION * available_memory(device)
-    if isinstance(graph_memory, bool) or not isinstance(graph_memory, (int, float)) or not graph_memory >= 0:
+    if not is_number(graph_memory) or not graph_memory >= 0:
         raise InputError(f"graph_memory: expected a number of bytes ≥ 0 or 'auto', got {graph_memory!r}")
     return float(graph_memory)
 

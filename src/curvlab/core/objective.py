@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from curvlab.checks import check_seed
 from curvlab.core.batches import Chunk, ChunkStream, WeightFn
 from curvlab.core.curvature import CurvatureOperator, WeightedMean, checked_finite, nonempty
 from curvlab.core.errors import explain_error
@@ -90,8 +91,7 @@ class Objective:
         self.chunks = ChunkStream(data, batch_size, own_loss=loss_fn is None, weight=weight)
         self.bn_mode = bn_mode
         self.dropout = dropout
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InputTypeError(f"seed: expected an int, got {type(seed).__name__}")
+        check_seed(seed)
         self.seed = seed
         self._selected = select_parameters(model, params)
         self.space: ParamSpace = param_space(self._selected)
@@ -193,7 +193,7 @@ class Objective:
         self.counts["hvp"] += 1
         engine = HVP_ENGINES[self.hvp_engine]
         product = self._accumulate(lambda chunk: engine(lambda ps: self._chunk_loss(ps, chunk), params, vs))[1]
-        return checked_finite(product, "hvp")
+        return checked_finite(product, "Hessian-vector product", lambda: self.loss(at))
 
     def quad(self, u: Tensor, at: Tensor | None = None) -> float:
         """uᵀ ∇²F(x) u, computed as ⟨u, Hu⟩ (correct through LayerNorm and BatchNorm)."""

@@ -37,9 +37,7 @@ class ParamSpace:
 
     def unflatten(self, vector: Tensor) -> list[Tensor]:
         """Split a flat vector into views shaped like the parameters (in ``names`` order)."""
-        vector = self.check_vector(vector)
-        sizes = [s.numel() for s in self.shapes]
-        return [v.view(shape) for v, shape in zip(torch.split(vector, sizes), self.shapes)]
+        return split_flat(self.check_vector(vector), self.shapes)
 
     def check_vector(self, vector: Tensor, name: str = "v") -> Tensor:
         """Validate a flat vector's length and bring it to the parameters' dtype and device."""
@@ -50,6 +48,12 @@ class ParamSpace:
         if vector.dim() != 1 or vector.numel() != self.dim:
             raise InputError(f"{name}: expected a flat vector of length {self.dim}, got shape {tuple(vector.shape)}")
         return vector.to(device=self.device, dtype=self.dtype)
+
+
+def split_flat(vector: Tensor, shapes: Sequence[torch.Size]) -> list[Tensor]:
+    """Views of a flat vector shaped like ``shapes``, in order (the inverse of concatenating them flat)."""
+    sizes = [torch.Size(s).numel() for s in shapes]
+    return [v.view(shape) for v, shape in zip(torch.split(vector, sizes), shapes)]
 
 
 def select_parameters(model: nn.Module, params: ParamSelector) -> list[tuple[str, Tensor]]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from curvlab.checks import check_int
 from curvlab.errors import InputError
 
 TASKS = ("classification", "regression", "language_model")
@@ -38,8 +39,7 @@ class DataSet:
         """A seeded random subset of ``n`` training examples (the papers measure on subsets)."""
         if n is None:
             return self
-        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= self.n_train:
-            raise InputError(f"subset: expected an integer in [1, {self.n_train}] for {self.name}, got {n!r}")
+        check_int(n, "subset", 1, self.n_train, note=f"for {self.name}")
         idx = torch.randperm(self.n_train, generator=torch.Generator().manual_seed(seed))[:n]
         return DataSet(
             self.name, self.task, self.x_train[idx], self.y_train[idx], self.x_test, self.y_test, self.n_classes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from curvlab.errors import InputError
+from curvlab.checks import check_int
 
 
 def load_digits(n: int | None = None, seed: int = 0, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
@@ -18,8 +18,7 @@ def load_digits(n: int | None = None, seed: int = 0, dtype: torch.dtype = torch.
     inputs = torch.tensor(bunch.data, dtype=dtype) / 16.0
     labels = torch.tensor(bunch.target, dtype=torch.long)
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= len(labels):
-            raise InputError(f"n: expected an integer in [1, {len(labels)}] or None, got {n!r}")
+        check_int(n, "n", 1, len(labels), note="or None")
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
         inputs, labels = inputs[order], labels[order]
     return inputs, labels

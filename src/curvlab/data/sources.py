@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from curvlab.data.base import DataSet, MissingSource, require, split
+from curvlab.data.debian import find
 from curvlab.errors import InputError, MissingInputFile
 
 
@@ -138,7 +139,6 @@ def _idx(path: Path) -> np.ndarray:
 
 def fashion_mnist(seed: int = 0) -> DataSet:
     """Fashion-MNIST 60k/10k, 1×28×28 in [0, 1], from Debian's dataset-fashion-mnist."""
-    from curvlab.data.debian import find
 
     def part(name):
         return _idx(find(f"usr/share/datasets/fashion-mnist/{name}.gz", "dataset-fashion-mnist"))
@@ -160,8 +160,6 @@ def fashion_mnist(seed: int = 0) -> DataSet:
 def kjv_text() -> str:
     """The King James Bible (4.3 MB) from Debian's bible-kjv and bible-kjv-text."""
     import subprocess
-
-    from curvlab.data.debian import find
 
     binary, data = find("usr/bin/bible", "bible-kjv"), find("usr/lib/bible.data", "bible-kjv-text")
     out = subprocess.run(
@@ -247,8 +245,6 @@ AUSTEN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", 
 @functools.lru_cache(maxsize=2)
 def austen_text() -> str:
     """Jane Austen's six novels (about 4 M characters) from Debian's r-cran-janeaustenr, no R needed."""
-    from curvlab.data.debian import find
-
     base = find("usr/lib/R/site-library/janeaustenr/data/Rdata.rdb", "r-cran-janeaustenr").with_suffix("")
     books = _r_lazyload(base)
     return "\n\n".join("\n".join(map(str, books[name])) for name in AUSTEN_NOVELS)
@@ -278,8 +274,6 @@ UCI_TABLES = {
 def uci(table: str = "letter", seed: int = 0, test_fraction: float = 0.2) -> DataSet:
     """A UCI classification table from Debian's r-cran-mlbench, read with PyPI's rdata (no R needed):
     numeric/factor features standardised / one-hot, the class column as labels."""
-    from curvlab.data.debian import find
-
     if table not in UCI_TABLES:
         raise InputError(f"table: expected one of {sorted(UCI_TABLES)}, got {table!r}")
     rdata = require("rdata", "rdata: pip install rdata")

@@ -1,4 +1,4 @@
-"""Config → objects: data, model, loss, optimizer (with clipping / random scaling), tuner, schedule."""
+"""Config → objects: data, model, loss, optimizer (with clipping / random scaling), tuner, schedule, metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from curvlab import losses, optim
 from curvlab.data import DataSet, load_dataset
 from curvlab.experiments.config import ConfigError
 from curvlab.models import build_model
+from curvlab.monitor import METRICS, Metric
+from curvlab.monitor.schedules import as_schedule
 from curvlab.optim import OPTIMIZERS
 from curvlab.tuners import TUNERS
 
@@ -67,12 +69,10 @@ def build_model_from(config: dict, data: DataSet) -> nn.Module:
 def build_optimizer(config: dict, model: nn.Module) -> Any:
     section = config["optimizer"]
     name = section["name"]
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"config: optimizer.name: unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
     options = _options(section, ("name", "lr", "clip_percent", "random_scaling"))
     if name == "adafactor" and section["clip_percent"] is not None:
         options["clip_percent"] = section["clip_percent"]
-    opt = _call("optimizer", OPTIMIZERS[name][0], model.parameters(), lr=section["lr"], **options)
+    opt = _call("optimizer", OPTIMIZERS[name], model.parameters(), lr=section["lr"], **options)
     if section["clip_percent"] is not None and name != "adafactor":
         opt = _call("optimizer.clip_percent", optim.CoordinateClip, opt, percent=section["clip_percent"])
     if section["random_scaling"]:
@@ -84,9 +84,7 @@ def build_tuner(config: dict, optimizer: Any, model: nn.Module) -> Any:
     section = config["tuner"]
     if section.get("name") is None:
         return None
-    if section["name"] not in TUNERS:
-        raise ConfigError(f"config: tuner.name: unknown tuner {section['name']!r}; expected one of {sorted(TUNERS)}")
-    return _call("tuner", TUNERS[section["name"]][0], optimizer, model=model, **_options(section, ("name",)))
+    return _call("tuner", TUNERS[section["name"]], optimizer, model=model, **_options(section, ("name",)))
 
 
 def lr_factor(schedule: dict, step: int, epoch: int, total_steps: int) -> float:
@@ -103,3 +101,25 @@ def lr_factor(schedule: dict, step: int, epoch: int, total_steps: int) -> float:
     if kind == "warmup_linear":
         return floor + (1 - floor) * (1 - progress)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_metrics(config: dict, measure: DataSet) -> list[Metric]:
+    """The ``monitor.metrics`` groups with their ``monitor.options`` (constructor arguments: tol, k, n_probes,
+    batch_size, …) and ``monitor.schedules``. ``noise`` samples its minibatches from the measurement set
+    (batch_size 64 unless set)."""
+    monitor = config["monitor"]
+    for key in ("schedules", "options"):
+        unknown = set(monitor[key]) - set(monitor["metrics"])
+        if unknown:
+            raise ConfigError(f"config: monitor.{key}: {sorted(unknown)} not in monitor.metrics")
+    out = []
+    for name in monitor["metrics"]:
+        options = dict(monitor["options"].get(name, {}))
+        if name == "noise":
+            options.setdefault("batch_size", min(64, measure.n_train))
+            options["data"] = (measure.x_train, measure.y_train)
+        metric = _call(f"monitor.options.{name}", METRICS[name], **options)
+        if name in monitor["schedules"]:
+            metric.schedule = _call(f"monitor.schedules.{name}", as_schedule, monitor["schedules"][name])
+        out.append(metric)
+    return out

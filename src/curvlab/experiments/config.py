@@ -16,6 +16,7 @@ from typing import Any
 from curvlab.data import DATASETS
 from curvlab.errors import InputError
 from curvlab.models import BUILDERS
+from curvlab.monitor import METRICS
 from curvlab.optim import OPTIMIZERS
 from curvlab.tuners import TUNERS
 
@@ -49,6 +50,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "monitor": {
         "metrics": (list, ["assumptions", "sharpness"]),
         "schedules": (dict, {}),
+        "options": (dict, {}),
         "bn_mode": (str, "train"),
         "reset": ((str, int), "epoch"),
     },
@@ -103,7 +105,25 @@ def validate(raw: dict) -> dict:
         config["tuner"] = {"name": None}
     _check_semantics(config)
     _check_open_sections(config)
+    _check_monitor(config["monitor"])
     return config
+
+
+def _check_monitor(monitor: dict) -> None:
+    """Metric names are registered ones; ``monitor.options.<metric>`` are arguments its constructor takes."""
+    for name in monitor["metrics"]:
+        if not isinstance(name, str) or name not in METRICS:
+            raise ConfigError(f"config: monitor.metrics: unknown metric {name!r}; expected one of {sorted(METRICS)}")
+    for name, options in monitor["options"].items():
+        if not isinstance(options, dict):
+            raise ConfigError(f"config: monitor.options.{name}: expected a table of the metric's arguments")
+        if name not in METRICS:
+            continue  # reported against monitor.metrics when the metrics are built
+        params = inspect.signature(METRICS[name]).parameters
+        for key in options:
+            if key not in params or key in ("data", "schedule"):
+                allowed = sorted(k for k in params if k not in ("data", "schedule"))
+                raise ConfigError(f"config: monitor.options.{name}.{key}: unknown key; {name!r} takes {allowed}")
 
 
 def _check_open_sections(c: dict) -> None:
@@ -113,8 +133,10 @@ def _check_open_sections(c: dict) -> None:
         if name is None:
             continue
         if name not in registry:
-            raise ConfigError(f"config: {section}.name: unknown {section} {name!r}; expected one of {sorted(registry)}")
-        params = inspect.signature(registry[name][0]).parameters
+            raise ConfigError(
+                f"config: {section}.name: unknown {registry.kind} {name!r}; expected one of {sorted(registry)}"
+            )
+        params = inspect.signature(registry[name]).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             continue
         for key in c[section]:
@@ -145,10 +167,11 @@ def _check_semantics(c: dict) -> None:
     train = c["train"]
     if (train["epochs"] is None) == (train["steps"] is None):  # a sweep sets one and clears the other
         raise ConfigError("config: train: give exactly one of epochs or steps")
-    if c["train"]["processes"] > 1 and c["tuner"].get("name") is not None:
+    tuner = c["tuner"].get("name")
+    if c["train"]["processes"] > 1 and tuner in TUNERS and getattr(TUNERS[tuner], "needs_curvature", False):
         raise ConfigError(
-            "config: train.processes: a tuner evaluates its closure on one process's shard; use processes = 1 with a "
-            "tuner"
+            f"config: train.processes: tuner {tuner!r} needs uᵀHu through a double backward, which is not "
+            "all-reduced; use processes = 1 with it"
         )
     for key in ("epochs", "steps", "max_chunk", "checkpoint_every", "processes"):
         if train[key] is not None and train[key] < 1:
@@ -171,18 +194,17 @@ def _check_semantics(c: dict) -> None:
 
 def to_toml(config: dict) -> str:
     """The resolved config as TOML (None values are left out), for the run directory."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, dict) and v is not None]
-    for section, values in config.items():
-        if not isinstance(values, dict):
-            continue
-        flat = {k: v for k, v in values.items() if not isinstance(v, dict) and v is not None}
-        lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in flat.items()]
-        for sub, inner in values.items():
-            if isinstance(inner, dict):
-                lines += ["", f"[{section}.{sub}]"] + [
-                    f"{k} = {_toml_value(v)}" for k, v in inner.items() if v is not None
-                ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(_toml_table(config, "")).lstrip("\n") + "\n"
+
+
+def _toml_table(table: dict, name: str) -> list[str]:
+    """``[name]`` with its plain keys, then each sub-table as ``[name.sub]`` (at any depth)."""
+    lines = ["", f"[{name}]"] if name else []
+    lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict) and v is not None]
+    for key, inner in table.items():
+        if isinstance(inner, dict):
+            lines += _toml_table(inner, f"{name}.{key}" if name else key)
+    return lines
 
 
 def _toml_value(v: Any) -> str:

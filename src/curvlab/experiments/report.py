@@ -3,13 +3,16 @@ static HTML page embedding them with the key numbers. Several runs are overlaid 
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from curvlab import pages
 from curvlab.errors import MissingInputFile
+from curvlab.geometry import qq_gaussian
 from curvlab.monitor.records import load_records
 from curvlab.plotting import pyplot, save_figure
 
@@ -201,10 +204,6 @@ def _figure_noise(runs, ax):
 
 
 def _figure_noise_qq(runs, ax):
-    import torch
-
-    from curvlab.geometry import qq_gaussian
-
     for name, df in runs.items():
         s = df[df.metric == "noise_norm"]
         if len(s) > 2:
@@ -238,20 +237,59 @@ FIGURE_KINDS = [
 ]
 
 
+# Metric groups the figures above draw; any other group's scalar series get a generic figure of their own, so a
+# new metric appears in reports without a change here.
+DRAWN_GROUPS = {"train", "step", "sharpness", "critical_sharpness", "curvatures", "block_sharpness", "assumptions"}
+DRAWN_GROUPS |= {"directional", "density", "noise"}
+
+
 def make_figures(runs: dict[str, Any], out_dir: Path) -> list[Path]:
-    """One PNG per figure kind that at least one run has data for."""
-    plt = pyplot()
+    """One PNG per figure kind that at least one run has data for, then one per other metric group."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, needed, draw in FIGURE_KINDS:
-        if not any((df.metric == needed).any() for df in runs.values()):
-            continue
-        fig, ax = plt.subplots(figsize=(7, 4))
-        draw(runs, ax)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-        paths.append(save_figure(fig, out_dir / f"{name}.png"))
+        if any((df.metric == needed).any() for df in runs.values()):
+            paths.append(_draw(draw, runs, out_dir / f"{name}.png"))
+    for group in sorted(_other_groups(runs)):
+        series = _scalar_series(runs, group)
+        if series:
+            paths.append(
+                _draw(lambda runs, ax, g=group, s=series: _figure_group(g, s, ax), runs, out_dir / f"{group}.png")
+            )
     return paths
+
+
+def _draw(draw: Any, runs: dict[str, Any], path: Path) -> Path:
+    fig, ax = pyplot().subplots(figsize=(7, 4))
+    draw(runs, ax)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def _other_groups(runs: dict[str, Any]) -> set[str]:
+    return {g for df in runs.values() if "group" in df for g in df.group.dropna().unique()} - DRAWN_GROUPS
+
+
+def _scalar_series(runs: dict[str, Any], group: str) -> dict[str, Any]:
+    """{"run: metric": rows} for the group's metrics that have one value per step (not costs, not per-bin rows)."""
+    out = {}
+    for name, df in runs.items():
+        if "group" not in df:
+            continue
+        rows = df[(df.group == group) & ~df.metric.str.startswith("cost_")].dropna(subset=["value"])
+        for metric, part in rows.groupby("metric"):
+            if len(part) and not part.step.duplicated().any():
+                out[f"{name}: {metric}"] = part.sort_values("step")
+    return out
+
+
+def _figure_group(group: str, series: dict[str, Any], ax: Any) -> None:
+    for label, rows in series.items():
+        ax.plot(rows.step, rows.value, marker=".", label=label)
+    if all((rows.value > 0).all() for rows in series.values()):
+        ax.set_yscale("log")
+    ax.set_xlabel("step"), ax.set_ylabel("value"), ax.set_title(f"{group} (every scalar the group records)")
 
 
 def key_numbers(name: str, run_dir: Path, df: Any) -> dict[str, Any]:
@@ -288,26 +326,8 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
     return out / "report.html"
 
 
-def _html(title: str, numbers: list[dict], figures: list[Path]) -> str:
-    cols = list(dict.fromkeys(k for row in numbers for k in row))
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else html.escape(str(v))  # noqa: E731
-    table = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
-    table += "".join("<tr>" + "".join(f"<td>{fmt(row.get(c, ''))}</td>" for c in cols) + "</tr>" for row in numbers)
-    images = "\n".join(
-        f'<figure><img src="{html.escape(str(f))}" '
-        f'alt="{html.escape(f.stem)}"><figcaption>{html.escape(f.stem)}</figcaption></figure>'
-        for f in figures
-    )
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px}}figure{{display:inline-block;margin:8px}}img{{max-width:520px}}</style>
-</head><body><h1>{html.escape(title)}</h1>
-<h2>Key numbers</h2><table>{table}</table>
-<h2>Figures</h2>
-{images}
-</body></html>
-"""
+def _html(title: str, numbers: list[dict], figure_paths: list[Path]) -> str:
+    return pages.page(title, [("Key numbers", pages.table(numbers)), ("Figures", pages.figures(figure_paths))])
 
 
 def write_sweep_report(summary: dict, sweep_dir: str | Path) -> Path:

@@ -11,6 +11,7 @@ from curvlab.errors import MissingInputFile
 from curvlab.experiments.build import build_data, build_loss, build_model_from
 from curvlab.experiments.config import load_config
 from curvlab.linalg import eigs, spectral_density, trace
+from curvlab.plotting import pyplot, save_figure
 
 
 def spectrum_of_run(run_dir: str | Path, k: int = 5, density_path: str | Path | None = None) -> dict:
@@ -39,8 +40,6 @@ def spectrum_of_run(run_dir: str | Path, k: int = 5, density_path: str | Path | 
     print("top eigenvalues: " + ", ".join(f"{v:.5g}" for v in top.eigenvalues.tolist()))
     print(f"λ_min: {float(low.eigenvalues[0]):.5g}; trace (Hutch++): {tr.estimate:.5g} ± {tr.stderr:.2g}")
     if density_path is not None:
-        from curvlab.plotting import pyplot, save_figure
-
         d = spectral_density(H, n_probes=3, n_steps=40)
         ax = d.plot(ax=pyplot().subplots(figsize=(6, 3.5))[1])
         ax.set_title(f"Hessian spectral density: {run_dir.name}")

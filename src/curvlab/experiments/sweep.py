@@ -27,9 +27,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from curvlab.experiments.config import ConfigError, read_toml, validate
 from curvlab.experiments.run import read_status, resume_run, start_run
 from curvlab.linalg.progress import progress_bar
+from curvlab.monitor.records import read_records
 
 KINDS = ("grid", "lr_search", "batch_ladder")
 EXECUTORS = ("process", "ray")
@@ -167,8 +170,6 @@ def _execute_on_ray(configs: list[dict], dirs: list[str], sweep: dict) -> None:
 def _final_training_loss(run_dir: Path, status: dict) -> float | None:
     """The loss on the whole training set at the end (a `loss_full` record at the last step) when the run
     measured it, else the last training-step loss (a minibatch's, noisy for small batches)."""
-    from curvlab.monitor.records import read_records
-
     full = (
         [r for r in read_records(run_dir) if r["metric"] == "loss_full" and r["step"] == status.get("step")]
         if status
@@ -178,8 +179,6 @@ def _final_training_loss(run_dir: Path, status: dict) -> float | None:
 
 
 def _run_one(config: dict, run_dir: str) -> None:
-    import torch
-
     torch.set_num_threads(1)  # one core per process: the pool parallelises over runs
     _run_in_process(config, run_dir)
 

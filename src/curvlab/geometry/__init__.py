@@ -14,15 +14,14 @@ from curvlab.geometry.directional import (
 from curvlab.geometry.noise import NoiseResult, TailIndex, gradient_noise, qq_gaussian, symmetric_stable
 from curvlab.geometry.pseudo_updates import PseudoUpdates, compare_directions, default_shadows
 from curvlab.geometry.sharpness import (
-    StabilityThreshold,
     alignment,
     cosine,
     lambda_min,
     preconditioned_hessian,
     preconditioned_sharpness,
     sharpness,
-    stability_threshold,
 )
+from curvlab.optim.introspection import StabilityThreshold, stability_threshold  # measured beside sharpness
 
 __all__ = [
     "AssumptionTracker",

@@ -25,7 +25,8 @@ from typing import Any
 
 from torch import Tensor
 
-from curvlab.errors import InputError
+from curvlab.checks import check_int, check_positive
+from curvlab.errors import InputError, NonFiniteError
 
 
 @dataclass
@@ -68,17 +69,17 @@ def critical_sharpness(
         rtol: stop when the bracket around η_c is narrower than this, relative to η_c.
         growth: the factor by which the bracketing search enlarges or shrinks η.
     """
-    _check_positive("eta0", eta0)
-    _check_positive("rtol", rtol)
-    if isinstance(max_evals, bool) or not isinstance(max_evals, int) or max_evals < 3:
-        raise InputError(f"max_evals: expected an integer ≥ 3 (one at x, two to bracket), got {max_evals!r}")
+    check_positive(eta0, "eta0", finite=True)
+    check_positive(rtol, "rtol", finite=True)
+    check_int(max_evals, "max_evals", 3, note="(one at x, two to bracket)")
     if not (isinstance(growth, (int, float)) and growth > 1):
         raise InputError(f"growth: expected a number > 1, got {growth!r}")
     x = objective.parameters_vector() if at is None else at
     d = objective.space.check_vector(direction, "direction")
     f0 = objective.loss(at=x)
     if not math.isfinite(f0):
-        raise FloatingPointError(f"critical_sharpness: the loss at the starting point is not finite ({f0})")
+        where = "at the model's current parameters" if at is None else "at the given point"
+        raise NonFiniteError("loss", where, f"({f0})", "critical_sharpness needs a finite loss to start from")
     search = _Search(lambda eta: objective.loss(at=x - eta * d) - f0, max_evals - 1)
     search.bracket(float(eta0), float(growth))
     if search.bracketed:
@@ -169,8 +170,3 @@ class _Search:
             eta = self.lo  # never rose: λ_c ≤ 2/η for the largest η tried
         value = 2.0 / eta if eta > 0 else math.inf
         return CriticalSharpness(value, eta, (self.lo, self.hi), self.n_evals, self.bracketed, f0)
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-        raise InputError(f"{name}: expected a positive finite number, got {value!r}")

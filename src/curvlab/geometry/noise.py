@@ -10,15 +10,14 @@ never every per-batch gradient (α = 2 is Gaussian; smaller is heavier-tailed).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from curvlab.checks import check_int
 from curvlab.core.objective import Objective
-from curvlab.errors import InputError
+from curvlab.errors import InputTypeError
 
 
 class TailIndex:
@@ -26,8 +25,7 @@ class TailIndex:
     sum ``block`` consecutive vectors coordinate-wise."""
 
     def __init__(self, block: int):
-        if isinstance(block, bool) or not isinstance(block, int) or block < 2:
-            raise InputError(f"block: expected an integer ≥ 2, got {block!r}")
+        check_int(block, "block", 2)
         self.block = block
         self._sum = None
         self._in_block = 0
@@ -80,8 +78,7 @@ class NoiseResult:
 
 
 def gradient_noise(
-    model: nn.Module,
-    loss_fn: Callable,
+    objective: Objective,
     data: tuple[Tensor, Tensor],
     batch_size: int,
     n_batches: int = 100,
@@ -89,26 +86,26 @@ def gradient_noise(
     full_grad: Tensor | None = None,
     block: int | None = None,
     seed: int = 0,
-    **objective_kwargs: Any,
 ) -> NoiseResult:
     """Sample ``n_batches`` minibatches of ``batch_size`` (without replacement inside a batch, from a
     seeded generator) from ``data = (inputs, targets)``, and measure their gradient errors against
-    ∇F on all of ``data`` (or the given ``full_grad``). ``objective_kwargs`` (bn_mode, dropout,
-    params) are passed to every Objective; the model is not changed."""
+    ∇F on all of ``data`` (or the given ``full_grad``). Every gradient is ``objective``'s measurement (its
+    model, loss, BatchNorm mode, dropout and parameters) on other data (:meth:`Objective.on`); the model is
+    not changed."""
+    if not isinstance(objective, Objective):
+        raise InputTypeError(f"objective: expected a curvlab.Objective, got {type(objective).__name__}")
     inputs, targets = data
     n = len(targets)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 0 < batch_size <= n:
-        raise InputError(f"batch_size: expected an integer in [1, {n}], got {batch_size!r}")
-    if isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 2:
-        raise InputError(f"n_batches: expected an integer ≥ 2, got {n_batches!r}")
+    check_int(batch_size, "batch_size", 1, n)
+    check_int(n_batches, "n_batches", 2)
     if full_grad is None:
-        full_grad = Objective(model, loss_fn, data, batch_size=min(n, 1024), **objective_kwargs).grad()
+        full_grad = objective.on(data, batch_size=min(n, 1024)).grad()
     tail = TailIndex(block or max(2, int(math.sqrt(n_batches))))
     gen = torch.Generator().manual_seed(seed)
     norms = []
     for _ in range(n_batches):
         idx = torch.randperm(n, generator=gen)[:batch_size]
-        g = Objective(model, loss_fn, (inputs[idx], targets[idx]), **objective_kwargs).grad()
+        g = objective.on((inputs[idx], targets[idx])).grad()
         noise = g - full_grad
         norms.append(float(torch.linalg.vector_norm(noise)))
         tail.add(noise)

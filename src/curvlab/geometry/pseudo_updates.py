@@ -15,15 +15,16 @@ import torch
 from torch import Tensor
 
 from curvlab.core.objective import Objective
+from curvlab.core.params import split_flat
 from curvlab.errors import InputError
 from curvlab.geometry.directional import directional_sharpness, gradient_correlation
+from curvlab.optim import Adafactor, CoordinateClip, HeavyBall, NormalizedSGD, SignDescent
 
 OptimizerFactory = Callable[[list[Tensor]], Any]
 
 
 def default_shadows() -> dict[str, OptimizerFactory]:
     """The optimizers of Pan & Li 2022, Tables 3–6 (momentum defaults; lr 1 — sharpness is scale-free)."""
-    from curvlab.optim import Adafactor, CoordinateClip, HeavyBall, NormalizedSGD, SignDescent
 
     def sgd(ps):
         return HeavyBall(ps, lr=1.0, momentum=0.9, dampening=True)
@@ -76,8 +77,7 @@ class PseudoUpdates:
         return updates
 
     def _split(self, flat: Tensor) -> list[Tensor]:
-        sizes = [s.numel() for s in self.shapes]
-        return [t.view(s) for t, s in zip(torch.split(flat.detach(), sizes), self.shapes)]
+        return split_flat(flat.detach(), self.shapes)
 
 
 def compare_directions(

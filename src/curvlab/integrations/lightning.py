@@ -21,8 +21,9 @@ from typing import Any
 import lightning.pytorch as pl
 from torch import Tensor, nn
 
+from curvlab.distributed import sharded_objective
 from curvlab.errors import InputError
-from curvlab.integrations._common import ScalarCursor, build_objective
+from curvlab.integrations._common import ScalarCursor
 from curvlab.monitor import Monitor
 
 
@@ -89,7 +90,7 @@ class CurvlabCallback(pl.Callback):
         if not trainer.optimizers:
             raise InputError("CurvlabCallback: the LightningModule configured no optimizer")
         model = pl_module if self.loss_fn is not None else TrainingStepLoss(pl_module)
-        objective = build_objective(
+        objective = sharded_objective(
             model, self.loss_fn, self.data, trainer.world_size, trainer.global_rank, self.objective_options
         )
         self.monitor = Monitor(

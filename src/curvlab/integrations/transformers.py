@@ -19,8 +19,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from curvlab.distributed import sharded_objective
 from curvlab.errors import InputError
-from curvlab.integrations._common import ScalarCursor, build_objective
+from curvlab.integrations._common import ScalarCursor
 from curvlab.monitor import Monitor
 
 
@@ -69,7 +70,7 @@ class CurvlabCallback(TrainerCallback):
     ) -> None:
         if model is None or optimizer is None:
             raise InputError("CurvlabCallback: the Trainer passed no model or optimizer to on_train_begin")
-        objective = build_objective(
+        objective = sharded_objective(
             model, self.loss_fn, self.data, args.world_size, args.process_index, self.objective_options
         )
         run_dir = self.run_dir if state.is_world_process_zero else None

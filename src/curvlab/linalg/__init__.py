@@ -2,7 +2,7 @@
 
 from curvlab.linalg.density import SpectralDensity, spectral_density
 from curvlab.linalg.eigs import EigResult, eigs
-from curvlab.linalg.operator import LinearOperator, MatrixOperator, as_operator
+from curvlab.linalg.operator import LinearOperator, MatrixOperator, as_operator, symmetric_scaling
 from curvlab.linalg.trace import TraceResult, trace
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "SpectralDensity",
     "TraceResult",
     "as_operator",
+    "symmetric_scaling",
     "eigs",
     "spectral_density",
     "trace",

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from curvlab.checks import check_int
 from curvlab.errors import InputError
 from curvlab.linalg.lanczos import F64, LanczosProcess
 from curvlab.linalg.operator import as_operator
@@ -70,8 +71,7 @@ def spectral_density(
     """
     op = as_operator(op)
     for name, value in (("n_probes", n_probes), ("n_steps", n_steps), ("n_grid", n_grid)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "n_grid" else 1):
-            raise InputError(f"{name}: expected a positive integer, got {value!r}")
+        check_int(value, name, 2 if name == "n_grid" else 1)
     if sigma is not None and not sigma > 0:
         raise InputError(f"sigma: expected a positive number or None, got {sigma!r}")
     gen = make_generator(seed, generator)

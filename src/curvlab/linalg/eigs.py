@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from curvlab.checks import check_int
 from curvlab.errors import InputError, InputTypeError
 from curvlab.linalg.lanczos import F64, LanczosProcess
 from curvlab.linalg.operator import LinearOperator, as_operator
@@ -17,6 +18,7 @@ from curvlab.linalg.random import gaussian, make_generator
 WHICH = ("LA", "SA", "LM")
 METHODS = ("lanczos", "power")
 BOUNDS = ("residual", "gap")
+DECIDE_TOL = 1e-3  # how well a search for further copies must know its top value to rule them out
 
 
 @dataclass
@@ -56,6 +58,7 @@ def eigs(
     seed: int | None = 0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    copies: bool = True,
 ) -> EigResult:
     """The ``k`` extreme eigenpairs of a symmetric operator.
 
@@ -70,7 +73,12 @@ def eigs(
     (see docs/core.md). ``v0`` warm-starts the iteration (e.g. with the previous top eigenvector).
 
     ``method="lanczos"``: full reorthogonalisation, basis in float64 (definitions §2). ``max_iter`` bounds
-    the basis size (default ``min(dim, max(100, 20k))``).
+    the basis size (default ``min(dim, max(100, 20k))``). A single Krylov space holds one direction of
+    each eigenspace, so a repeated eigenvalue shows up once; with ``k > 1`` and ``copies=True`` (default),
+    Lanczos is therefore run again orthogonally to the eigenvectors found (top-1), and every value it finds
+    that beats the k-th is merged in — until none does. Such a run stops at ``tol``, or as soon as its top
+    Ritz value is good to 1e-3 and below the k-th by more than its residual: a fraction of a top-1 solve
+    when nothing beats the k-th, plus a top-1 solve per copy found. ``copies=False`` skips it.
     ``method="power"``: power iteration with deflation, kept for comparison. It finds the eigenvalues
     of largest *magnitude* whatever ``which`` says ("LA" is accepted and answered as "LM"): on an
     indefinite Hessian the "top eigenvalue" it reports can be a negative one (Gilmer et al. App. E).
@@ -86,12 +94,15 @@ def eigs(
             raise InputError("which: method='power' finds the largest |λ| only; use method='lanczos' for which='SA'")
         return _power(op, k, tol, atol, max_iter or 1000, start, progress)
     rule = StoppingRule(which, tol, atol, bound)
-    return _lanczos(op, k, rule, max_iter or min(op.dim, max(100, 20 * k)), start, gen, progress)
+    max_iter = max_iter or min(op.dim, max(100, 20 * k))
+    result = _lanczos(op, k, rule, max_iter, start, gen, progress)
+    if k > 1 and copies:
+        result = _with_copies(op, result, rule, max_iter, gen, progress)
+    return result
 
 
 def _check_args(op: LinearOperator, k: Any, which: Any, method: Any, tol: Any, max_iter: Any, atol: Any) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InputError(f"k: expected a positive integer, got {k!r}")
+    check_int(k, "k")
     if k > op.dim:
         raise InputError(f"k: asked for {k} eigenpairs of an operator of dimension {op.dim}")
     if which not in WHICH:
@@ -102,8 +113,8 @@ def _check_args(op: LinearOperator, k: Any, which: Any, method: Any, tol: Any, m
         raise InputError(f"tol: expected a positive number, got {tol!r}")
     if not isinstance(atol, (int, float)) or atol < 0:
         raise InputError(f"atol: expected a non-negative number, got {atol!r}")
-    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < k):
-        raise InputError(f"max_iter: expected an integer ≥ k = {k}, got {max_iter!r}")
+    if max_iter is not None:
+        check_int(max_iter, "max_iter", k, note="(k)")
 
 
 def _start_vector(op: LinearOperator, v0: Tensor | None, gen: torch.Generator) -> Tensor:
@@ -121,11 +132,12 @@ def _start_vector(op: LinearOperator, v0: Tensor | None, gen: torch.Generator) -
 
 def _order(theta: Tensor, which: str) -> Tensor:
     """Indices of Ritz values, most wanted first."""
-    if which == "LA":
-        return torch.argsort(theta, descending=True)
-    if which == "SA":
-        return torch.argsort(theta)
-    return torch.argsort(theta.abs(), descending=True)
+    return torch.argsort(_wanted_key(theta, which), descending=True, stable=True)
+
+
+def _wanted_key(theta: Tensor, which: str) -> Tensor:
+    """Larger = more wanted."""
+    return theta if which == "LA" else -theta if which == "SA" else theta.abs()
 
 
 @dataclass
@@ -136,6 +148,7 @@ class StoppingRule:
     tol: float
     atol: float
     bound: str = "residual"
+    to_beat: float | None = None  # also stop once the top Ritz value's interval is wholly less wanted than this
 
     def error_bounds(self, theta: Tensor, res: Tensor) -> Tensor:
         """Bounds on |λ − θ_i| for every Ritz value (ascending ``theta``), by the rule's ``bound``."""
@@ -148,6 +161,11 @@ class StoppingRule:
         return torch.minimum(res, refined)
 
     def settled(self, theta: Tensor, res: Tensor, k: int) -> bool:
+        if self.to_beat is not None:  # the top Ritz value is good to DECIDE_TOL and clearly less wanted
+            top = _order(theta, self.which)[0]
+            good = float(res[top]) <= max(self.tol, DECIDE_TOL) * abs(float(theta[top]))
+            if good and float(_wanted_key(theta[top], self.which)) + float(res[top]) < self.to_beat:
+                return True
         idx = _order(theta, self.which)[:k]
         bounds = self.error_bounds(theta, res)[idx]
         return bool((bounds <= torch.clamp(self.tol * theta[idx].abs(), min=self.atol)).all())
@@ -178,6 +196,55 @@ def _lanczos(op, k, rule: StoppingRule, max_iter, start, gen, progress) -> EigRe
     bounds = rule.error_bounds(theta, res)[idx]
     used = op.n_matvecs - used_before
     return EigResult(theta[idx], vectors, res[idx], used, process.steps, converged, "lanczos", rule.which, bounds)
+
+
+def _with_copies(op: LinearOperator, found: EigResult, rule: StoppingRule, max_iter, gen, progress) -> EigResult:
+    """Search the orthogonal complement of the eigenvectors found for further wanted eigenvalues (another
+    copy of a repeated one, which the first Krylov space cannot see) and merge each one that beats the k-th."""
+    used_before = op.n_matvecs - found.n_matvecs
+    k = found.eigenvalues.numel()
+    values, vectors, residuals, bounds = found.eigenvalues, found.eigenvectors, found.residuals, found.error_bounds
+    basis, n_iter, converged = vectors, found.n_iter, found.converged
+    while basis.shape[1] < op.dim:
+        q = torch.linalg.qr(basis).Q
+        start = _project(gaussian((op.dim,), gen, op.device), q)
+        kth = float(_wanted_key(values, rule.which)[-1])
+        search = replace(rule, to_beat=kth)  # only whether the complement holds a value beating the k-th
+        extra = _lanczos(_deflated(op, q), 1, search, min(max_iter, op.dim - basis.shape[1]), start, gen, progress)
+        n_iter += extra.n_iter
+        vector = _project(extra.eigenvectors, q)  # a restart vector may have brought span(Q) back in: drop it
+        norm = float(torch.linalg.vector_norm(vector))
+        if norm < 0.5 or not float(_wanted_key(extra.eigenvalues, rule.which)[0]) > kth:
+            break
+        converged = converged and extra.converged
+        vector = vector / norm
+        basis = torch.cat([basis, vector], dim=1)
+        values = torch.cat([values, extra.eigenvalues])
+        vectors = torch.cat([vectors, vector], dim=1)
+        residuals, bounds = torch.cat([residuals, extra.residuals]), torch.cat([bounds, extra.error_bounds])
+        keep = _order(values, rule.which)[:k]
+        values, residuals, bounds = values[keep], residuals[keep], bounds[keep]
+        vectors = vectors[:, keep.to(vectors.device)]
+    used = op.n_matvecs - used_before
+    return EigResult(values, vectors, residuals, used, n_iter, converged, "lanczos", rule.which, bounds)
+
+
+def _project(v: Tensor, q: Tensor) -> Tensor:
+    """v with its components along the orthonormal columns of q removed (twice, for working precision)."""
+    for _ in range(2):
+        v = v - q @ (q.T @ v)
+    return v
+
+
+def _deflated(op: LinearOperator, q: Tensor) -> LinearOperator:
+    """(I − QQᵀ) A (I − QQᵀ): A on the orthogonal complement of span(Q), in float64."""
+    return LinearOperator(
+        lambda v: _project(op.matvec(_project(v, q).to(op.dtype)).to(F64), q),
+        op.dim,
+        dtype=F64,
+        device=op.device,
+        name=op.name,
+    )
 
 
 def _block_settled(process: LanczosProcess, k: int, rule: StoppingRule) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from curvlab.errors import InputError
+from curvlab.errors import InputError, NonFiniteError, nonfinite_detail
 from curvlab.linalg.operator import LinearOperator
 from curvlab.linalg.random import gaussian
 
@@ -98,7 +98,10 @@ class LanczosProcess:
         its Ritz values tell whether the orthogonal complement holds wanted eigenvalues (for
         instance further copies of a repeated one, which a single Krylov space never sees).
         """
-        theta, s = torch.linalg.eigh(self.tridiagonal(self.block_start if latest_block else 0))
+        t = self.tridiagonal(self.block_start if latest_block else 0)
+        if not torch.isfinite(t).all():  # products are checked; this is an overflow of their float64 sums
+            raise NonFiniteError("Lanczos tridiagonal matrix", f"after {self.steps} products", nonfinite_detail(t))
+        theta, s = torch.linalg.eigh(t)
         residuals = abs(self.beta[-1]) * s[-1].abs()
         return theta, s, residuals
 

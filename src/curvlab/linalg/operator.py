@@ -9,15 +9,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from curvlab.errors import InputError, InputTypeError
+from curvlab.checks import check_int
+from curvlab.errors import InputError, InputTypeError, NonFiniteError, nonfinite_detail
 
 
 class LinearOperator:
     """A symmetric linear map on flat vectors of length ``dim``.
 
     ``matvec`` receives a 1-D tensor of ``dtype`` on ``device`` and returns ``A v`` of the same length.
-    Every product is counted in ``n_matvecs``. Wrap any callable this way, e.g. a preconditioned
-    Hessian ``LinearOperator(lambda v: d * H(d * v), dim=H.dim)``.
+    Every product is counted in ``n_matvecs``; a product with a NaN or ±inf entry raises
+    :class:`~curvlab.errors.NonFiniteError` naming the operator (``name``) instead of reaching a solver.
+    Wrap any callable this way, e.g. a preconditioned Hessian ``LinearOperator(lambda v: d * H(d * v), dim=H.dim)``.
     """
 
     def __init__(
@@ -27,16 +29,17 @@ class LinearOperator:
         *,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str = "cpu",
+        name: str = "operator",
     ):
         if not callable(matvec):
             raise InputTypeError(f"matvec: expected a callable v -> A v, got {type(matvec).__name__}")
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise InputError(f"dim: expected a positive integer, got {dim!r}")
+        check_int(dim, "dim")
         self._matvec = matvec
         self.dim = dim
         self.dtype = dtype
         self.device = torch.device(device)
         self.n_matvecs = 0
+        self.name = name
 
     def matvec(self, v: Tensor) -> Tensor:
         """A v, with ``v`` cast to the operator's dtype and device; the result has the same."""
@@ -44,10 +47,14 @@ class LinearOperator:
             raise InputTypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
         if v.dim() != 1 or v.numel() != self.dim:
             raise InputError(f"v: expected a flat vector of length {self.dim}, got shape {tuple(v.shape)}")
+        if not torch.isfinite(v).all():
+            raise InputError(f"v: expected a finite vector, got {nonfinite_detail(v)}")
         out = self._matvec(v.to(device=self.device, dtype=self.dtype))
         self.n_matvecs += 1
         if not isinstance(out, Tensor) or out.numel() != self.dim:
             raise InputError(f"matvec: must return a vector of length {self.dim}")
+        if not torch.isfinite(out).all():
+            raise NonFiniteError(f"{self.name}-vector product", values=nonfinite_detail(out))
         return out.reshape(-1).to(self.dtype)
 
     __call__ = matvec
@@ -55,6 +62,17 @@ class LinearOperator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, dtype={self.dtype}, device={self.device})"
+
+
+def symmetric_scaling(op: LinearOperator, scale: Tensor, name: str | None = None) -> LinearOperator:
+    """D A D with D = diag(``scale``): v ↦ s ⊙ A(s ⊙ v), e.g. P^{-1/2} H P^{-1/2} for a preconditioner P."""
+    scale = scale.reshape(-1).to(device=op.device, dtype=op.dtype)
+    if scale.numel() != op.dim:
+        raise InputError(f"scale: expected {op.dim} entries (one per dimension), got {scale.numel()}")
+    if not torch.isfinite(scale).all():
+        raise NonFiniteError("scaling (preconditioner) entries", values=nonfinite_detail(scale))
+    name = name or f"scaled {op.name}"
+    return LinearOperator(lambda v: scale * op(scale * v), op.dim, dtype=op.dtype, device=op.device, name=name)
 
 
 class MatrixOperator(LinearOperator):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from curvlab.checks import check_seed
 from curvlab.errors import InputTypeError
 
 
@@ -21,8 +22,7 @@ def make_generator(seed: int | None = 0, generator: torch.Generator | None = Non
         gen = torch.Generator()
         gen.seed()
         return gen
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InputTypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+    check_seed(seed)
     return torch.Generator().manual_seed(seed)
 
 

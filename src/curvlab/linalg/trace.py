@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from curvlab.checks import check_int
 from curvlab.errors import InputError
 from curvlab.linalg.lanczos import F64
 from curvlab.linalg.operator import LinearOperator, as_operator
@@ -54,8 +55,7 @@ def trace(
     if method not in TRACE_METHODS:
         raise InputError(f"method: expected one of {TRACE_METHODS}, got {method!r}")
     minimum = 2 if method == "hutchinson" else 3
-    if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < minimum:
-        raise InputError(f"n_probes: expected an integer ≥ {minimum} for method={method!r}, got {n_probes!r}")
+    check_int(n_probes, "n_probes", minimum, note=f"for method={method!r}")
     gen = make_generator(seed, generator)
     used_before = op.n_matvecs
     bar = progress_bar(n_probes, f"trace ({method})", progress)

@@ -14,6 +14,7 @@ from curvlab.models.linear import linear
 from curvlab.models.mlp import ACTIVATIONS, mlp
 from curvlab.models.transformer import SIZES, CausalLM, transformer_lm
 from curvlab.models.vision import SmallResNet, lenet
+from curvlab.registry import Registry
 
 
 def _features(shape: tuple[int, ...]) -> int:
@@ -33,39 +34,42 @@ def _image(dataset: Any) -> tuple[int, int]:
     return shape[0], shape[-1]
 
 
-BUILDERS: dict[str, tuple[Callable[..., nn.Module], str]] = {
-    "linear": (lambda ds, bias=True: linear(_features(ds.input_shape), _out(ds), bias), "linear / logistic regression"),
-    "mlp": (
-        lambda ds, width=128, depth=2, activation="tanh", layernorm=False: mlp(
-            _features(ds.input_shape), [width] * depth, _out(ds), activation, layernorm
-        ),
-        "MLP (width, depth, activation, optional LayerNorm)",
+BUILDERS: Registry[Callable[..., nn.Module]] = Registry("model", "model")
+BUILDERS.add(
+    "linear", lambda ds, bias=True: linear(_features(ds.input_shape), _out(ds), bias), "linear / logistic regression"
+)
+BUILDERS.add(
+    "mlp",
+    lambda ds, width=128, depth=2, activation="tanh", layernorm=False: mlp(
+        _features(ds.input_shape), [width] * depth, _out(ds), activation, layernorm
     ),
-    "lenet": (
-        lambda ds, activation="tanh": lenet(*_image(ds)[:1], _image(ds)[1], _out(ds), activation),
-        "LeNet-5-like CNN",
-    ),
-    "resnet": (
-        lambda ds, width=16, blocks=1, norm="layer": SmallResNet(_image(ds)[0], _out(ds), width, blocks, norm),
-        "small ResNet, no BatchNorm (norm: none, layer, group)",
-    ),
-    "transformer": (
-        lambda ds, size="tutorial", dropout=0.0: transformer_lm(ds.n_classes, ds.input_shape[0], size, dropout),
-        "causal transformer LM (size: tutorial 2×200, nanolm 6×128, tiny)",
-    ),
-}
+    "MLP (width, depth, activation, optional LayerNorm)",
+)
+BUILDERS.add(
+    "lenet",
+    lambda ds, activation="tanh": lenet(*_image(ds)[:1], _image(ds)[1], _out(ds), activation),
+    "LeNet-5-like CNN",
+)
+BUILDERS.add(
+    "resnet",
+    lambda ds, width=16, blocks=1, norm="layer": SmallResNet(_image(ds)[0], _out(ds), width, blocks, norm),
+    "small ResNet, no BatchNorm (norm: none, layer, group)",
+)
+BUILDERS.add(
+    "transformer",
+    lambda ds, size="tutorial", dropout=0.0: transformer_lm(ds.n_classes, ds.input_shape[0], size, dropout),
+    "causal transformer LM (size: tutorial 2×200, nanolm 6×128, tiny)",
+)
 
 
 def build_model(name: str, dataset: Any, init_scale: float = 1.0, seed: int = 0, **options: Any) -> nn.Module:
     """Build a registered model for ``dataset``, seeded; ``init_scale`` multiplies every initial
     parameter (Gilmer et al. 2021 scales initialisations to move the initial sharpness)."""
-    if name not in BUILDERS:
-        raise InputError(f"model: unknown model {name!r}; expected one of {sorted(BUILDERS)}")
     if not init_scale > 0:
         raise InputError(f"init_scale: expected a positive number, got {init_scale!r}")
     torch.manual_seed(seed)
     try:
-        model = BUILDERS[name][0](dataset, **options)
+        model = BUILDERS[name](dataset, **options)
     except TypeError as err:
         raise InputError(f"model: bad option for {name!r}: {err}") from err
     if init_scale != 1.0:

@@ -1,7 +1,6 @@
 """Measuring along training: the Monitor, its metric groups, schedules and tidy records."""
 
 from curvlab.monitor.metrics import (
-    DESCRIPTIONS,
     METRICS,
     Assumptions,
     BlockSharpness,
@@ -18,13 +17,13 @@ from curvlab.monitor.metrics import (
     StepStats,
     Trace,
     make_metric,
+    register_metric,
 )
 from curvlab.monitor.monitor import Monitor, default_metrics
 from curvlab.monitor.records import load_records, read_records
 from curvlab.monitor.schedules import Schedule, at_steps, budget, epoch_end, every, log_spaced
 
 __all__ = [
-    "DESCRIPTIONS",
     "METRICS",
     "Assumptions",
     "BlockSharpness",
@@ -51,4 +50,5 @@ __all__ = [
     "log_spaced",
     "make_metric",
     "read_records",
+    "register_metric",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,19 +29,29 @@ from curvlab.geometry import (
     norms,
     pl_ratio,
     preconditioned_hessian,
-    stability_threshold,
 )
 from curvlab.linalg import eigs, spectral_density, trace
 from curvlab.monitor.schedules import Schedule, as_schedule, epoch_end, every
-
-if TYPE_CHECKING:
-    from curvlab.monitor.monitor import Monitor, StepInfo
+from curvlab.monitor.step import MonitorView, StepInfo
+from curvlab.optim.introspection import learning_rate, momentum_vector, stability_threshold
+from curvlab.registry import Registry
 
 Rows = Iterator[tuple[str, float, dict]]
 
+METRICS: Registry[type] = Registry("metric", "metrics")
+
+
+def register_metric(cls: type) -> type:
+    """Class decorator: make a Metric subclass known by its ``name`` (to configs, ``curvlab list``, reports)."""
+    return METRICS.add(cls.name, cls, cls.description)
+
 
 class Metric:
+    """A group of measurements on a schedule. A subclass names itself (``name``, as configs and ``curvlab
+    list`` know it), says what it measures in one line (``description``) and registers with ``@register_metric``."""
+
     name = "metric"
+    description = ""
     records_cost = True  # write cost_seconds / cost_hvps / cost_passes rows for each measurement
 
     def __init__(self, schedule: Schedule | int | list | str | None = None):
@@ -50,10 +60,10 @@ class Metric:
     def default_schedule(self) -> Schedule:
         return every(100) | epoch_end()
 
-    def observe(self, monitor: Monitor, info: StepInfo) -> None:
+    def observe(self, monitor: MonitorView, info: StepInfo) -> None:
         pass
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         raise NotImplementedError
 
     def reset_window(self) -> None:
@@ -71,17 +81,19 @@ class Metric:
     _state: tuple[str, ...] = ()
 
 
+@register_metric
 class StepStats(Metric):
     """What the training step already computed, at no extra pass: its loss, the norm of the gradient
     it used (the parameters' ``.grad``), the norm of the update x_t − x_{t−1} and the learning rate."""
 
     name = "step"
+    description = "the training step's own loss, gradient norm, update norm and learning rate (no extra pass)"
     records_cost = False
 
     def default_schedule(self) -> Schedule:
         return every(1)
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         grads = [p.grad for _, p in monitor.objective.parameters if p.grad is not None]
         norms_ = torch.stack(torch._foreach_norm([info.x_now - info.x_prev, *grads])).tolist()  # one read of the device
         if info.loss is not None:
@@ -89,14 +101,16 @@ class StepStats(Metric):
         if grads:
             yield "grad_norm", math.sqrt(sum(v * v for v in norms_[1:])), {}
         yield "update_norm", norms_[0], {}
-        yield "lr", monitor.current_lr(), {}
+        yield "lr", learning_rate(monitor.optimizer), {}
 
 
+@register_metric
 class Assumptions(Metric):
     """definitions §4 per step on the step's minibatch: convexity gap, smoothness, ratios, update
     correlations (with random scaling), minibatch gradient norms, ‖x‖, cosine of successive updates."""
 
     name = "assumptions"
+    description = "per-step convexity gap, smoothness, update correlations, gradient norms (definitions §4)"
     _state = ("tracker",)
 
     def __init__(self, schedule: Any = None, betas: tuple[float, ...] = (0.99, 0.9999)):
@@ -106,7 +120,7 @@ class Assumptions(Metric):
     def default_schedule(self) -> Schedule:
         return every(1)
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         ev = monitor.batch_evaluation(info)
         if ev is None:
             return
@@ -124,11 +138,13 @@ class Assumptions(Metric):
         self.tracker.reset_window()
 
 
+@register_metric
 class FullBatch(Metric):
     """Measurement-set quantities (definitions §4): F, ∇F norms, ‖g − ∇F‖ and its running mean σ, the PL
     ratio, the measurement-set convexity gap and smoothness, and the (L0, L1) fit."""
 
     name = "full_batch"
+    description = "measurement-set loss, gradient norms, deviation σ, PL ratio, (L0, L1) fit (definitions §4)"
     _state = ("fit", "deviation_sum", "deviation_n")
 
     def __init__(self, schedule: Any = None, f_star: float = 0.0):
@@ -138,7 +154,7 @@ class FullBatch(Metric):
         self.deviation_sum = 0.0
         self.deviation_n = 0
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         obj = monitor.objective
         loss, grad = obj.loss_and_grad()
         yield "loss_full", loss, {}
@@ -161,6 +177,7 @@ class FullBatch(Metric):
             yield "sigma", self.deviation_sum / self.deviation_n, {}
 
 
+@register_metric
 class Sharpness(Metric):
     """definitions §2: top-k eigenvalues (Lanczos, warm-started from the last top eigenvector), optional
     λ_min, the stability threshold of the optimizer with η·λ1 and y = ηλ1 − 2, the update's alignment
@@ -169,6 +186,9 @@ class Sharpness(Metric):
     (Adam): then only the sharpness the threshold is about is measured, at half the cost."""
 
     name = "sharpness"
+    description = (
+        "top Hessian eigenvalues, stability threshold, η·λ1, alignment, preconditioned sharpness (definitions §2)"
+    )
     _state = ("v0", "v0_pre", "top_vector")
 
     def __init__(
@@ -188,13 +208,13 @@ class Sharpness(Metric):
         self.v0_pre: Tensor | None = None
         self.top_vector: Tensor | None = None
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
-        threshold = stability_threshold(monitor.base_optimizer(), lr=monitor.current_lr())
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
+        threshold = stability_threshold(monitor.optimizer)
         if self.plain is True or (self.plain == "auto" and not threshold.preconditioned):
             yield from self._plain(monitor, info, threshold)
         yield from self._preconditioned(monitor, threshold)
 
-    def _plain(self, monitor: Monitor, info: StepInfo, threshold) -> Rows:
+    def _plain(self, monitor: MonitorView, info: StepInfo, threshold) -> Rows:
         res = eigs(monitor.objective.hessian(), k=self.k, tol=self.tol, v0=self.v0)
         self.v0 = self.top_vector = res.eigenvectors[:, 0]
         for i, lam in enumerate(res.eigenvalues.tolist()):
@@ -208,7 +228,7 @@ class Sharpness(Metric):
         if self.with_min:
             yield "lambda_min", float(eigs(monitor.objective.hessian(), which="SA", tol=self.tol).eigenvalues[0]), {}
 
-    def _preconditioned(self, monitor: Monitor, threshold) -> Rows:
+    def _preconditioned(self, monitor: MonitorView, threshold) -> Rows:
         if self.preconditioned is False:
             return
         try:
@@ -225,6 +245,7 @@ class Sharpness(Metric):
             yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam).items())
 
 
+@register_metric
 class Curvatures(Metric):
     """The top eigenvalue of the Hessian, the generalized Gauss–Newton and the Fisher at one point, side
     by side (rows "top_eigenvalue", context "curvature"), each warm-started from its last eigenvector.
@@ -233,6 +254,7 @@ class Curvatures(Metric):
     eigenvalue is biased upward by the sampling: ``mc_samples`` draws per example reduce that)."""
 
     name = "curvatures"
+    description = "top eigenvalues of the Hessian, Gauss–Newton and Fisher side by side"
     _state = ("v0",)
 
     def __init__(
@@ -249,18 +271,20 @@ class Curvatures(Metric):
         self.curvatures, self.tol, self.mc_samples = tuple(curvatures), tol, mc_samples
         self.v0: dict[str, Tensor] = {}
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         for name in self.curvatures:
             res = eigs(monitor.objective.curvature(name, n_samples=self.mc_samples), tol=self.tol, v0=self.v0.get(name))
             self.v0[name] = res.eigenvectors[:, 0]
             yield "top_eigenvalue", float(res.eigenvalues[0]), {"curvature": name, "converged": res.converged}
 
 
+@register_metric
 class BlockSharpness(Metric):
     """The top eigenvalue of each diagonal block of the curvature — per layer by default (rows
     "block_sharpness", context "block" = the module's qualified name); see :func:`curvlab.block_eigs`."""
 
     name = "block_sharpness"
+    description = "top eigenvalue of each layer's diagonal block of the Hessian (or GGN, Fisher)"
 
     def __init__(
         self, schedule: Any = None, blocks: str | dict = "module", curvature: str = "hessian", tol: float = 1e-2
@@ -270,12 +294,13 @@ class BlockSharpness(Metric):
             raise InputError(f"curvature: expected one of {CURVATURES}, got {curvature!r}")
         self.blocks, self.curvature, self.tol = blocks, curvature, tol
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         for block, res in block_eigs(monitor.objective, self.blocks, curvature=self.curvature, tol=self.tol).items():
             ctx = {"block": block or "(root)", "curvature": self.curvature, "converged": res.converged}
             yield "block_sharpness", float(res.eigenvalues[0]), ctx
 
 
+@register_metric
 class CriticalSharpness(Metric):
     """Critical sharpness λ_c = 2/η_c (Kalra et al., 2026) along the step's update, by forward passes only:
     η_c is the smallest step along d = (x_{t−1} − x_t)/η_t from x_{t−1} that raises the measurement-set loss,
@@ -283,14 +308,15 @@ class CriticalSharpness(Metric):
     losses, whose relative critical sharpness along the same update is recorded too."""
 
     name = "critical_sharpness"
+    description = "critical sharpness 2/η_c along the update, forward passes only (Kalra et al., 2026)"
 
     def __init__(self, schedule: Any = None, relative: dict | None = None, max_evals: int = 10, rtol: float = 1e-2):
         super().__init__(schedule)
         self.relative, self.max_evals, self.rtol = dict(relative or {}), max_evals, rtol
         self.eta_guess: dict[str, float] = {}
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
-        lr = monitor.current_lr()
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
+        lr = learning_rate(monitor.optimizer)
         update = info.x_prev - info.x_now
         if lr <= 0 or float(torch.linalg.vector_norm(update)) == 0:
             return
@@ -313,12 +339,14 @@ class CriticalSharpness(Metric):
             yield f"lr_times_{metric}", lr * res.value, ctx
 
 
+@register_metric
 class Directional(Metric):
     """definitions §3: shadow optimizers fed the run's gradients (pseudo-update steps); at measurement
     steps each would-be update's directional sharpness, gradient correlation and ratio to SGD's,
     all at x_{t−1}, where the gradient that made them was taken; the real update is "actual"."""
 
     name = "directional"
+    description = "pseudo-update directional sharpness and gradient correlation per optimizer (definitions §3)"
 
     def __init__(self, schedule: Any = None, shadows: dict | None = None, reference: str = "sgd"):
         super().__init__(schedule)
@@ -326,7 +354,7 @@ class Directional(Metric):
         self.pseudo: PseudoUpdates | None = None
         self.updates: dict[str, Tensor] = {}
 
-    def observe(self, monitor: Monitor, info: StepInfo) -> None:
+    def observe(self, monitor: MonitorView, info: StepInfo) -> None:
         ev = monitor.batch_evaluation(info)
         if ev is None:
             return
@@ -347,7 +375,7 @@ class Directional(Metric):
     def load_state_dict(self, state: dict) -> None:
         self._pending = state
 
-    def _restore(self, monitor: Monitor) -> None:
+    def _restore(self, monitor: MonitorView) -> None:
         state = getattr(self, "_pending", None)
         if state:
             for name, opt in self.pseudo.optimizers.items():
@@ -355,7 +383,7 @@ class Directional(Metric):
             self.updates = state["updates"]
         self._pending = None
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         if not self.updates:
             return
         obj = monitor.objective
@@ -374,23 +402,27 @@ class Directional(Metric):
                 yield f"sharpness_ratio_to_{self.reference}", value / base, {"optimizer": name}
 
 
+@register_metric
 class Trace(Metric):
     name = "trace"
+    description = "Hutch++ trace of the Hessian (definitions §2)"
 
     def __init__(self, schedule: Any = None, n_probes: int = 60, method: str = "hutch++"):
         super().__init__(schedule)
         self.n_probes, self.method = n_probes, method
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         res = trace(monitor.objective.hessian(), method=self.method, n_probes=self.n_probes, seed=info.step)
         yield "trace", res.estimate, {"method": self.method}
         yield "trace_stderr", res.stderr, {"method": self.method}
 
 
+@register_metric
 class Density(Metric):
     """SLQ spectral density as tidy rows: metric "spectral_density", context "eigenvalue"."""
 
     name = "density"
+    description = "SLQ spectral density (definitions §2)"
 
     def __init__(self, schedule: Any = None, n_probes: int = 3, n_steps: int = 40, n_grid: int = 200):
         super().__init__(schedule)
@@ -399,7 +431,7 @@ class Density(Metric):
     def default_schedule(self) -> Schedule:
         return epoch_end()
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         d = spectral_density(
             monitor.objective.hessian(),
             n_probes=self.n_probes,
@@ -411,11 +443,13 @@ class Density(Metric):
             yield "spectral_density", y, {"eigenvalue": x}
 
 
+@register_metric
 class Noise(Metric):
     """definitions §5 at the current point: ‖g̃ − ∇F‖ over ``n_batches`` minibatches of ``batch_size`` from
     ``data`` (rows "noise_norm" with their index), their mean/std and the tail index."""
 
     name = "noise"
+    description = "gradient-noise norms, Gaussian QQ data and tail index (definitions §5; needs data=)"
 
     def __init__(self, data: tuple[Tensor, Tensor], batch_size: int, n_batches: int = 50, schedule: Any = None):
         super().__init__(schedule)
@@ -424,19 +458,8 @@ class Noise(Metric):
     def default_schedule(self) -> Schedule:
         return epoch_end()
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
-        obj = monitor.objective
-        res = gradient_noise(
-            obj.model,
-            obj.loss_fn,
-            self.data,
-            self.batch_size,
-            self.n_batches,
-            seed=info.step,
-            bn_mode=obj.bn_mode,
-            dropout=obj.dropout,
-            params=[p for _, p in obj._selected],
-        )
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
+        res = gradient_noise(monitor.objective, self.data, self.batch_size, self.n_batches, seed=info.step)
         ctx = {"batch_size": self.batch_size}
         for i, value in enumerate(res.norms.tolist()):
             yield "noise_norm", value, {**ctx, "index": i}
@@ -445,16 +468,18 @@ class Noise(Metric):
         yield "noise_tail_index", res.tail_index, ctx
 
 
+@register_metric
 class Landscape(Metric):
     """F(x + α d/‖d‖) along the last update, −∇F, and the top eigenvector when Sharpness has one."""
 
     name = "landscape"
+    description = "1-D loss landscapes along the update, −∇F and the top eigenvector (definitions §3)"
 
     def __init__(self, schedule: Any = None, alphas: Any = None):
         super().__init__(schedule)
         self.alphas = list(alphas) if alphas is not None else torch.linspace(-1.0, 1.0, 21).tolist()
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         obj = monitor.objective
         directions = {"update": info.x_now - info.x_prev, "negative_gradient": -obj.grad()}
         top = next(
@@ -468,16 +493,18 @@ class Landscape(Metric):
                 yield "landscape_loss", value, {"direction": name, "alpha": alpha}
 
 
+@register_metric
 class Histogram(Metric):
     """Coordinate histograms (log-spaced bins) of |g| (the step's minibatch gradient) and of the
     optimizer's momentum when it keeps one: rows "coordinate_count" with the bin edges."""
 
     name = "histogram"
+    description = "coordinate histograms of |g| and |momentum| (definitions §3)"
 
-    def measure(self, monitor: Monitor, info: StepInfo) -> Rows:
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         ev = monitor.batch_evaluation(info)
         sources = {"grad": ev.g_old} if ev is not None else {}
-        momentum = monitor.momentum_vector()
+        momentum = momentum_vector(monitor.optimizer, [p for _, p in monitor.objective.parameters])
         if momentum is not None:
             sources["momentum"] = momentum
         for name, values in sources.items():
@@ -488,48 +515,11 @@ class Histogram(Metric):
             yield "coordinate_zeros", float(h["zeros"]), {"of": name}
 
 
-METRICS = {
-    m.name: m
-    for m in (
-        StepStats,
-        Assumptions,
-        FullBatch,
-        Sharpness,
-        Curvatures,
-        BlockSharpness,
-        CriticalSharpness,
-        Directional,
-        Trace,
-        Density,
-        Landscape,
-        Histogram,
-    )
-}
-DESCRIPTIONS = {
-    "step": "the training step's own loss, gradient norm, update norm and learning rate (no extra pass)",
-    "curvatures": "top eigenvalues of the Hessian, Gauss–Newton and Fisher side by side",
-    "block_sharpness": "top eigenvalue of each layer's diagonal block of the Hessian (or GGN, Fisher)",
-    "critical_sharpness": "critical sharpness 2/η_c along the update, forward passes only (Kalra et al., 2026)",
-    "assumptions": "per-step convexity gap, smoothness, update correlations, gradient norms (definitions §4)",
-    "full_batch": "measurement-set loss, gradient norms, deviation σ, PL ratio, (L0, L1) fit (definitions §4)",
-    "sharpness": "top Hessian eigenvalues, stability threshold, η·λ1, alignment, preconditioned sharpness "
-    "(definitions §2)",
-    "directional": "pseudo-update directional sharpness and gradient correlation per optimizer (definitions §3)",
-    "trace": "Hutch++ trace of the Hessian (definitions §2)",
-    "density": "SLQ spectral density (definitions §2)",
-    "landscape": "1-D loss landscapes along the update, −∇F and the top eigenvector (definitions §3)",
-    "histogram": "coordinate histograms of |g| and |momentum| (definitions §3)",
-    "noise": "gradient-noise norms, Gaussian QQ data and tail index (definitions §5; needs data=)",
-}
-
-
 def make_metric(spec: Any) -> Metric:
     if isinstance(spec, Metric):
         return spec
     if isinstance(spec, str):
         if spec == "noise":
             raise InputError("metrics: 'noise' needs its data; pass curvlab.monitor.Noise(data=(x, y), batch_size=...)")
-        if spec not in METRICS:
-            raise InputError(f"metrics: unknown metric {spec!r}; expected one of {sorted(METRICS)} or a Metric")
         return METRICS[spec]()
     raise InputTypeError(f"metrics: expected names or Metric objects, got {type(spec).__name__}")

@@ -12,6 +12,11 @@ rate: no extra pass) and the Hessian's top eigenvalue with the optimizer's stabi
 as a cost budget allows: the time it spends measuring stays within ``budget`` × the time spent training
 (measured by its own clock between calls). Metrics with explicit schedules run on them.
 
+A numerical failure of a measurement (a NaN or ±inf loss, gradient or curvature product: a diverged run) never
+raises into the training loop: the metric is recorded as non-finite with the reason, and the run is marked
+diverged (``monitor.diverged``, one ``diverged`` record), as is a non-finite training loss passed to ``step``.
+Programming errors still raise.
+
 It never perturbs training: every evaluation runs through an Objective (model state, BatchNorm
 statistics and RNG streams restored; parameters never written), shadow optimizers use their own
 tensors, and the Monitor's own randomness has its own seeds. A run with a Monitor follows the same
@@ -20,44 +25,24 @@ trajectory, bit for bit, as one without.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from curvlab.checks import is_int
 from curvlab.core.objective import Objective
-from curvlab.errors import InputError, InputTypeError
+from curvlab.distributed import rank
+from curvlab.errors import InputError, InputTypeError, NonFiniteError
 from curvlab.monitor.metrics import Metric, Sharpness, StepStats, make_metric
 from curvlab.monitor.records import RecordWriter
 from curvlab.monitor.schedules import Budgeted, CostClock
 from curvlab.monitor.schedules import budget as budget_schedule
-
-
-@dataclass
-class BatchEvaluation:
-    """f and ∇f at x_{t−1} and x_t on the step's own minibatch (the same-minibatch rule, definitions §4)."""
-
-    f_old: float
-    g_old: Tensor
-    f_new: float
-    g_new: Tensor
-
-
-@dataclass
-class StepInfo:
-    step: int
-    epoch: int
-    epoch_end: bool
-    x_prev: Tensor
-    x_now: Tensor
-    batch: Any
-    scale: float
-    loss: Any = None
-    cache: dict = field(default_factory=dict)
+from curvlab.monitor.step import BatchEvaluation, StepInfo
+from curvlab.optim.introspection import learning_rate
 
 
 class Monitor:
@@ -100,7 +85,7 @@ class Monitor:
             raise InputTypeError(f"objective: expected a curvlab.Objective, got {type(objective).__name__}")
         if not hasattr(optimizer, "param_groups"):
             raise InputTypeError(f"optimizer: expected an optimizer with param_groups, got {type(optimizer).__name__}")
-        if reset not in ("epoch", "never") and (isinstance(reset, bool) or not isinstance(reset, int) or reset < 1):
+        if reset not in ("epoch", "never") and not (is_int(reset) and reset >= 1):
             raise InputError(f"reset: expected 'epoch', 'never' or a positive window length, got {reset!r}")
         self.objective = objective
         self.optimizer = optimizer
@@ -117,8 +102,6 @@ class Monitor:
         for part in budgeted:
             part.clock, part.share = self.clock, 1.0 / len(budgeted)
         self.reset = reset
-        from curvlab.distributed import rank
-
         if writer is None and (run_dir is not None or wandb) and rank() == 0:  # under torchrun only rank 0 writes
             writer = RecordWriter(run_dir, tensorboard, wandb)
         self.writer = writer
@@ -134,6 +117,7 @@ class Monitor:
         self.n_measure = objective.count()
         self._observers = [m for m in self.metrics if type(m).observe is not Metric.observe]
         self._context: dict = {}
+        self.divergence: str | None = None  # why the run is marked diverged (None while it is not)
 
     # ----- the two calls in a training loop --------------------------------------------------------
     def step(self, loss: Any = None, batch: Any = None) -> None:
@@ -148,6 +132,8 @@ class Monitor:
                 self.step_count, self.epoch, False, self.x_prev, self.x_now, batch, self._scale(), loss=_detached(loss)
             )
             self._context = self._step_context(info)
+            if info.loss is not None and not math.isfinite(info.loss):
+                self.mark_diverged(f"non-finite training loss ({info.loss}) at step {info.step}")
             for metric in self._observers:
                 self._timed(metric.name + ".observe", lambda m=metric: m.observe(self, info), write_rows=False)
             self._run_due(info)
@@ -170,6 +156,23 @@ class Monitor:
         finally:
             self.clock.leave()
             self._flush()
+
+    @property
+    def diverged(self) -> bool:
+        """True once a training loss or a measurement was not finite (``divergence`` says which)."""
+        return self.divergence is not None
+
+    def mark_diverged(self, reason: str, step: int | None = None) -> None:
+        """Mark the run diverged, once: a ``diverged`` record with ``reason`` (at ``step``, default the last step
+        seen). Training state is not touched; whether training goes on is the caller's choice (``curvlab run``
+        stops)."""
+        if self.divergence is not None:
+            return
+        self.divergence = reason
+        step = self.step_count if step is None else step
+        info = StepInfo(step, self.epoch, False, self.x_prev, self.x_now, None, 1.0)
+        self._write(info, "diverged", 1.0, {"group": "monitor", "reason": reason})
+        self._flush()
 
     @property
     def prev_update(self) -> Tensor | None:
@@ -202,12 +205,14 @@ class Monitor:
             "x_prev": self.x_prev,
             "prev_update": self.prev_update,
             "metrics": {m.name: m.state_dict() for m in self.metrics},
+            "divergence": self.divergence,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.step_count, self.epoch = state["step_count"], state["epoch"]
         self.x_now, self.x_prev = state["x_now"], state["x_prev"]
         self._x_before, self._update_before = None, state["prev_update"]
+        self.divergence = state.get("divergence")
         for m in self.metrics:
             m.load_state_dict(state["metrics"].get(m.name, {}))
 
@@ -230,31 +235,6 @@ class Monitor:
             self._write_cost(info, "batch_evaluation", time.perf_counter() - t0, hvps=0, passes=2)
         return info.cache["batch"]
 
-    def current_lr(self) -> float:
-        """The learning rate of the last step: a tuner's chosen η, else the first group's lr."""
-        lr = getattr(self.optimizer, "lr", None)
-        if isinstance(lr, float):
-            return lr
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def base_optimizer(self) -> Any:
-        """The optimizer whose update rule applies: a tuner's base optimizer (at the tuner's η), else itself."""
-        from curvlab.tuners import Tuner
-
-        return self.optimizer.optimizer if isinstance(self.optimizer, Tuner) else self.optimizer
-
-    def momentum_vector(self) -> Tensor | None:
-        """The optimizer's momentum (momentum_buffer, exp_avg or delta) as a flat vector, if it keeps one."""
-        state = getattr(self.optimizer, "state", {})
-        parts = []
-        for _, p in self.objective._selected:
-            s = state.get(p, {})
-            buf = next((s[k] for k in ("momentum_buffer", "exp_avg", "delta") if k in s and s[k] is not None), None)
-            if buf is None:
-                return None
-            parts.append(buf.reshape(-1))
-        return torch.cat(parts) if parts else None
-
     # ----- internals ---------------------------------------------------------------------------------
     def _run_due(self, info: StepInfo) -> None:
         for metric in self.metrics:
@@ -262,8 +242,11 @@ class Monitor:
                 continue
             kind = metric.schedule.kind
             if not metric.records_cost:  # free: reads what the step computed, not timed or charged
-                for name, value, ctx in metric.measure(self, info):
-                    self._write(info, name, value, {"group": metric.name, "schedule": kind, **ctx})
+                extra = {"group": metric.name, "schedule": kind}
+                rows, failure = _collect(lambda m=metric: m.measure(self, info))
+                for name, value, ctx in rows:
+                    self._write(info, name, value, {**extra, **ctx})
+                self._record_failure(info, metric.name, failure, extra)
                 continue
             seconds = self._timed(metric.name, lambda m=metric: m.measure(self, info), info=info, schedule=kind)
             metric.schedule.record_cost(seconds)
@@ -275,18 +258,26 @@ class Monitor:
     ) -> float:
         counts = dict(self.objective.counts)
         t0 = time.perf_counter()
-        rows = run()
-        rows = list(rows) if rows is not None else []
+        rows, failure = _collect(run)
         seconds = time.perf_counter() - t0
         info = info or StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, None, 1.0)
         extra = {"group": group, **({"schedule": schedule} if schedule else {})}
         for name, value, ctx in rows:
             self._write(info, name, value, {**extra, **ctx})
+        self._record_failure(info, group.removesuffix(".observe"), failure, extra)
         hvps = sum(self.objective.counts[k] - counts[k] for k in ("hvp", "ggn", "fisher"))  # curvature products
         passes = sum(self.objective.counts[k] - counts[k] for k in ("loss", "grad"))
         if write_rows or hvps or passes:
             self._write_cost(info, group, seconds, hvps, passes)
         return seconds
+
+    def _record_failure(self, info: StepInfo, metric: str, failure: NonFiniteError | None, extra: dict) -> None:
+        """A measurement that met a non-finite value: one row (value NaN, the reason), and the run marked diverged."""
+        if failure is None:
+            return
+        self.objective.release()  # graphs kept at a non-finite point are of no further use
+        self._write(info, metric, math.nan, {**extra, "reason": str(failure)})
+        self.mark_diverged(f"{metric} at step {info.step}: {failure}", info.step)
 
     def _scale(self) -> float:
         return float(getattr(self.optimizer, "scale", 1.0))
@@ -305,7 +296,7 @@ class Monitor:
             "n_measure": self.n_measure,
             "bn_mode": self.objective.bn_mode,
             "dropout": self.objective.dropout,
-            "lr": self.current_lr(),
+            "lr": learning_rate(self.optimizer),
             **({"epoch_end": True} if info.epoch_end else {}),
             **self.context,
         }
@@ -329,6 +320,17 @@ def default_metrics() -> list[Metric]:
     the optimizer's stability threshold is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η
     for Adam), with that threshold."""
     return [StepStats(), Sharpness(schedule=budget_schedule(), tol=DEFAULT_SHARPNESS_TOL, plain="auto")]
+
+
+def _collect(run: Callable[[], Iterable | None]) -> tuple[list, NonFiniteError | None]:
+    """The rows a measurement yields, up to a numerical failure (then also the error): rows already measured
+    are kept."""
+    rows: list = []
+    try:
+        rows.extend(run() or ())
+    except NonFiniteError as err:
+        return rows, err
+    return rows, None
 
 
 def _detached(loss: Any) -> float | None:

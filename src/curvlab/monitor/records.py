@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from curvlab.errors import InputError, MissingInputFile
+from curvlab.files import atomic_write_text
 
 RECORDS_FILE = "records.jsonl"
 
@@ -79,6 +80,9 @@ class RecordWriter:
             sink.flush()
 
     def close(self) -> None:
+        """Flush, fsync and close; closing twice is harmless."""
+        if self._file is not None and self._file.closed:
+            return
         self.flush()
         if self._file is not None:
             os.fsync(self._file.fileno())
@@ -176,3 +180,11 @@ def load_records(run_dir: str | Path):
     import pandas as pd
 
     return pd.DataFrame(read_records(run_dir))
+
+
+def truncate_records(run_dir: str | Path, step: int) -> None:
+    """Keep the records of steps ≤ ``step`` (those written before a checkpoint at ``step``), atomically."""
+    path = Path(run_dir) / RECORDS_FILE
+    if path.exists():
+        kept = [r for r in read_records(run_dir) if r["step"] <= step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

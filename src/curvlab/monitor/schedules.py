@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Iterable
 
+from curvlab.checks import check_int, is_number
 from curvlab.errors import InputError, InputTypeError
 
 
@@ -50,8 +51,7 @@ class AnyOf(Schedule):
 
 class Every(Schedule):
     def __init__(self, k: int):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k: expected a positive integer, got {k!r}")
+        check_int(k, "k")
         self.k = k
 
     def due(self, step: int, epoch_end: bool = False) -> bool:
@@ -85,7 +85,7 @@ class CostClock:
     training clock starts at the first call."""
 
     def __init__(self, budget: float):
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < math.inf:
+        if not is_number(budget) or not 0 < budget < math.inf:
             raise InputError(f"budget: expected a positive fraction of the training time (e.g. 0.1), got {budget!r}")
         self.budget = float(budget)
         self.training = 0.0

@@ -12,24 +12,31 @@ from torch.optim import SGD, Adam, AdamW, RMSprop
 from curvlab.optim.adafactor import Adafactor
 from curvlab.optim.clipping import CoordinateClip, coordinate_clip, topk_threshold
 from curvlab.optim.heavy_ball import HeavyBall, NormalizedGD, SignDescent
+from curvlab.optim.introspection import (
+    StabilityThreshold,
+    diagonal_preconditioner,
+    learning_rate,
+    momentum_vector,
+    set_learning_rate,
+    stability_threshold,
+    update_rule,
+)
 from curvlab.optim.normalized_sgd import NormalizedSGD
-from curvlab.optim.preconditioner import diagonal_preconditioner
 from curvlab.optim.random_scaling import DeltaSGDM, RandomScaling
 from curvlab.optim.wrapper import OptimizerWrapper
+from curvlab.registry import Registry
 
-# The optimizers a config can name: name → (constructor, description); `curvlab list` prints them.
-OPTIMIZERS: dict[str, tuple[Callable[..., Any], str]] = {
-    "sgd": (SGD, "torch SGD (momentum, nesterov, dampening)"),
-    "adam": (Adam, "torch Adam (= Kunstner et al. 2023, Alg. 2)"),
-    "adamw": (AdamW, "torch AdamW"),
-    "rmsprop": (RMSprop, "torch RMSprop"),
-    "heavy_ball": (HeavyBall, "GD with heavy-ball momentum (Kunstner et al. 2023, Alg. 1)"),
-    "sign": (SignDescent, "sign descent with heavy-ball momentum"),
-    "normalized_gd": (NormalizedGD, "normalized GD with heavy-ball momentum"),
-    "normalized_sgd": (NormalizedSGD, "per-tensor normalized SGD (Pan & Li 2022, Alg. 2)"),
-    "adafactor": (Adafactor, "Adafactor (Pan & Li 2022, Alg. 3-4)"),
-    "delta_sgdm": (DeltaSGDM, "SGDM in Tran et al.'s Δ form"),
-}
+OPTIMIZERS: Registry[Callable[..., Any]] = Registry("optimizer", "optimizer")
+OPTIMIZERS.add("sgd", SGD, "torch SGD (momentum, nesterov, dampening)")
+OPTIMIZERS.add("adam", Adam, "torch Adam (= Kunstner et al. 2023, Alg. 2)")
+OPTIMIZERS.add("adamw", AdamW, "torch AdamW")
+OPTIMIZERS.add("rmsprop", RMSprop, "torch RMSprop")
+OPTIMIZERS.add("heavy_ball", HeavyBall, "GD with heavy-ball momentum (Kunstner et al. 2023, Alg. 1)")
+OPTIMIZERS.add("sign", SignDescent, "sign descent with heavy-ball momentum")
+OPTIMIZERS.add("normalized_gd", NormalizedGD, "normalized GD with heavy-ball momentum")
+OPTIMIZERS.add("normalized_sgd", NormalizedSGD, "per-tensor normalized SGD (Pan & Li 2022, Alg. 2)")
+OPTIMIZERS.add("adafactor", Adafactor, "Adafactor (Pan & Li 2022, Alg. 3-4)")
+OPTIMIZERS.add("delta_sgdm", DeltaSGDM, "SGDM in Tran et al.'s Δ form")
 
 __all__ = [
     "OPTIMIZERS",
@@ -45,7 +52,13 @@ __all__ = [
     "RMSprop",
     "RandomScaling",
     "SignDescent",
+    "StabilityThreshold",
     "coordinate_clip",
     "diagonal_preconditioner",
+    "learning_rate",
+    "momentum_vector",
+    "set_learning_rate",
+    "stability_threshold",
     "topk_threshold",
+    "update_rule",
 ]

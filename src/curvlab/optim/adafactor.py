@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from curvlab.optim._checks import check_lr, check_percent, check_positive
+from curvlab.checks import check_lr, check_percent, check_positive
 from curvlab.optim.base import ParamwiseOptimizer
 from curvlab.optim.clipping import coordinate_clip
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from curvlab.optim._checks import check_percent
+from curvlab.checks import check_percent
 from curvlab.optim.wrapper import OptimizerWrapper
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from curvlab.optim._checks import check_beta, check_lr
+from curvlab.checks import check_beta, check_lr
 from curvlab.optim.base import ParamwiseOptimizer
 
 

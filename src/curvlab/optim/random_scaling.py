@@ -19,8 +19,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from curvlab.errors import InputTypeError
-from curvlab.optim._checks import check_beta, check_lr
+from curvlab.checks import check_beta, check_lr, check_seed
 from curvlab.optim.base import ParamwiseOptimizer
 from curvlab.optim.wrapper import OptimizerWrapper
 
@@ -43,8 +42,7 @@ class RandomScaling(OptimizerWrapper):
 
     def __init__(self, optimizer: Optimizer, seed: int = 0, enabled: bool = True):
         super().__init__(optimizer)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InputTypeError(f"seed: expected an int, got {type(seed).__name__}")
+        check_seed(seed)
         self.enabled = enabled
         self.generator = torch.Generator().manual_seed(seed)
         self.scale = 1.0

@@ -14,7 +14,10 @@ from curvlab.optim.base import evaluate_closure
 
 class OptimizerWrapper:
     """Exposes ``param_groups``, ``state``, ``zero_grad`` and ``state_dict`` of the wrapped optimizer;
-    subclasses implement :meth:`_step` (called after the optional closure)."""
+    subclasses implement :meth:`_step` (called after the optional closure). ``chooses_lr_only`` says the
+    wrapper keeps the wrapped optimizer's update direction and only chooses η (a tuner)."""
+
+    chooses_lr_only = False
 
     def __init__(self, optimizer: Any):
         if not isinstance(optimizer, (Optimizer, OptimizerWrapper)):

@@ -11,10 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from curvlab.errors import InputError
+from curvlab import pages
 from curvlab.plotting import pyplot, save_figure  # noqa: F401  (re-exported for the reproductions)
-
-REGISTRY: dict[str, Reproduction] = {}
+from curvlab.registry import Registry
 
 
 @dataclass
@@ -35,15 +34,16 @@ class Reproduction:
     checks: Callable[[dict], list[Check]]  # the criterion, fixed before any run
 
 
+REGISTRY: Registry[Reproduction] = Registry("reproduction", "name", "curvlab reproduce --list")
+
+
 def register(reproduction: Reproduction) -> Reproduction:
-    REGISTRY[reproduction.name] = reproduction
-    return reproduction
+    """Add a reproduction to the registry (``curvlab reproduce --list`` reads it)."""
+    return REGISTRY.add(reproduction.name, reproduction, reproduction.claim)
 
 
 def reproduce(name: str, out_dir: str | Path, quick: bool = False) -> dict:
     """Run one reproduction, write numbers.json, verdict.txt and report.html; return the summary."""
-    if name not in REGISTRY:
-        raise InputError(f"name: unknown reproduction {name!r}; `curvlab reproduce --list` shows them")
     rep = REGISTRY[name]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,30 +75,19 @@ def _jsonable(x):
     return None if isinstance(x, float) and not math.isfinite(x) else str(x)
 
 
-def _page(rep: Reproduction, summary: dict, figures: list[str]) -> str:
-    import html
-
-    rows = "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>"
-        for k, v in summary["numbers"].items()
-        if not isinstance(v, (list, dict))
-    )
+def _page(rep: Reproduction, summary: dict, figure_names: list[str]) -> str:
+    numbers = {k: v for k, v in summary["numbers"].items() if not isinstance(v, (list, dict))}
     checks = "".join(
-        f"<li>{'✔' if c['passed'] else '✘'} {html.escape(c['description'])}</li>" for c in summary["checks"]
-    )
-    imgs = "".join(
-        f'<figure><img src="{html.escape(f)}" alt="{html.escape(f)}" style="max-width:560px"></figure>' for f in figures
+        f"<li>{'✔' if c['passed'] else '✘'} {pages.text(c['description'])}</li>" for c in summary["checks"]
     )
     verdict = "Reproduced" if summary["reproduced"] else "Did not reproduce at this scale"
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(rep.name)}</title></head>"
-        f"<body style='font-family:sans-serif;max-width:1000px;margin:2em auto'><h1>{html.escape(rep.name)}</h1>"
-        f"<p><b>Claim.</b> {html.escape(rep.claim)}</p><p><b>Source.</b> {html.escape(rep.source)}</p>"
-        f"<p><b>Setting.</b> {html.escape(rep.setting)}{' (quick variant)' if summary['quick'] else ''}</p>"
-        f"<h2>Verdict</h2><p><b>{verdict}</b></p><ul>{checks}</ul>"
-        f"<h2>Numbers</h2><table border=1 cellpadding=4>{rows}</table>{imgs}</body></html>"
+    intro = (
+        f"<p><b>Claim.</b> {pages.text(rep.claim)}</p><p><b>Source.</b> {pages.text(rep.source)}</p>"
+        f"<p><b>Setting.</b> {pages.text(rep.setting)}{' (quick variant)' if summary['quick'] else ''}</p>"
     )
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    sections = [
+        ("Verdict", f"<p><b>{verdict}</b></p><ul>{checks}</ul>"),
+        ("Numbers", pages.table([{"quantity": k, "value": v} for k, v in numbers.items()])),
+        ("Figures", pages.figures(figure_names)),
+    ]
+    return pages.page(rep.name, sections, intro)

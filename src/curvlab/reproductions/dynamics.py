@@ -7,6 +7,7 @@ and y = ηλ − 2. CDAT two-eigenvalue model (eqs. 9–10): g_{t+1} = (1 − η
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from statistics import median
 
@@ -42,14 +43,10 @@ def cdat_model(
 
 
 def steps_to_divergence(traj: dict) -> int | None:
-    import math
-
     return next((i for i, p in enumerate(traj["p"]) if not math.isfinite(p) or p > 1e6), None)
 
 
 def run(out: Path, quick: bool) -> dict:
-    import math
-
     steps = 100  # the horizon of Fig. 4 (≈10² steps); the model is cheap, so quick runs it too
     start = dict(lam0=1.9, x0=math.sqrt(3e-2 / 3e-1))  # near the model's equilibrium p* = a/b (App. C.5 gives no start)
     const = self_stabilization(a=3e-2, b=3e-1, eta0=1.0, steps=steps, rule="constant", **start)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from curvlab.core.objective import Objective
 from curvlab.data import load_dataset
 from curvlab.geometry import gradient_noise, qq_gaussian
 from curvlab.losses import cross_entropy
@@ -32,9 +33,8 @@ def run_noise(out: Path, quick: bool) -> dict:
         ("language", text, "transformer", {"size": "tiny"}, 16),
     ):
         model = build_model(model_name, data, seed=0, **options)
-        res = gradient_noise(
-            model, cross_entropy, (data.x_train, data.y_train), batch_size=batch, n_batches=n_batches, seed=0
-        )
+        pool = (data.x_train, data.y_train)
+        res = gradient_noise(Objective(model, cross_entropy, pool), pool, batch_size=batch, n_batches=n_batches)
         results[name] = res
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))

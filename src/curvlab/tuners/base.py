@@ -1,11 +1,17 @@
 """Learning-rate tuners that wrap any base optimizer (definitions §7), composed like optax transformations.
 
+A tuner is a torch optimizer: ``tuner.step(closure)`` with the closure of ``torch.optim`` (it zeroes the
+gradients, evaluates the batch loss, calls ``backward`` and returns the loss), so a tuner takes the same
+step path as every other optimizer — gradient accumulation, data-parallel all-reduce, clipping wrappers.
+Rules that need uᵀHu call ``closure(create_graph=True)``, which must pass ``create_graph`` on to
+``backward``; :func:`make_closure` builds such a closure from a function returning the loss.
+
 Each step:
-1. ``closure()`` returns the loss on the step's batch (do *not* call backward): the tuner takes the
-   gradient itself, keeping the graph when its rule needs uᵀHu.
+1. ``closure()`` gives the loss and g = ∇f(w) (in ``p.grad``).
 2. u_t is the base optimizer's update at unit learning rate: the group learning rates are set to 1,
    the base optimizer steps once (its state advances exactly once), u = x_new − x, and x is restored.
-3. The rule picks η_t from the quantities it needs; x_{t+1} = x_t + η_t u_t.
+3. The rule picks η_t and writes it into the param groups (they own the learning rate, as for every
+   optimizer); x_{t+1} = x_t + η_t u_t.
 
 Extra evaluations (the loss at trial points, gradients, HVPs) replay the RNG state of the step's own
 evaluation, so dropout masks match the step's batch, and afterwards the training RNG stream and the
@@ -16,52 +22,92 @@ model's buffers (BatchNorm statistics; pass ``model=``) are exactly as the step'
 from __future__ import annotations
 
 import contextlib
+import inspect
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from curvlab.core.hvp import hvp_from_grads
 from curvlab.core.state import preserved_rng, untracked_batchnorm
 from curvlab.errors import InputError, InputTypeError
+from curvlab.optim.introspection import learning_rate, set_learning_rate
 from curvlab.optim.wrapper import OptimizerWrapper
 
-Closure = Callable[[], Tensor]
+Closure = Callable[..., Tensor]
+
+
+def make_closure(compute_loss: Callable[[], Tensor], optimizer: Any) -> Closure:
+    """The torch closure for ``compute_loss()``: zero the gradients, evaluate, backward (keeping the graph
+    when called with ``create_graph=True``), return the loss."""
+
+    def closure(create_graph: bool = False) -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = compute_loss()
+        _check_loss(loss)
+        if not loss.requires_grad:
+            raise InputError("closure: the loss does not depend on the parameters (was it detached?)")
+        loss.backward(create_graph=create_graph)
+        return loss
+
+    return closure
 
 
 class Tuner(OptimizerWrapper):
     """Base class: subclasses implement ``choose_lr()`` using the helpers below."""
+
+    chooses_lr_only = True
+    needs_curvature = False  # True when the rule asks for uᵀHu (the closure must accept create_graph)
 
     def __init__(self, optimizer: Any, model: nn.Module | None = None):
         super().__init__(optimizer)
         if model is not None and not isinstance(model, nn.Module):
             raise InputTypeError(f"model: expected an nn.Module or None, got {type(model).__name__}")
         self.model = model
-        self.lr = float("nan")
         self.stats: dict[str, float] = {}
+
+    @property
+    def lr(self) -> float:
+        """η of the last step (the param groups' learning rate)."""
+        return learning_rate(self)
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        set_learning_rate(self, float(value))
 
     # ----- the step ---------------------------------------------------------------------------------
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
         if closure is None or not callable(closure):
-            raise InputTypeError("closure: a tuner needs closure() returning the batch loss (without backward)")
+            raise InputTypeError(
+                "closure: a tuner needs closure() that zeroes the gradients, evaluates the batch loss, calls "
+                "backward and returns the loss (curvlab.tuners.make_closure builds one)"
+            )
+        if self.needs_curvature and "create_graph" not in inspect.signature(closure).parameters:
+            raise InputTypeError(
+                f"closure: {type(self).__name__} needs uᵀHu, so the closure must accept create_graph and pass it "
+                "to backward (curvlab.tuners.make_closure builds one)"
+            )
         self._closure = closure
         self._params = self.params()
         self._rng_before = torch.get_rng_state()
         self._graph_grads = None
-        loss, self._grads = self._evaluate(create_graph=False)
+        loss, self._grads = self._evaluate()
         self._buffers = [b.detach().clone() for b in self.model.buffers()] if self.model is not None else []
-        self.loss = float(loss.detach())
+        self.loss = float(loss)
         self.stats = {"loss": self.loss, "extra_loss_evals": 0, "extra_grad_evals": 0, "extra_hvps": 0}
         self._x = [p.detach().clone() for p in self._params]
         self._u = self._unit_update()
         try:
-            eta = self.lr = float(self.choose_lr())
+            eta = float(self.choose_lr())
         finally:
             self._graph_grads = None  # free the retained graph
-        self.stats["lr"] = eta
+        self.lr = self.stats["lr"] = eta
         self.after_step()  # may evaluate at w + ηu (restoring w) and set the next step's η
         self._move_to(eta)
-        return loss.detach()
+        self._set_grads(self._grads)  # p.grad holds the step's gradient, as after any optimizer step
+        return loss
 
     def choose_lr(self) -> float:
         raise NotImplementedError
@@ -86,28 +132,23 @@ class Tuner(OptimizerWrapper):
         if self._graph_grads is None:
             self._build_graph()
         self.stats["extra_hvps"] += 1
-        pairs = [(g, v) for g, v in zip(self._graph_grads, vs) if g.requires_grad]
-        if not pairs:
-            return [torch.zeros_like(p) for p in self._params]
-        outs, dirs = zip(*pairs)
-        hv = torch.autograd.grad(outs, self._params, grad_outputs=dirs, retain_graph=True, allow_unused=True)
-        return [torch.zeros_like(p) if h is None else h for h, p in zip(hv, self._params)]
+        return hvp_from_grads(self._graph_grads, self._params, vs, retain_graph=True)
 
     def quad_u(self) -> float:
         """uᵀ∇²f(w)u as ⟨u, Hu⟩ (definitions §7: never a formula wrong through normalisation layers)."""
         return float(sum((u * h).sum() for u, h in zip(self._u, self.hvp(self._u))))
 
     def loss_at(self, eta: float) -> float:
-        """f(w + ηu) on the step's batch; x and the training state are restored afterwards."""
+        """f(w + ηu) on the step's batch (one closure call); x and the training state are restored afterwards."""
         self.stats["extra_loss_evals"] += 1
-        with self._at(eta), torch.no_grad():
-            return float(self._closure())
+        with self._at(eta):
+            return float(self._evaluate()[0])
 
     def grad_at(self, eta: float) -> list[Tensor]:
         """∇f(w + ηu) on the step's batch."""
         self.stats["extra_grad_evals"] += 1
         with self._at(eta):
-            return [g.detach() for g in self._evaluate(create_graph=False)[1]]
+            return self._evaluate()[1]
 
     # ----- internals ----------------------------------------------------------------------------------
     def _build_graph(self) -> None:
@@ -115,9 +156,13 @@ class Tuner(OptimizerWrapper):
         ``model``) uses batch statistics without touching its running buffers."""
         self.stats["extra_grad_evals"] += 1
         untracked = untracked_batchnorm(self.model) if self.model is not None else contextlib.nullcontext()
-        with preserved_rng(), untracked:
+        with preserved_rng(), untracked, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Using backward.. with create_graph=True")  # broken below
             torch.set_rng_state(self._rng_before)
-            self._evaluate(create_graph=True)
+            self._closure(create_graph=True)
+            self._graph_grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self._params]
+        for p in self._params:  # p.grad ↔ p reference cycle of create_graph: cut it
+            p.grad = None
 
     def _restore_buffers(self) -> None:
         if self.model is not None:
@@ -125,26 +170,23 @@ class Tuner(OptimizerWrapper):
                 for b, saved in zip(self.model.buffers(), self._buffers):
                     b.copy_(saved)
 
-    def _evaluate(self, create_graph: bool) -> tuple[Tensor, list[Tensor]]:
+    def _evaluate(self) -> tuple[Tensor, list[Tensor]]:
+        """One closure call: the loss (detached) and the gradient it left in ``p.grad``."""
         with torch.enable_grad():
             loss = self._closure()
-            if not isinstance(loss, Tensor) or loss.numel() != 1:
-                raise InputError("closure: must return the scalar batch loss")
-            if not loss.requires_grad:
-                raise InputError("closure: the loss does not depend on the parameters (was it detached?)")
-            grads = torch.autograd.grad(loss, self._params, create_graph=create_graph, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, self._params)]
-        if create_graph:
-            self._graph_grads = grads
-        return loss, grads
+        _check_loss(loss)
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in self._params]
+        return loss.detach(), grads
+
+    def _set_grads(self, grads: list[Tensor]) -> None:
+        for p, g in zip(self._params, grads):
+            p.grad = g.clone()
 
     def _unit_update(self) -> list[Tensor]:
         lrs = [group["lr"] for group in self.param_groups]
         try:
-            for group in self.param_groups:
-                group["lr"] = 1.0
-            for p, g in zip(self._params, self._grads):
-                p.grad = g.detach().clone()
+            set_learning_rate(self, 1.0)
+            self._set_grads(self._grads)
             self.optimizer.step()
             with torch.no_grad():
                 u = [p.detach() - x for p, x in zip(self._params, self._x)]
@@ -174,8 +216,7 @@ class Tuner(OptimizerWrapper):
                     p.copy_(x)
             self._restore_buffers()
 
-    def _extra_state(self) -> dict:
-        return {"lr": self.lr}
 
-    def _load_extra_state(self, state_dict: dict) -> None:
-        self.lr = state_dict["lr"]
+def _check_loss(loss: Any) -> None:
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
+        raise InputError("closure: must return the scalar batch loss")

@@ -11,9 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from curvlab.checks import check_beta, check_int, check_lr, check_positive
+from curvlab.core.params import split_flat
 from curvlab.errors import InputError
-from curvlab.linalg import LinearOperator, eigs
-from curvlab.optim._checks import check_beta, check_lr, check_positive
+from curvlab.linalg import LinearOperator, eigs, symmetric_scaling
+from curvlab.optim.introspection import diagonal_preconditioner
 from curvlab.tuners.base import Tuner
 
 
@@ -38,9 +40,7 @@ class Linesearch(Tuner):
             raise InputError(f"c_minus: expected a number in (0, 1), got {c_minus!r}")
         self.c_minus = c_minus
         self.delta = check_lr(delta, "delta")
-        if isinstance(max_backtracks, bool) or not isinstance(max_backtracks, int) or max_backtracks < 0:
-            raise InputError(f"max_backtracks: expected an integer ≥ 0, got {max_backtracks!r}")
-        self.max_backtracks = max_backtracks
+        self.max_backtracks = check_int(max_backtracks, "max_backtracks", 0)
         self.lr = 1.0
 
     def initial_lr(self) -> float:
@@ -66,6 +66,8 @@ class CDAT(Tuner):
     """Curvature-dynamics aware tuning: η = σ n/d, n = max(−gᵀu, 0), d = |uᵀHu| + ε, with
     optional EMAs n̄ = β n̄ + (1−β) n and d̄ likewise (started at 0; the ratio needs no bias correction).
     σ = 1 is the quadratically greedy rule, σ = 2 "on edge"."""
+
+    needs_curvature = True
 
     def __init__(
         self, optimizer: Any, sigma: float = 2.0, beta: float = 0.0, eps: float = 1e-12, model: nn.Module | None = None
@@ -148,6 +150,8 @@ class EdgeRule(Tuner):
     """η = σ / λ_max(∇²f) — or of P^{-1/2} ∇²f P^{-1/2} with P the base optimizer's diagonal
     preconditioner (``preconditioned=True``), λ_max by Lanczos on the step's batch."""
 
+    needs_curvature = True
+
     def __init__(
         self,
         optimizer: Any,
@@ -163,22 +167,17 @@ class EdgeRule(Tuner):
         self._v0 = None
 
     def choose_lr(self) -> float:
-        from curvlab.optim.preconditioner import diagonal_preconditioner
-
         shapes = [p.shape for p in self._params]
-        sizes = [p.numel() for p in self._params]
-        scale = None
-        if self.preconditioned:
-            scale = torch.cat([d.reshape(-1) for d in diagonal_preconditioner(self.optimizer, self._params)]).rsqrt()
-
-        def matvec(v):
-            w = v if scale is None else scale * v
-            parts = [t.view(s) for t, s in zip(torch.split(w, sizes), shapes)]
-            out = torch.cat([h.reshape(-1) for h in self.hvp(parts)])
-            return out if scale is None else scale * out
-
         first = self._params[0]
-        op = LinearOperator(matvec, sum(sizes), dtype=first.dtype, device=first.device)
+        op = LinearOperator(
+            lambda v: torch.cat([h.reshape(-1) for h in self.hvp(split_flat(v, shapes))]),
+            sum(p.numel() for p in self._params),
+            dtype=first.dtype,
+            device=first.device,
+        )
+        if self.preconditioned:
+            diag = diagonal_preconditioner(self.optimizer, self._params)
+            op = symmetric_scaling(op, torch.cat([d.reshape(-1) for d in diag]).rsqrt())
         result = eigs(op, tol=self.tol, v0=self._v0)
         self._v0 = result.eigenvectors[:, 0]
         lam = float(result.eigenvalues[0])
