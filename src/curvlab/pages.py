@@ -29,10 +29,17 @@ def table(rows: Sequence[dict]) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def figures(paths: Iterable[Any]) -> str:
-    """Each figure (a path relative to the page) embedded with its name as the caption."""
+def items(sentences: Iterable[str]) -> str:
+    """Sentences as a bulleted list."""
+    return "<ul>" + "".join(f"<li>{text(x)}</li>" for x in sentences) + "</ul>"
+
+
+def figures(paths: Iterable[Any], width: int | None = None) -> str:
+    """Each figure (a path relative to the page) embedded with its name as the caption; ``width`` (pixels) lets a
+    wide figure be shown wider than the default."""
+    size = f' style="max-width:{width}px"' if width else ""
     return "\n".join(
-        f'<figure><img src="{html.escape(str(p))}" alt="{html.escape(_stem(p))}">'
+        f'<figure><img src="{html.escape(str(p))}" alt="{html.escape(_stem(p))}"{size}>'
         f"<figcaption>{html.escape(_stem(p))}</figcaption></figure>"
         for p in paths
     )

@@ -168,19 +168,9 @@ def checked_finite(product: Tensor, quantity: str, loss: Callable[[], float] | N
     on to a solver as a number."""
     if torch.isfinite(product).all():
         return product
-    dtype = low_precision_dtype()
-    if dtype is not None:
-        remedy = (
-            f"the products ran under {dtype} autocast, whose range second derivatives overflow long before float32's; "
-            "measure in float32 (call curvlab outside the autocast context)"
-        )
-    elif product.dtype in LOW_PRECISION:
-        remedy = (
-            f"the model's parameters are {product.dtype}, whose range second derivatives overflow long before "
-            "float32's; measure on a float32 copy of the model (copy.deepcopy(model).float())"
-        )
-    else:
-        remedy = "the loss or its derivatives are not finite at these parameters: has the run diverged?"
+    remedy = _low_precision_remedy(product.dtype) or (
+        "the loss or its derivatives are not finite at these parameters: has the run diverged?"
+    )
     where = "at the model's current parameters"
     if loss is not None:
         where += f", where the loss is {_loss_or_error(loss)}"
@@ -192,12 +182,30 @@ def checked_loss(loss: Tensor, quantity: str) -> Tensor:
     ±inf (a diverged model, a NaN in the data) is a :class:`NonFiniteError`, not a number."""
     if bool(torch.isfinite(loss.detach()).all()):
         return loss
+    remedy = f"no {quantity} is measured where the loss is not finite"
+    low_precision = _low_precision_remedy(loss.dtype)
     raise NonFiniteError(
         "loss",
         "at the model's current parameters",
         nonfinite_detail(loss.detach()),
-        f"no {quantity} is measured where the loss is not finite",
+        f"{remedy}; {low_precision}" if low_precision else remedy,
     )
+
+
+def _low_precision_remedy(dtype: torch.dtype) -> str | None:
+    """Why a value can overflow where float32 would not (autocast, or half-precision parameters), or None."""
+    autocast = low_precision_dtype()
+    if autocast is not None:
+        return (
+            f"the products ran under {autocast} autocast, whose range second derivatives overflow long before "
+            "float32's; measure in float32 (call curvlab outside the autocast context)"
+        )
+    if dtype in LOW_PRECISION:
+        return (
+            f"the model's parameters are {dtype}, whose range second derivatives overflow long before "
+            "float32's; measure on a float32 copy of the model (copy.deepcopy(model).float())"
+        )
+    return None
 
 
 def _loss_or_error(loss: Callable[[], float]) -> str:

@@ -1,5 +1,5 @@
 """The edge of stability read off a run's records: did the sharpness the optimizer's threshold is about rise to
-that threshold and hover there while the loss kept falling (definitions §2; Cohen et al. 2021, 2022)?
+that threshold and hover there while the loss kept falling (definitions §9; Cohen et al. 2021, 2022)?
 
 One owner for the verdict that the quickstart's report, ``curvlab report`` and the edge reproductions state:
 :func:`edge_summary` computes it from the ``ratio_to_threshold`` rows (λ / threshold: η·λ1 / 2 for GD, the

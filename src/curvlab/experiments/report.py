@@ -12,6 +12,7 @@ import torch
 
 from curvlab import pages
 from curvlab.errors import MissingInputFile
+from curvlab.experiments.edge import BAND, EdgeSummary, edge_summary
 from curvlab.geometry import qq_gaussian
 from curvlab.monitor.records import load_records
 from curvlab.plotting import pyplot, save_figure
@@ -59,15 +60,6 @@ def _figure_sharpness(runs, ax):
         ax.set_ylabel("eigenvalue"),
         ax.set_title("Sharpness and the edge of stability"),
     )
-
-
-def _figure_lr_sharpness(runs, ax):
-    for name, df in runs.items():
-        s = _series(df, "lr_times_sharpness")
-        if len(s):
-            ax.plot(s.step, s.value, label=name)
-    ax.axhline(2.0, color="k", ls="--", lw=0.8, label="2")
-    ax.set_xlabel("step"), ax.set_ylabel("η·λ1"), ax.set_title("η·λ1 (GD is stable below 2)")
 
 
 def _figure_step_norms(runs, ax):
@@ -222,7 +214,6 @@ def _figure_noise_qq(runs, ax):
 FIGURE_KINDS = [
     ("loss", "loss", _figure_loss),
     ("sharpness", "sharpness", _figure_sharpness),
-    ("lr_times_sharpness", "lr_times_sharpness", _figure_lr_sharpness),
     ("step_norms", "grad_norm", _figure_step_norms),
     ("critical_sharpness", "critical_sharpness", _figure_critical),
     ("curvatures", "top_eigenvalue", _figure_curvatures),
@@ -244,9 +235,11 @@ DRAWN_GROUPS |= {"directional", "density", "noise"}
 
 
 def make_figures(runs: dict[str, Any], out_dir: Path) -> list[Path]:
-    """One PNG per figure kind that at least one run has data for, then one per other metric group."""
+    """One PNG per figure kind that at least one run has data for, then one per other metric group; the edge of
+    stability first, when a run measured its stability threshold."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
+    edges = [e for e in (edge_summary(name, df) for name, df in runs.items()) if e is not None]
+    paths = [_edge_figure(edges, out_dir / "edge_of_stability.png")] if edges else []
     for name, needed, draw in FIGURE_KINDS:
         if any((df.metric == needed).any() for df in runs.values()):
             paths.append(_draw(draw, runs, out_dir / f"{name}.png"))
@@ -257,6 +250,23 @@ def make_figures(runs: dict[str, Any], out_dir: Path) -> list[Path]:
                 _draw(lambda runs, ax, g=group, s=series: _figure_group(g, s, ax), runs, out_dir / f"{group}.png")
             )
     return paths
+
+
+def _edge_figure(edges: list[EdgeSummary], path: Path) -> Path:
+    """One column per run: the sharpness its threshold is about, on the threshold's scale (η·λ1 against 2 for GD,
+    the preconditioned λ1 / (38/η) against 1 for Adam) with the ±10% band, and the training loss below it."""
+    fig, axes = pyplot().subplots(2, len(edges), figsize=(5.5 * len(edges), 6), sharex="col", squeeze=False)
+    for edge, (top, bottom) in zip(edges, axes.T):
+        lo, hi = (b * edge.scale for b in BAND)
+        top.axhspan(lo, hi, color="tab:red", alpha=0.1, label="±10% of the threshold")
+        top.axhline(edge.scale, color="tab:red", ls="--", lw=1, label="stability threshold")
+        top.plot(edge.steps, edge.values, marker=".", color="C0", label=edge.label)
+        if edge.first_at_edge is not None:
+            top.axvline(edge.steps[edge.first_at_edge], color="k", lw=0.6, ls=":", label="first at the edge")
+        top.set_ylabel(edge.label), top.set_title(f"{edge.run}: {edge.label}"), top.legend(fontsize=7)
+        bottom.plot(edge.loss_steps, edge.losses, color="C1", lw=0.9)
+        bottom.set_yscale("log"), bottom.set_xlabel("step"), bottom.set_ylabel("training loss")
+    return save_figure(fig, path)
 
 
 def _draw(draw: Any, runs: dict[str, Any], path: Path) -> Path:
@@ -304,10 +314,14 @@ def key_numbers(name: str, run_dir: Path, df: Any) -> dict[str, Any]:
     sharp = _series(df, "sharpness", index=1)
     if len(sharp):
         row["final λ1"] = float(sharp.value.iloc[-1])
-    edge = _series(df, "lr_times_sharpness")
-    if len(edge):
-        tail = edge.value.iloc[-max(1, len(edge) // 5) :]
-        row["median η·λ1, last 20%"] = float(tail.median())
+    edge = edge_summary(name, df)
+    if edge is not None:
+        i = edge.first_at_edge
+        row["edge quantity"] = edge.label
+        row["first value"] = edge.values[0]
+        row["first at the edge (step)"] = edge.steps[i] if i is not None else "never"
+        row["share within ±10% after"] = edge.within_band
+        row["edge of stability"] = "yes" if edge.at_the_edge else "no"
     return row
 
 
@@ -321,13 +335,19 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
     runs = {d.name: load_records(d) for d in run_dirs}
     figures = make_figures(runs, out / FIGURES)
     numbers = [key_numbers(name, d, df) for (name, df), d in zip(runs.items(), run_dirs)]
-    page = _html(title or " vs ".join(runs), numbers, [f.relative_to(out) for f in figures])
+    findings = [e.sentence() for e in (edge_summary(name, df) for name, df in runs.items()) if e is not None]
+    page = _html(title or " vs ".join(runs), findings, numbers, [f.relative_to(out) for f in figures])
     (out / "report.html").write_text(page)
     return out / "report.html"
 
 
-def _html(title: str, numbers: list[dict], figure_paths: list[Path]) -> str:
-    return pages.page(title, [("Key numbers", pages.table(numbers)), ("Figures", pages.figures(figure_paths))])
+def _html(title: str, findings: list[str], numbers: list[dict], figure_paths: list[Path]) -> str:
+    """The findings (with the edge-of-stability figure, wide) first, then the key numbers, then the other figures."""
+    edge = [p for p in figure_paths if p.stem == "edge_of_stability"]
+    sections = [("Findings", pages.items(findings) + pages.figures(edge, width=1050))] if findings else []
+    others = [p for p in figure_paths if p not in edge or not findings]
+    sections += [("Key numbers", pages.table(numbers)), ("Figures", pages.figures(others))]
+    return pages.page(title, sections)
 
 
 def write_sweep_report(summary: dict, sweep_dir: str | Path) -> Path:
@@ -387,6 +407,6 @@ def write_sweep_report(summary: dict, sweep_dir: str | Path) -> Path:
         figures.append(save_figure(fig, sweep_dir / FIGURES / "ladder.png"))
     else:
         numbers = [{k: v for k, v in r.items()} for r in summary["runs"]]
-    page = _html(f"Sweep: {summary['kind']}", numbers, [f.relative_to(sweep_dir) for f in figures])
+    page = _html(f"Sweep: {summary['kind']}", [], numbers, [f.relative_to(sweep_dir) for f in figures])
     (sweep_dir / "report.html").write_text(page)
     return sweep_dir / "report.html"
