@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="reproduce a paper's finding, with a verdict computed from the data")
     rep.add_argument("name", nargs="?", help="which reproduction (see --list)")
     rep.add_argument("--list", action="store_true", help="list the reproductions with their claims")
-    rep.add_argument("--quick", action="store_true", help="the small variant (≤ 2 minutes)")
-    rep.add_argument("--out", type=Path, help="output folder (default runs/reproduce/<name>)")
+    rep.add_argument("--quick", action="store_true", help="the small variant on one seed (≤ 2 minutes)")
+    rep.add_argument("--seeds", type=int, nargs="+", help="the seeds to run (default 0 1 2; --quick: 0)")
+    rep.add_argument("--out", type=Path, help="output folder (default runs/reproduce/<name>); a rerun resumes")
 
     quick = sub.add_parser("quickstart", help="the main job: GD vs Adam on MNIST with sharpness against the edge")
     quick.add_argument("--out", type=Path, default=Path("runs/quickstart"))
@@ -223,7 +224,11 @@ def _reproduce(args, parser) -> int:
         return 0
     if not args.name:
         parser.error("reproduce: give a NAME or --list")
-    summary = reproduce(args.name, args.out or Path("runs/reproduce") / args.name, quick=args.quick)
+    out = args.out or Path("runs/reproduce") / args.name
+    seeds = tuple(args.seeds) if args.seeds else None
+    if seeds is not None and any(seed < 0 for seed in seeds):
+        raise InputError(f"--seeds: expected non-negative integers, got {list(seeds)}")
+    summary = reproduce(args.name, out, quick=args.quick, seeds=seeds)
     print(summary["verdict"])
     return 0
 

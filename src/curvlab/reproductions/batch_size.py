@@ -4,7 +4,6 @@ powers; 3 seeds; the max over seeds of the final training loss; diverged = +∞)
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 from curvlab.experiments.config import validate
@@ -35,42 +34,50 @@ def _base(opt: dict, steps: int, n_seq: int) -> dict:
     )
 
 
-def run(out: Path, quick: bool) -> dict:
+def run(out: Path, quick: bool, seed: int) -> dict:
     steps, n_seq = (20, 64) if quick else (60, 128)
     sizes = {"S": 16, "Full": "full"} if quick else {"S": 16, "M": 32, "L": 64, "Full": "full"}
-    seeds = [0] if quick else [0, 1, 2]
     powers = [-3, -2, -1] if quick else [-3, -2, -1, 0]
     best: dict[str, dict[str, float]] = {}
     for label, opt in OPTIMIZERS.items():
         use = sizes if not label.endswith("-m") else {"S": 16, "Full": "full"}
         sweep = {
             "kind": "lr_search",
-            "seeds": seeds,
+            "seeds": [seed],  # one seed per reproduction seed: the three seeds are the reproduction's
             "lr_powers": powers,
             "values": {"train.batch_size": list(use.values())},
             "workers": 1 if quick else 2,
             "executor": "process",
             "quiet": True,
         }
-        summary = run_sweep(
-            copy.deepcopy(_base(opt, steps, n_seq)), sweep, out / "sweeps" / label.replace("+", "_p").replace("-", "_m")
-        )
+        base = _base(opt, steps, n_seq)
+        base["seed"] = seed
+        summary = run_sweep(base, sweep, out / "sweeps" / label.replace("+", "_p").replace("-", "_m"))
         by_size = {str(r["settings"]["train.batch_size"]): r["best_score"] for r in summary["results"]}
         best[label] = {name: by_size[str(size)] for name, size in use.items()}
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label in ("sgd+m", "normalized+m", "sign+m", "adam"):
-        ax.plot(list(best[label]), list(best[label].values()), marker="o", label=label)
-    (
-        ax.set_yscale("log"),
-        ax.set_xlabel("batch size"),
-        ax.set_ylabel("final training loss (best step size, max over seeds)"),
-    )
-    ax.set_title("The Adam–SGD gap grows with batch size"), ax.legend(fontsize=8)
-    save_figure(fig, out / "batch_size.png")
     numbers = {f"{label}_{size}": value for label, values in best.items() for size, value in values.items()}
-    numbers.update({"steps": steps, "sequences": n_seq, "seeds": len(seeds)})
+    numbers.update({"steps": steps, "sequences": n_seq, "best": best})
     return numbers
+
+
+def figures(out: Path, per_seed: dict[int, dict]) -> None:
+    colors = {label: f"C{i}" for i, label in enumerate(("sgd+m", "normalized+m", "sign+m", "adam"))}
+    fig, ax = pyplot().subplots(figsize=(7, 4))
+    for k, (seed, n) in enumerate(per_seed.items()):
+        for label, color in colors.items():
+            values = n["best"][label]
+            ax.plot(
+                list(values),
+                list(values.values()),
+                marker="o",
+                color=color,
+                alpha=0.8,
+                ls=("-", "--", ":")[k % 3],
+                label=f"{label} (seed {seed})",
+            )
+    ax.set_yscale("log"), ax.set_xlabel("batch size"), ax.set_ylabel("final training loss (best step size)")
+    ax.set_title("The Adam–SGD gap grows with batch size"), ax.legend(fontsize=6, ncol=2)
+    save_figure(fig, out / "batch_size.png")
 
 
 def checks(n: dict) -> list[Check]:
@@ -114,9 +121,10 @@ register(
         setting="tiny causal transformer (2×64) on word-level King James Bible (vocabulary 500, 128 sequences of 32); "
         "batch 16, 32, 64 and "
         "full; 60 steps each; step size per optimizer and batch size by definitions §9's grid search (10^-3…10^0, "
-        "then half powers; 3 seeds; "
-        "max over seeds of the final full-training-set loss)",
+        "then half powers) on the final full-training-set loss, run once per reproduction seed (the paper takes "
+        "the max over 3 seeds inside each search; here each of the 3 seeds is a separate verdict)",
         run=run,
         checks=checks,
+        figures=figures,
     )
 )

@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
-from curvlab.reproductions.training import run_config, series
+from curvlab.reproductions.training import run_config, seed_colors, series
 
 SGD_LRS = (0.1, 0.3, 1.0)
 REDUCERS = ("adam", "normalized_sgd", "sgd_clip")
 
 
-def _lm_config(name: str, optimizer: dict, steps: int, n_seq: int, monitor: dict) -> dict:
+def _lm_config(name: str, optimizer: dict, steps: int, n_seq: int, monitor: dict, seed: int) -> dict:
     return {
         "name": name,
-        "seed": 0,
+        "seed": seed,
         "data": {
             "name": "kjv",
             "level": "word",
@@ -35,15 +35,13 @@ def _sgd(lr: float, clip: bool = False) -> dict:
     return {**opt, "clip_percent": 5} if clip else opt
 
 
-def run(out: Path, quick: bool) -> dict:
+def run(out: Path, quick: bool, seed: int) -> dict:
     steps, n_seq = (80, 256) if quick else (300, 1024)
     every = 20 if quick else 30
     ratios, numbers = {}, {}
     for traj, opt in (("sgd_trajectory", _sgd(0.3)), ("adam_trajectory", {"name": "adam", "lr": 1e-3})):
-        df = run_config(
-            _lm_config(traj, opt, steps, n_seq, {"metrics": ["directional"], "schedules": {"directional": every}}),
-            out / traj,
-        )
+        monitor = {"metrics": ["directional"], "schedules": {"directional": every}}
+        df = run_config(_lm_config(traj, opt, steps, n_seq, monitor, seed), out / traj)
         rows = df[df.metric == "sharpness_ratio_to_sgd"]
         ratios[traj] = {
             name: float(group.value.mean()) for name, group in rows.groupby("optimizer") if name != "actual"
@@ -54,28 +52,35 @@ def run(out: Path, quick: bool) -> dict:
     for clip in (False, True):
         for lr in SGD_LRS:
             name = f"{'sgd_clip' if clip else 'sgd'}_lr{lr}"
-            df = run_config(
-                _lm_config(
-                    name,
-                    _sgd(lr, clip),
-                    steps,
-                    n_seq,
-                    {"metrics": ["full_batch"], "schedules": {"full_batch": [steps]}},
-                ),
-                out / name,
-            )
+            monitor = {"metrics": ["full_batch"], "schedules": {"full_batch": [steps]}}
+            df = run_config(_lm_config(name, _sgd(lr, clip), steps, n_seq, monitor, seed), out / name)
             _, loss = series(df, "loss_full")
             finals[name] = loss[-1] if loss else float("inf")
     numbers["best_sgd_final_loss"] = min(v for k, v in finals.items() if k.startswith("sgd_lr"))
     numbers["best_sgd_clip_final_loss"] = min(v for k, v in finals.items() if k.startswith("sgd_clip"))
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-    for ax, (traj, r) in zip(axes, ratios.items()):
-        names = sorted(r, key=r.get)
-        ax.barh(names, [r[n] for n in names]), ax.set_xscale("log"), ax.axvline(1, color="k", lw=0.8)
+    numbers["ratios"] = ratios
+    return numbers
+
+
+def figures(out: Path, per_seed: dict[int, dict]) -> None:
+    colors = seed_colors(per_seed)
+    fig, axes = pyplot().subplots(1, 2, figsize=(12, 3.8))
+    width = 0.8 / len(per_seed)
+    for ax, traj in zip(axes, ("sgd_trajectory", "adam_trajectory")):
+        names = sorted(next(iter(per_seed.values()))["ratios"][traj])
+        for k, (seed, n) in enumerate(per_seed.items()):
+            r = n["ratios"][traj]
+            ax.barh(
+                [i + k * width for i in range(len(names))],
+                [r.get(m, float("nan")) for m in names],
+                height=width,
+                color=colors[seed],
+                label=f"seed {seed}",
+            )
+        ax.set_yticks([i + width * (len(per_seed) - 1) / 2 for i in range(len(names))], names)
+        ax.set_xscale("log"), ax.axvline(1, color="k", lw=0.8), ax.legend(fontsize=7)
         ax.set_title(f"{traj.replace('_', ' ')}: directional sharpness / SGD's"), ax.set_xlabel("mean ratio")
     save_figure(fig, out / "directional_sharpness.png")
-    return numbers
 
 
 def checks(n: dict) -> list[Check]:
@@ -119,5 +124,6 @@ register(
         "measured every 30 steps on 64 sequences",
         run=run,
         checks=checks,
+        figures=figures,
     )
 )

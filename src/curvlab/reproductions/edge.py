@@ -1,70 +1,55 @@
-"""Reproductions 1 and 9: the edge of stability for GD (Cohen et al. 2021; seeds 002/003) and the
-preconditioned edge for Adam (Cohen et al. 2022; Gilmer et al. 2021, App. H)."""
+"""Reproductions 1 and 9: the edge of stability for GD (Cohen et al. 2021) and the preconditioned edge for Adam
+(Cohen et al. 2022; Gilmer et al. 2021, App. H). The numbers come from :func:`curvlab.experiments.edge.edge_summary`,
+the verdict the quickstart's report states too."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from statistics import median
 
+from curvlab.experiments.edge import EdgeSummary, edge_summary
 from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
-from curvlab.reproductions.training import mlp_full_batch, run_config, series, tail_median
+from curvlab.reproductions.training import mlp_full_batch, run_config, seed_colors, tail_median
 
 GD_LR = 0.1
+ADAM_LR = 0.01
 
 
-def run_gd(out: Path, quick: bool) -> dict:
-    df = run_config(
-        mlp_full_batch("gd", {"name": "sgd", "lr": GD_LR}, steps=300 if quick else 800, subset=500 if quick else 2000),
-        out / "gd",
-    )
-    steps, edge = series(df, "lr_times_sharpness")
-    loss_steps, losses = series(df, "loss")
-    first = next((i for i, v in enumerate(edge) if v >= 1.9), None)
-    after = edge[first:] if first is not None else []
-    edge_step = steps[first] if first is not None else None
-    increases = sum(
-        1 for s, a, b in zip(loss_steps[1:], losses, losses[1:]) if edge_step is not None and s > edge_step and b > a
-    )
-    plt = pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.6))
-    (
-        a1.plot(steps, edge),
-        a1.axhline(2, color="k", ls="--", lw=0.8),
-        a1.set_xlabel("step"),
-        a1.set_ylabel("η·λ1"),
-        a1.set_title("GD: η·λ1 against the edge 2"),
-    )
-    (
-        a2.plot(loss_steps, losses),
-        a2.set_yscale("log"),
-        a2.set_xlabel("step"),
-        a2.set_ylabel("training loss"),
-        a2.set_title("GD: loss"),
-    )
-    save_figure(fig, out / "edge_of_stability.png")
+def _edge_numbers(edge: EdgeSummary) -> dict:
+    """The series the figures draw and the numbers the checks read, from one run's edge summary."""
+    i = edge.first_at_edge
     return {
-        "lr": GD_LR,
-        "first_eta_lambda": edge[0],
-        "max_eta_lambda": max(edge),
-        "first_step_at_edge": edge_step,
-        "median_eta_lambda_after_edge": median(after) if after else float("nan"),
-        "initial_loss": losses[0],
-        "final_loss": losses[-1],
-        "loss_increases_after_edge": increases,
+        "steps": edge.steps,
+        "values": edge.values,
+        "loss_steps": edge.loss_steps,
+        "losses": edge.losses,
+        "first_value": edge.values[0],
+        "max_value": max(edge.values),
+        "first_step_at_edge": edge.steps[i] if i is not None else None,
+        "median_after_edge": median(edge.after) if edge.after else float("nan"),
+        "median_last_half": tail_median(edge.values),
+        "initial_loss": edge.losses[0],
+        "final_loss": edge.losses[-1],
+        "loss_increases_after_edge": edge.loss_increases,
     }
+
+
+def run_gd(out: Path, quick: bool, seed: int) -> dict:
+    steps, subset = (300, 500) if quick else (800, 2000)
+    df = run_config(mlp_full_batch("gd", {"name": "sgd", "lr": GD_LR}, steps, subset, seed=seed), out / "gd")
+    return {"lr": GD_LR, **_edge_numbers(edge_summary("gd", df))}
 
 
 def checks_gd(n: dict) -> list[Check]:
     return [
         Check(
-            f"progressive sharpening: λ1 starts ≤ 0.6·2/η (η·λ1 = {n['first_eta_lambda']:.3f} ≤ 1.2)",
-            n["first_eta_lambda"] <= 1.2,
+            f"progressive sharpening: λ1 starts ≤ 0.6·2/η (η·λ1 = {n['first_value']:.3f} ≤ 1.2)",
+            n["first_value"] <= 1.2,
         ),
-        Check(f"λ1 reaches the edge: max η·λ1 ≥ 1.9 (got {n['max_eta_lambda']:.3f})", n["max_eta_lambda"] >= 1.9),
+        Check(f"λ1 reaches the edge: max η·λ1 ≥ 1.9 (got {n['max_value']:.3f})", n["max_value"] >= 1.9),
         Check(
-            "then hovers: median η·λ1 after first reaching 1.9 ∈ [1.8, 2.2] (got "
-            f"{n['median_eta_lambda_after_edge']:.3f})",
-            1.8 <= n["median_eta_lambda_after_edge"] <= 2.2,
+            f"then hovers: median η·λ1 after first reaching 1.9 ∈ [1.8, 2.2] (got {n['median_after_edge']:.3f})",
+            1.8 <= (n["median_after_edge"] or 0.0) <= 2.2,
         ),
         Check(
             "while the loss keeps decreasing, non-monotonically: final/initial < 0.5 "
@@ -75,48 +60,44 @@ def checks_gd(n: dict) -> list[Check]:
     ]
 
 
-def run_adam(out: Path, quick: bool) -> dict:
-    lr = 0.01
-    df = run_config(
-        mlp_full_batch("adam", {"name": "adam", "lr": lr}, steps=250 if quick else 600, subset=500 if quick else 2000),
-        out / "adam",
-    )
-    steps, ratio = series(df, "ratio_to_threshold")
-    _, pre = series(df, "preconditioned_sharpness")
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    (
-        ax.plot(steps, pre, label="preconditioned λ1"),
-        ax.axhline(38 / lr, color="k", ls="--", lw=0.8, label="(2+2β1)/((1−β1)η) = 38/η"),
-    )
-    (
-        ax.set_yscale("log"),
-        ax.set_xlabel("step"),
-        ax.set_title("Full-batch Adam: the preconditioned edge"),
-        ax.legend(fontsize=8),
-    )
-    save_figure(fig, out / "adam_preconditioned_edge.png")
-    return {
-        "lr": lr,
-        "threshold": 38 / lr,
-        "first_ratio": ratio[0],
-        "median_ratio_last_half": tail_median(ratio),
-        "max_ratio": max(ratio),
-    }
+def _figure(out: Path, per_seed: dict[int, dict], name: str, label: str, edge: float, title: str) -> None:
+    colors = seed_colors(per_seed)
+    fig, (a1, a2) = pyplot().subplots(1, 2, figsize=(11, 3.6))
+    for seed, n in per_seed.items():
+        a1.plot(n["steps"], n["values"], color=colors[seed], label=f"seed {seed}")
+        a2.plot(n["loss_steps"], n["losses"], color=colors[seed], lw=0.8, label=f"seed {seed}")
+    a1.axhline(edge, color="k", ls="--", lw=0.8), a1.set_xlabel("step"), a1.set_ylabel(label)
+    a1.set_title(f"{title}: {label} against the edge"), a1.legend(fontsize=7)
+    a2.set_yscale("log"), a2.set_xlabel("step"), a2.set_ylabel("training loss"), a2.set_title(f"{title}: loss")
+    save_figure(fig, out / f"{name}.png")
+
+
+def figures_gd(out: Path, per_seed: dict[int, dict]) -> None:
+    _figure(out, per_seed, "edge_of_stability", "η·λ1", 2.0, "GD")
+
+
+def run_adam(out: Path, quick: bool, seed: int) -> dict:
+    steps, subset = (250, 500) if quick else (600, 2000)
+    df = run_config(mlp_full_batch("adam", {"name": "adam", "lr": ADAM_LR}, steps, subset, seed=seed), out / "adam")
+    return {"lr": ADAM_LR, "threshold": 38 / ADAM_LR, **_edge_numbers(edge_summary("adam", df))}
 
 
 def checks_adam(n: dict) -> list[Check]:
     return [
         Check(
             "the preconditioned sharpness starts below the edge: ratio to 38/η at the first measurement < 0.5 (got "
-            f"{n['first_ratio']:.3f})",
-            n["first_ratio"] < 0.5,
+            f"{n['first_value']:.3f})",
+            n["first_value"] < 0.5,
         ),
         Check(
-            f"and hovers at it: median ratio over the last half ∈ [0.8, 1.2] (got {n['median_ratio_last_half']:.3f})",
-            0.8 <= n["median_ratio_last_half"] <= 1.2,
+            f"and hovers at it: median ratio over the last half ∈ [0.8, 1.2] (got {n['median_last_half']:.3f})",
+            0.8 <= n["median_last_half"] <= 1.2,
         ),
     ]
+
+
+def figures_adam(out: Path, per_seed: dict[int, dict]) -> None:
+    _figure(out, per_seed, "adam_preconditioned_edge", "preconditioned λ1 / (38/η)", 1.0, "Full-batch Adam")
 
 
 register(
@@ -129,6 +110,8 @@ register(
         f"{GD_LR} (2/η = 20), 800 steps, λ1 every 10 steps",
         run=run_gd,
         checks=checks_gd,
+        figures=figures_gd,
+        chosen_after_first_look=True,
     )
 )
 register(
@@ -137,9 +120,11 @@ register(
         claim="Full-batch Adam: the preconditioned sharpness λ_max(P^-1/2 H P^-1/2) rises to and hovers near "
         "(2+2β1)/((1−β1)η) = 38/η.",
         source="Cohen et al. 2022; Gilmer et al. 2021 App. H",
-        setting="tanh MLP 784-64-64-10, squared loss on one-hot targets, 2,000 MNIST images, full-batch Adam η = 0.01 "
-        "(β1 = 0.9), 600 steps",
+        setting="tanh MLP 784-64-64-10, squared loss on one-hot targets, 2,000 MNIST images, full-batch Adam η = "
+        f"{ADAM_LR} (β1 = 0.9), 600 steps",
         run=run_adam,
         checks=checks_adam,
+        figures=figures_adam,
+        chosen_after_first_look=True,
     )
 )

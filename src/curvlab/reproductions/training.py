@@ -25,12 +25,20 @@ def series(df: Any, metric: str) -> tuple[list[int], list[float]]:
 
 
 def mlp_full_batch(
-    name: str, optimizer: dict, steps: int, subset: int, loss: str = "onehot_mse", every: int = 10, width: int = 64
+    name: str,
+    optimizer: dict,
+    steps: int,
+    subset: int,
+    loss: str = "onehot_mse",
+    every: int = 10,
+    width: int = 64,
+    seed: int = 0,
 ) -> dict:
-    """A full-batch run of a tanh MLP on an MNIST subset, sharpness every ``every`` steps."""
+    """A full-batch run of a tanh MLP on an MNIST subset (``seed``: the subset and the initialisation), sharpness
+    every ``every`` steps."""
     return {
         "name": name,
-        "seed": 0,
+        "seed": seed,
         "data": {"name": "mnist", "subset": subset},
         "model": {"name": "mlp", "width": width, "depth": 2, "activation": "tanh"},
         "loss": {"name": loss},
@@ -42,3 +50,8 @@ def mlp_full_batch(
 
 def tail_median(values: list[float], fraction: float = 0.5) -> float:
     return median(values[int(len(values) * (1 - fraction)) :])
+
+
+def seed_colors(per_seed: dict[int, Any]) -> dict[int, str]:
+    """One matplotlib colour per seed, the same in every figure of a reproduction."""
+    return {seed: f"C{i}" for i, seed in enumerate(per_seed)}

@@ -3,20 +3,22 @@ Fig. 5–7), full batch on the edge-of-stability setting, plus a minibatch CDAT 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
-from curvlab.reproductions.training import mlp_full_batch, run_config, series, tail_median
+from curvlab.reproductions.training import mlp_full_batch, run_config, seed_colors, series, tail_median
 
-CONSTANT_LRS = (0.05, 0.1, 0.2)
+CONSTANT_LRS = (0.05, 0.1, 0.2, 0.4)  # the starting grid; widened by ×2 steps until the best is interior
+MAX_WIDENINGS = 3
 
 
 def _scale(quick: bool) -> dict:
     return {"steps": 120, "subset": 500} if quick else {"steps": 500, "subset": 2000}
 
 
-def _run(name: str, out: Path, quick: bool, tuner: dict | None = None, lr: float = 1.0) -> dict:
-    config = mlp_full_batch(name, {"name": "sgd", "lr": lr}, **_scale(quick))
+def _run(name: str, out: Path, quick: bool, seed: int, tuner: dict | None = None, lr: float = 1.0) -> dict:
+    config = mlp_full_batch(name, {"name": "sgd", "lr": lr}, **_scale(quick), seed=seed)
     if tuner:
         config["tuner"] = tuner
     df = run_config(config, out / name)
@@ -27,49 +29,76 @@ def _run(name: str, out: Path, quick: bool, tuner: dict | None = None, lr: float
     return {"steps": steps, "lambda": lam, "edge": edge, "loss_steps": loss_steps, "loss": losses, "lr": lrs}
 
 
-def _best_constant(out: Path, quick: bool) -> tuple[float, dict]:
-    runs = {lr: _run(f"gd_lr{lr}", out, quick, lr=lr) for lr in CONSTANT_LRS}
-    best = min(runs, key=lambda lr: runs[lr]["loss"][-1])
-    return best, runs[best]
+def _final(run: dict) -> float:
+    """The final training loss; a diverged run (non-finite or missing) counts as +∞ (definitions §9)."""
+    value = run["loss"][-1] if run["loss"] else math.inf
+    return value if value is not None and math.isfinite(value) else math.inf
 
 
-def _plot(out: Path, name: str, runs: dict) -> None:
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    for label, r in runs.items():
-        axes[0].plot(r["loss_steps"], r["loss"], label=label)
-        axes[1].plot(r["loss_steps"], r["lr"], label=label)
-        axes[2].plot(r["steps"], r["edge"], label=label)
-    (
-        axes[0].set_yscale("log"),
-        axes[0].set_title("training loss"),
-        axes[1].set_yscale("log"),
-        axes[1].set_title("learning rate"),
-    )
+def _best_constant(out: Path, quick: bool, seed: int) -> tuple[float, dict, list[float]]:
+    """Constant-η GD tuned on a grid widened until its best final loss is at an interior point (as a tuned
+    baseline must be); returns (best η, its run, the grid)."""
+    runs = {lr: _run(f"gd_lr{lr:g}", out, quick, seed, lr=lr) for lr in CONSTANT_LRS}
+    for _ in range(MAX_WIDENINGS):
+        grid = sorted(runs)
+        best = min(grid, key=lambda lr: _final(runs[lr]))
+        if best == grid[0]:
+            lr = grid[0] / 2
+        elif best == grid[-1]:
+            lr = grid[-1] * 2
+        else:
+            break
+        runs[lr] = _run(f"gd_lr{lr:g}", out, quick, seed, lr=lr)
+    grid = sorted(runs)
+    best = min(grid, key=lambda lr: _final(runs[lr]))
+    return best, runs[best], grid
+
+
+def _plot(out: Path, name: str, per_seed: dict[int, dict]) -> None:
+    colors = seed_colors(per_seed)
+    styles = ("-", "--", ":")
+    fig, axes = pyplot().subplots(1, 3, figsize=(14, 3.6))
+    for seed, n in per_seed.items():
+        for style, (label, r) in zip(styles, n["series"].items()):
+            kwargs = {"color": colors[seed], "ls": style, "label": f"seed {seed}: {label}"}
+            axes[0].plot(r["loss_steps"], r["loss"], **kwargs)
+            axes[1].plot(r["loss_steps"], r["lr"], **kwargs)
+            axes[2].plot(r["steps"], r["edge"], **kwargs)
+    axes[0].set_yscale("log"), axes[0].set_title("training loss")
+    axes[1].set_yscale("log"), axes[1].set_title("learning rate")
     axes[2].axhline(2, color="k", ls="--", lw=0.8), axes[2].set_title("η·λ1")
     for ax in axes:
-        ax.set_xlabel("step"), ax.legend(fontsize=7)
+        ax.set_xlabel("step"), ax.legend(fontsize=5)
     save_figure(fig, out / f"{name}.png")
 
 
-def run_classical(out: Path, quick: bool) -> dict:
-    best_lr, const = _best_constant(out, quick)
+def run_classical(out: Path, quick: bool, seed: int) -> dict:
+    best_lr, const, grid = _best_constant(out, quick, seed)
     runs = {
-        "linesearch": _run("linesearch", out, quick, {"name": "linesearch"}),
-        "quadratically_greedy": _run("quadratically_greedy", out, quick, {"name": "quadratically_greedy"}),
+        "linesearch": _run("linesearch", out, quick, seed, {"name": "linesearch"}),
+        "quadratically_greedy": _run("quadratically_greedy", out, quick, seed, {"name": "quadratically_greedy"}),
     }
-    _plot(out, "classical_tuners", {f"constant η = {best_lr}": const, **runs})
-    numbers = {"best_constant_lr": best_lr, "best_constant_final_loss": const["loss"][-1]}
+    numbers = {
+        "constant_grid": grid,
+        "best_constant_lr": best_lr,
+        "best_constant_is_interior": grid[0] < best_lr < grid[-1],
+        "best_constant_final_loss": _final(const),
+        "series": {f"constant η = {best_lr:g}": const, **runs},
+    }
     for name, r in runs.items():
         numbers.update(
             {
                 f"{name}_lr_final_over_max": r["lr"][-1] / max(r["lr"]),
                 f"{name}_sharpness_growth": r["lambda"][-1] / r["lambda"][0],
                 f"{name}_median_eta_lambda_last_half": tail_median(r["edge"]),
-                f"{name}_final_loss": r["loss"][-1],
+                f"{name}_final_loss": _final(r),
             }
         )
     return numbers
+
+
+def figures_classical(out: Path, per_seed: dict[int, dict]) -> None:
+    _plot(out, "classical_tuners", per_seed)
 
 
 def checks_classical(n: dict) -> list[Check]:
@@ -90,57 +119,68 @@ def checks_classical(n: dict) -> list[Check]:
             all(n[f"{t}_median_eta_lambda_last_half"] < 2 for t in tuners),
         ),
         Check(
-            f"constant-η GD ends lower: best constant ({n['best_constant_final_loss']:.4g}) < each tuner "
-            f"({fmt('final_loss')})",
+            f"constant-η GD ends lower: best constant η = {n['best_constant_lr']:g} "
+            f"({n['best_constant_final_loss']:.4g}, grid {n['constant_grid']}) < each tuner ({fmt('final_loss')})",
             all(n["best_constant_final_loss"] < n[f"{t}_final_loss"] for t in tuners),
         ),
     ]
 
 
-def _minibatch_sigma(out: Path, quick: bool, batch: int, sigma: float) -> float:
+def _minibatch_sigma(out: Path, quick: bool, seed: int, batch: int, sigma: float) -> float:
     scale = _scale(quick)
     config = mlp_full_batch(
-        f"cdat_b{batch}_s{sigma}", {"name": "sgd", "lr": 1.0}, steps=scale["steps"], subset=scale["subset"]
+        f"cdat_b{batch}_s{sigma}", {"name": "sgd", "lr": 1.0}, steps=scale["steps"], subset=scale["subset"], seed=seed
     )
     config["train"]["batch_size"] = batch
     config["tuner"] = {"name": "cdat", "sigma": sigma, "beta": 0.9}
     config["monitor"] = {"metrics": ["full_batch"], "schedules": {"full_batch": [scale["steps"]]}}
     _, loss = series(run_config(config, out / config["name"]), "loss_full")
-    return loss[-1]
+    return loss[-1] if loss else math.inf
 
 
-def run_cdat(out: Path, quick: bool) -> dict:
-    best_lr, const = _best_constant(out, quick)
+SIGMAS = (0.5, 1.0, 1.5, 2.0)
+
+
+def run_cdat(out: Path, quick: bool, seed: int) -> dict:
+    best_lr, const, grid = _best_constant(out, quick, seed)
     runs = {
-        "cdat_sigma2": _run("cdat_sigma2", out, quick, {"name": "cdat", "sigma": 2.0}),
-        "cdat_sigma1": _run("cdat_sigma1", out, quick, {"name": "cdat", "sigma": 1.0}),
+        "cdat_sigma2": _run("cdat_sigma2", out, quick, seed, {"name": "cdat", "sigma": 2.0}),
+        "cdat_sigma1": _run("cdat_sigma1", out, quick, seed, {"name": "cdat", "sigma": 1.0}),
     }
-    _plot(out, "cdat_full_batch", {f"constant η = {best_lr}": const, **runs})
     lrs = runs["cdat_sigma2"]["lr"]
-    sigmas = (0.5, 1.0, 1.5, 2.0)
-    minibatch = {b: {s: _minibatch_sigma(out, quick, b, s) for s in sigmas} for b in (32, 512)}
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for b, losses in minibatch.items():
-        ax.plot(list(losses), list(losses.values()), marker="o", label=f"batch {b}")
-    (
-        ax.set_yscale("log"),
-        ax.set_xlabel("σ"),
-        ax.set_ylabel("final loss (full batch)"),
-        ax.set_title("Minibatch CDAT: the best σ shifts with batch size"),
-        ax.legend(),
-    )
-    save_figure(fig, out / "cdat_minibatch.png")
+    minibatch = {b: {s: _minibatch_sigma(out, quick, seed, b, s) for s in SIGMAS} for b in (32, 512)}
     return {
+        "constant_grid": grid,
         "best_constant_lr": best_lr,
-        "best_constant_final_loss": const["loss"][-1],
-        "sigma2_final_loss": runs["cdat_sigma2"]["loss"][-1],
-        "sigma1_final_loss": runs["cdat_sigma1"]["loss"][-1],
+        "best_constant_is_interior": grid[0] < best_lr < grid[-1],
+        "best_constant_final_loss": _final(const),
+        "sigma2_final_loss": _final(runs["cdat_sigma2"]),
+        "sigma1_final_loss": _final(runs["cdat_sigma1"]),
         "sigma2_early_lr_rise": max(lrs[: max(2, len(lrs) // 4)]) / lrs[0],
         "best_sigma_batch32": min(minibatch[32], key=minibatch[32].get),
         "best_sigma_batch512": min(minibatch[512], key=minibatch[512].get),
-        "minibatch_final_losses": {str(b): v for b, v in minibatch.items()},
+        "minibatch_final_losses": {str(b): {str(s): v for s, v in losses.items()} for b, losses in minibatch.items()},
+        "series": {f"constant η = {best_lr:g}": const, **runs},
     }
+
+
+def figures_cdat(out: Path, per_seed: dict[int, dict]) -> None:
+    _plot(out, "cdat_full_batch", per_seed)
+    colors = seed_colors(per_seed)
+    fig, ax = pyplot().subplots(figsize=(6, 3.6))
+    for seed, n in per_seed.items():
+        for style, (batch, losses) in zip(("-", "--"), n["minibatch_final_losses"].items()):
+            ax.plot(
+                [float(s) for s in losses],
+                list(losses.values()),
+                marker="o",
+                color=colors[seed],
+                ls=style,
+                label=f"seed {seed}, batch {batch}",
+            )
+    ax.set_yscale("log"), ax.set_xlabel("σ"), ax.set_ylabel("final loss (full batch)")
+    ax.set_title("Minibatch CDAT: the best σ shifts with batch size"), ax.legend(fontsize=6)
+    save_figure(fig, out / "cdat_minibatch.png")
 
 
 def checks_cdat(n: dict) -> list[Check]:
@@ -151,7 +191,7 @@ def checks_cdat(n: dict) -> list[Check]:
         ),
         Check(
             f"σ = 2 matches or beats tuned constant η (within 10%): {n['sigma2_final_loss']:.4g} ≤ 1.1 × "
-            f"{n['best_constant_final_loss']:.4g}",
+            f"{n['best_constant_final_loss']:.4g} (η = {n['best_constant_lr']:g}, grid {n['constant_grid']})",
             n["sigma2_final_loss"] <= 1.1 * n["best_constant_final_loss"],
         ),
         Check(
@@ -169,7 +209,8 @@ def checks_cdat(n: dict) -> list[Check]:
 
 SETTING = (
     "tanh MLP 784-64-64-10, squared loss on one-hot targets, 2,000 MNIST images, full batch, 500 steps; "
-    f"constant-η GD tuned over η ∈ {list(CONSTANT_LRS)}"
+    f"constant-η GD tuned over η ∈ {list(CONSTANT_LRS)}, widened by factors of 2 (up to {MAX_WIDENINGS} times) "
+    "until the best final loss is at an interior point"
 )
 register(
     Reproduction(
@@ -181,6 +222,7 @@ register(
         setting=SETTING + "; linesearch with definitions §7 defaults",
         run=run_classical,
         checks=checks_classical,
+        figures=figures_classical,
     )
 )
 register(
@@ -194,5 +236,6 @@ register(
         + "; minibatch: batch 32 and 512, CDAT with EMA β = 0.9, σ ∈ {0.5, 1, 1.5, 2}, final full-batch loss",
         run=run_cdat,
         checks=checks_cdat,
+        figures=figures_cdat,
     )
 )
