@@ -107,9 +107,10 @@ def _run_seed(rep: Reproduction, out: Path, quick: bool, seed: int) -> dict:
 
 def _verdict(count: int, results: list[dict]) -> str:
     n = len(results)
-    head = f"REPRODUCED on {count} of {n} seeds" if count == n else "DID NOT REPRODUCE at this scale on every seed: "
-    head += "" if count == n else f"reproduced on {count} of {n}"
-    lines = [head]
+    if count == n:
+        lines = [f"REPRODUCED on {count} of {n} seeds"]
+    else:
+        lines = [f"DID NOT REPRODUCE at this scale on every seed: reproduced on {count} of {n}"]
     for r in results:
         lines.append(
             f"seed {r['seed']}: "
