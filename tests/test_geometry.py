@@ -18,6 +18,7 @@ from curvlab.geometry import (
     coordinate_histogram,
     cosine,
     directional_sharpness,
+    directional_sharpnesses,
     gradient_correlation,
     gradient_noise,
     landscape_1d,
@@ -149,6 +150,35 @@ def test_directional_sharpness_and_gradient_correlation_match_explicit():
     assert directional_sharpness(obj, 3 * d) == pytest.approx(float(d @ H @ d / (d @ d)), rel=1e-9)
     g = obj.grad()
     assert gradient_correlation(obj, d) == pytest.approx(float(-(g @ d) / torch.linalg.vector_norm(d)), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["layernorm_mlp", "bn_cnn_train", "attention"])
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_gradient_and_curvature_along_many_directions_from_one_graph(name, chunk):
+    """grad_and_quads against the explicit float64 Hessian and gradient, chunked or not (train-mode BatchNorm:
+    per-chunk statistics), and at another point against the per-direction path."""
+    from zoo import explicit_hessian, explicit_loss_and_grad
+
+    case = make_case(name)
+    obj = Objective(case.model, case.loss_fn, (case.inputs, case.targets), bn_mode=case.bn_mode, batch_size=chunk)
+    H = explicit_hessian(case, chunk=chunk)
+    g_ref = explicit_loss_and_grad(case, chunk=chunk)[1]
+    gen = torch.Generator().manual_seed(3)
+    ds = [torch.randn(obj.dim, generator=gen, dtype=DT) for _ in range(4)]
+    grad, quads = obj.grad_and_quads(ds)
+    assert torch.allclose(grad, g_ref, rtol=1e-10, atol=1e-12)
+    assert quads == pytest.approx([float(d @ H @ d) for d in ds], rel=1e-9)
+    x = obj.parameters_vector()
+    elsewhere = x + 0.1 * ds[0]
+    grad_at, quads_at = obj.grad_and_quads(ds[1:], at=elsewhere)
+    assert torch.allclose(grad_at, obj.grad(at=elsewhere), rtol=1e-10, atol=1e-12)
+    assert quads_at == pytest.approx([obj.quad(d, at=elsewhere) for d in ds[1:]], rel=1e-9)
+    assert quads_at != pytest.approx(quads[1:], rel=1e-3)  # the point mattered
+    assert torch.equal(obj.parameters_vector(), x)
+    _, sharp = directional_sharpnesses(obj, {"a": 2 * ds[0], "zero": torch.zeros_like(x)})
+    assert sharp == {"a": pytest.approx(float(ds[0] @ H @ ds[0] / (ds[0] @ ds[0])), rel=1e-9)}
+    with pytest.raises(ValueError, match="direction"):
+        directional_sharpness(obj, torch.zeros_like(x))
 
 
 def test_pseudo_updates_equal_running_each_shadow_by_hand():

@@ -12,6 +12,7 @@ from curvlab.losses import cross_entropy, half_mse
 from curvlab.monitor import (
     BlockSharpness,
     Curvatures,
+    FullBatch,
     Monitor,
     Noise,
     Sharpness,
@@ -191,6 +192,33 @@ def test_measure_now_before_training():
     )
     mon.measure()
     assert {r["metric"] for r in mon.records if r["step"] == 0} >= {"sharpness", "loss_full"}
+
+
+def test_full_batch_loss_only_and_the_batch_evaluated_only_where_asked():
+    """FullBatch(gradients=False) records F alone; the shadows of "directional" need the batch at x_{t-1} only (one
+    pass), the assumption tests at both points (two)."""
+    x, y = _data(32)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 4))
+    obj = Objective(model, cross_entropy, (x, y))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    passes = {}
+    for metrics in (["directional"], ["directional", "assumptions"]):
+        mon = Monitor(obj, opt, metrics=[*metrics, FullBatch(schedule=every(1), gradients=False)])
+        for _ in range(3):
+            opt.zero_grad()
+            loss = cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            mon.step(loss, (x, y))
+        rows = [r for r in mon.records if r["group"] == "full_batch" and not r["metric"].startswith("cost_")]
+        assert [r["metric"] for r in rows] == ["loss_full"] * 3
+        assert rows[-1]["value"] == pytest.approx(obj.loss(), rel=1e-12)
+        cost = [r["value"] for r in mon.records if r["metric"] == "cost_passes" and r["group"] == "batch_evaluation"]
+        passes[len(metrics)] = cost
+    assert passes == {1: [1, 1, 1], 2: [2, 2, 2]}
+    with pytest.raises(TypeError, match="gradients"):
+        FullBatch(gradients="no")
 
 
 def test_bad_monitor_arguments_name_themselves(tmp_path):

@@ -63,3 +63,18 @@ def test_cli_reproduce_list_and_errors():
         [sys.executable, "-m", "curvlab.cli", "reproduce", "no-such-thing"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "reproduce --list" in bad.stderr
+
+
+def test_a_tuned_baseline_grid_is_widened_until_its_best_is_interior():
+    from curvlab.reproductions.training import widened_grid
+
+    calls = []
+
+    def run(lr):
+        calls.append(lr)
+        return abs(lr - 5)
+
+    assert list(widened_grid(run, lambda s: s, (1.0, 2.0, 3.0), 2.0, 3)) == [1.0, 2.0, 3.0, 6.0, 12.0]
+    assert calls == [1.0, 2.0, 3.0, 6.0, 12.0]  # each η run once
+    assert list(widened_grid(lambda lr: lr, lambda s: s, (1.0, 2.0), 3.0, 2)) == [1 / 9, 1 / 3, 1.0, 2.0]  # capped
+    assert list(widened_grid(run, lambda s: s, (4.0, 5.0, 6.0), 2.0, 3)) == [4.0, 5.0, 6.0]  # interior already

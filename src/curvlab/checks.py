@@ -27,6 +27,13 @@ def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = Non
     return value
 
 
+def check_bool(value: Any, name: str) -> bool:
+    """True or False, nothing that merely converts to one."""
+    if not isinstance(value, bool):
+        raise InputTypeError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
 def check_seed(seed: Any, name: str = "seed") -> int:
     if not is_int(seed):
         raise InputTypeError(f"{name}: expected an int, got {type(seed).__name__}")

@@ -106,8 +106,12 @@ class CurvatureOperator(LinearOperator):
                 mean.add(obj.flatten(self.chunk_product(state, vs)), size)
         except RuntimeError as err:
             raise explain_error(err) from err
-        product = obj._combine(0.0, mean.result(), mean.n)[1]
-        return checked_finite(product, self.quantity, obj.loss)
+        return obj._combine(0.0, mean.result(), mean.n)[1]  # matvec checks it: see _nonfinite
+
+    def _nonfinite(self, product: Tensor) -> NonFiniteError:
+        """The one finiteness check of a product is LinearOperator.matvec's; this names the point, the loss there
+        and the likely cause."""
+        return nonfinite_error(product, self.quantity, self.objective.loss)
 
     def _states_for_product(self) -> Iterator[tuple[float, Any]]:
         """(chunk weight, chunk state) for every chunk: kept ones first built and then reused."""
@@ -168,13 +172,18 @@ def checked_finite(product: Tensor, quantity: str, loss: Callable[[], float] | N
     on to a solver as a number."""
     if torch.isfinite(product).all():
         return product
+    raise nonfinite_error(product, quantity, loss)
+
+
+def nonfinite_error(product: Tensor, quantity: str, loss: Callable[[], float] | None = None) -> NonFiniteError:
+    """The error for a non-finite ``product``: the quantity, the point (with the loss there) and the likely cause."""
     remedy = _low_precision_remedy(product.dtype) or (
         "the loss or its derivatives are not finite at these parameters: has the run diverged?"
     )
     where = "at the model's current parameters"
     if loss is not None:
         where += f", where the loss is {_loss_or_error(loss)}"
-    raise NonFiniteError(quantity, where, nonfinite_detail(product), remedy)
+    return NonFiniteError(quantity, where, nonfinite_detail(product), remedy)
 
 
 def checked_loss(loss: Tensor, quantity: str) -> Tensor:

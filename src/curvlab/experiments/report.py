@@ -234,11 +234,10 @@ DRAWN_GROUPS = {"train", "step", "sharpness", "critical_sharpness", "curvatures"
 DRAWN_GROUPS |= {"directional", "density", "noise"}
 
 
-def make_figures(runs: dict[str, Any], out_dir: Path) -> list[Path]:
+def make_figures(runs: dict[str, Any], out_dir: Path, edges: list[EdgeSummary]) -> list[Path]:
     """One PNG per figure kind that at least one run has data for, then one per other metric group; the edge of
-    stability first, when a run measured its stability threshold."""
+    stability first (``edges``: the runs that measured their stability threshold)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    edges = [e for e in (edge_summary(name, df) for name, df in runs.items()) if e is not None]
     paths = [_edge_figure(edges, out_dir / "edge_of_stability.png")] if edges else []
     for name, needed, draw in FIGURE_KINDS:
         if any((df.metric == needed).any() for df in runs.values()):
@@ -302,7 +301,7 @@ def _figure_group(group: str, series: dict[str, Any], ax: Any) -> None:
     ax.set_xlabel("step"), ax.set_ylabel("value"), ax.set_title(f"{group} (every scalar the group records)")
 
 
-def key_numbers(name: str, run_dir: Path, df: Any) -> dict[str, Any]:
+def key_numbers(name: str, run_dir: Path, df: Any, edge: EdgeSummary | None) -> dict[str, Any]:
     status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").exists() else {}
     row = {"run": name, "status": status.get("status", "?"), "steps": status.get("step")}
     loss = _series(df, "loss")
@@ -314,7 +313,6 @@ def key_numbers(name: str, run_dir: Path, df: Any) -> dict[str, Any]:
     sharp = _series(df, "sharpness", index=1)
     if len(sharp):
         row["final λ1"] = float(sharp.value.iloc[-1])
-    edge = edge_summary(name, df)
     if edge is not None:
         i = edge.first_at_edge
         row["edge quantity"] = edge.label
@@ -333,9 +331,11 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
             raise MissingInputFile(f"run_dir: {d} holds no records.jsonl")
     out = Path(out_dir) if out_dir is not None else run_dirs[0]
     runs = {d.name: load_records(d) for d in run_dirs}
-    figures = make_figures(runs, out / FIGURES)
-    numbers = [key_numbers(name, d, df) for (name, df), d in zip(runs.items(), run_dirs)]
-    findings = [e.sentence() for e in (edge_summary(name, df) for name, df in runs.items()) if e is not None]
+    edges = {name: edge_summary(name, df) for name, df in runs.items()}
+    measured = [e for e in edges.values() if e is not None]
+    figures = make_figures(runs, out / FIGURES, measured)
+    numbers = [key_numbers(name, d, df, edges[name]) for (name, df), d in zip(runs.items(), run_dirs)]
+    findings = [e.sentence() for e in measured]
     page = _html(title or " vs ".join(runs), findings, numbers, [f.relative_to(out) for f in figures])
     (out / "report.html").write_text(page)
     return out / "report.html"

@@ -211,18 +211,26 @@ def _score(rows: list[dict]) -> float:
 
 
 def _lr_search(base, sweep, grid, seeds, sweep_dir) -> dict:
-    """Per setting of the other swept keys: powers of 10, then half powers around the best."""
+    """Per setting of the other swept keys: powers of 10, then half powers around the best. Every setting's
+    first phase runs as one batch, then every second phase: the workers wait only twice."""
+
+    def runs_for(powers_per_setting: list[list[float]]) -> list[list[dict]]:
+        configs = [
+            [_variant(base, {**settings, "optimizer.lr": 10.0**p}, seed) for p in powers for seed in seeds]
+            for settings, powers in zip(grid, powers_per_setting)
+        ]
+        rows = iter(_execute([c for group in configs for c in group], sweep_dir, sweep))
+        return [[next(rows) for _ in group] for group in configs]
+
+    powers = sweep["lr_powers"]
+    phase1 = runs_for([powers] * len(grid))
+    best_powers = [
+        min(powers, key=lambda p, rows=rows: _score([r for r in rows if math.isclose(r["lr"], 10.0**p)]))
+        for rows in phase1
+    ]
+    phase2 = runs_for([[p - 0.5, p + 0.5] for p in best_powers])
     results = []
-    for settings in grid:
-
-        def runs_for(powers, settings=settings):
-            configs = [_variant(base, {**settings, "optimizer.lr": 10.0**p}, seed) for p in powers for seed in seeds]
-            return _execute(configs, sweep_dir, sweep)
-
-        phase1 = runs_for(sweep["lr_powers"])
-        best_p = min(sweep["lr_powers"], key=lambda p: _score([r for r in phase1 if math.isclose(r["lr"], 10.0**p)]))
-        phase2 = runs_for([best_p - 0.5, best_p + 0.5])
-        rows = phase1 + phase2
+    for settings, rows in zip(grid, (a + b for a, b in zip(phase1, phase2))):
         by_lr: dict[float, list[dict]] = {}
         for r in rows:
             by_lr.setdefault(r["lr"], []).append(r)

@@ -7,6 +7,7 @@ from curvlab.geometry.critical_sharpness import CriticalSharpness, critical_shar
 from curvlab.geometry.directional import (
     coordinate_histogram,
     directional_sharpness,
+    directional_sharpnesses,
     gradient_correlation,
     landscape_1d,
     log_bins,
@@ -41,6 +42,7 @@ __all__ = [
     "default_shadows",
     "diagonal_block",
     "directional_sharpness",
+    "directional_sharpnesses",
     "gradient_correlation",
     "gradient_noise",
     "lambda_min",

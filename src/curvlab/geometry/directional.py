@@ -15,7 +15,19 @@ from curvlab.errors import InputError
 def directional_sharpness(objective: Objective, direction: Tensor, at: Tensor | None = None) -> float:
     """dᵀHd / ‖d‖² (scale-free), with dᵀHd = ⟨d, Hd⟩."""
     d = objective.space.check_vector(direction, "direction")
-    return objective.quad(d, at=at) / float(torch.dot(d, d))
+    if float(torch.linalg.vector_norm(d)) == 0:
+        raise InputError("direction: the zero vector has no directional sharpness")
+    return directional_sharpnesses(objective, {"d": d}, at)[1]["d"]
+
+
+def directional_sharpnesses(
+    objective: Objective, directions: dict[str, Tensor], at: Tensor | None = None
+) -> tuple[Tensor, dict[str, float]]:
+    """(∇F, {name: dᵀHd / ‖d‖²}) at one point for several directions, from one gradient graph per chunk
+    (:meth:`Objective.grad_and_quads`); a zero direction has no directional sharpness and is left out."""
+    nonzero = {name: d for name, d in directions.items() if float(torch.linalg.vector_norm(d)) > 0}
+    grad, quads = objective.grad_and_quads(list(nonzero.values()), at=at)
+    return grad, {name: q / float(torch.dot(d, d)) for (name, d), q in zip(nonzero.items(), quads)}
 
 
 def gradient_correlation(objective: Objective, direction: Tensor, grad: Tensor | None = None) -> float:

@@ -17,7 +17,7 @@ from torch import Tensor
 from curvlab.core.objective import Objective
 from curvlab.core.params import split_flat
 from curvlab.errors import InputError
-from curvlab.geometry.directional import directional_sharpness, gradient_correlation
+from curvlab.geometry.directional import directional_sharpnesses, gradient_correlation
 from curvlab.optim import Adafactor, CoordinateClip, HeavyBall, NormalizedSGD, SignDescent
 
 OptimizerFactory = Callable[[list[Tensor]], Any]
@@ -81,17 +81,18 @@ class PseudoUpdates:
 
 
 def compare_directions(
-    objective: Objective, updates: dict[str, Tensor], reference: str = "sgd"
+    objective: Objective, updates: dict[str, Tensor], reference: str = "sgd", at: Tensor | None = None
 ) -> dict[str, dict[str, float]]:
     """Directional sharpness, gradient correlation and the sharpness ratio to ``reference`` for each
-    direction, all at the Objective's current point (one gradient, one HVP per direction)."""
-    grad = objective.grad()
+    nonzero direction, all at the Objective's current point or at ``at`` (one gradient graph per chunk
+    serves the gradient and every direction: :func:`directional_sharpnesses`)."""
+    grad, sharpness = directional_sharpnesses(objective, updates, at)
     out = {
         name: {
-            "directional_sharpness": directional_sharpness(objective, u),
-            "gradient_correlation": gradient_correlation(objective, u, grad),
+            "directional_sharpness": value,
+            "gradient_correlation": gradient_correlation(objective, updates[name], grad),
         }
-        for name, u in updates.items()
+        for name, value in sharpness.items()
     }
     if reference in out:
         base = out[reference]["directional_sharpness"]

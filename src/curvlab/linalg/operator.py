@@ -54,8 +54,12 @@ class LinearOperator:
         if not isinstance(out, Tensor) or out.numel() != self.dim:
             raise InputError(f"matvec: must return a vector of length {self.dim}")
         if not torch.isfinite(out).all():
-            raise NonFiniteError(f"{self.name}-vector product", values=nonfinite_detail(out))
+            raise self._nonfinite(out)
         return out.reshape(-1).to(self.dtype)
+
+    def _nonfinite(self, product: Tensor) -> NonFiniteError:
+        """The error for a product with a NaN or ±inf entry (an operator that knows its point says more)."""
+        return NonFiniteError(f"{self.name}-vector product", values=nonfinite_detail(product))
 
     __call__ = matvec
     __matmul__ = matvec

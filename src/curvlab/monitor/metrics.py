@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from curvlab.checks import check_bool
 from curvlab.core.objective import CURVATURES
 from curvlab.errors import InputError, InputTypeError
 from curvlab.geometry import (
@@ -19,11 +20,10 @@ from curvlab.geometry import (
     PseudoUpdates,
     alignment,
     block_eigs,
+    compare_directions,
     coordinate_histogram,
     cosine,
     critical_sharpness,
-    directional_sharpness,
-    gradient_correlation,
     gradient_noise,
     landscape_1d,
     norms,
@@ -147,15 +147,19 @@ class FullBatch(Metric):
     description = "measurement-set loss, gradient norms, deviation σ, PL ratio, (L0, L1) fit (definitions §4)"
     _state = ("fit", "deviation_sum", "deviation_n")
 
-    def __init__(self, schedule: Any = None, f_star: float = 0.0):
+    def __init__(self, schedule: Any = None, f_star: float = 0.0, gradients: bool = True):
+        """``gradients=False``: only the loss (one forward pass; what a step-size search scores), nothing else."""
         super().__init__(schedule)
-        self.f_star = f_star
+        self.f_star, self.gradients = f_star, check_bool(gradients, "gradients")
         self.fit = L0L1Fit()
         self.deviation_sum = 0.0
         self.deviation_n = 0
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         obj = monitor.objective
+        if not self.gradients:
+            yield "loss_full", obj.loss(), {}
+            return
         loss, grad = obj.loss_and_grad()
         yield "loss_full", loss, {}
         yield from ((k, v, {}) for k, v in norms(grad, "full_grad").items())
@@ -386,20 +390,14 @@ class Directional(Metric):
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         if not self.updates:
             return
-        obj = monitor.objective
         directions = {**self.updates, "actual": info.x_now - info.x_prev}
-        grad = obj.grad(at=info.x_prev)
-        values = {
-            name: directional_sharpness(obj, d, at=info.x_prev)
-            for name, d in directions.items()
-            if float(torch.linalg.vector_norm(d)) > 0
-        }
-        base = values.get(self.reference)
-        for name, value in values.items():
-            yield "directional_sharpness", value, {"optimizer": name}
-            yield "gradient_correlation", gradient_correlation(obj, directions[name], grad), {"optimizer": name}
-            if base:
-                yield f"sharpness_ratio_to_{self.reference}", value / base, {"optimizer": name}
+        table = compare_directions(monitor.objective, directions, self.reference, at=info.x_prev)
+        for name, values in table.items():
+            yield "directional_sharpness", values["directional_sharpness"], {"optimizer": name}
+            yield "gradient_correlation", values["gradient_correlation"], {"optimizer": name}
+            ratio = values.get(f"ratio_to_{self.reference}", math.nan)
+            if math.isfinite(ratio):
+                yield f"sharpness_ratio_to_{self.reference}", ratio, {"optimizer": name}
 
 
 @register_metric

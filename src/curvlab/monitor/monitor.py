@@ -226,13 +226,9 @@ class Monitor:
         if info.batch is None:
             return None
         if "batch" not in info.cache:
-            t0 = time.perf_counter()
-            obj = self.objective
-            on_batch = obj.on([info.batch])
-            f_old, g_old = on_batch.loss_and_grad(at=info.x_prev)
-            f_new, g_new = on_batch.loss_and_grad(at=info.x_now)
-            info.cache["batch"] = BatchEvaluation(f_old, g_old, f_new, g_new)
-            self._write_cost(info, "batch_evaluation", time.perf_counter() - t0, hvps=0, passes=2)
+            info.cache["batch"] = BatchEvaluation(
+                self.objective.on([info.batch]).loss_and_grad, info.x_prev, info.x_now
+            )
         return info.cache["batch"]
 
     # ----- internals ---------------------------------------------------------------------------------
@@ -251,6 +247,9 @@ class Monitor:
             seconds = self._timed(metric.name, lambda m=metric: m.measure(self, info), info=info, schedule=kind)
             metric.schedule.record_cost(seconds)
             self.clock.charge(seconds)
+        batch = info.cache.get("batch")
+        if batch is not None and batch.passes:  # what the step's metrics and observers asked of the batch
+            self._write_cost(info, "batch_evaluation", batch.seconds, hvps=0, passes=batch.passes)
         self.objective.release()  # the metrics at this point shared the curvature graphs: free them
 
     def _timed(

@@ -4,7 +4,8 @@ on the metrics: no import runs the other way."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -13,14 +14,43 @@ from torch import Tensor
 from curvlab.core.objective import Objective
 
 
-@dataclass
 class BatchEvaluation:
-    """f and ∇f at x_{t−1} and x_t on the step's own minibatch (the same-minibatch rule, definitions §4)."""
+    """f and ∇f at x_{t−1} and x_t on the step's own minibatch (the same-minibatch rule, definitions §4).
 
-    f_old: float
-    g_old: Tensor
-    f_new: float
-    g_new: Tensor
+    Each point is evaluated when a metric first asks for it: the shadow optimizers need x_{t−1} only, and
+    pay one gradient pass per step instead of two. ``passes`` and ``seconds`` say what was spent."""
+
+    def __init__(self, evaluate: Callable[[Tensor], tuple[float, Tensor]], x_old: Tensor, x_new: Tensor):
+        self._evaluate, self._points = evaluate, {"old": x_old, "new": x_new}
+        self._values: dict[str, tuple[float, Tensor]] = {}
+        self.seconds = 0.0
+
+    @property
+    def passes(self) -> int:
+        return len(self._values)
+
+    def _at(self, point: str) -> tuple[float, Tensor]:
+        if point not in self._values:
+            t0 = time.perf_counter()
+            self._values[point] = self._evaluate(self._points[point])
+            self.seconds += time.perf_counter() - t0
+        return self._values[point]
+
+    @property
+    def f_old(self) -> float:
+        return self._at("old")[0]
+
+    @property
+    def g_old(self) -> Tensor:
+        return self._at("old")[1]
+
+    @property
+    def f_new(self) -> float:
+        return self._at("new")[0]
+
+    @property
+    def g_new(self) -> Tensor:
+        return self._at("new")[1]
 
 
 @dataclass

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import Any, TypeVar
 
 from curvlab.experiments import start_run
 from curvlab.monitor import load_records
+
+Run = TypeVar("Run")
 
 
 def run_config(config: dict, run_dir: Path) -> Any:
@@ -55,3 +58,22 @@ def tail_median(values: list[float], fraction: float = 0.5) -> float:
 def seed_colors(per_seed: dict[int, Any]) -> dict[int, str]:
     """One matplotlib colour per seed, the same in every figure of a reproduction."""
     return {seed: f"C{i}" for i, seed in enumerate(per_seed)}
+
+
+def widened_grid(
+    run: Callable[[float], Run], score: Callable[[Run], float], grid: tuple[float, ...], factor: float, widenings: int
+) -> dict[float, Run]:
+    """``run(η)`` for every η of ``grid``, then, while the best score (lowest) is at an end of the grid, one more η
+    beyond that end (× or ÷ ``factor``), at most ``widenings`` times: a tuned baseline's best η must be interior.
+    Returns every run by η."""
+    runs = {lr: run(lr) for lr in grid}
+    for _ in range(widenings):
+        lrs = sorted(runs)
+        best = min(lrs, key=lambda lr: score(runs[lr]))
+        if best == lrs[0]:
+            runs[lrs[0] / factor] = run(lrs[0] / factor)
+        elif best == lrs[-1]:
+            runs[lrs[-1] * factor] = run(lrs[-1] * factor)
+        else:
+            break
+    return dict(sorted(runs.items()))

@@ -7,7 +7,14 @@ import math
 from pathlib import Path
 
 from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
-from curvlab.reproductions.training import mlp_full_batch, run_config, seed_colors, series, tail_median
+from curvlab.reproductions.training import (
+    mlp_full_batch,
+    run_config,
+    seed_colors,
+    series,
+    tail_median,
+    widened_grid,
+)
 
 CONSTANT_LRS = (0.05, 0.1, 0.2, 0.4)  # the starting grid; widened by ×2 steps until the best is interior
 MAX_WIDENINGS = 3
@@ -38,20 +45,11 @@ def _final(run: dict) -> float:
 def _best_constant(out: Path, quick: bool, seed: int) -> tuple[float, dict, list[float]]:
     """Constant-η GD tuned on a grid widened until its best final loss is at an interior point (as a tuned
     baseline must be); returns (best η, its run, the grid)."""
-    runs = {lr: _run(f"gd_lr{lr:g}", out, quick, seed, lr=lr) for lr in CONSTANT_LRS}
-    for _ in range(MAX_WIDENINGS):
-        grid = sorted(runs)
-        best = min(grid, key=lambda lr: _final(runs[lr]))
-        if best == grid[0]:
-            lr = grid[0] / 2
-        elif best == grid[-1]:
-            lr = grid[-1] * 2
-        else:
-            break
-        runs[lr] = _run(f"gd_lr{lr:g}", out, quick, seed, lr=lr)
-    grid = sorted(runs)
-    best = min(grid, key=lambda lr: _final(runs[lr]))
-    return best, runs[best], grid
+    runs = widened_grid(
+        lambda lr: _run(f"gd_lr{lr:g}", out, quick, seed, lr=lr), _final, CONSTANT_LRS, 2.0, MAX_WIDENINGS
+    )
+    best = min(runs, key=lambda lr: _final(runs[lr]))
+    return best, runs[best], list(runs)
 
 
 def _plot(out: Path, name: str, per_seed: dict[int, dict]) -> None:
