@@ -66,7 +66,10 @@ NOTES = {
     "In the paper's networks it falls early in training; in this MLP λ1 rises from initialisation (progressive "
     "sharpening, see edge-of-stability), so η falls from the first step. The one closer setting, written down before "
     "it runs: init_scale = 2, where λ1 starts ≈ 9× higher (see warmup) and first falls; everything else unchanged. "
-    "It has not run yet.",
+    "It ran (below) and confirms the cause: η now rises early on every seed (2.1–3.2× over the first quarter), and "
+    "σ = 2 beats σ = 1 and the tuned constant on every seed. The minibatch shift still appears on seed 0 only; on "
+    "seeds 1–2 the best σ is 2 at both batch sizes, the largest σ tried, so this grid cannot show a shift above 2. "
+    "Reproduced on 1 of 3 seeds, not every seed, so the first setting stays shipped.",
     "warmup": "First run, shipped as is. On all 3 seeds warmup rescues the peak η that diverges without it (final "
     "loss 0.10–0.11), and a ×2 initialisation raises the initial λ1 8–9× and lowers the maximal stable η (0.05 "
     "against 0.2–0.4). The miss on every seed: during warmup η_t·λ1 settles around 2.8–3.0, not 2. *Cause "
@@ -81,16 +84,34 @@ NOTES = {
     "coordinates shrinks the step, so clipped SGD's best η may lie above it. The one closer setting, written down "
     "before it runs: both SGD grids widened by ×3 steps until the best is interior, as the tuner baselines now are. "
     "It has not run yet. The full run takes 588 s for 3 seeds, at the 10-minute limit.",
-    "batch-size-sign-descent": "Shipped from its first completed full run. Two earlier attempts (vocabulary 2,000, "
-    "512 and then 256 sequences) were stopped unfinished, before any verdict existed, because they would have taken "
-    "18–30 minutes; the model was made cheaper (vocabulary 500, 128 sequences), protocol and checks unchanged. Each "
-    "of the 3 seeds now runs its own grid search. The miss on every seed: at batch 16 sign descent is not the worst, "
-    "SGD is (3.30 vs 2.97, 3.22 vs 3.15, 3.07 vs 2.89); seed 0 also misses sign descent within 10% of Adam in full "
-    "batch (0.451 vs 0.390). *Cause (likely):* scale. 60 steps of batch 16 are a few passes over 128 sequences, far "
-    "from the paper's training lengths, and small-batch SGD is the slowest starter. The one closer setting is longer "
-    "training, but this reproduction already takes 1,173 s for 3 seeds, above the 10-minute limit: each seed's "
-    "search starts about 120 training processes, and cutting that cost comes first.",
+    "batch-size-sign-descent": "The first completed full run (128 sequences; batch 16, 32, 64 and full) took 1,173 s "
+    "for 3 seeds, over the 10-minute limit, and passed 3 or 4 of 5 checks per seed, missing 'sign descent is worst "
+    "at small batch' on every seed (SGD was worst). To fit the limit the data was halved after that first look (†): "
+    "64 sequences with batch 8, 16, 32 and full, the same fractions of the data (two earlier attempts, vocabulary "
+    "2,000 with 512 and then 256 sequences, had been stopped before any verdict for the same reason). The search "
+    "itself is unchanged; it now scores the final loss from one forward pass and runs every batch size's first phase "
+    "as one batch, which changes no number (a rerun gave identical losses). Checks unchanged. *Cause of the "
+    "remaining miss:* the check is stricter than the paper's words. In full batch sign descent closes 98–99% of the "
+    "SGD–Adam gap on every seed (the paper: 'closes most of the gap', 'competitive with Adam') but ends at 1.45×, "
+    "1.11× and 1.41× Adam's loss, against ≤ 1.1×; the check stays as written. Scale may add to it: 60 steps, "
+    "against the paper's hundreds of full-batch iterations.",
 }
+
+
+def closer_summary(names: list[str]) -> str:
+    """One sentence: each closer setting that ran and on how many seeds it reproduced."""
+    ran = []
+    for name in names:
+        saved = DOCS / "reproductions" / "closer" / f"{name}.json"
+        if saved.exists():
+            s = json.loads(saved.read_text())
+            ran.append(f"{name} {s['reproduced_seeds']} of {len(s['per_seed'])}")
+    if not ran:
+        return ""
+    return (
+        " **One setting closer to the paper**, written down before it ran, was tried for a partial reproduction "
+        f"(its section shows it; the table counts the shipped settings): reproduced on {', '.join(ran)} seeds."
+    )
 
 
 def closer_section(name: str) -> list[str]:
@@ -138,7 +159,7 @@ def main() -> None:
         f"{len(somewhere)} on some seeds only ({', '.join(somewhere) or 'none'}); the others on none. Seeds per "
         f"reproduction: {', '.join(map(str, seeds))}. **Settings chosen after a first look at a run** (marked † below; "
         f"each section says what was changed and why): {', '.join(chosen) or 'none'}. The other settings are the "
-        "first ones run.",
+        "first ones run." + closer_summary(done),
         "",
         "| reproduction | seeds reproduced | checks passed, per seed | time (all seeds) |",
         "|---|---|---|---|",

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
-from curvlab.reproductions.training import run_config, seed_colors, series, widened_grid
+from curvlab.reproductions.training import in_parallel, run_config, seed_colors, series, widened_grid
 
 SGD_LRS = (0.1, 0.3, 1.0)  # the starting grid; widened by ×3 steps until the best is interior
 GRID_FACTOR, MAX_WIDENINGS = 3.0, 3
@@ -37,34 +37,49 @@ def _sgd(lr: float, clip: bool = False) -> dict:
     return {**opt, "clip_percent": 5} if clip else opt
 
 
+def _scale(quick: bool) -> dict:
+    return {"steps": 80, "n_seq": 256, "every": 20} if quick else {"steps": 300, "n_seq": 1024, "every": 30}
+
+
+def _mean_ratios(traj: str, opt: dict, out: Path, quick: bool, seed: int) -> dict[str, float]:
+    """One trajectory with the directional metric: each shadow's mean directional sharpness ratio to SGD's."""
+    scale = _scale(quick)
+    monitor = {"metrics": ["directional"], "schedules": {"directional": scale["every"]}}
+    df = run_config(_lm_config(traj, opt, scale["steps"], scale["n_seq"], monitor, seed), out / traj)
+    rows = df[df.metric == "sharpness_ratio_to_sgd"]
+    return {name: float(group.value.mean()) for name, group in rows.groupby("optimizer") if name != "actual"}
+
+
+def _final_loss(name: str, optimizer: dict, out: Path, quick: bool, seed: int) -> float:
+    """The final full-training-set loss of one run (+∞ when it diverged)."""
+    scale = _scale(quick)
+    monitor = {
+        "metrics": ["full_batch"],
+        "schedules": {"full_batch": [scale["steps"]]},
+        "options": {"full_batch": {"gradients": False}},
+    }
+    df = run_config(_lm_config(name, optimizer, scale["steps"], scale["n_seq"], monitor, seed), out / name)
+    _, loss = series(df, "loss_full")
+    return loss[-1] if loss and math.isfinite(loss[-1]) else math.inf
+
+
+def _tuned(label: str, clip: bool, out: Path, quick: bool, seed: int) -> dict[float, float]:
+    """SGD (clipped or not) tuned on the widened grid: final loss by η."""
+    run_at = lambda lr: _final_loss(f"{label}_lr{lr:g}", _sgd(lr, clip), out, quick, seed)  # noqa: E731
+    return widened_grid(run_at, lambda loss: loss, SGD_LRS, GRID_FACTOR, MAX_WIDENINGS)
+
+
+TRAJECTORIES = {"sgd_trajectory": _sgd(0.3), "adam_trajectory": {"name": "adam", "lr": 1e-3}}
+TUNED = {"sgd": False, "sgd_clip": True}
+
+
 def run(out: Path, quick: bool, seed: int) -> dict:
-    steps, n_seq = (80, 256) if quick else (300, 1024)
-    every = 20 if quick else 30
-    ratios, numbers = {}, {}
-    for traj, opt in (("sgd_trajectory", _sgd(0.3)), ("adam_trajectory", {"name": "adam", "lr": 1e-3})):
-        monitor = {"metrics": ["directional"], "schedules": {"directional": every}}
-        df = run_config(_lm_config(traj, opt, steps, n_seq, monitor, seed), out / traj)
-        rows = df[df.metric == "sharpness_ratio_to_sgd"]
-        ratios[traj] = {
-            name: float(group.value.mean()) for name, group in rows.groupby("optimizer") if name != "actual"
-        }
-        for name, value in ratios[traj].items():
-            numbers[f"{traj}_mean_ratio_{name}"] = value
-    for label, clip in (("sgd", False), ("sgd_clip", True)):
-
-        def final_loss(lr: float, label: str = label, clip: bool = clip) -> float:
-            monitor = {
-                "metrics": ["full_batch"],
-                "schedules": {"full_batch": [steps]},
-                "options": {"full_batch": {"gradients": False}},
-            }
-            name = f"{label}_lr{lr:g}"
-            _, loss = series(
-                run_config(_lm_config(name, _sgd(lr, clip), steps, n_seq, monitor, seed), out / name), "loss_full"
-            )
-            return loss[-1] if loss and math.isfinite(loss[-1]) else math.inf
-
-        finals = widened_grid(final_loss, lambda loss: loss, SGD_LRS, GRID_FACTOR, MAX_WIDENINGS)
+    jobs = [(_mean_ratios, (traj, opt, out, quick, seed)) for traj, opt in TRAJECTORIES.items()]
+    jobs += [(_tuned, (label, clip, out, quick, seed)) for label, clip in TUNED.items()]
+    results = in_parallel(jobs)
+    ratios = dict(zip(TRAJECTORIES, results[: len(TRAJECTORIES)]))
+    numbers = {f"{traj}_mean_ratio_{name}": v for traj, r in ratios.items() for name, v in r.items()}
+    for label, finals in zip(TUNED, results[len(TRAJECTORIES) :]):
         best = min(finals, key=finals.get)
         numbers.update(
             {
