@@ -108,7 +108,7 @@ def _execute(configs: list[dict], sweep_dir: Path, sweep: dict) -> list[dict]:
             _run_in_process(config, run_dir)
     elif todo:
         bar = progress_bar(len(todo), "sweep runs", not sweep.get("quiet", True))
-        pool = _pool(sweep["workers"])
+        pool = worker_pool(sweep["workers"])
         for future in as_completed([pool.submit(_run_one, c, d) for c, d in zip(todo, dirs)]):
             future.result()
             bar.update()
@@ -134,11 +134,13 @@ def _execute(configs: list[dict], sweep_dir: Path, sweep: dict) -> list[dict]:
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """One process pool per worker count, kept for the whole program: starting workers (importing
-    torch, tokenising text) costs seconds, and a sweep calls this many times."""
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """One process pool per worker count, of one torch thread per process, kept for the whole program: starting
+    workers (importing torch, tokenising text) costs seconds, and a sweep calls this many times."""
     if workers not in _POOLS:
-        _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        _POOLS[workers] = ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"), initializer=torch.set_num_threads, initargs=(1,)
+        )
         atexit.register(_POOLS[workers].shutdown)
     return _POOLS[workers]
 

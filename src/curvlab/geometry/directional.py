@@ -15,9 +15,10 @@ from curvlab.errors import InputError
 def directional_sharpness(objective: Objective, direction: Tensor, at: Tensor | None = None) -> float:
     """dᵀHd / ‖d‖² (scale-free), with dᵀHd = ⟨d, Hd⟩."""
     d = objective.space.check_vector(direction, "direction")
-    if float(torch.linalg.vector_norm(d)) == 0:
+    sharpness = directional_sharpnesses(objective, {"d": d}, at)[1]
+    if "d" not in sharpness:
         raise InputError("direction: the zero vector has no directional sharpness")
-    return directional_sharpnesses(objective, {"d": d}, at)[1]["d"]
+    return sharpness["d"]
 
 
 def directional_sharpnesses(

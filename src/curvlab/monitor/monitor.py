@@ -250,6 +250,7 @@ class Monitor:
         batch = info.cache.get("batch")
         if batch is not None and batch.passes:  # what the step's metrics and observers asked of the batch
             self._write_cost(info, "batch_evaluation", batch.seconds, hvps=0, passes=batch.passes)
+            self.clock.charge(batch.seconds)
         self.objective.release()  # the metrics at this point shared the curvature graphs: free them
 
     def _timed(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
-from curvlab.reproductions.training import in_parallel, run_config, seed_colors, series, widened_grid
+from curvlab.reproductions.training import final_value, in_parallel, run_config, seed_colors, series, widened_grid
 
 SGD_LRS = (0.1, 0.3, 1.0)  # the starting grid; widened by ×3 steps until the best is interior
 GRID_FACTOR, MAX_WIDENINGS = 3.0, 3
@@ -60,12 +59,15 @@ def _final_loss(name: str, optimizer: dict, out: Path, quick: bool, seed: int) -
     }
     df = run_config(_lm_config(name, optimizer, scale["steps"], scale["n_seq"], monitor, seed), out / name)
     _, loss = series(df, "loss_full")
-    return loss[-1] if loss and math.isfinite(loss[-1]) else math.inf
+    return final_value(loss)
 
 
 def _tuned(label: str, clip: bool, out: Path, quick: bool, seed: int) -> dict[float, float]:
     """SGD (clipped or not) tuned on the widened grid: final loss by η."""
-    run_at = lambda lr: _final_loss(f"{label}_lr{lr:g}", _sgd(lr, clip), out, quick, seed)  # noqa: E731
+
+    def run_at(lr: float) -> float:
+        return _final_loss(f"{label}_lr{lr:g}", _sgd(lr, clip), out, quick, seed)
+
     return widened_grid(run_at, lambda loss: loss, SGD_LRS, GRID_FACTOR, MAX_WIDENINGS)
 
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from statistics import median
 from typing import Any, TypeVar
 
-import torch
-
 from curvlab.experiments import start_run
+from curvlab.experiments.sweep import worker_pool
 from curvlab.monitor import load_records
 
 Run = TypeVar("Run")
@@ -55,6 +53,12 @@ def mlp_full_batch(
     }
 
 
+def final_value(values: list[float | None]) -> float:
+    """The last value of a series; +∞ when the series is empty or ends non-finite (a diverged run, definitions §9)."""
+    value = values[-1] if values else None
+    return value if value is not None and math.isfinite(value) else math.inf
+
+
 def tail_median(values: list[float], fraction: float = 0.5) -> float:
     return median(values[int(len(values) * (1 - fraction)) :])
 
@@ -84,9 +88,8 @@ def widened_grid(
 
 
 def in_parallel(jobs: list[tuple[Callable[..., Any], tuple]], workers: int = 2) -> list[Any]:
-    """``[fn(*args) for fn, args in jobs]``, run at once in ``workers`` processes of one torch thread each
-    (independent runs of small models use two cores better so than as two threads in one process); in order.
-    Each ``fn`` must be a module-level function."""
-    context = get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        return [future.result() for future in [pool.submit(fn, *args) for fn, args in jobs]]
+    """``[fn(*args) for fn, args in jobs]``, run at once on the sweeps' pool of ``workers`` processes of one torch
+    thread each (independent runs of small models use two cores better so than as two threads in one process); in
+    order. Each ``fn`` must be a module-level function."""
+    pool = worker_pool(workers)
+    return [future.result() for future in [pool.submit(fn, *args) for fn, args in jobs]]

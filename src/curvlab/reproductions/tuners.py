@@ -3,11 +3,11 @@ Fig. 5–7), full batch on the edge-of-stability setting, plus a minibatch CDAT 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
 from curvlab.reproductions.training import (
+    final_value,
     mlp_full_batch,
     run_config,
     seed_colors,
@@ -38,8 +38,7 @@ def _run(name: str, out: Path, quick: bool, seed: int, tuner: dict | None = None
 
 def _final(run: dict) -> float:
     """The final training loss; a diverged run (non-finite or missing) counts as +∞ (definitions §9)."""
-    value = run["loss"][-1] if run["loss"] else math.inf
-    return value if value is not None and math.isfinite(value) else math.inf
+    return final_value(run["loss"])
 
 
 def _best_constant(out: Path, quick: bool, seed: int) -> tuple[float, dict, list[float]]:
@@ -133,7 +132,7 @@ def _minibatch_sigma(out: Path, quick: bool, seed: int, batch: int, sigma: float
     config["tuner"] = {"name": "cdat", "sigma": sigma, "beta": 0.9}
     config["monitor"] = {"metrics": ["full_batch"], "schedules": {"full_batch": [scale["steps"]]}}
     _, loss = series(run_config(config, out / config["name"]), "loss_full")
-    return loss[-1] if loss else math.inf
+    return final_value(loss)
 
 
 SIGMAS = (0.5, 1.0, 1.5, 2.0)
