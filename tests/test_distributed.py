@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from ranks import install_impatient_clock, spawn_or_fail
 from zoo import make_case
 
 from curvlab import Objective, eigs, trace
@@ -61,6 +62,16 @@ def test_distributed_measurements_equal_single_process(wrap_ddp):
 def test_shards_cover_the_data_unevenly_and_without_overlap():
     parts = [shard(10, 3, r) for r in range(3)]
     assert [(p.start, p.stop) for p in parts] == [(0, 4), (4, 7), (7, 10)]
+
+
+def test_a_list_with_fewer_batches_than_processes_is_a_named_error():
+    from curvlab.distributed import rank_shard
+    from curvlab.errors import InputError
+
+    batches = [{"input_ids": torch.zeros(4, 3, dtype=torch.long)}]
+    with pytest.raises(InputError, match="1 batch.*2 processes"):
+        rank_shard(batches, 2, 1)
+    assert rank_shard(batches * 3, 2, 1) == batches
 
 
 def test_distributed_objective_needs_an_initialised_group():
@@ -171,3 +182,90 @@ def _assert_same(runs: dict, rel_of) -> None:
             assert runs[2][key] is None, key
             continue
         assert runs[2][key] == pytest.approx(value, rel=rel_of(key[1]), abs=1e-6), key
+
+
+def _agreement_worker(rank, world, init_file, out_dir, nan_rank, impatient_rank):
+    from datetime import timedelta
+
+    from curvlab.monitor import Monitor
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    try:
+        case = make_case("tanh_mlp_ce")
+        part = shard(len(case.targets), world, rank)
+        obj = DistributedObjective(case.model, case.loss_fn, (case.inputs[part], case.targets[part]))
+        opt = torch.optim.SGD(case.model.parameters(), lr=0.1)
+        mon = Monitor(obj, opt, run_dir=Path(out_dir) / "run")  # the default set: budget-scheduled sharpness
+        if rank == impatient_rank:
+            install_impatient_clock(mon)
+        for step in range(1, 7):
+            opt.zero_grad()
+            g = obj.grad()
+            for p, gi in zip(case.model.parameters(), obj.unflatten(g)):
+                p.grad = gi.clone()
+            opt.step()
+            local_loss = float("nan") if (rank == nan_rank and step == 4) else 1.0
+            mon.step(local_loss)  # a loss only this rank saw as non-finite
+            if step == 3:
+                mon.end_epoch()
+        mon.close()
+        values = [
+            (r["step"], r["metric"], r.get("schedule")) for r in mon.records if not r["metric"].startswith("cost")
+        ]
+        torch.save({"rows": values, "diverged": mon.diverged}, Path(out_dir) / f"agreed{rank}.pt")
+    finally:
+        finish()
+
+
+@pytest.mark.parametrize("world, impatient", [(2, 1), (3, 2), (3, 0)])
+def test_ranks_whose_clocks_disagree_run_the_same_measurements(world, impatient):
+    """One rank's clock allows a budgeted measurement at every step from the second, the others' real clocks at
+    none yet: the schedule is decided once (rank 0) and shared, so every rank measures the same things at the same
+    steps and the run finishes. A non-finite training loss seen by one rank marks the run diverged on every rank."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spawn_or_fail(_agreement_worker, (world, str(Path(tmp) / "init"), tmp, 1, impatient), world)
+        results = [torch.load(Path(tmp) / f"agreed{r}.pt", weights_only=False) for r in range(world)]
+    assert all(r == results[0] for r in results[1:])
+    assert results[0]["diverged"]
+    assert [step for step, metric, _ in results[0]["rows"] if metric == "diverged"] == [4]
+    measured = [(step, schedule) for step, metric, schedule in results[0]["rows"] if metric == "sharpness"]
+    assert measured == ([(s, "budget") for s in range(2, 7)] if impatient == 0 else [])  # rank 0's clock decides
+
+
+def _nan_shard_worker(rank, world, init_file, out_dir):
+    from datetime import timedelta
+
+    from curvlab.monitor import Monitor, Sharpness
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    try:
+        case = make_case("tanh_mlp_ce")
+        part = shard(len(case.targets), world, rank)
+        inputs = case.inputs[part].clone()
+        if rank == 1:
+            inputs[0, 0] = float("nan")  # a NaN in this rank's shard only: its local loss is NaN
+        obj = DistributedObjective(case.model, case.loss_fn, (inputs, case.targets[part]))
+        opt = torch.optim.SGD(case.model.parameters(), lr=0.1)
+        mon = Monitor(obj, opt, metrics=[Sharpness(schedule=[1])])
+        mon.step()
+        rows = [(r["step"], r["metric"], r.get("reason", "")[:40]) for r in mon.records]
+        torch.save(
+            {"rows": [r for r in rows if not r[1].startswith("cost")], "diverged": mon.diverged},
+            Path(out_dir) / f"nan{rank}.pt",
+        )
+    finally:
+        finish()
+
+
+def test_a_non_finite_loss_on_one_rank_fails_the_measurement_on_every_rank():
+    """The curvature state of a chunk checks its loss; a check failing on one rank alone must not leave the others
+    waiting in the all-reduce: every rank records the failure and marks the run diverged."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spawn_or_fail(_nan_shard_worker, (2, str(Path(tmp) / "init"), tmp), 2)
+        results = [torch.load(Path(tmp) / f"nan{r}.pt", weights_only=False) for r in range(2)]
+    assert results[0] == results[1] and results[0]["diverged"]
+    assert [metric for _, metric, _ in results[0]["rows"]] == ["sharpness", "diverged"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ranks import install_impatient_clock
 from torch import nn
 
 import curvlab
@@ -197,3 +198,85 @@ def test_lightning_callback_under_ddp_measures_the_whole_set_on_the_trainers_pro
     assert len(measured) == 1 and rows[0]["n_measure"] == 64  # both halves counted
     whole = curvlab.eigs(curvlab.Objective(module, nn.functional.cross_entropy, (x, y)).hessian(), tol=1e-8)
     assert measured[0] == pytest.approx(float(whole.eigenvalues[0]), rel=1e-4)
+
+
+class DigitsMLP(L.LightningModule):
+    """The reported case: an MLP on the digits, plain SGD."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(self(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class ImpatientOnRank1(LightningCallback):
+    """The default callback, with rank 1's budget clock allowing a measurement at every step; each rank saves its
+    records at the end."""
+
+    def on_fit_start(self, trainer, pl_module):
+        super().on_fit_start(trainer, pl_module)
+        if trainer.global_rank == 1:
+            install_impatient_clock(self.monitor)
+
+    def on_fit_end(self, trainer, pl_module):
+        super().on_fit_end(trainer, pl_module)
+        rows = [(r["step"], r["metric"]) for r in self.monitor.records if not r["metric"].startswith("cost_")]
+        torch.save(rows, self.run_dir / f"rows{trainer.global_rank}.pt")
+
+
+def test_the_default_lightning_callback_finishes_under_ddp_with_disagreeing_clocks(tmp_path):
+    """The reported deadlock: the default (budget-scheduled) callback under ddp_spawn, each rank deciding from its
+    own clock when to measure. Rank 1's clock here wants a measurement at every step; the decisions are rank 0's,
+    shared, so both ranks measure at the same steps and fit finishes (a deadlock fails after 60 s)."""
+    from datetime import timedelta
+
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x, y = torch.tensor(bunch.data / 16.0, dtype=torch.float32), torch.tensor(bunch.target)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True)
+    callback = ImpatientOnRank1((x[:512], y[:512]), loss_fn=nn.functional.cross_entropy, run_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=600,
+        accelerator="cpu",
+        devices=2,
+        strategy=L.pytorch.strategies.DDPStrategy(start_method="spawn", timeout=timedelta(seconds=60)),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
+    L.seed_everything(0, verbose=False)
+    trainer.fit(DigitsMLP(), loader)
+    rows0, rows1 = (torch.load(tmp_path / f"rows{r}.pt") for r in (0, 1))
+    assert rows0 == rows1
+    assert [step for step, metric in rows0 if metric == "loss"] == list(range(1, 601))
+    assert 1 <= len([step for step, metric in rows0 if metric == "sharpness"]) < 100  # rank 0's budget paced them
+
+
+def test_the_default_hugging_face_callback_finishes_under_a_two_process_trainer(tmp_path):
+    """The default Hugging Face callback under torchrun (2 CPU processes, gloo, DDP), rank 0's clock wanting a
+    measurement at every step and rank 1's real clock none yet: both ranks measure at the same steps and training
+    finishes (a deadlock fails on the Trainer's 60 s collective timeout)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent / "scripts" / "hf_two_processes.py"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), str(tmp_path)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads((tmp_path / f"rows{r}.json").read_text()) for r in (0, 1)]
+    assert rows[0] == rows[1]
+    assert [step for step, metric in rows[0] if metric == "preconditioned_sharpness"] == [2, 3, 4, 5, 6]  # AdamW

@@ -10,6 +10,7 @@ hooks, so a DistributedDataParallel model is unwrapped and the reduction is done
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -17,14 +18,19 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from curvlab.core.objective import Objective
+from curvlab.errors import InputError
 
 
 class DistributedObjective(Objective):
     """An :class:`Objective` over a measurement set sharded across the ranks of ``group``.
 
     Use it like an Objective (same arguments; ``data`` is this rank's shard, shards may be uneven).
-    Random probes in the solvers come from explicit seeds, so all ranks draw the same ones.
+    Random probes in the solvers come from explicit seeds, so all ranks draw the same ones. Every rank must
+    make the same calls in the same order (each is a collective); a :class:`~curvlab.Monitor` on it makes its
+    schedule decisions once and shares them (:func:`rank0_decides`).
     """
+
+    collective = True
 
     def __init__(self, model: nn.Module, loss_fn: Any, data: Any, *, group: Any = None, **kwargs: Any):
         if not dist.is_available() or not dist.is_initialized():
@@ -51,6 +57,21 @@ class DistributedObjective(Objective):
         weighted = vector.to(torch.float64) * n
         dist.all_reduce(weighted, group=self.group)
         return float(sums[0]) / total_n, (weighted / total_n).to(vector.dtype)
+
+
+def rank0_decides(
+    decisions: Sequence[int], alarms: Sequence[bool], group: Any = None, device: Any = None
+) -> tuple[list[int], list[bool]]:
+    """Make per-process choices agree across the ranks of ``group``, in one all-reduce: every rank gets rank 0's
+    ``decisions`` (non-negative codes, e.g. which measurements are due) and, for each of ``alarms``, whether any
+    rank raised it (e.g. saw a non-finite loss). Outside torch.distributed, the arguments come back as given."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(decisions), list(alarms)
+    mine = list(decisions) if dist.get_rank(group) == 0 else [0] * len(decisions)
+    codes = torch.tensor([*mine, *(int(bool(a)) for a in alarms)], dtype=torch.int64, device=device)
+    dist.all_reduce(codes, op=dist.ReduceOp.MAX, group=group)
+    values = codes.tolist()
+    return values[: len(decisions)], [bool(v) for v in values[len(decisions) :]]
 
 
 def rank() -> int:
@@ -118,5 +139,10 @@ def rank_shard(data: Any, world: int, rank_: int) -> Any:
         part = shard(len(data[1]), world, rank_)
         return data[0][part], data[1][part]
     if isinstance(data, list):
+        if len(data) < world:
+            raise InputError(
+                f"data: a list of {len(data)} batch(es) cannot be shared by {world} processes (each measures whole "
+                "batches of it); give at least one batch per process, or an (inputs, targets) pair to be split"
+            )
         return data[rank_::world]
     return data

@@ -9,6 +9,7 @@ metric measured at the same point, see :meth:`Objective.hessian`) while they fit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -104,9 +105,17 @@ class CurvatureOperator(LinearOperator):
         try:
             for size, state in self._states_for_product():
                 mean.add(obj.flatten(self.chunk_product(state, vs)), size)
+            local, n = mean.result(), mean.n
         except RuntimeError as err:
             raise explain_error(err) from err
-        return obj._combine(0.0, mean.result(), mean.n)[1]  # matvec checks it: see _nonfinite
+        except NonFiniteError:
+            if not obj.collective:
+                raise
+            # a loss only this process sees as non-finite: raising here would leave the other ranks waiting in the
+            # all-reduce; a NaN share makes the combined product non-finite on every rank, and matvec raises there
+            self.release()
+            local, n = torch.full((obj.dim,), math.nan, dtype=obj.space.dtype, device=obj.space.device), 1
+        return obj._combine(0.0, local, n)[1]  # matvec checks it: see _nonfinite
 
     def _nonfinite(self, product: Tensor) -> NonFiniteError:
         """The one finiteness check of a product is LinearOperator.matvec's; this names the point, the loss there

@@ -60,6 +60,8 @@ class Objective:
     flat point without writing to the model (unselected parameters keep their current values).
     """
 
+    collective = False  # every evaluation is a collective over processes (a DistributedObjective)
+
     def __init__(
         self,
         model: nn.Module,

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from curvlab.checks import is_int
 from curvlab.core.objective import Objective
-from curvlab.distributed import rank
+from curvlab.distributed import rank, rank0_decides
 from curvlab.errors import InputError, InputTypeError, NonFiniteError
 from curvlab.monitor.metrics import Metric, Sharpness, StepStats, make_metric
 from curvlab.monitor.records import RecordWriter
@@ -116,6 +116,7 @@ class Monitor:
         self.last_batch: Any = None
         self.n_measure = objective.count()
         self._observers = [m for m in self.metrics if type(m).observe is not Metric.observe]
+        self._kinds = [sorted({part.kind for part in m.schedule.parts()}) for m in self.metrics]
         self._context: dict = {}
         self.divergence: str | None = None  # why the run is marked diverged (None while it is not)
 
@@ -132,11 +133,14 @@ class Monitor:
                 self.step_count, self.epoch, False, self.x_prev, self.x_now, batch, self._scale(), loss=_detached(loss)
             )
             self._context = self._step_context(info)
-            if info.loss is not None and not math.isfinite(info.loss):
-                self.mark_diverged(f"non-finite training loss ({info.loss}) at step {info.step}")
+            nonfinite_loss = info.loss is not None and not math.isfinite(info.loss)
+            due, any_nonfinite = self._agreed_schedule(info, nonfinite_loss)
+            if any_nonfinite:
+                seen = f"({info.loss})" if nonfinite_loss else "on another process"
+                self.mark_diverged(f"non-finite training loss {seen} at step {info.step}")
             for metric in self._observers:
                 self._timed(metric.name + ".observe", lambda m=metric: m.observe(self, info), write_rows=False)
-            self._run_due(info)
+            self._run_due(info, due)
             if isinstance(self.reset, int) and self.step_count % self.reset == 0:
                 self._reset_windows()
         finally:
@@ -149,7 +153,7 @@ class Monitor:
         try:
             info = StepInfo(self.step_count, self.epoch, True, self.x_prev, self.x_now, self.last_batch, self._scale())
             self._context = self._step_context(info)
-            self._run_due(info)
+            self._run_due(info, self._agreed_schedule(info)[0])
             self.epoch += 1
             if self.reset == "epoch":
                 self._reset_windows()
@@ -232,11 +236,25 @@ class Monitor:
         return info.cache["batch"]
 
     # ----- internals ---------------------------------------------------------------------------------
-    def _run_due(self, info: StepInfo) -> None:
+    def _agreed_schedule(self, info: StepInfo, nonfinite_loss: bool = False) -> tuple[dict[str, str], bool]:
+        """The metrics due now ({name: the schedule kind that triggered it}) and whether a training loss was
+        non-finite. On a distributed objective both are decided once for every rank (rank 0's schedules, any rank's
+        loss): the measurements are collectives, and ranks whose clocks disagree must still run the same ones."""
+        codes = []
+        for metric, kinds in zip(self.metrics, self._kinds):
+            codes.append(1 + kinds.index(metric.schedule.kind) if metric.schedule.due(info.step, info.epoch_end) else 0)
+        if self.objective.collective:
+            device = self.objective.space.device
+            codes, alarms = rank0_decides(codes, [nonfinite_loss], self.objective.group, device)
+            nonfinite_loss = alarms[0]
+        due = {m.name: kinds[code - 1] for m, kinds, code in zip(self.metrics, self._kinds, codes) if code}
+        return due, nonfinite_loss
+
+    def _run_due(self, info: StepInfo, due: dict[str, str]) -> None:
         for metric in self.metrics:
-            if not metric.schedule.due(info.step, info.epoch_end):
+            if metric.name not in due:
                 continue
-            kind = metric.schedule.kind
+            kind = due[metric.name]
             if not metric.records_cost:  # free: reads what the step computed, not timed or charged
                 extra = {"group": metric.name, "schedule": kind}
                 rows, failure = _collect(lambda m=metric: m.measure(self, info))

@@ -1,0 +1,34 @@
+"""Helpers for tests with several processes: a spawn that fails instead of hanging, and a clock that disagrees."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch.multiprocessing as mp
+
+
+def spawn_or_fail(worker, args: tuple, nprocs: int, deadline: float = 120.0) -> None:
+    """``mp.spawn`` that fails the test instead of hanging when the ranks deadlock: the workers are killed once
+    ``deadline`` seconds have passed."""
+    context = mp.start_processes(worker, args=args, nprocs=nprocs, join=False, start_method="spawn")
+    end = time.monotonic() + deadline
+    while not context.join(timeout=1.0):
+        if time.monotonic() > end:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the {nprocs} ranks did not finish within {deadline:.0f} s (a deadlock)")
+
+
+def install_impatient_clock(monitor) -> None:
+    """This rank's Monitor clock says every call came after an hour of training and a step costs nothing (so a
+    first measurement is guessed free): its budget allows a measurement at every step from the second, while real
+    clocks on the other ranks allow the first after about 300 steps."""
+    enter = monitor.clock.enter
+
+    def hour_of_training() -> None:
+        enter()
+        monitor.clock.training += 3600.0
+
+    monitor.clock.enter = hour_of_training
+    monitor.clock.mean_step = lambda: 0.0
