@@ -18,7 +18,7 @@ from torch import Tensor
 
 from curvlab.core.errors import explain_error
 from curvlab.errors import InputError, NonFiniteError, nonfinite_detail
-from curvlab.linalg.operator import LinearOperator
+from curvlab.linalg.operator import LinearOperator, all_finite
 
 CACHE_CHOICES = (True, False, "auto")
 
@@ -179,7 +179,7 @@ def checked_finite(product: Tensor, quantity: str, loss: Callable[[], float] | N
     """``product`` unchanged when every entry is finite; otherwise a :class:`NonFiniteError` naming the quantity,
     the point (with the loss there, from ``loss``, when that can be computed) and the likely cause — never passed
     on to a solver as a number."""
-    if torch.isfinite(product).all():
+    if all_finite(product):
         return product
     raise nonfinite_error(product, quantity, loss)
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from curvlab.checks import check_int
 from curvlab.errors import InputError
-from curvlab.linalg.lanczos import F64, LanczosProcess
+from curvlab.linalg.lanczos import F64, LanczosProcess, choose_basis
 from curvlab.linalg.operator import as_operator
 from curvlab.linalg.progress import progress_bar
 from curvlab.linalg.random import gaussian, make_generator
@@ -62,12 +62,15 @@ def spectral_density(
     seed: int | None = 0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    basis: str = "auto",
 ) -> SpectralDensity:
     """Estimate the eigenvalue density of a symmetric operator by SLQ.
 
     ``sigma`` is the Gaussian broadening (default: 1% of the spectral range seen by Lanczos).
     The grid covers the Ritz values ± 5σ, so the broadened mass lies inside it; the density is
-    normalised to integrate to 1 on the grid.
+    normalised to integrate to 1 on the grid. ``basis``: how each probe's Krylov basis is kept, as in
+    :func:`curvlab.eigs` ("auto": float64, else float32, else the three-term recurrence alone, whose spurious
+    copies of converged eigenvalues only split their quadrature weight; docs/scale.md).
     """
     op = as_operator(op)
     for name, value in (("n_probes", n_probes), ("n_steps", n_steps), ("n_grid", n_grid)):
@@ -77,12 +80,13 @@ def spectral_density(
     gen = make_generator(seed, generator)
     used_before = op.n_matvecs
     steps = min(n_steps, op.dim)
+    mode = choose_basis(basis, op.dim, steps, op.device)
     nodes = torch.full((n_probes, steps), float("nan"), dtype=F64)
     weights = torch.zeros((n_probes, steps), dtype=F64)
     bar = progress_bar(n_probes * steps, "spectral density", progress)
     try:
         for p in range(n_probes):
-            process = LanczosProcess(op, gaussian((op.dim,), gen, op.device), gen)
+            process = LanczosProcess(op, gaussian((op.dim,), gen, op.device), gen, mode)
             while process.steps < steps and not process.exhausted:
                 process.step()
                 bar.update()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -10,7 +11,7 @@ from torch import Tensor
 
 from curvlab.checks import check_int
 from curvlab.errors import InputError, InputTypeError
-from curvlab.linalg.lanczos import F64, LanczosProcess
+from curvlab.linalg.lanczos import F64, LanczosProcess, choose_basis
 from curvlab.linalg.operator import LinearOperator, as_operator
 from curvlab.linalg.progress import progress_bar
 from curvlab.linalg.random import gaussian, make_generator
@@ -21,20 +22,44 @@ BOUNDS = ("residual", "gap")
 DECIDE_TOL = 1e-3  # how well a search for further copies must know its top value to rule them out
 
 
-@dataclass
 class EigResult:
     """Eigenpairs sorted most-extreme first: descending for ``LA``, ascending for ``SA``,
-    by descending |λ| for ``LM``. ``eigenvectors[:, i]`` belongs to ``eigenvalues[i]``."""
+    by descending |λ| for ``LM``. ``eigenvectors[:, i]`` belongs to ``eigenvalues[i]`` (float64, one column per
+    eigenvalue; None when the solve was asked for ``vectors=False``). After a solve without a stored basis the
+    vectors are rebuilt on first access, by a second pass of the recurrence (``n_matvecs`` then grows by
+    ``n_iter``; the operator must still be valid: an operator made stale by a parameter change raises)."""
 
-    eigenvalues: Tensor
-    eigenvectors: Tensor
-    residuals: Tensor
-    n_matvecs: int
-    n_iter: int
-    converged: bool
-    method: str
-    which: str
-    error_bounds: Tensor | None = None  # the stopping rule's bound on |λ − θ| for each eigenvalue
+    def __init__(
+        self,
+        eigenvalues: Tensor,
+        eigenvectors: Tensor | None,
+        residuals: Tensor,
+        n_matvecs: int,
+        n_iter: int,
+        converged: bool,
+        method: str,
+        which: str,
+        error_bounds: Tensor | None = None,  # the stopping rule's bound on |λ − θ| for each eigenvalue
+        *,
+        basis: str = "float64",
+        rebuild: Callable[[], tuple[Tensor, int]] | None = None,
+    ):
+        self.eigenvalues, self.residuals, self.error_bounds = eigenvalues, residuals, error_bounds
+        self.n_matvecs, self.n_iter, self.converged = n_matvecs, n_iter, converged
+        self.method, self.which, self.basis = method, which, basis
+        self._eigenvectors, self._rebuild = eigenvectors, rebuild
+
+    @property
+    def eigenvectors(self) -> Tensor | None:
+        if self._eigenvectors is None and self._rebuild is not None:
+            self._eigenvectors, used = self._rebuild()
+            self.n_matvecs += used
+            self._rebuild = None
+        return self._eigenvectors
+
+    @eigenvectors.setter
+    def eigenvectors(self, value: Tensor | None) -> None:
+        self._eigenvectors, self._rebuild = value, None
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{x:.6g}" for x in self.eigenvalues.tolist())
@@ -59,6 +84,8 @@ def eigs(
     generator: torch.Generator | None = None,
     progress: bool = False,
     copies: bool = True,
+    basis: str = "auto",
+    vectors: bool = True,
 ) -> EigResult:
     """The ``k`` extreme eigenpairs of a symmetric operator.
 
@@ -72,13 +99,19 @@ def eigs(
     no other eigenvalue within δ, which an unresolved near-degenerate pair at the top violates
     (see docs/core.md). ``v0`` warm-starts the iteration (e.g. with the previous top eigenvector).
 
-    ``method="lanczos"``: full reorthogonalisation, basis in float64 (definitions §2). ``max_iter`` bounds
-    the basis size (default ``min(dim, max(100, 20k))``). A single Krylov space holds one direction of
-    each eigenspace, so a repeated eigenvalue shows up once; with ``k > 1`` and ``copies=True`` (default),
-    Lanczos is therefore run again orthogonally to the eigenvectors found (top-1), and every value it finds
-    that beats the k-th is merged in — until none does. Such a run stops at ``tol``, or as soon as its top
-    Ritz value is good to 1e-3 and below the k-th by more than its residual: a fraction of a top-1 solve
-    when nothing beats the k-th, plus a top-1 solve per copy found. ``copies=False`` skips it.
+    ``method="lanczos"``: ``basis`` says how the Krylov basis is kept (:mod:`curvlab.linalg.lanczos`):
+    ``"float64"`` (full reorthogonalisation, definitions §2), ``"float32"`` (the same at half the memory),
+    ``"none"`` (the three-term recurrence: a few vectors whatever the step count; k = 1 only), or ``"auto"``
+    (default): float64 when ``max_iter`` such vectors fit in a quarter of the available memory, else float32,
+    else none — so a large model's λ1 needs no option (docs/scale.md). ``vectors=False`` returns no
+    eigenvectors (without a stored basis they otherwise cost a second pass, made on first access of
+    ``result.eigenvectors``). ``max_iter`` bounds the number of steps (default ``min(dim, max(100, 20k))``).
+    A single Krylov space holds one direction of each eigenspace, so a repeated eigenvalue shows up once; with ``k >
+    1`` and ``copies=True`` (default), Lanczos is therefore run again orthogonally to the eigenvectors found
+    (top-1), and every value it finds that beats the k-th is merged in — until none does. Such a run stops at
+    ``tol``, or as soon as its top Ritz value is good to 1e-3 and below the k-th by more than its residual: a
+    fraction of a top-1 solve when nothing beats the k-th, plus a top-1 solve per copy found. ``copies=False`` skips
+    it.
     ``method="power"``: power iteration with deflation, kept for comparison. It finds the eigenvalues
     of largest *magnitude* whatever ``which`` says ("LA" is accepted and answered as "LM"): on an
     indefinite Hessian the "top eigenvalue" it reports can be a negative one (Gilmer et al. App. E).
@@ -95,9 +128,17 @@ def eigs(
         return _power(op, k, tol, atol, max_iter or 1000, start, progress)
     rule = StoppingRule(which, tol, atol, bound)
     max_iter = max_iter or min(op.dim, max(100, 20 * k))
-    result = _lanczos(op, k, rule, max_iter, start, gen, progress)
+    mode = choose_basis(basis, op.dim, max_iter, op.device, k)
+    if mode == "none" and k > 1:
+        raise InputError(
+            f"basis: 'none' finds the top eigenvalue only (k = 1): without reorthogonalisation a converged eigenvalue "
+            f"reappears as a spurious copy; for k = {k} use basis='float32' (4 bytes per parameter per step)"
+        )
+    result = _lanczos(op, k, rule, max_iter, start, gen, progress, mode, vectors or (k > 1 and copies))
     if k > 1 and copies:
-        result = _with_copies(op, result, rule, max_iter, gen, progress)
+        result = _with_copies(op, result, rule, max_iter, gen, progress, mode)
+    if not vectors:
+        result.eigenvectors = None
     return result
 
 
@@ -171,9 +212,9 @@ class StoppingRule:
         return bool((bounds <= torch.clamp(self.tol * theta[idx].abs(), min=self.atol)).all())
 
 
-def _lanczos(op, k, rule: StoppingRule, max_iter, start, gen, progress) -> EigResult:
+def _lanczos(op, k, rule: StoppingRule, max_iter, start, gen, progress, basis: str, vectors: bool) -> EigResult:
     used_before = op.n_matvecs
-    process = LanczosProcess(op, start, gen)
+    process = LanczosProcess(op, start, gen, basis)
     bar = progress_bar(max_iter, "lanczos", progress)
     converged = False
     try:
@@ -192,25 +233,38 @@ def _lanczos(op, k, rule: StoppingRule, max_iter, start, gen, progress) -> EigRe
         bar.close()
     theta, s, res = process.ritz()
     idx = _order(theta, rule.which)[:k]
-    vectors = process.ritz_vectors(s[:, idx])
     bounds = rule.error_bounds(theta, res)[idx]
     used = op.n_matvecs - used_before
-    return EigResult(theta[idx], vectors, res[idx], used, process.steps, converged, "lanczos", rule.which, bounds)
+    found, rebuild = None, None
+    if vectors and process.stores_basis:
+        found = process.ritz_vectors(s[:, idx])
+    elif vectors:
+        process.forget()  # keep only the start vector until the vectors are asked for
+
+        def rebuild(wanted=s[:, idx]) -> tuple[Tensor, int]:
+            before = op.n_matvecs
+            return process.ritz_vectors(wanted), op.n_matvecs - before
+
+    args = (theta[idx], found, res[idx], used, process.steps, converged, "lanczos", rule.which, bounds)
+    return EigResult(*args, basis=basis, rebuild=rebuild)
 
 
-def _with_copies(op: LinearOperator, found: EigResult, rule: StoppingRule, max_iter, gen, progress) -> EigResult:
+def _with_copies(
+    op: LinearOperator, found: EigResult, rule: StoppingRule, max_iter, gen, progress, basis: str
+) -> EigResult:
     """Search the orthogonal complement of the eigenvectors found for further wanted eigenvalues (another
     copy of a repeated one, which the first Krylov space cannot see) and merge each one that beats the k-th."""
     used_before = op.n_matvecs - found.n_matvecs
     k = found.eigenvalues.numel()
     values, vectors, residuals, bounds = found.eigenvalues, found.eigenvectors, found.residuals, found.error_bounds
-    basis, n_iter, converged = vectors, found.n_iter, found.converged
+    basis_mode, basis, n_iter, converged = basis, vectors, found.n_iter, found.converged
     while basis.shape[1] < op.dim:
         q = torch.linalg.qr(basis).Q
         start = _project(gaussian((op.dim,), gen, op.device), q)
         kth = float(_wanted_key(values, rule.which)[-1])
         search = replace(rule, to_beat=kth)  # only whether the complement holds a value beating the k-th
-        extra = _lanczos(_deflated(op, q), 1, search, min(max_iter, op.dim - basis.shape[1]), start, gen, progress)
+        steps = min(max_iter, op.dim - basis.shape[1])
+        extra = _lanczos(_deflated(op, q), 1, search, steps, start, gen, progress, basis_mode, True)
         n_iter += extra.n_iter
         vector = _project(extra.eigenvectors, q)  # a restart vector may have brought span(Q) back in: drop it
         norm = float(torch.linalg.vector_norm(vector))
@@ -226,7 +280,9 @@ def _with_copies(op: LinearOperator, found: EigResult, rule: StoppingRule, max_i
         values, residuals, bounds = values[keep], residuals[keep], bounds[keep]
         vectors = vectors[:, keep.to(vectors.device)]
     used = op.n_matvecs - used_before
-    return EigResult(values, vectors, residuals, used, n_iter, converged, "lanczos", rule.which, bounds)
+    return EigResult(
+        values, vectors, residuals, used, n_iter, converged, "lanczos", rule.which, bounds, basis=basis_mode
+    )
 
 
 def _project(v: Tensor, q: Tensor) -> Tensor:

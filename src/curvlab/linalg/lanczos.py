@@ -1,8 +1,21 @@
-"""The Lanczos process with full reorthogonalisation, shared by eigs() and spectral_density().
+"""The Lanczos process, shared by eigs() and spectral_density(), with the memory a solve needs and no more.
 
-The basis and the tridiagonal T are kept in float64 whatever the operator's dtype (definitions §2);
-products run in the operator's dtype. After m steps, the Ritz pairs (θ_i, Q s_i) of T = QᵀAQ have
-residual norms ‖A y_i − θ_i y_i‖ = |β_m · s_{m,i}|.
+Three ways to keep the Krylov basis (``basis``):
+
+- ``"float64"``: every basis vector stored in float64, full reorthogonalisation (definitions §2): the most
+  accurate, 8 bytes per parameter per step.
+- ``"float32"``: the same with the vectors stored in float32 (4 bytes per parameter per step); coefficients,
+  sums and the tridiagonal stay float64.
+- ``"none"``: only the last two vectors (the three-term recurrence, no reorthogonalisation), in the
+  operator's dtype: a fixed few vectors whatever the number of steps. Without reorthogonalisation a
+  converged eigenvalue can reappear as a spurious copy ("ghost") in later steps, so this mode serves the top
+  eigenvalue (k = 1) and quadrature (spectral density), where copies do no harm. Ritz vectors are then
+  rebuilt by a second pass of the recurrence (one more product per step) when asked for.
+- ``"auto"``: float64 when ``max_steps`` float64 vectors fit in a quarter of the available memory, else
+  float32 when those fit, else ``"none"`` (docs/scale.md gives the formulas).
+
+The tridiagonal T is kept in float64 whatever the mode; products run in the operator's dtype. After m steps,
+the Ritz pairs (θ_i, Q s_i) of T = QᵀAQ have residual norms ‖A y_i − θ_i y_i‖ = |β_m · s_{m,i}|.
 """
 
 from __future__ import annotations
@@ -10,29 +23,82 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from curvlab.core.memory import available_memory
 from curvlab.errors import InputError, NonFiniteError, nonfinite_detail
 from curvlab.linalg.operator import LinearOperator
 from curvlab.linalg.random import gaussian
 
 F64 = torch.float64
+BASES = ("auto", "float64", "float32", "none")
+BASIS_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+AUTO_FRACTION = 0.25  # of the available memory, for a stored basis chosen by basis="auto"
+DOT_CHUNK = 1 << 18  # entries per float64 partial sum: exact-enough dot products without a float64 copy
+
+
+def choose_basis(basis: str, dim: int, max_steps: int, device: torch.device, k: int = 1) -> str:
+    """The basis mode ``basis`` resolves to for a solve of up to ``max_steps`` steps (see the module docs)."""
+    if basis not in BASES:
+        raise InputError(f"basis: expected one of {BASES}, got {basis!r}")
+    if basis != "auto":
+        return basis
+    room = AUTO_FRACTION * available_memory(device)
+    for mode, dtype in BASIS_DTYPES.items():
+        if (max_steps + 1) * dim * dtype.itemsize <= room:
+            return mode
+    return "none" if k == 1 else "float32"
+
+
+def peak_bytes(basis: str, dim: int, steps: int, op_itemsize: int, k: int = 1) -> int:
+    """The most memory a Lanczos solve of ``steps`` steps holds besides the operator's own products, in bytes:
+    ``dim`` × (bytes per parameter), the formulas of docs/scale.md. Both hold the caller's float64 start vector
+    (8) and the k float64 Ritz vectors (8·k). Stored basis of b bytes an entry: (steps + 1)·b for the basis,
+    8·3 for the float64 working vector and its casts, 2·s for the product and its input in the operator's dtype
+    (s bytes an entry). No stored basis: 4·s (the start vector in the operator's dtype, the last two vectors,
+    the new one)."""
+    if basis == "none":
+        per_parameter = 8 + 4 * op_itemsize + 8 * k
+    else:
+        per_parameter = 8 + (steps + 1) * BASIS_DTYPES[basis].itemsize + 3 * 8 + 2 * op_itemsize + 8 * k
+    return dim * per_parameter
+
+
+def dot64(a: Tensor, b: Tensor) -> float:
+    """⟨a, b⟩ summed in float64, in chunks: no float64 copy of a float32 vector is made."""
+    if a.dtype == F64 and b.dtype == F64:
+        return float(torch.dot(a, b))
+    total = 0.0
+    for start in range(0, a.numel(), DOT_CHUNK):
+        stop = start + DOT_CHUNK
+        total += float(torch.dot(a[start:stop].to(F64), b[start:stop].to(F64)))
+    return total
+
+
+def norm64(a: Tensor) -> float:
+    return dot64(a, a) ** 0.5
 
 
 class LanczosProcess:
-    """Grows an orthonormal Krylov basis one product at a time.
+    """Grows a Krylov basis one product at a time (``basis``: see the module docs; "auto" is resolved by the caller).
 
-    On breakdown (an invariant subspace is found before the whole space is spanned) it restarts
-    with a random vector orthogonal to the basis, so repeated eigenvalues are found too.
+    With a stored basis, on breakdown (an invariant subspace found before the whole space is spanned) it restarts
+    with a random vector orthogonal to the basis, so repeated eigenvalues are found too; without one, a breakdown
+    ends the process (``exhausted``): the Krylov space holds exact eigenpairs.
     """
 
-    def __init__(self, op: LinearOperator, v0: Tensor, generator: torch.Generator, capacity: int = 32):
+    def __init__(self, op: LinearOperator, v0: Tensor, generator: torch.Generator, basis: str = "float64"):
+        if basis not in BASIS_DTYPES and basis != "none":
+            raise InputError(f"basis: expected 'float64', 'float32' or 'none', got {basis!r}")
         self.op = op
         self.gen = generator
-        q = v0.to(device=op.device, dtype=F64).reshape(-1)
-        norm = torch.linalg.vector_norm(q)
-        if not torch.isfinite(norm) or norm == 0:
+        self.mode = basis
+        self.dtype = BASIS_DTYPES.get(basis, op.dtype)  # how the kept vectors are stored
+        q = v0.reshape(-1).to(device=op.device)
+        norm = norm64(q)
+        if not norm > 0 or norm == float("inf"):
             raise InputError("v0: the start vector must be finite and non-zero")
-        self._basis = torch.empty((min(capacity, op.dim + 1), op.dim), dtype=F64, device=op.device)
-        self._basis[0] = q / norm
+        start = (q.to(F64) / norm).to(self.dtype)
+        self.start = start if basis == "none" else None  # kept to rebuild Ritz vectors without a stored basis
+        self._vectors: list[Tensor] = [start]  # the basis, or the last two vectors
         self.alpha: list[float] = []
         self.beta: list[float] = []
         self.exhausted = False
@@ -42,41 +108,64 @@ class LanczosProcess:
     def steps(self) -> int:
         return len(self.alpha)
 
+    @property
+    def stores_basis(self) -> bool:
+        return self.mode != "none"
+
     def step(self) -> None:
         """One product with A: extends T by one row and column."""
+        if self.stores_basis:
+            self._step_stored()
+        else:
+            self._step_recurrence()
+
+    def _step_stored(self) -> None:
         j = self.steps
-        q = self._basis[j]
+        q = self._vectors[j].to(F64)
         w = self.op.matvec(q.to(self.op.dtype)).to(F64)
         if j > 0:
-            w = w - self.beta[-1] * self._basis[j - 1]
+            w.sub_(self._vectors[j - 1].to(F64), alpha=self.beta[-1])
         a = float(torch.dot(q, w))
-        w = w - a * q  # the three-term recurrence, then full reorthogonalisation for the rest
-        w, b = _orthogonalise(w, self._basis[: j + 1])
+        w.sub_(q, alpha=a)  # the three-term recurrence, then full reorthogonalisation for the rest
+        del q
+        w, b = _orthogonalise(w, self._vectors)
         self.alpha.append(a)
         if j + 1 >= self.op.dim:
             self.beta.append(0.0)
             self.exhausted = True
             return
-        scale = max(abs(a), *(abs(x) for x in self.beta[-1:]), 1e-300)
-        if b <= 1e-10 * scale:  # invariant subspace: restart orthogonally
-            w = self._orthogonal_random(self._basis[: j + 1])
+        if b <= 1e-10 * self._scale(a):  # invariant subspace: restart orthogonally
+            w = self._orthogonal_random()
             self.beta.append(0.0)
             self.block_start = j + 1
         else:
             self.beta.append(b)
-            w = w / b
-        self._append(w)
+            w.div_(b)
+        self._vectors.append(w.to(self.dtype))
 
-    def _orthogonal_random(self, basis: Tensor) -> Tensor:
-        w, norm = _orthogonalise(gaussian((self.op.dim,), self.gen, self.op.device), basis)
-        return w / norm
+    def _step_recurrence(self) -> None:
+        """w = A q_j − β_{j−1} q_{j−1} − α_j q_j, in place in the operator's dtype; only q_{j−1} and q_j are kept."""
+        q = self._vectors[-1]
+        w = self.op.matvec(q.to(self.op.dtype)).to(self.dtype)
+        if len(self._vectors) > 1:
+            w.sub_(self._vectors[0], alpha=self.beta[-1])
+        a = dot64(q, w)
+        w.sub_(q, alpha=a)
+        b = norm64(w)
+        self.alpha.append(a)
+        if self.steps >= self.op.dim or b <= 1e-10 * self._scale(a):
+            self.beta.append(0.0)  # the Krylov space is invariant: its Ritz pairs are exact
+            self.exhausted = True
+            return
+        self.beta.append(b)
+        self._vectors = [q, w.div_(b)]
 
-    def _append(self, w: Tensor) -> None:
-        j = self.steps
-        if j >= self._basis.shape[0]:
-            grow = torch.empty_like(self._basis[: min(self._basis.shape[0], self.op.dim + 1 - j)])
-            self._basis = torch.cat([self._basis, grow])
-        self._basis[j] = w
+    def _scale(self, a: float) -> float:
+        return max(abs(a), *(abs(x) for x in self.beta[-1:]), 1e-300)
+
+    def _orthogonal_random(self) -> Tensor:
+        w, norm = _orthogonalise(gaussian((self.op.dim,), self.gen, self.op.device), self._vectors)
+        return w.div_(norm)
 
     @property
     def restarted(self) -> bool:
@@ -105,19 +194,50 @@ class LanczosProcess:
         residuals = abs(self.beta[-1]) * s[-1].abs()
         return theta, s, residuals
 
+    def forget(self) -> None:
+        """Drop the kept vectors (the start vector stays, for :meth:`ritz_vectors`); no more steps can be taken."""
+        self._vectors = []
+        self.exhausted = True
+
     def ritz_vectors(self, s: Tensor) -> Tensor:
-        """Q S: Ritz vectors (columns) on the operator's device, float64."""
-        return self._basis[: self.steps].T @ s.to(self._basis.device)
+        """Q S: Ritz vectors (columns, float64, on the operator's device). Without a stored basis, the basis is
+        regenerated by running the recurrence again from the start vector with the α, β already known: one
+        product per step, O(few) vectors, the same vectors as the first pass."""
+        s = s.to(device=self.op.device, dtype=F64)
+        out = torch.zeros((self.op.dim, s.shape[1]), dtype=F64, device=self.op.device)
+        for j, q in enumerate(self._basis_again()):
+            for i, coefficient in enumerate(s[j].tolist()):
+                out[:, i].add_(q, alpha=coefficient)  # float32 entries added into float64 with no copy
+        return out
+
+    def _basis_again(self):
+        if self.stores_basis:
+            yield from self._vectors[: self.steps]
+            return
+        prev, q = None, self.start
+        for j in range(self.steps):
+            yield q
+            if j + 1 == self.steps:
+                return
+            w = self.op.matvec(q.to(self.op.dtype)).to(self.dtype)
+            if prev is not None:
+                w.sub_(prev, alpha=self.beta[j - 1])
+            w.sub_(q, alpha=self.alpha[j])
+            prev, q = q, w.div_(self.beta[j])
 
 
-def _orthogonalise(w: Tensor, basis: Tensor) -> tuple[Tensor, float]:
-    """Full reorthogonalisation of w against the basis rows (classical Gram–Schmidt), repeated
-    once when the first pass cancelled most of w (the DGKS criterion, ‖w‖ < ‖w₀‖/√2): twice is
-    enough for orthogonality to working precision. Returns (w, ‖w‖)."""
+def _orthogonalise(w: Tensor, basis: list[Tensor]) -> tuple[Tensor, float]:
+    """Full reorthogonalisation of the float64 vector w against the stored basis vectors (classical Gram–Schmidt,
+    coefficients in float64), repeated once when the first pass cancelled most of w (the DGKS criterion,
+    ‖w‖ < ‖w₀‖/√2): twice is enough for orthogonality to working precision. Returns (w, ‖w‖), w updated in
+    place; no matrix of the basis is formed."""
     before = float(torch.linalg.vector_norm(w))
-    w = w - basis.T @ (basis @ w)
-    after = float(torch.linalg.vector_norm(w))
-    if after < before / 2**0.5:
-        w = w - basis.T @ (basis @ w)
-        after = float(torch.linalg.vector_norm(w))
+    after = before
+    for _ in range(2):
+        coefficients = [dot64(q, w) for q in basis]
+        for q, c in zip(basis, coefficients):
+            w.sub_(q.to(F64), alpha=c)
+        before, after = after, float(torch.linalg.vector_norm(w))
+        if after >= before / 2**0.5:
+            break
     return w, after

@@ -12,6 +12,15 @@ from torch import Tensor
 from curvlab.checks import check_int
 from curvlab.errors import InputError, InputTypeError, NonFiniteError, nonfinite_detail
 
+FINITE_CHUNK = 1 << 18
+
+
+def all_finite(t: Tensor) -> bool:
+    """No NaN or ±inf in ``t``, checked a chunk at a time: ``torch.isfinite`` on a whole vector makes a float copy of
+    it (its absolute value) and two masks, a full extra vector at the peak of every product."""
+    flat = t.reshape(-1)
+    return all(bool(torch.isfinite(part).all()) for part in flat.split(FINITE_CHUNK))
+
 
 class LinearOperator:
     """A symmetric linear map on flat vectors of length ``dim``.
@@ -47,13 +56,13 @@ class LinearOperator:
             raise InputTypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
         if v.dim() != 1 or v.numel() != self.dim:
             raise InputError(f"v: expected a flat vector of length {self.dim}, got shape {tuple(v.shape)}")
-        if not torch.isfinite(v).all():
+        if not all_finite(v):
             raise InputError(f"v: expected a finite vector, got {nonfinite_detail(v)}")
         out = self._matvec(v.to(device=self.device, dtype=self.dtype))
         self.n_matvecs += 1
         if not isinstance(out, Tensor) or out.numel() != self.dim:
             raise InputError(f"matvec: must return a vector of length {self.dim}")
-        if not torch.isfinite(out).all():
+        if not all_finite(out):
             raise self._nonfinite(out)
         return out.reshape(-1).to(self.dtype)
 

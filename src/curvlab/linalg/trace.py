@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,9 @@ def trace(
     Hutchinson: mean of zᵀAz over Rademacher z; stderr = sample std / √n.
     Hutch++ (Meyer et al. 2021): a third of the products sketch the dominant range Q of A, whose
     trace tr(QᵀAQ) is exact; the rest estimate tr of the deflated remainder by Hutchinson.
+
+    Memory: Hutchinson draws its probes one at a time (two float64 vectors besides the product); Hutch++ keeps
+    its sketch, 2 × ⌊n_probes/3⌋ float64 vectors (docs/scale.md).
     """
     op = as_operator(op)
     if method not in TRACE_METHODS:
@@ -61,7 +65,8 @@ def trace(
     bar = progress_bar(n_probes, f"trace ({method})", progress)
     try:
         if method == "hutchinson":
-            exact, samples = 0.0, _quadratic_forms(op, rademacher((n_probes, op.dim), gen, op.device), bar)
+            probes = (rademacher((op.dim,), gen, op.device) for _ in range(n_probes))  # drawn one at a time
+            exact, samples = 0.0, _quadratic_forms(op, probes, bar)
         else:
             exact, samples = _hutchpp(op, n_probes, gen, bar)
     finally:
@@ -75,7 +80,7 @@ def _apply(op: LinearOperator, v: Tensor) -> Tensor:
     return op.matvec(v.to(op.dtype)).to(F64)
 
 
-def _quadratic_forms(op: LinearOperator, probes: Tensor, bar: Any) -> Tensor:
+def _quadratic_forms(op: LinearOperator, probes: Iterable[Tensor], bar: Any) -> Tensor:
     values = []
     for z in probes:
         values.append(torch.dot(z, _apply(op, z)))
@@ -91,6 +96,6 @@ def _hutchpp(op: LinearOperator, n_probes: int, gen: torch.Generator, bar: Any) 
     q, _ = torch.linalg.qr(range_)
     exact = sum(float(torch.dot(qi, _apply(op, qi))) for qi in q.T)
     bar.update(n_sketch)
-    probes = rademacher((n_probes - 2 * n_sketch, op.dim), gen, op.device)
-    probes = probes - (probes @ q) @ q.T  # project out the sketched range
-    return exact, _quadratic_forms(op, probes, bar)
+    n_rest = n_probes - 2 * n_sketch
+    probes = (z - q @ (q.T @ z) for z in (rademacher((op.dim,), gen, op.device) for _ in range(n_rest)))
+    return exact, _quadratic_forms(op, probes, bar)  # each probe with the sketched range projected out

@@ -1,0 +1,145 @@
+"""Solvers hold no more memory than docs/scale.md's formulas: peak resident memory of a solve on a large diagonal
+operator, measured in a fresh process (Linux's high-water mark, reset before the solve), against
+``curvlab.linalg.lanczos.peak_bytes``; and the basis modes agree with the float64 reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import curvlab
+from curvlab.errors import InputError
+from curvlab.linalg import lanczos
+from curvlab.linalg.operator import MatrixOperator
+
+MEASURE = r"""
+import json, sys, torch, curvlab
+from curvlab.linalg.operator import LinearOperator
+
+def memory(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+dim, dtype, basis, what, vectors = int(sys.argv[1]), getattr(torch, sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+diagonal = torch.linspace(0.0, 1.0, dim, dtype=dtype)
+diagonal[0] = 2.0  # an isolated top eigenvalue: a few steps
+op = LinearOperator(lambda v: diagonal * v, dim, dtype=dtype)
+op(torch.ones(dim, dtype=dtype))  # warm the allocator and the kernels
+open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark to the current resident memory
+before = memory("VmRSS")
+if what == "eigs":
+    result = curvlab.eigs(op, tol=1e-6, basis=basis, vectors=vectors == "1")
+    if vectors == "1":
+        assert result.eigenvectors is not None
+    steps, value = result.n_iter, float(result.eigenvalues[0])
+elif what == "density":
+    result = curvlab.spectral_density(op, n_probes=1, n_steps=12, basis=basis)
+    steps, value = 12, float(result.ritz_values[0].max())
+else:
+    result = curvlab.trace(op, n_probes=6)
+    steps, value = 0, result.estimate
+print(json.dumps({"extra": memory("VmHWM") - before, "steps": steps, "value": value}))
+"""
+
+DIM = 4_000_000  # 32 MB a float64 vector
+
+
+def _measure(basis: str, what: str = "eigs", dtype: str = "float64", vectors: bool = True) -> dict:
+    command = [sys.executable, "-c", MEASURE, str(DIM), dtype, basis, what, "1" if vectors else "0"]
+    # a fixed mmap threshold: every vector is its own mapping, returned to the system when freed (glibc's dynamic
+    # threshold would otherwise keep freed vectors of up to 32 MiB in the heap, resident)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self high-water mark")
+@pytest.mark.parametrize(
+    "basis, dtype, vectors",
+    [("float64", "float64", True), ("float32", "float64", True), ("none", "float32", True), ("none", "float64", False)],
+)
+def test_a_lanczos_solve_stays_within_its_memory_formula(basis, dtype, vectors):
+    measured = _measure(basis, dtype=dtype, vectors=vectors)
+    itemsize = getattr(torch, dtype).itemsize
+    allowed = lanczos.peak_bytes(basis, DIM, measured["steps"], itemsize, k=1 if vectors else 0)
+    assert measured["value"] == pytest.approx(2.0, rel=1e-6)
+    assert measured["extra"] <= allowed + 16 * 2**20, (measured, allowed)  # 16 MiB for the interpreter's own
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self high-water mark")
+def test_no_stored_basis_holds_a_fixed_few_vectors_where_a_stored_one_grows():
+    stored, recurrence = _measure("float64", vectors=False), _measure("none", vectors=False)
+    vector = DIM * 8
+    assert stored["extra"] >= (stored["steps"] - 1) * vector  # the stored basis is really there: the test can see it
+    assert recurrence["extra"] <= 5 * vector + 16 * 2**20  # v0, start, the last two, the new one
+    density = _measure("none", what="density")
+    assert density["extra"] <= lanczos.peak_bytes("none", DIM, 12, 8, k=0) + 16 * 2**20
+    trace = _measure("auto", what="trace")
+    assert trace["extra"] <= 4 * vector  # Hutchinson draws one probe at a time
+
+
+def _matrix(n=60, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    values = torch.cat([torch.tensor([5.0, 3.0, 2.9]), torch.rand(n - 3, generator=g, dtype=torch.float64) * 2 - 1])
+    return (q * values) @ q.T, values
+
+
+@pytest.mark.parametrize("basis", ["float64", "float32", "none"])
+def test_every_basis_mode_finds_the_top_eigenpair(basis):
+    a, values = _matrix()
+    result = curvlab.eigs(MatrixOperator(a), tol=1e-8, basis=basis)
+    assert result.basis == basis and result.converged
+    assert float(result.eigenvalues[0]) == pytest.approx(5.0, rel=1e-8)
+    used = result.n_matvecs
+    v = result.eigenvectors[:, 0]
+    assert float(torch.linalg.vector_norm(a @ v - 5.0 * v)) < 1e-6
+    assert result.n_matvecs == (2 * used - 1 if basis == "none" else used)  # rebuilt by a second pass when asked
+
+
+def test_no_vectors_when_not_asked_and_no_second_pass():
+    a, _ = _matrix()
+    op = MatrixOperator(a)
+    result = curvlab.eigs(op, tol=1e-8, basis="none", vectors=False)
+    assert result.eigenvectors is None and op.n_matvecs == result.n_matvecs
+
+
+def test_the_recurrence_alone_serves_k_1_only():
+    a, _ = _matrix()
+    with pytest.raises(InputError, match="basis.*k = 1"):
+        curvlab.eigs(MatrixOperator(a), k=2, basis="none")
+    with pytest.raises(InputError, match="basis"):
+        curvlab.eigs(MatrixOperator(a), basis="float16")
+
+
+def test_auto_picks_the_cheapest_basis_that_fits(monkeypatch):
+    def room(nbytes):
+        monkeypatch.setattr(lanczos, "available_memory", lambda device: nbytes / lanczos.AUTO_FRACTION)
+
+    dim, steps, device = 1_000_000, 99, torch.device("cpu")
+    room(100 * dim * 8)
+    assert lanczos.choose_basis("auto", dim, steps, device) == "float64"
+    room(100 * dim * 8 - 1)
+    assert lanczos.choose_basis("auto", dim, steps, device) == "float32"
+    room(100 * dim * 4 - 1)
+    assert lanczos.choose_basis("auto", dim, steps, device) == "none"
+    assert lanczos.choose_basis("auto", dim, steps, device, k=3) == "float32"  # k > 1 needs a stored basis
+
+
+@pytest.mark.parametrize("name", ["layernorm_mlp", "attention", "bn_cnn_train"])
+def test_the_recurrence_alone_gives_lambda_1_of_the_explicit_hessian(name):
+    from conftest import cached_hessian
+    from zoo import make_case
+
+    case = make_case(name)
+    objective = curvlab.Objective(case.model, case.loss_fn, (case.inputs, case.targets))
+    exact = float(torch.linalg.eigvalsh(cached_hessian(name))[-1])
+    result = curvlab.eigs(objective.hessian(), tol=1e-10, basis="none", max_iter=objective.dim)
+    assert float(result.eigenvalues[0]) == pytest.approx(exact, rel=1e-8)
