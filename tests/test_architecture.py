@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "curvlab"
 LAYERS = [
-    {"errors", "checks", "registry", "files", "pages", "losses", "plotting"},
+    {"errors", "checks", "registry", "files", "pages", "losses", "plotting", "machine"},
     {"linalg"},
     {"core"},
     {"distributed"},

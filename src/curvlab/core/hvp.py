@@ -1,17 +1,21 @@
 """Hessian-vector products of one chunk's loss (definitions §2).
 
-Two engines, selectable per Objective:
+The engines, selectable per Objective:
 
 - ``"reverse"``: double backward (reverse-over-reverse), ``∇(⟨∇f, v⟩)``.
 - ``"forward"``: forward-over-reverse, ``jvp(grad f)(x; v)`` with ``torch.func``.
 - ``"compile"``: the same, compiled by ``torch.compile`` (a one-off compilation, then reused).
+- ``"finite_difference"``: the central difference of two ordinary gradients,
+  (∇f(x + εv) − ∇f(x − εv)) / 2ε: no second derivative at all, so it works through flash / memory-efficient
+  attention, fused kernels and custom autograd functions that cannot be differentiated twice (docs/core.md
+  states the step rule and its error).
 
 Forward-over-forward (jvp of jvp) is deliberately absent: in torch 2.13 it returns wrong values
 through layer_norm and training-mode batch_norm (definitions §10).
 
 On the 2-core CPUs this project targets, double backward was measured faster (see
-``docs/benchmarks.md``), so it is the default everywhere; it also avoids two forward-mode traps of
-torch 2.13 (``F.mse_loss`` inside jvp-of-grad, fused attention kernels).
+``docs/benchmarks.md``), so it is what ``"auto"`` uses wherever it is right (:mod:`curvlab.core.engine_choice`);
+it also avoids two forward-mode traps of torch 2.13 (``F.mse_loss`` inside jvp-of-grad, fused attention kernels).
 """
 
 from __future__ import annotations
@@ -23,12 +27,8 @@ from torch import Tensor
 
 LossOf = Callable[[Sequence[Tensor]], Tensor]
 
-ENGINES = ("reverse", "forward", "compile")
-
-
-def default_engine(device: torch.device) -> str:
-    """The engine measured fastest on ``device`` (double backward on the CPU; see docs/benchmarks.md)."""
-    return "reverse"
+ENGINES = ("reverse", "forward", "compile", "finite_difference")
+EXACT_ENGINES = ("reverse", "forward", "compile")
 
 
 def fresh_leaves(params: Sequence[Tensor]) -> list[Tensor]:
@@ -93,4 +93,52 @@ def hvp_compiled(loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor]
     return _compiled_forward(loss_of, params, vs)
 
 
-HVP_ENGINES = {"reverse": hvp_reverse, "forward": hvp_forward, "compile": hvp_compiled}
+def finite_difference_step(params: Sequence[Tensor], vs: Sequence[Tensor]) -> float:
+    """ε = u^(1/3) · max(1, ‖x‖/√n) / ‖v‖: the step εv has length u^(1/3) times the parameters' root-mean-square
+    size (at least 1), u the unit roundoff of the parameters' dtype, n their number (docs/core.md). u^(1/3)
+    balances the central difference's truncation error (∝ ε²) against the gradients' rounding error (∝ u/ε); the
+    length is per-parameter, not ‖x‖, because the loss's curvature scale does not grow with the number of
+    parameters (GPT-2 with one layer: a step of 0.01·‖x‖ along its top eigenvector is 8% off, of u^(1/3)·1,
+    0.04%). Norms in float64."""
+    v_norm = _norm64(vs)
+    if v_norm == 0:
+        return 0.0
+    n = sum(p.numel() for p in params)
+    rms = _norm64(params) / max(n, 1) ** 0.5
+    return torch.finfo(params[0].dtype).eps ** (1 / 3) * max(rms, 1.0) / v_norm
+
+
+def _norm64(tensors: Sequence[Tensor]) -> float:
+    return sum(float(torch.linalg.vector_norm(t.detach(), dtype=torch.float64)) ** 2 for t in tensors) ** 0.5
+
+
+def hvp_finite_difference(
+    loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor], scale: float = 1.0
+) -> tuple[Tensor, list[Tensor]]:
+    """(∇f(x + εv) − ∇f(x − εv)) / 2ε from two first-order gradients at shifted copies of the parameters (the
+    parameters themselves are never written); returns ((f(x + εv) + f(x − εv))/2 ≈ f(x), the product).
+    ``scale`` multiplies the step ε of :func:`finite_difference_step`."""
+    eps = scale * finite_difference_step(params, vs)
+    if eps == 0:  # v = 0
+        with torch.enable_grad():
+            loss = loss_of(fresh_leaves(params))
+        return loss.detach(), [torch.zeros_like(p) for p in params]
+    total, halves = None, []
+    for sign in (1.0, -1.0):
+        shifted = [(p.detach() + (sign * eps) * v.to(p.dtype)).requires_grad_(True) for p, v in zip(params, vs)]
+        with torch.enable_grad():
+            loss = loss_of(shifted)
+            grads = gradient(loss, shifted)
+        del shifted
+        total = loss.detach() if total is None else total + loss.detach()
+        halves.append(grads)
+    product = [(gp - gm).div_(2 * eps) for gp, gm in zip(*halves)]
+    return total / 2, product
+
+
+HVP_ENGINES = {
+    "reverse": hvp_reverse,
+    "forward": hvp_forward,
+    "compile": hvp_compiled,
+    "finite_difference": hvp_finite_difference,
+}

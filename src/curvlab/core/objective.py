@@ -13,11 +13,12 @@ from torch.func import functional_call
 from curvlab.checks import check_seed
 from curvlab.core.batches import Chunk, ChunkStream, WeightFn
 from curvlab.core.curvature import CurvatureOperator, WeightedMean, checked_finite, nonempty
+from curvlab.core.engine_choice import choose_engine
 from curvlab.core.errors import explain_error
 from curvlab.core.fisher import FisherOperator
 from curvlab.core.ggn import GGNOperator
 from curvlab.core.hessian import HessianOperator
-from curvlab.core.hvp import ENGINES, HVP_ENGINES, default_engine, fresh_leaves, gradient, hvp_from_grads
+from curvlab.core.hvp import ENGINES, HVP_ENGINES, fresh_leaves, gradient, hvp_from_grads
 from curvlab.core.memory import resolve_graph_memory
 from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
 from curvlab.core.state import BN_MODES, measurement_mode, preserved_rng, seed_rng
@@ -46,7 +47,11 @@ class Objective:
         bn_mode: ``"train"`` (batch statistics, per-chunk, running stats untouched) or ``"eval"``.
         dropout: keep dropout active while measuring (masks fixed per chunk by ``seed``).
         params: restrict x to a subset: names, a predicate ``(name, p) -> bool`` or tensors.
-        hvp_engine: ``"reverse"`` (double backward), ``"forward"`` (jvp of grad) or ``"auto"``.
+        hvp_engine: ``"reverse"`` (double backward), ``"forward"`` (jvp of grad), ``"compile"``,
+            ``"finite_difference"`` (two gradients, no second derivative: docs/core.md) or ``"auto"`` (double
+            backward, checked once per model against finite differences at the first curvature product, which it
+            falls back to, with a warning, where double backward fails or is silently wrong:
+            :mod:`curvlab.core.engine_choice`).
         seed: seeds the global RNG (saved and restored around every pass) at the start of each pass,
             so a shuffling measurement DataLoader and dropout masks are the same in every call:
             F stays one fixed function even with train-mode BatchNorm or dropout.
@@ -97,7 +102,9 @@ class Objective:
         self.seed = seed
         self._selected = select_parameters(model, params)
         self.space: ParamSpace = param_space(self._selected)
-        self.hvp_engine = _resolve_engine(hvp_engine, self.space.device)
+        if hvp_engine != "auto" and hvp_engine not in ENGINES:
+            raise InputError(f"hvp_engine: expected 'auto' or one of {ENGINES}, got {hvp_engine!r}")
+        self._engine = hvp_engine  # "auto" is resolved at the first curvature product (engine_choice)
         self.graph_memory = graph_memory
         self._graph_budget: float | None = None
         resolve_graph_memory(graph_memory, self.space.device)  # validate now
@@ -118,10 +125,17 @@ class Objective:
             bn_mode=self.bn_mode,
             dropout=self.dropout,
             params=[p for _, p in self._selected],
-            hvp_engine=self.hvp_engine,
+            hvp_engine=self._engine,
             seed=self.seed,
             graph_memory=self.graph_memory,
         )
+
+    @property
+    def hvp_engine(self) -> str:
+        """The engine of the curvature products ("auto" resolved on first use: :mod:`curvlab.core.engine_choice`)."""
+        if self._engine == "auto":
+            self._engine = choose_engine(self)
+        return self._engine
 
     @property
     def parameters(self) -> list[tuple[str, Tensor]]:
@@ -141,7 +155,7 @@ class Objective:
     @property
     def settings(self) -> dict:
         """The measurement choices to store beside every record (definitions §1)."""
-        return {"bn_mode": self.bn_mode, "dropout": self.dropout, "hvp_engine": self.hvp_engine, "dim": self.dim}
+        return {"bn_mode": self.bn_mode, "dropout": self.dropout, "hvp_engine": self._engine, "dim": self.dim}
 
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
         """Per-parameter tensors (in ``names`` order) → flat vector."""
@@ -208,6 +222,8 @@ class Objective:
         Per chunk, one forward and one graph-keeping backward serve the gradient and every direction
         (one more backward each), where ``quad`` per direction would redo the forward and both backwards:
         for k directions about (2 + 2k) passes instead of 4k + 2."""
+        if self.hvp_engine == "finite_difference":  # no gradient graph to share: one product per direction
+            return self.grad(at), [self.quad(u, at) for u in directions]
         us = [self.unflatten(self.space.check_vector(u, f"directions[{i}]")) for i, u in enumerate(directions)]
         params = self._params(at)
         self.counts["grad"] += 1
@@ -406,14 +422,6 @@ def model_loss(outputs: Any) -> Tensor:
             "['loss'] entry; give the batch its labels (e.g. a 'labels' key) or pass a loss_fn"
         )
     return loss
-
-
-def _resolve_engine(engine: str, device: torch.device) -> str:
-    if engine == "auto":
-        return default_engine(device)
-    if engine not in ENGINES:
-        raise InputError(f"hvp_engine: expected 'auto' or one of {ENGINES}, got {engine!r}")
-    return engine
 
 
 @contextlib.contextmanager

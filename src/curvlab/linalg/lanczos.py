@@ -23,10 +23,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from curvlab.core.memory import available_memory
 from curvlab.errors import InputError, NonFiniteError, nonfinite_detail
 from curvlab.linalg.operator import LinearOperator
 from curvlab.linalg.random import gaussian
+from curvlab.machine import available_memory
 
 F64 = torch.float64
 BASES = ("auto", "float64", "float32", "none")

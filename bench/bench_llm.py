@@ -1,0 +1,257 @@
+"""λ1 of Hugging Face GPT-2 models on this machine: curvlab's default call against hessian-eigenthings v1.
+
+For each GPT-2 configuration (``GPT2Config(n_layer=L)``, randomly initialised, eager attention, one batch of 2×128
+random tokens, the model's own loss), every run below is a fresh process, so that its peak resident memory (Linux's
+VmHWM) is its own:
+
+- ``reference``: curvlab, exact products, tol 1e-5 (λ1 within 1e-5 of the truth by the residual bound).
+- ``curvlab default``: ``curvlab.eigs(curvlab.Objective(model, None, [batch]).hessian())``, nothing else said.
+- ``curvlab fd``: the same with ``hvp_engine="finite_difference"``.
+- ``he scan``: hessian-eigenthings' Lanczos tridiagonal (its ``lanczos_tridiagonal``, the float32 basis it uses below
+  51 steps) run to ``--he-steps``; the top Ritz value of every leading block is the answer ``lanczos(max_iter=m)``
+  gives, so one run shows the smallest step count m whose answer is within 1e-3 of the reference, and the time it
+  took to get there.
+- ``he m``: ``hessian_eigenthings.lanczos(max_iter=m)`` at that smallest sufficient m, alone (its time and memory),
+  with exact (autograd) and with finite-difference products.
+
+Writes the "Language models" section of docs/benchmarks.md. ``--layers 2 12`` chooses the configurations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from common import markdown_table, write_section
+
+TOKENS = (2, 128)
+TARGET_TOL = 1e-3
+TARGET_RSS = 6e9
+
+
+def model_and_batch(layers: int, dtype: torch.dtype = torch.float32):
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=layers, attn_implementation="eager")
+    model = transformers.GPT2LMHeadModel(config).to(dtype)
+    ids = torch.randint(0, config.vocab_size, TOKENS, generator=torch.Generator().manual_seed(1))
+    return model, {"input_ids": ids, "labels": ids}
+
+
+def peak_rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def run_curvlab(layers: int, tol: float, engine: str) -> dict:
+    import curvlab
+
+    model, batch = model_and_batch(layers)
+    t0 = time.perf_counter()
+    objective = curvlab.Objective(model, None, [batch], hvp_engine=engine)
+    if tol == TARGET_TOL:
+        result = curvlab.eigs(objective.hessian())  # the default call
+    else:
+        result = curvlab.eigs(objective.hessian(), tol=tol, vectors=False, max_iter=300)
+    seconds = time.perf_counter() - t0
+    return {
+        "value": float(result.eigenvalues[0]),
+        "residual": float(result.residuals[0]),
+        "products": result.n_matvecs,
+        "gradients": objective.counts["grad"],
+        "seconds": seconds,
+        "basis": result.basis,
+        "engine": objective.hvp_engine,
+        "converged": result.converged,
+        "dim": objective.dim,
+    }
+
+
+def _he_operator(model, batch, method: str):
+    import hessian_eigenthings as he
+
+    op = he.HessianOperator(model, [batch], he.hf_lm_loss(), method=method)
+    times = []
+    original = op.matvec
+
+    def counted(v):
+        out = original(v)
+        times.append(time.perf_counter())
+        return out
+
+    op.matvec = counted
+    return op, times
+
+
+def run_he_scan(layers: int, steps: int) -> dict:
+    import hessian_eigenthings as he
+
+    model, batch = model_and_batch(layers)
+    op, times = _he_operator(model, batch, "autograd")
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(0)
+    v0 = torch.randn(op.size, dtype=op.dtype, generator=gen)
+    td = he.lanczos_tridiagonal(op, v0, steps, reorthogonalize=True)
+    alphas = [float(a) for a in td.alphas]
+    betas = [float(b) for b in td.betas]
+    values = []
+    for m in range(1, len(alphas) + 1):
+        t = torch.diag(torch.tensor(alphas[:m], dtype=torch.float64))
+        if m > 1:
+            off = torch.tensor(betas[: m - 1], dtype=torch.float64)
+            t += torch.diag(off, 1) + torch.diag(off, -1)
+        values.append(float(torch.linalg.eigvalsh(t)[-1]))
+    return {"values": values, "seconds_at": [t - t0 for t in times]}
+
+
+def run_he(layers: int, steps: int, method: str) -> dict:
+    import hessian_eigenthings as he
+
+    model, batch = model_and_batch(layers)
+    op, times = _he_operator(model, batch, method)
+    t0 = time.perf_counter()
+    result = he.lanczos(op, k=1, max_iter=steps, which="LA", seed=0)
+    return {"value": float(result.eigenvalues[0]), "products": len(times), "seconds": time.perf_counter() - t0}
+
+
+def child(task: dict) -> None:
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+    kind = task.pop("kind")
+    runners = {"curvlab": run_curvlab, "he_scan": run_he_scan, "he": run_he}
+    out = runners[kind](**task)
+    out["peak_rss"] = peak_rss()
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def in_process(task: dict, timeout: float = 3600) -> dict:
+    command = [sys.executable, __file__, "--child", json.dumps(task)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        tail = (done.stderr or done.stdout)[-400:].strip().replace("\n", " ")
+        return {"error": f"exit {done.returncode}: {tail}"}
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def bench(layers: int, he_steps: int) -> dict:
+    print(f"GPT-2, {layers} layers", flush=True)
+    reference = in_process({"kind": "curvlab", "layers": layers, "tol": 1e-5, "engine": "reverse"})
+    print("  reference", reference, flush=True)
+    runs = {"reference": reference}
+    runs["curvlab default"] = in_process({"kind": "curvlab", "layers": layers, "tol": TARGET_TOL, "engine": "auto"})
+    print("  default", runs["curvlab default"], flush=True)
+    runs["curvlab fd"] = in_process(
+        {"kind": "curvlab", "layers": layers, "tol": TARGET_TOL, "engine": "finite_difference"}
+    )
+    print("  fd", runs["curvlab fd"], flush=True)
+    scan = in_process({"kind": "he_scan", "layers": layers, "steps": he_steps})
+    runs["he scan"] = scan
+    print("  he scan", scan, flush=True)
+    if "error" not in scan and "error" not in reference:
+        lam = reference["value"]
+        good = [m for m, v in enumerate(scan["values"], 1) if abs(v - lam) <= TARGET_TOL * abs(lam)]
+        scan["sufficient"] = good[0] if good else None
+        if good:
+            for method in ("autograd", "finite_difference"):
+                runs[f"he {method}"] = in_process({"kind": "he", "layers": layers, "steps": good[0], "method": method})
+                print(f"  he {method}", runs[f"he {method}"], flush=True)
+    return runs
+
+
+def rows_of(layers: int, runs: dict) -> list[list[object]]:
+    lam = runs["reference"].get("value")
+    rows = []
+    for name, run in runs.items():
+        if name == "he scan":
+            continue
+        if "error" in run:
+            rows.append([layers, name, "failed: " + run["error"][:120], "", "", "", ""])
+            continue
+        error = abs(run["value"] - lam) / abs(lam) if lam else float("nan")
+        products = run["products"]
+        if name.startswith("he"):
+            products = f"{products} (m = {runs['he scan'].get('sufficient')})"
+        rows.append(
+            [layers, name, f"{run['value']:.6g}", f"{error:.1e}", products, run["seconds"], run["peak_rss"] / 1e9]
+        )
+    scan = runs["he scan"]
+    if "error" not in scan and lam:
+        m = scan.get("sufficient")
+        values = scan["values"]
+        errors = ", ".join(f"{m_}: {abs(v - lam) / abs(lam):.1e}" for m_, v in enumerate(values, 1) if m_ % 4 == 0)
+        rows.append([layers, "he scan (m: relative error)", errors, "", len(values), scan["seconds_at"][-1], ""])
+        if m is None:
+            rows.append([layers, "he: no step count reached 1e-3", "", "", "", "", ""])
+    return rows
+
+
+def verdicts(all_runs: dict[int, dict]) -> list[str]:
+    lines = []
+    for layers, runs in all_runs.items():
+        default, lam = runs.get("curvlab default", {}), runs["reference"].get("value")
+        if "error" in default or not lam:
+            lines.append(f"- {layers} layers: the default call failed or has no reference: {default.get('error')}")
+            continue
+        error = abs(default["value"] - lam) / abs(lam)
+        he = runs.get("he autograd")
+        rss = default["peak_rss"]
+        parts = [
+            f"λ1 within {error:.1e} of the reference ({'met' if error <= TARGET_TOL else 'MISSED'} 1e-3)",
+            f"peak RSS {rss / 1e9:.2f} GB ({'met' if rss <= TARGET_RSS else 'MISSED'} ≤ 6 GB)",
+        ]
+        if he and "error" not in he:
+            ratio = default["seconds"] / he["seconds"]
+            parts.append(
+                f"{default['seconds']:.0f} s = {ratio:.2f}× hessian-eigenthings' {he['seconds']:.0f} s at its smallest "
+                f"sufficient step count ({'met' if ratio < 1 else 'MISSED'} < 1×)"
+            )
+        else:
+            parts.append("hessian-eigenthings reached 1e-3 at no step count scanned")
+        fd = runs.get("curvlab fd", {})
+        if "error" not in fd:
+            fd_error = abs(fd["value"] - lam) / abs(lam)
+            parts.append(
+                f"finite-difference λ1 within {fd_error:.1e} ({'met' if fd_error <= TARGET_TOL else 'MISSED'})"
+            )
+        lines.append(f"- {layers} layers, default call: " + "; ".join(parts) + ".")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, nargs="+", default=[2, 12])
+    parser.add_argument("--he-steps", type=int, default=30)
+    parser.add_argument("--child")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return
+    all_runs = {layers: bench(layers, args.he_steps) for layers in args.layers}
+    header = ["layers", "run", "λ1", "error vs reference", "products", "seconds", "peak RSS (GB)"]
+    rows = [row for layers, runs in all_runs.items() for row in rows_of(layers, runs)]
+    lines = [
+        f"GPT-2 (`GPT2LMHeadModel(GPT2Config(n_layer=L))`, eager attention, float32), one batch of "
+        f"{TOKENS[0]}×{TOKENS[1]} random tokens, the model's own loss; each run a fresh process (peak RSS = its "
+        "VmHWM, the model included). Target: the default call's λ1 within 1e-3 of the reference, at ≤ 6 GB, in "
+        "less time than hessian-eigenthings at the smallest step count that reaches the same accuracy.",
+        "",
+        markdown_table(header, rows),
+        "",
+        *verdicts(all_runs),
+    ]
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section("bench_llm", "Language models: λ1 of GPT-2 on one machine", lines)
+    Path(__file__).with_name("bench_llm.json").write_text(json.dumps(all_runs, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Products from gradients alone (hvp_engine="finite_difference") against explicit float64 Hessians, and
+hvp_engine="auto": double backward where it is right, finite differences (said once) where it fails loudly (a fused
+attention kernel) or silently (a custom backward that is not differentiable)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import cached_hessian, rel_err
+from torch import nn
+from torch.autograd.function import once_differentiable
+from zoo import CASES, make_case
+
+import curvlab
+from curvlab import Objective
+from curvlab.core.hvp import finite_difference_step
+
+
+def objective_for(case, **kw):
+    return Objective(case.model, case.loss_fn, (case.inputs, case.targets), bn_mode=case.bn_mode, **kw)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_finite_difference_products_match_the_explicit_hessian(name):
+    case = make_case(name)
+    obj = objective_for(case, hvp_engine="finite_difference")
+    before = [(p.clone(), p._version) for p in case.model.parameters()]
+    g = torch.Generator().manual_seed(3)
+    for _ in range(2):
+        v = torch.randn(obj.dim, generator=g, dtype=torch.float64)
+        assert rel_err(obj.hvp(v), cached_hessian(name) @ v) < 1e-8  # float64: the rule's error is ≈ u^(2/3) ≈ 4e-11
+    for p, (value, version) in zip(case.model.parameters(), before):
+        assert torch.equal(p, value) and p._version == version  # never written, not even and restored
+
+
+def test_the_step_follows_the_dtype_and_the_norms():
+    x = [torch.full((4,), 3.0, dtype=torch.float64)]  # root-mean-square 3
+    v = [torch.full((4,), 0.5, dtype=torch.float64)]  # ‖v‖ = 1
+    assert finite_difference_step(x, v) == pytest.approx(torch.finfo(torch.float64).eps ** (1 / 3) * 3.0)
+    x32, v32 = [x[0].float()], [2 * v[0].float()]
+    assert finite_difference_step(x32, v32) == pytest.approx(torch.finfo(torch.float32).eps ** (1 / 3) * 1.5)
+    small = [torch.full((4,), 1e-3)]  # parameters smaller than 1: the step's length is u^(1/3)
+    assert finite_difference_step(small, v32) == pytest.approx(torch.finfo(torch.float32).eps ** (1 / 3) / 2)
+    assert finite_difference_step(x, [torch.zeros(4, dtype=torch.float64)]) == 0.0
+
+
+class OnceSoftplus(torch.autograd.Function):
+    """softplus with a backward torch cannot differentiate again: double backward silently drops its σ' term."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return F.softplus(x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.sigmoid(x)
+
+
+class DetachedSoftplus(torch.autograd.Function):
+    """softplus whose backward is written with a non-differentiable op (the input detached): the same silent loss."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return F.softplus(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.sigmoid(x.detach())
+
+
+class SoftplusNet(nn.Module):
+    def __init__(self, activation):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(6, 12), nn.Linear(12, 12), nn.Linear(12, 3)
+        self.activation = activation
+
+    def forward(self, x):
+        return self.c(self.activation(self.b(self.activation(self.a(x)))))
+
+
+def _softplus_case(custom, dtype):
+    torch.manual_seed(0)
+    net = SoftplusNet(custom.apply).to(dtype)
+    twin = SoftplusNet(F.softplus).to(dtype)
+    twin.load_state_dict(net.state_dict())
+    x, y = torch.randn(32, 6, dtype=dtype, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 3
+    return net, twin, (x, y)
+
+
+@pytest.mark.parametrize("custom", [OnceSoftplus, DetachedSoftplus])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_auto_falls_back_where_double_backward_is_silently_wrong(custom, dtype):
+    net, twin, data = _softplus_case(custom, dtype)
+    v = torch.randn(sum(p.numel() for p in net.parameters()), generator=torch.Generator().manual_seed(2)).to(dtype)
+    truth = Objective(twin, F.cross_entropy, data, hvp_engine="reverse").hvp(v)
+    silent = Objective(net, F.cross_entropy, data, hvp_engine="reverse").hvp(v)
+    assert rel_err(silent, truth) > 0.1  # torch's double backward is wrong here, and says nothing
+    with pytest.warns(UserWarning, match="disagrees with finite differences") as caught:
+        auto = Objective(net, F.cross_entropy, data)
+        product = auto.hvp(v)
+    assert len(caught) == 1 and auto.hvp_engine == "finite_difference"
+    assert rel_err(product, truth) < (1e-8 if dtype == torch.float64 else 1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per model: a second Objective on it does not warn again
+        assert Objective(net, F.cross_entropy, data).hvp_engine == "finite_difference"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_auto_keeps_double_backward_where_it_is_right(name):
+    case = make_case(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert objective_for(case).hvp_engine == "reverse"
+
+
+def test_auto_keeps_double_backward_on_a_relu_network_in_float32():
+    """ReLU kinks crossed by the finite-difference step make its estimates disagree with each other: that spread, not
+    a wrong exact product, is what the check sees."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3))
+    data = (torch.randn(64, 10), torch.randint(0, 3, (64,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Objective(net, F.cross_entropy, data).hvp_engine == "reverse"
+
+
+class FusedAttention(nn.Module):
+    """Attention through the CPU flash kernel called directly (no double backward), or, as a twin, the same
+    function written out."""
+
+    def __init__(self, fused: bool):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.fused = fused
+
+    def forward(self, x):
+        q = self.lin(x).view(x.shape[0], 1, x.shape[1], 4)
+        if self.fused:
+            out = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, q, q)[0]
+        else:
+            out = torch.softmax(q @ q.transpose(-1, -2) / 2.0, dim=-1) @ q
+        return out.mean(dim=(1, 2))
+
+
+def test_auto_falls_back_where_double_backward_fails():
+    torch.manual_seed(0)
+    fused, written = FusedAttention(True), FusedAttention(False)
+    written.load_state_dict(fused.state_dict())
+    data = (torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(1)), torch.zeros(3))
+    loss = lambda o, y: (o**2).mean()  # noqa: E731
+    with pytest.raises(RuntimeError, match="scaled_dot_product_attention"):
+        Objective(fused, loss, data, hvp_engine="reverse").hvp(torch.ones(20))
+    with pytest.warns(UserWarning, match="double backward fails"):
+        product = Objective(fused, loss, data).hvp(torch.ones(20))
+    assert rel_err(product, Objective(written, loss, data, hvp_engine="reverse").hvp(torch.ones(20))) < 1e-3
+
+
+def test_every_curvature_measurement_runs_on_finite_differences():
+    """λ1 and top-k, the trace, the density, per-module blocks, directional and preconditioned sharpness, with the
+    finite-difference engine, against the same measurements with exact products (float64, LayerNorm MLP)."""
+    case = make_case("layernorm_mlp")
+    exact, fd = objective_for(case, hvp_engine="reverse"), objective_for(case, hvp_engine="finite_difference")
+    hessian = cached_hessian("layernorm_mlp")
+    top = torch.linalg.eigvalsh(hessian).flip(0)
+    assert curvlab.eigs(fd, k=3, tol=1e-9).eigenvalues.tolist() == pytest.approx(top[:3].tolist(), rel=1e-6)
+    assert curvlab.eigs(fd, tol=1e-9, basis="none").eigenvalues[0] == pytest.approx(float(top[0]), rel=1e-6)
+    assert curvlab.trace(fd, n_probes=10).estimate == pytest.approx(
+        curvlab.trace(exact, n_probes=10).estimate, rel=1e-6
+    )
+    density_fd, density_exact = curvlab.spectral_density(fd, n_steps=10), curvlab.spectral_density(exact, n_steps=10)
+    assert torch.allclose(density_fd.ritz_values, density_exact.ritz_values, rtol=1e-5, atol=1e-7)
+    blocks_fd, blocks_exact = curvlab.block_eigs(fd, tol=1e-9), curvlab.block_eigs(exact, tol=1e-9)
+    for name, result in blocks_exact.items():
+        assert float(blocks_fd[name].eigenvalues[0]) == pytest.approx(float(result.eigenvalues[0]), rel=1e-6, abs=1e-9)
+    d = torch.randn(fd.dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    assert curvlab.geometry.directional_sharpness(fd, d) == pytest.approx(float(d @ hessian @ d / (d @ d)), rel=1e-6)
+    optimizer = torch.optim.Adam(case.model.parameters(), lr=1e-2)
+    optimizer.zero_grad()
+    case.loss_fn(case.model(case.inputs), case.targets).backward()
+    optimizer.step()
+    values = [
+        float(curvlab.eigs(curvlab.geometry.preconditioned_hessian(o, optimizer), tol=1e-9).eigenvalues[0])
+        for o in (objective_for(case, hvp_engine=e) for e in ("reverse", "finite_difference"))
+    ]
+    assert values[1] == pytest.approx(values[0], rel=1e-6)
