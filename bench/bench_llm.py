@@ -35,14 +35,28 @@ TARGET_TOL = 1e-3
 TARGET_RSS = 6e9
 
 
-def model_and_batch(layers: int, dtype: torch.dtype = torch.float32):
+PRESETS = {  # GPT-2's published sizes: n_embd, n_layer, n_head
+    "small": (768, 12, 12),
+    "medium": (1024, 24, 16),
+    "large": (1280, 36, 20),
+    "xl": (1600, 48, 25),
+}
+
+
+def model_and_batch(layers: int | str, dtype: torch.dtype = torch.float32, device: str = "cpu"):
+    """GPT-2 with ``layers`` layers of GPT-2 small's width, or a preset name ("medium", "xl"...)."""
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.GPT2Config(n_layer=layers, attn_implementation="eager")
-    model = transformers.GPT2LMHeadModel(config).to(dtype)
-    ids = torch.randint(0, config.vocab_size, TOKENS, generator=torch.Generator().manual_seed(1))
+    width, n_layer, heads = PRESETS[layers] if isinstance(layers, str) else (768, layers, 12)
+    config = transformers.GPT2Config(n_embd=width, n_layer=n_layer, n_head=heads, attn_implementation="eager")
+    model = transformers.GPT2LMHeadModel(config).to(dtype=dtype, device=device)
+    ids = torch.randint(0, config.vocab_size, TOKENS, generator=torch.Generator().manual_seed(1)).to(device)
     return model, {"input_ids": ids, "labels": ids}
+
+
+def as_layers(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
 
 
 def peak_rss() -> int:
@@ -50,10 +64,10 @@ def peak_rss() -> int:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
-def run_curvlab(layers: int, tol: float, engine: str) -> dict:
+def run_curvlab(layers: int | str, tol: float, engine: str, device: str = "cpu") -> dict:
     import curvlab
 
-    model, batch = model_and_batch(layers)
+    model, batch = model_and_batch(layers, device=device)
     t0 = time.perf_counter()
     objective = curvlab.Objective(model, None, [batch], hvp_engine=engine)
     if tol == TARGET_TOL:
@@ -127,6 +141,8 @@ def child(task: dict) -> None:
     runners = {"curvlab": run_curvlab, "he_scan": run_he_scan, "he": run_he}
     out = runners[kind](**task)
     out["peak_rss"] = peak_rss()
+    if torch.cuda.is_available():
+        out["peak_gpu"] = torch.cuda.max_memory_allocated()
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -140,17 +156,19 @@ def in_process(task: dict, timeout: float = 3600) -> dict:
     return json.loads(line.removeprefix("RESULT "))
 
 
-def bench(layers: int, he_steps: int) -> dict:
+def bench(layers: int | str, he_steps: int, device: str = "cpu", compare: bool = True) -> dict:
     print(f"GPT-2, {layers} layers", flush=True)
-    reference = in_process({"kind": "curvlab", "layers": layers, "tol": 1e-5, "engine": "reverse"})
+    mine = {"kind": "curvlab", "layers": layers, "device": device}
+    reference = in_process({**mine, "tol": 1e-5, "engine": "reverse"})
     print("  reference", reference, flush=True)
     runs = {"reference": reference}
-    runs["curvlab default"] = in_process({"kind": "curvlab", "layers": layers, "tol": TARGET_TOL, "engine": "auto"})
+    runs["curvlab default"] = in_process({**mine, "tol": TARGET_TOL, "engine": "auto"})
     print("  default", runs["curvlab default"], flush=True)
-    runs["curvlab fd"] = in_process(
-        {"kind": "curvlab", "layers": layers, "tol": TARGET_TOL, "engine": "finite_difference"}
-    )
+    runs["curvlab fd"] = in_process({**mine, "tol": TARGET_TOL, "engine": "finite_difference"})
     print("  fd", runs["curvlab fd"], flush=True)
+    if not compare:
+        runs["he scan"] = {"error": "not run (--no-compare)"}
+        return runs
     scan = in_process({"kind": "he_scan", "layers": layers, "steps": he_steps})
     runs["he scan"] = scan
     print("  he scan", scan, flush=True)
@@ -226,15 +244,17 @@ def verdicts(all_runs: dict[int, dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layers", type=int, nargs="+", default=[2, 12])
+    parser.add_argument("--layers", type=as_layers, nargs="+", default=[2, 12], help="layer counts or presets")
     parser.add_argument("--he-steps", type=int, default=30)
+    parser.add_argument("--device", default="cpu", help="cuda: curvlab's runs on the GPU (bench_device)")
+    parser.add_argument("--no-compare", action="store_true", help="skip hessian-eigenthings")
     parser.add_argument("--child")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
-    all_runs = {layers: bench(layers, args.he_steps) for layers in args.layers}
+    all_runs = {layers: bench(layers, args.he_steps, args.device, not args.no_compare) for layers in args.layers}
     header = ["layers", "run", "λ1", "error vs reference", "products", "seconds", "peak RSS (GB)"]
     rows = [row for layers, runs in all_runs.items() for row in rows_of(layers, runs)]
     lines = [

@@ -128,7 +128,8 @@ def _records_of_run(tmp_path, config: dict, processes: int) -> dict:
     path.write_text(to_toml(config))
     command = [sys.executable, "-m", "curvlab.cli", "run", str(path), "--out", str(out_dir), "--quiet", "--no-report"]
     out = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    ranks = [line for line in out.stderr.splitlines() if line.startswith("[rank")]  # each rank's own error
+    assert out.returncode == 0, "\n".join(ranks[-30:]) or out.stderr[-2000:]
     assert json.loads((out_dir / "status.json").read_text())["status"] == "finished"
     records = [r for r in read_records(out_dir) if not r["metric"].startswith("cost_")]
     values = {(r["step"], r["metric"], r.get("index")): r["value"] for r in records}

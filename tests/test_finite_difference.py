@@ -16,7 +16,7 @@ from zoo import CASES, make_case
 
 import curvlab
 from curvlab import Objective
-from curvlab.core.hvp import finite_difference_step
+from curvlab.core.hvp import STEP_FACTOR, finite_difference_step
 
 
 def objective_for(case, **kw):
@@ -37,13 +37,14 @@ def test_finite_difference_products_match_the_explicit_hessian(name):
 
 
 def test_the_step_follows_the_dtype_and_the_norms():
+    c = STEP_FACTOR
     x = [torch.full((4,), 3.0, dtype=torch.float64)]  # root-mean-square 3
     v = [torch.full((4,), 0.5, dtype=torch.float64)]  # ‖v‖ = 1
-    assert finite_difference_step(x, v) == pytest.approx(torch.finfo(torch.float64).eps ** (1 / 3) * 3.0)
+    assert finite_difference_step(x, v) == pytest.approx(c * torch.finfo(torch.float64).eps ** (1 / 3) * 3.0)
     x32, v32 = [x[0].float()], [2 * v[0].float()]
-    assert finite_difference_step(x32, v32) == pytest.approx(torch.finfo(torch.float32).eps ** (1 / 3) * 1.5)
-    small = [torch.full((4,), 1e-3)]  # parameters smaller than 1: the step's length is u^(1/3)
-    assert finite_difference_step(small, v32) == pytest.approx(torch.finfo(torch.float32).eps ** (1 / 3) / 2)
+    assert finite_difference_step(x32, v32) == pytest.approx(c * torch.finfo(torch.float32).eps ** (1 / 3) * 1.5)
+    small = [torch.full((4,), 1e-3)]  # parameters smaller than 1: the step's length is c·u^(1/3)
+    assert finite_difference_step(small, v32) == pytest.approx(c * torch.finfo(torch.float32).eps ** (1 / 3) / 2)
     assert finite_difference_step(x, [torch.zeros(4, dtype=torch.float64)]) == 0.0
 
 
@@ -191,3 +192,15 @@ def test_every_curvature_measurement_runs_on_finite_differences():
         for o in (objective_for(case, hvp_engine=e) for e in ("reverse", "finite_difference"))
     ]
     assert values[1] == pytest.approx(values[0], rel=1e-6)
+
+
+def test_the_step_follows_the_loss_precision_when_it_is_coarser_than_the_parameters():
+    """A float64 model whose loss is computed in float32 (as a Hugging Face model's is): the step is float32's, so
+    the product keeps float32's finite-difference accuracy instead of float64's step drowning in float32 rounding."""
+    case = make_case("tanh_mlp_ce")
+    data = (case.inputs, case.targets)
+    coarse = Objective(case.model, lambda o, y: F.cross_entropy(o.float(), y), data, hvp_engine="finite_difference")
+    assert coarse.loss_roundoff() == torch.finfo(torch.float32).eps
+    assert objective_for(case, hvp_engine="finite_difference").loss_roundoff() == torch.finfo(torch.float64).eps
+    v = torch.randn(coarse.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert rel_err(coarse.hvp(v), cached_hessian("tanh_mlp_ce") @ v) < 1e-4

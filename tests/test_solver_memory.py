@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,6 +101,8 @@ def test_every_basis_mode_finds_the_top_eigenpair(basis):
     assert float(result.eigenvalues[0]) == pytest.approx(5.0, rel=1e-8)
     used = result.n_matvecs
     v = result.eigenvectors[:, 0]
+    assert v.dtype == {"float64": torch.float64, "float32": torch.float32, "none": torch.float64}[basis]
+    v = v.double()
     assert float(torch.linalg.vector_norm(a @ v - 5.0 * v)) < 1e-6
     assert result.n_matvecs == (2 * used - 1 if basis == "none" else used)  # rebuilt by a second pass when asked
 
@@ -123,14 +126,18 @@ def test_auto_picks_the_cheapest_basis_that_fits(monkeypatch):
     def room(nbytes):
         monkeypatch.setattr(lanczos, "available_memory", lambda device: nbytes / lanczos.AUTO_FRACTION)
 
-    dim, steps, device = 1_000_000, 99, torch.device("cpu")
+    dim, steps = 1_000_000, 99
+    op = curvlab.LinearOperator(lambda v: v, dim)
     room(100 * dim * 8)
-    assert lanczos.choose_basis("auto", dim, steps, device) == "float64"
+    assert lanczos.choose_basis("auto", op, steps) == "float64"
     room(100 * dim * 8 - 1)
-    assert lanczos.choose_basis("auto", dim, steps, device) == "float32"
+    assert lanczos.choose_basis("auto", op, steps) == "float32"
     room(100 * dim * 4 - 1)
-    assert lanczos.choose_basis("auto", dim, steps, device) == "none"
-    assert lanczos.choose_basis("auto", dim, steps, device, k=3) == "float32"  # k > 1 needs a stored basis
+    assert lanczos.choose_basis("auto", op, steps) == "none"
+    assert lanczos.choose_basis("auto", op, steps, k=3) == "float32"  # k > 1 needs a stored basis
+    room(100 * dim * 8)
+    op.across = lambda value: value / 2  # another process has half the room: every process takes the smaller
+    assert lanczos.choose_basis("auto", op, steps) == "float32"
 
 
 @pytest.mark.parametrize("name", ["layernorm_mlp", "attention", "bn_cnn_train"])
@@ -143,3 +150,9 @@ def test_the_recurrence_alone_gives_lambda_1_of_the_explicit_hessian(name):
     exact = float(torch.linalg.eigvalsh(cached_hessian(name))[-1])
     result = curvlab.eigs(objective.hessian(), tol=1e-10, basis="none", max_iter=objective.dim)
     assert float(result.eigenvalues[0]) == pytest.approx(exact, rel=1e-8)
+
+
+def test_the_memory_table_in_the_docs_is_the_formulas_output():
+    script = Path(__file__).resolve().parents[1] / "scripts" / "scale_doc.py"
+    out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, "docs/scale.md's table is stale: run python scripts/scale_doc.py"

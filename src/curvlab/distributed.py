@@ -43,6 +43,11 @@ class DistributedObjective(Objective):
         super().__init__(model, loss_fn, data, **kwargs)
         self.group = group
 
+    def smallest_across(self, value: float) -> float:
+        smallest = torch.tensor([float(value)], dtype=torch.float64, device=self.space.device)
+        dist.all_reduce(smallest, op=dist.ReduceOp.MIN, group=self.group)
+        return float(smallest)
+
     def _combine_count(self, n: float) -> float:
         total = torch.tensor([float(n)], dtype=torch.float64, device=self.space.device)
         dist.all_reduce(total, group=self.group)

@@ -72,6 +72,7 @@ class CurvatureOperator(LinearOperator):
         name = self.quantity.removesuffix("-vector product")
         super().__init__(self._product, objective.dim, dtype=space.dtype, device=space.device, name=name)
         self.objective = objective
+        self.across = objective.smallest_across
         self.cache = cache
         self.versions = objective.point_versions()
         self._states: list[Any] | None = None  # kept chunk states, in chunk order

@@ -5,11 +5,12 @@ or silently: a custom ``autograd.Function`` whose backward is ``@once_differenti
 differentiable ops makes torch drop that layer's second-derivative term and raise nothing. So the first time a
 model's curvature is asked for, one exact product on the first chunk is compared with finite-difference products at
 three step sizes, 16× apart at the ends (their spread bounds the finite differences' own error: rounding, or ReLU
-kinks crossed by the step). An exact product that fails, or that is further from every finite difference than 10×
-their spread, switches this model to ``"finite_difference"``, with one warning saying why (measured in float32 on a
-softplus MLP: a dropped second-derivative term is 52% of the product, the spread 3.5e-4; on a ReLU MLP the spread is
-0.98 and the exact product within 5e-5 of the smallest step). The choice is remembered per model and parameter
-selection.
+kinks crossed by the step) plus 100 u^(2/3) (their error order at the loss's roundoff u). An exact product that
+fails, or that is further from every finite difference than 10× their spread plus that floor, switches this model
+to ``"finite_difference"``, with one warning saying why (tests/test_finite_difference.py: a softplus network whose
+backward is not differentiable is caught in float32 and float64, ReLU networks and the test zoo are not flagged).
+The choice is remembered per model and parameter selection; on a distributed objective every rank checks its own
+chunk and all take finite differences if any rank's check says so.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor
 from curvlab.core.hvp import hvp_finite_difference, hvp_reverse
 
 AGREEMENT = 10.0  # an exact product further from every finite difference than this × their spread is wrong
+UNRELIABLE = 1e-2  # a spread of the finite differences beyond this (relative) is worth a caution
 STEPS = (1.0, 0.25, 1 / 16)  # finite-difference steps, × the rule's ε: kinks (ReLU) and rounding make them differ
 _CHOSEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → {selected names: engine}
 
@@ -36,8 +38,12 @@ def choose_engine(objective: Any) -> str:
     key = tuple(objective.names)
     if key not in chosen:
         engine, reason = _check(objective)
+        # every rank of a distributed objective checks its own chunk: finite differences if any rank says so
+        engine = "finite_difference" if objective.smallest_across(engine != "finite_difference") == 0 else engine
         if engine is None:  # a non-finite loss: nothing to compare; the exact engine, and a check next time
             return "reverse"
+        if engine == "finite_difference" and reason is None:
+            reason = "another process's check found double backward failing or wrong"
         if reason:
             model = type(objective.model).__name__
             warnings.warn(
@@ -62,24 +68,31 @@ def _check(objective: Any) -> tuple[str | None, str | None]:
         try:
             loss, exact = hvp_reverse(loss_of, params, vs)
         except (RuntimeError, NotImplementedError) as err:
-            return "finite_difference", f"double backward fails ({_first_line(err)})"
+            why = f"double backward fails ({_first_line(err)}); finite differences are right only where the loss is "
+            return "finite_difference", why + "smooth (not across ReLU kinks: docs/core.md)"
         if not bool(torch.isfinite(loss)):
             return None, None
         # per-parameter tensors in the parameters' dtype, two estimates at a time: the check costs a few copies of
         # the parameters, not a float64 vector per estimate
         mismatch, spread, previous = math.inf, 0.0, None
         for scale in STEPS:
-            estimate = hvp_finite_difference(loss_of, params, vs, scale=scale)[1]
+            estimate = hvp_finite_difference(loss_of, params, vs, scale=scale, roundoff=objective.loss_roundoff())[1]
             mismatch = min(mismatch, _distance(exact, estimate))
             spread += _distance(previous, estimate) if previous is not None else 0.0  # ≥ the largest pairwise one
             previous = estimate
     size = max(_distance(previous, None), 1e-300)
-    rounding = 100 * torch.finfo(params[0].dtype).eps * size
+    rounding = 100 * objective.loss_roundoff() ** (2 / 3) * size  # the finite differences' own error order
     if not math.isfinite(_distance(exact, None)) or mismatch > AGREEMENT * spread + rounding:
+        caution = (
+            f"; beware: the finite-difference steps disagree by {spread / size:.1g} here (kinks such as ReLU's, "
+            "which a step can cross, make finite differences unreliable)"
+            if spread > UNRELIABLE * size
+            else ""
+        )
         return "finite_difference", (
             f"double backward runs but disagrees with finite differences of gradients (relative difference "
             f"{mismatch / size:.2g}, against {spread / size:.2g} between finite-difference steps): a layer's backward "
-            "is probably not differentiable (a custom autograd.Function with @once_differentiable?)"
+            "is probably not differentiable (a custom autograd.Function with @once_differentiable?)" + caution
         )
     return "reverse", None
 

@@ -93,19 +93,25 @@ def hvp_compiled(loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor]
     return _compiled_forward(loss_of, params, vs)
 
 
-def finite_difference_step(params: Sequence[Tensor], vs: Sequence[Tensor]) -> float:
-    """ε = u^(1/3) · max(1, ‖x‖/√n) / ‖v‖: the step εv has length u^(1/3) times the parameters' root-mean-square
-    size (at least 1), u the unit roundoff of the parameters' dtype, n their number (docs/core.md). u^(1/3)
-    balances the central difference's truncation error (∝ ε²) against the gradients' rounding error (∝ u/ε); the
-    length is per-parameter, not ‖x‖, because the loss's curvature scale does not grow with the number of
-    parameters (GPT-2 with one layer: a step of 0.01·‖x‖ along its top eigenvector is 8% off, of u^(1/3)·1,
-    0.04%). Norms in float64."""
+STEP_FACTOR = 0.1  # c in ε = c·u^(1/3)·max(1, rms(x))/‖v‖: bench/bench_finite_difference.py measures the choice
+
+
+def finite_difference_step(params: Sequence[Tensor], vs: Sequence[Tensor], roundoff: float | None = None) -> float:
+    """ε = c · u^(1/3) · max(1, ‖x‖/√n) / ‖v‖ with c = 0.1: the step εv has length c·u^(1/3) times the parameters'
+    root-mean-square size (at least 1), u the unit roundoff of the loss as computed, n the number of parameters
+    (docs/core.md). u^(1/3) balances the central difference's truncation error (∝ ε²) against the gradients'
+    rounding error (∝ u/ε); the constant c = 0.1 because along the sharpest directions, which λ1 is about, the
+    loss's third derivatives are large and truncation dominates at c = 1. The length is per parameter, not ‖x‖:
+    the loss's curvature scale does not grow with the number of parameters. ``roundoff``: u when the loss is
+    computed in a coarser dtype than the parameters' (a Hugging Face model's loss is float32 whatever its
+    parameters); default the parameters' dtype's. Norms in float64."""
     v_norm = _norm64(vs)
     if v_norm == 0:
         return 0.0
     n = sum(p.numel() for p in params)
     rms = _norm64(params) / max(n, 1) ** 0.5
-    return torch.finfo(params[0].dtype).eps ** (1 / 3) * max(rms, 1.0) / v_norm
+    u = torch.finfo(params[0].dtype).eps if roundoff is None else roundoff
+    return STEP_FACTOR * u ** (1 / 3) * max(rms, 1.0) / v_norm
 
 
 def _norm64(tensors: Sequence[Tensor]) -> float:
@@ -113,12 +119,12 @@ def _norm64(tensors: Sequence[Tensor]) -> float:
 
 
 def hvp_finite_difference(
-    loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor], scale: float = 1.0
+    loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor], scale: float = 1.0, roundoff: float | None = None
 ) -> tuple[Tensor, list[Tensor]]:
     """(∇f(x + εv) − ∇f(x − εv)) / 2ε from two first-order gradients at shifted copies of the parameters (the
     parameters themselves are never written); returns ((f(x + εv) + f(x − εv))/2 ≈ f(x), the product).
-    ``scale`` multiplies the step ε of :func:`finite_difference_step`."""
-    eps = scale * finite_difference_step(params, vs)
+    ``scale`` multiplies the step ε of :func:`finite_difference_step`, ``roundoff`` is passed to it."""
+    eps = scale * finite_difference_step(params, vs, roundoff)
     if eps == 0:  # v = 0
         with torch.enable_grad():
             loss = loss_of(fresh_leaves(params))

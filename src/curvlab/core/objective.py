@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -105,6 +106,7 @@ class Objective:
         if hvp_engine != "auto" and hvp_engine not in ENGINES:
             raise InputError(f"hvp_engine: expected 'auto' or one of {ENGINES}, got {hvp_engine!r}")
         self._engine = hvp_engine  # "auto" is resolved at the first curvature product (engine_choice)
+        self._roundoff: float | None = None
         self.graph_memory = graph_memory
         self._graph_budget: float | None = None
         resolve_graph_memory(graph_memory, self.space.device)  # validate now
@@ -155,7 +157,7 @@ class Objective:
     @property
     def settings(self) -> dict:
         """The measurement choices to store beside every record (definitions §1)."""
-        return {"bn_mode": self.bn_mode, "dropout": self.dropout, "hvp_engine": self._engine, "dim": self.dim}
+        return {"bn_mode": self.bn_mode, "dropout": self.dropout, "hvp_engine": self.hvp_engine, "dim": self.dim}
 
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
         """Per-parameter tensors (in ``names`` order) → flat vector."""
@@ -208,6 +210,8 @@ class Objective:
         params = self._params(at)
         self.counts["hvp"] += 1
         engine = HVP_ENGINES[self.hvp_engine]
+        if self.hvp_engine == "finite_difference":
+            engine = functools.partial(engine, roundoff=self.loss_roundoff())
         product = self._accumulate(lambda chunk: engine(lambda ps: self._chunk_loss(ps, chunk), params, vs))[1]
         return checked_finite(product, "Hessian-vector product", lambda: self.loss(at))
 
@@ -301,6 +305,16 @@ class Objective:
         if name == "fisher_mc":
             return self.fisher("mc", n_samples=n_samples)
         raise InputError(f"curvature: expected one of {CURVATURES}, got {name!r}")
+
+    def loss_roundoff(self) -> float:
+        """The unit roundoff of the loss as computed: the parameters' dtype's, or the loss's own when coarser (a
+        Hugging Face model computes its loss in float32 whatever its parameters). Read once, from a forward pass on
+        the first chunk; it sets the finite-difference step (:func:`curvlab.core.hvp.finite_difference_step`)."""
+        if self._roundoff is None:
+            with self._measuring(), torch.no_grad():
+                loss = self._chunk_loss(self._params(), next(iter(self._chunks())))
+            self._roundoff = max(torch.finfo(self.space.dtype).eps, torch.finfo(loss.dtype).eps)
+        return self._roundoff
 
     def release(self) -> None:
         """Free the graphs kept by the curvature operators (the Monitor calls this after each step)."""
@@ -397,6 +411,12 @@ class Objective:
         with preserved_rng():
             seed_rng(self.seed, self.space.device)
             return self._combine_count(sum(chunk.size for chunk in self.chunks))
+
+    def smallest_across(self, value: float) -> float:
+        """The smallest of ``value`` over the processes measuring together (here: this one alone); a
+        DistributedObjective takes the minimum over its ranks, so that choices made from local facts (free memory,
+        the engine check on a rank's own chunk) are the same on every rank."""
+        return value
 
     def _combine_count(self, n: float) -> float:
         """This process's count is the whole set's; a DistributedObjective sums it across ranks."""

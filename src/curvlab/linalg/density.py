@@ -80,7 +80,7 @@ def spectral_density(
     gen = make_generator(seed, generator)
     used_before = op.n_matvecs
     steps = min(n_steps, op.dim)
-    mode = choose_basis(basis, op.dim, steps, op.device)
+    mode = choose_basis(basis, op, steps)
     nodes = torch.full((n_probes, steps), float("nan"), dtype=F64)
     weights = torch.zeros((n_probes, steps), dtype=F64)
     bar = progress_bar(n_probes * steps, "spectral density", progress)

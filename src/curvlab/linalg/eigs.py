@@ -24,8 +24,9 @@ DECIDE_TOL = 1e-3  # how well a search for further copies must know its top valu
 
 class EigResult:
     """Eigenpairs sorted most-extreme first: descending for ``LA``, ascending for ``SA``,
-    by descending |λ| for ``LM``. ``eigenvectors[:, i]`` belongs to ``eigenvalues[i]`` (float64, one column per
-    eigenvalue; None when the solve was asked for ``vectors=False``). After a solve without a stored basis the
+    by descending |λ| for ``LM``. ``eigenvectors[:, i]`` belongs to ``eigenvalues[i]`` (one column per
+    eigenvalue, in the basis' dtype: float64 for ``basis="float64"``, else float32 or the operator's; None when the
+    solve was asked for ``vectors=False``). After a solve without a stored basis the
     vectors are rebuilt on first access, by a second pass of the recurrence (``n_matvecs`` then grows by
     ``n_iter``; the operator must still be valid: an operator made stale by a parameter change raises)."""
 
@@ -121,19 +122,19 @@ def eigs(
     if bound not in BOUNDS:
         raise InputError(f"bound: expected one of {BOUNDS}, got {bound!r}")
     gen = make_generator(seed, generator)
-    start = _start_vector(op, v0, gen)
     if method == "power":
         if which == "SA":
             raise InputError("which: method='power' finds the largest |λ| only; use method='lanczos' for which='SA'")
-        return _power(op, k, tol, atol, max_iter or 1000, start, progress)
+        return _power(op, k, tol, atol, max_iter or 1000, _start_vector(op, v0, gen), progress)
     rule = StoppingRule(which, tol, atol, bound)
     max_iter = max_iter or min(op.dim, max(100, 20 * k))
-    mode = choose_basis(basis, op.dim, max_iter, op.device, k)
+    mode = choose_basis(basis, op, max_iter, k)
     if mode == "none" and k > 1:
         raise InputError(
             f"basis: 'none' finds the top eigenvalue only (k = 1): without reorthogonalisation a converged eigenvalue "
             f"reappears as a spurious copy; for k = {k} use basis='float32' (4 bytes per parameter per step)"
         )
+    start = [_start_vector(op, v0, gen)]  # handed over: the solve keeps it in its own dtype, not this float64 copy
     result = _lanczos(op, k, rule, max_iter, start, gen, progress, mode, vectors or (k > 1 and copies))
     if k > 1 and copies:
         result = _with_copies(op, result, rule, max_iter, gen, progress, mode)
@@ -212,9 +213,11 @@ class StoppingRule:
         return bool((bounds <= torch.clamp(self.tol * theta[idx].abs(), min=self.atol)).all())
 
 
-def _lanczos(op, k, rule: StoppingRule, max_iter, start, gen, progress, basis: str, vectors: bool) -> EigResult:
+def _lanczos(op, k, rule: StoppingRule, max_iter, start: list, gen, progress, basis: str, vectors: bool) -> EigResult:
+    """``start``: a one-element list holding the start vector, emptied here so that no float64 copy of it
+    outlives the process's own."""
     used_before = op.n_matvecs
-    process = LanczosProcess(op, start, gen, basis)
+    process = LanczosProcess(op, start.pop(), gen, basis, keep_start=vectors)
     bar = progress_bar(max_iter, "lanczos", progress)
     converged = False
     try:
@@ -264,7 +267,7 @@ def _with_copies(
         kth = float(_wanted_key(values, rule.which)[-1])
         search = replace(rule, to_beat=kth)  # only whether the complement holds a value beating the k-th
         steps = min(max_iter, op.dim - basis.shape[1])
-        extra = _lanczos(_deflated(op, q), 1, search, steps, start, gen, progress, basis_mode, True)
+        extra = _lanczos(_deflated(op, q), 1, search, steps, [start], gen, progress, basis_mode, True)
         n_iter += extra.n_iter
         vector = _project(extra.eigenvectors, q)  # a restart vector may have brought span(Q) back in: drop it
         norm = float(torch.linalg.vector_norm(vector))

@@ -35,13 +35,20 @@ AUTO_FRACTION = 0.25  # of the available memory, for a stored basis chosen by ba
 DOT_CHUNK = 1 << 18  # entries per float64 partial sum: exact-enough dot products without a float64 copy
 
 
-def choose_basis(basis: str, dim: int, max_steps: int, device: torch.device, k: int = 1) -> str:
-    """The basis mode ``basis`` resolves to for a solve of up to ``max_steps`` steps (see the module docs)."""
+def recurrence_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the recurrence's vectors without a stored basis: the operator's, at least float32."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def choose_basis(basis: str, op: LinearOperator, max_steps: int, k: int = 1) -> str:
+    """The basis mode ``basis`` resolves to for a solve of up to ``max_steps`` steps with ``op`` (see the module
+    docs); the free memory is the smallest over the processes computing ``op`` together, so they all choose alike."""
     if basis not in BASES:
         raise InputError(f"basis: expected one of {BASES}, got {basis!r}")
     if basis != "auto":
         return basis
-    room = AUTO_FRACTION * available_memory(device)
+    room = op.smallest_across(AUTO_FRACTION * available_memory(op.device))
+    dim = op.dim
     for mode, dtype in BASIS_DTYPES.items():
         if (max_steps + 1) * dim * dtype.itemsize <= room:
             return mode
@@ -50,15 +57,18 @@ def choose_basis(basis: str, dim: int, max_steps: int, device: torch.device, k: 
 
 def peak_bytes(basis: str, dim: int, steps: int, op_itemsize: int, k: int = 1) -> int:
     """The most memory a Lanczos solve of ``steps`` steps holds besides the operator's own products, in bytes:
-    ``dim`` × (bytes per parameter), the formulas of docs/scale.md. Both hold the caller's float64 start vector
-    (8) and the k float64 Ritz vectors (8·k). Stored basis of b bytes an entry: (steps + 1)·b for the basis,
-    8·3 for the float64 working vector and its casts, 2·s for the product and its input in the operator's dtype
-    (s bytes an entry). No stored basis: 4·s (the start vector in the operator's dtype, the last two vectors,
-    the new one)."""
+    ``dim`` × (bytes per parameter), the formulas of docs/scale.md; s is the operator's bytes per entry, b the
+    kept vectors' (the basis dtype's; without a stored basis the operator's, at least 4). Stored basis:
+    (steps + 1)·b for the basis, 8·3 for the float64 working vector and its casts, 2·s for the product and its
+    input, b·k for the Ritz vectors. No stored basis: 3·b (the last two vectors and the new one) + s for the
+    product, and with k Ritz vectors asked for, b more for the kept start vector and b·k for them. The float64
+    start vector drawn at the beginning (8) is freed before the first product."""
     if basis == "none":
-        per_parameter = 8 + 4 * op_itemsize + 8 * k
+        b = max(op_itemsize, 4)
+        per_parameter = 3 * b + op_itemsize + (b + b * k if k else 0)
     else:
-        per_parameter = 8 + (steps + 1) * BASIS_DTYPES[basis].itemsize + 3 * 8 + 2 * op_itemsize + 8 * k
+        b = BASIS_DTYPES[basis].itemsize
+        per_parameter = (steps + 1) * b + 3 * 8 + 2 * op_itemsize + b * k
     return dim * per_parameter
 
 
@@ -85,19 +95,28 @@ class LanczosProcess:
     ends the process (``exhausted``): the Krylov space holds exact eigenpairs.
     """
 
-    def __init__(self, op: LinearOperator, v0: Tensor, generator: torch.Generator, basis: str = "float64"):
+    def __init__(
+        self,
+        op: LinearOperator,
+        v0: Tensor,
+        generator: torch.Generator,
+        basis: str = "float64",
+        keep_start: bool = True,
+    ):
         if basis not in BASIS_DTYPES and basis != "none":
             raise InputError(f"basis: expected 'float64', 'float32' or 'none', got {basis!r}")
         self.op = op
         self.gen = generator
         self.mode = basis
-        self.dtype = BASIS_DTYPES.get(basis, op.dtype)  # how the kept vectors are stored
+        self.dtype = BASIS_DTYPES.get(basis, recurrence_dtype(op.dtype))  # how the kept vectors are stored
         q = v0.reshape(-1).to(device=op.device)
         norm = norm64(q)
         if not norm > 0 or norm == float("inf"):
             raise InputError("v0: the start vector must be finite and non-zero")
         start = (q.to(F64) / norm).to(self.dtype)
-        self.start = start if basis == "none" else None  # kept to rebuild Ritz vectors without a stored basis
+        del q, v0
+        # without a stored basis the start vector is kept only to rebuild Ritz vectors (keep_start=False: none asked)
+        self.start = start if basis == "none" and keep_start else None
         self._vectors: list[Tensor] = [start]  # the basis, or the last two vectors
         self.alpha: list[float] = []
         self.beta: list[float] = []
@@ -200,11 +219,12 @@ class LanczosProcess:
         self.exhausted = True
 
     def ritz_vectors(self, s: Tensor) -> Tensor:
-        """Q S: Ritz vectors (columns, float64, on the operator's device). Without a stored basis, the basis is
+        """Q S: Ritz vectors (columns, on the operator's device, in the basis' dtype: float64, float32, or without a
+        stored basis the recurrence's, at least float32). Without a stored basis, the basis is
         regenerated by running the recurrence again from the start vector with the α, β already known: one
         product per step, O(few) vectors, the same vectors as the first pass."""
         s = s.to(device=self.op.device, dtype=F64)
-        out = torch.zeros((self.op.dim, s.shape[1]), dtype=F64, device=self.op.device)
+        out = torch.zeros((self.op.dim, s.shape[1]), dtype=self.dtype, device=self.op.device)
         for j, q in enumerate(self._basis_again()):
             for i, coefficient in enumerate(s[j].tolist()):
                 out[:, i].add_(q, alpha=coefficient)  # float32 entries added into float64 with no copy

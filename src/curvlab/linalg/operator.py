@@ -49,6 +49,12 @@ class LinearOperator:
         self.device = torch.device(device)
         self.n_matvecs = 0
         self.name = name
+        self.across: Callable[[float], float] | None = None  # set by operators whose products are collectives
+
+    def smallest_across(self, value: float) -> float:
+        """The smallest of ``value`` over the processes that compute this operator's products together (``value``
+        itself for an operator of one process): solvers base local choices on it, so every rank makes the same."""
+        return value if self.across is None else self.across(value)
 
     def matvec(self, v: Tensor) -> Tensor:
         """A v, with ``v`` cast to the operator's dtype and device; the result has the same."""
@@ -85,7 +91,9 @@ def symmetric_scaling(op: LinearOperator, scale: Tensor, name: str | None = None
     if not torch.isfinite(scale).all():
         raise NonFiniteError("scaling (preconditioner) entries", values=nonfinite_detail(scale))
     name = name or f"scaled {op.name}"
-    return LinearOperator(lambda v: scale * op(scale * v), op.dim, dtype=op.dtype, device=op.device, name=name)
+    scaled = LinearOperator(lambda v: scale * op(scale * v), op.dim, dtype=op.dtype, device=op.device, name=name)
+    scaled.across = op.across
+    return scaled
 
 
 class MatrixOperator(LinearOperator):
