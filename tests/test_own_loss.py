@@ -157,3 +157,20 @@ def test_hugging_face_gpt2_every_measurement_runs_on_its_own_loss():
     monitor.measure()
     measured = {r["metric"] for r in monitor.records}
     assert {"sharpness", "critical_sharpness", "directional_sharpness"} <= measured
+
+
+def test_padded_batches_of_a_causal_lm_weigh_by_their_counted_tokens_by_default():
+    """Two padded batches of different lengths: with no weight given, F is the mean cross-entropy over every counted
+    (≠ -100, shifted) label token of the set, computed here independently from the logits of one pass each."""
+    model, batches = _tiny_gpt2()
+    assert [token_count(b) for b in batches][0] != [token_count(b) for b in batches][1]  # the weights matter
+    objective = curvlab.Objective(model, None, batches)
+    model.eval()
+    with torch.no_grad():
+        logits = [model(input_ids=b["input_ids"]).logits[:, :-1] for b in batches]
+    flat_logits = torch.cat([lg.reshape(-1, lg.shape[-1]) for lg in logits])
+    flat_labels = torch.cat([b["labels"][:, 1:].reshape(-1) for b in batches])
+    expected = float(torch.nn.functional.cross_entropy(flat_logits.float(), flat_labels, ignore_index=-100))
+    assert objective.loss() == pytest.approx(expected, rel=1e-5)
+    per_example = curvlab.Objective(model, None, batches, weight=lambda b: len(b["input_ids"]))
+    assert per_example.loss() != pytest.approx(expected, rel=1e-5)  # the example count would weigh them wrongly

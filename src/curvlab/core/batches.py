@@ -60,9 +60,28 @@ def to_chunk(batch: Any, own_loss: bool = False, weight: WeightFn | None = None)
     """Interpret one batch: a tuple/list ``(x, ..., y)`` or a dict with a target key; with ``own_loss``
     the whole batch is the model's input. ``weight(batch)`` overrides the example count."""
     chunk = _own_loss_chunk(batch) if own_loss else _split_chunk(batch)
-    if weight is None:
+    value = None if weight is None else weight(batch)
+    if value is None:  # no weight, or one that leaves this batch to its example count
         return chunk
-    return Chunk(chunk.args, chunk.kwargs, chunk.targets, _weight_value(weight(batch)))
+    return Chunk(chunk.args, chunk.kwargs, chunk.targets, _weight_value(value))
+
+
+IGNORE_INDEX = -100  # the label the Hugging Face losses (and torch's cross-entropy) leave out
+
+
+def label_tokens(shifted: bool) -> WeightFn:
+    """The default weight of a batch for a model computing its own loss from ``labels``: its label tokens that
+    count in the loss (≠ -100), after the one-token shift of a causal language model (``shifted``), so that F is
+    the mean over every counted token of the measurement set, as one batch holding them all would give; a batch
+    without a ``labels`` tensor counts its examples."""
+
+    def weight(batch: Any) -> int | None:
+        labels = batch.get("labels") if isinstance(batch, Mapping) else None
+        if not isinstance(labels, Tensor) or labels.dim() < 2:
+            return None
+        return int(((labels[..., 1:] if shifted else labels) != IGNORE_INDEX).sum())
+
+    return weight
 
 
 def _split_chunk(batch: Any) -> Chunk:

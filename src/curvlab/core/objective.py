@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from curvlab.checks import check_seed
-from curvlab.core.batches import Chunk, ChunkStream, WeightFn
+from curvlab.core.batches import Chunk, ChunkStream, WeightFn, label_tokens
 from curvlab.core.curvature import CurvatureOperator, WeightedMean, checked_finite, nonempty
 from curvlab.core.engine_choice import choose_engine
 from curvlab.core.errors import explain_error
@@ -42,8 +42,9 @@ class Objective:
         data: an ``(inputs, targets)`` pair of tensors, a ``Dataset``, a ``DataLoader``, or a re-iterable
             of batches (tuples ``(inputs..., targets)`` or dicts with a ``"targets"``/``"labels"``/``"y"`` key).
         weight: ``weight(batch) -> number``, how much a batch counts in the mean (default: its example
-            count, the leading dimension of its first tensor). A language model whose loss is the mean
-            over non-ignored label tokens wants the count of those tokens here.
+            count, the leading dimension of its first tensor; for ``loss_fn=None`` and dict batches with a
+            ``labels`` tensor, its label tokens ≠ -100, shifted by one for a causal language model — the
+            Hugging Face loss is the mean over those, so padded batches of different lengths weigh right).
         batch_size: re-chunk tensor or Dataset data into batches of this size (memory), None = one chunk.
         bn_mode: ``"train"`` (batch statistics, per-chunk, running stats untouched) or ``"eval"``.
         dropout: keep dropout active while measuring (masks fixed per chunk by ``seed``).
@@ -96,6 +97,8 @@ class Objective:
         self.model = model
         self.loss_fn = loss_fn
         self.weight = weight
+        if weight is None and loss_fn is None:
+            weight = label_tokens(shifted=is_causal_lm(model))
         self.chunks = ChunkStream(data, batch_size, own_loss=loss_fn is None, weight=weight)
         self.bn_mode = bn_mode
         self.dropout = dropout
@@ -426,6 +429,11 @@ class Objective:
         """Combine this process's means over its ``n`` examples into the measurement set's: here they
         are the whole set; :class:`curvlab.distributed.DistributedObjective` all-reduces across ranks."""
         return loss, vector
+
+
+def is_causal_lm(model: nn.Module) -> bool:
+    """A Hugging Face causal language model (``…ForCausalLM``, ``…LMHeadModel``): its loss shifts the labels by one."""
+    return type(model).__name__.endswith(("ForCausalLM", "LMHeadModel"))
 
 
 def model_loss(outputs: Any) -> Tensor:

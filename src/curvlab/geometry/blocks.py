@@ -11,6 +11,7 @@ from torch import Tensor
 from curvlab.core.objective import Objective
 from curvlab.core.params import select_parameters
 from curvlab.errors import InputError, InputTypeError
+from curvlab.geometry.transformer_blocks import transformer_blocks
 from curvlab.linalg import EigResult, LinearOperator, eigs
 
 
@@ -29,9 +30,13 @@ def module_blocks(objective: Objective) -> dict[str, list[str]]:
 
 def block_indices(objective: Objective, blocks: str | dict = "module") -> dict[str, Tensor]:
     """{block name: positions of its entries in the Objective's flat vectors}."""
+    if blocks == "transformer":
+        return transformer_blocks(objective)
     if isinstance(blocks, str):
         if blocks != "module":
-            raise InputError(f"blocks: expected 'module' or a dict {{name: parameter selector}}, got {blocks!r}")
+            raise InputError(
+                f"blocks: expected 'module', 'transformer' or a dict {{name: parameter selector}}, got {blocks!r}"
+            )
         named = module_blocks(objective)
     elif isinstance(blocks, dict) and blocks:
         named = {
@@ -77,7 +82,10 @@ def block_eigs(
     """Top-``k`` eigenpairs of each diagonal block of the curvature at the current point.
 
     ``blocks="module"``: one block per module owning parameters directly, keyed by its qualified name
-    from ``named_modules()``; or a dict {name: parameter selector (names, tensors or a predicate)}.
+    from ``named_modules()``; ``blocks="transformer"``: the blockwise split of Wang et al. (2025) — embeddings,
+    attention QK, attention VO, MLP, norms (and an untied head, anything else in "other"), from one call on a
+    Hugging Face or PyTorch transformer (:mod:`curvlab.geometry.transformer_blocks`); or a dict {name: parameter
+    selector (names, tensors or a predicate)}.
     ``curvature``: ``"hessian"``, ``"ggn"``, ``"fisher"`` (empirical) or ``"fisher_mc"``. Every block's
     products go through the one operator of the whole model, so the chunk graphs are built once.
     """

@@ -36,8 +36,8 @@ class CurvlabCallback(TrainerCallback):
         run_dir: where the Monitor appends ``records.jsonl`` (main process); None keeps records in memory.
         loss_fn: None (the model's own loss) or ``loss_fn(outputs, targets)``.
         trainer: the Trainer, to log through ``Trainer.log`` (see :meth:`attach`).
-        objective_options: passed to the Objective (``weight``, ``batch_size``, ``params``...). For a causal
-            LM, ``weight=lambda b: int((b["labels"][:, 1:] != -100).sum())`` weights batches by their tokens.
+        objective_options: passed to the Objective (``weight``, ``batch_size``, ``params``...). Batches with
+            ``labels`` weigh by their counted label tokens by default (shifted for a causal LM).
 
     After training, ``callback.monitor`` holds the Monitor and its ``records``.
     """

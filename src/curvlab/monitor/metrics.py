@@ -285,7 +285,8 @@ class Curvatures(Metric):
 @register_metric
 class BlockSharpness(Metric):
     """The top eigenvalue of each diagonal block of the curvature — per layer by default (rows
-    "block_sharpness", context "block" = the module's qualified name); see :func:`curvlab.block_eigs`."""
+    "block_sharpness", context "block" = the module's qualified name), or ``blocks="transformer"`` for the
+    embeddings / attention QK / attention VO / MLP / norms split; see :func:`curvlab.block_eigs`."""
 
     name = "block_sharpness"
     description = "top eigenvalue of each layer's diagonal block of the Hessian (or GGN, Fisher)"
@@ -299,7 +300,8 @@ class BlockSharpness(Metric):
         self.blocks, self.curvature, self.tol = blocks, curvature, tol
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
-        for block, res in block_eigs(monitor.objective, self.blocks, curvature=self.curvature, tol=self.tol).items():
+        blocks = block_eigs(monitor.objective, self.blocks, curvature=self.curvature, tol=self.tol, vectors=False)
+        for block, res in blocks.items():
             ctx = {"block": block or "(root)", "curvature": self.curvature, "converged": res.converged}
             yield "block_sharpness", float(res.eigenvalues[0]), ctx
 
