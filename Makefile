@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench bench-llm install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,10 @@ lint: install
 	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.installed-bench
-	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_scaling.py && ../$(BIN)/python bench_monitor.py
+	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_scaling.py && ../$(BIN)/python bench_monitor.py && ../$(BIN)/python bench_finite_difference.py
+
+bench-llm: $(VENV)/.installed-bench
+	cd bench && ../$(BIN)/python bench_llm.py --layers 2 12 --he-steps 30
 
 clean:
 	rm -rf $(VENV) runs

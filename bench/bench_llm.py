@@ -91,6 +91,8 @@ def run_curvlab(layers: int | str, tol: float, engine: str, device: str = "cpu")
 def _he_operator(model, batch, method: str):
     import hessian_eigenthings as he
 
+    model.eval()  # dropout off, as curvlab measures by default (GPT2Config has dropout 0.1: a different loss per call)
+
     op = he.HessianOperator(model, [batch], he.hf_lm_loss(), method=method)
     times = []
     original = op.matvec
