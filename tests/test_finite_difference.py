@@ -48,13 +48,18 @@ def test_the_step_follows_the_dtype_and_the_norms():
     assert finite_difference_step(x, [torch.zeros(4, dtype=torch.float64)]) == 0.0
 
 
-class OnceSoftplus(torch.autograd.Function):
-    """softplus with a backward torch cannot differentiate again: double backward silently drops its σ' term."""
+class Softplus(torch.autograd.Function):
+    """softplus through a custom autograd function; the subclasses write its backward so that torch cannot
+    differentiate it again, and double backward silently drops its σ' term."""
 
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
         return F.softplus(x)
+
+
+class OnceSoftplus(Softplus):
+    """The backward marked @once_differentiable."""
 
     @staticmethod
     @once_differentiable
@@ -63,13 +68,8 @@ class OnceSoftplus(torch.autograd.Function):
         return grad * torch.sigmoid(x)
 
 
-class DetachedSoftplus(torch.autograd.Function):
-    """softplus whose backward is written with a non-differentiable op (the input detached): the same silent loss."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return F.softplus(x)
+class DetachedSoftplus(Softplus):
+    """The backward written with a non-differentiable op (the input detached)."""
 
     @staticmethod
     def backward(ctx, grad):

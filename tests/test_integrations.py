@@ -7,6 +7,7 @@ import pytest
 import torch
 from ranks import install_impatient_clock
 from torch import nn
+from zoo import TokenDataset
 
 import curvlab
 from curvlab.monitor import Sharpness, StepStats, every
@@ -104,17 +105,6 @@ def test_lightning_training_step_loss_is_the_loss_measured():
     v = torch.randn(given.dim, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(own.hvp(v), given.hvp(v), rtol=1e-4, atol=1e-6)
     assert "log" not in vars(module)  # the silenced self.log is restored
-
-
-class TokenDataset(torch.utils.data.Dataset):
-    def __init__(self, ids):
-        self.ids = ids
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        return {"input_ids": self.ids[i], "labels": self.ids[i]}
 
 
 def _hf_train(with_callback, tmp_path, steps=6):

@@ -47,6 +47,19 @@ class TransformerClassifier(nn.Module):
         return self.head(self.layer(x).mean(dim=1))
 
 
+class TokenDataset(torch.utils.data.Dataset):
+    """Token sequences as a language model's training set: each item its ids, as inputs and labels."""
+
+    def __init__(self, ids):
+        self.ids = ids
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
 class UnusedParam(nn.Module):
     def __init__(self):
         super().__init__()

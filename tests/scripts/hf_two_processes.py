@@ -11,19 +11,9 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from ranks import install_impatient_clock  # noqa: E402
+from zoo import TokenDataset  # noqa: E402
 
 from curvlab.integrations.transformers import CurvlabCallback  # noqa: E402
-
-
-class Tokens(torch.utils.data.Dataset):
-    def __init__(self, ids):
-        self.ids = ids
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        return {"input_ids": self.ids[i], "labels": self.ids[i]}
 
 
 class ImpatientOnRank0(CurvlabCallback):
@@ -59,7 +49,7 @@ def main() -> None:
         seed=0,
         dataloader_num_workers=0,
     )
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=Tokens(ids))
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=TokenDataset(ids))
     data = [{"input_ids": ids[:8], "labels": ids[:8]}, {"input_ids": ids[8:16], "labels": ids[8:16]}]
     ImpatientOnRank0(data).attach(trainer)
     trainer.train()
