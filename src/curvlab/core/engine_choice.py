@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from curvlab.core.hvp import hvp_finite_difference, hvp_reverse
+from curvlab.linalg.lanczos import norms64
 
 AGREEMENT = 10.0  # an exact product further from every finite difference than this × their spread is wrong
 UNRELIABLE = 1e-2  # a spread of the finite differences beyond this (relative) is worth a caution
@@ -80,9 +81,9 @@ def _check(objective: Any) -> tuple[str | None, str | None]:
             mismatch = min(mismatch, _distance(exact, estimate))
             spread += _distance(previous, estimate) if previous is not None else 0.0  # ≥ the largest pairwise one
             previous = estimate
-    size = max(_distance(previous, None), 1e-300)
+    size = max(norms64(previous), 1e-300)
     rounding = 100 * objective.loss_roundoff() ** (2 / 3) * size  # the finite differences' own error order
-    if not math.isfinite(_distance(exact, None)) or mismatch > AGREEMENT * spread + rounding:
+    if not math.isfinite(norms64(exact)) or mismatch > AGREEMENT * spread + rounding:
         caution = (
             f"; beware: the finite-difference steps disagree by {spread / size:.1g} here (kinks such as ReLU's, "
             "which a step can cross, make finite differences unreliable)"
@@ -97,13 +98,9 @@ def _check(objective: Any) -> tuple[str | None, str | None]:
     return "reverse", None
 
 
-def _distance(a: Sequence[Tensor], b: Sequence[Tensor] | None) -> float:
-    """‖a − b‖ (‖a‖ when b is None) over per-parameter tensors, summed in float64 one tensor at a time."""
-    total = 0.0
-    for i, t in enumerate(a):
-        part = t if b is None else t - b[i]
-        total += float(torch.linalg.vector_norm(part, dtype=torch.float64)) ** 2
-    return math.sqrt(total)
+def _distance(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
+    """‖a − b‖ over per-parameter tensors, one difference at a time."""
+    return norms64(x - y for x, y in zip(a, b))
 
 
 def _first_line(err: BaseException) -> str:

@@ -25,10 +25,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from curvlab.linalg.lanczos import norms64
+
 LossOf = Callable[[Sequence[Tensor]], Tensor]
 
 ENGINES = ("reverse", "forward", "compile", "finite_difference")
-EXACT_ENGINES = ("reverse", "forward", "compile")
 
 
 def fresh_leaves(params: Sequence[Tensor]) -> list[Tensor]:
@@ -105,17 +106,13 @@ def finite_difference_step(params: Sequence[Tensor], vs: Sequence[Tensor], round
     the loss's curvature scale does not grow with the number of parameters. ``roundoff``: u when the loss is
     computed in a coarser dtype than the parameters' (a Hugging Face model's loss is float32 whatever its
     parameters); default the parameters' dtype's. Norms in float64."""
-    v_norm = _norm64(vs)
+    v_norm = norms64(vs)
     if v_norm == 0:
         return 0.0
     n = sum(p.numel() for p in params)
-    rms = _norm64(params) / max(n, 1) ** 0.5
+    rms = norms64(params) / max(n, 1) ** 0.5
     u = torch.finfo(params[0].dtype).eps if roundoff is None else roundoff
     return STEP_FACTOR * u ** (1 / 3) * max(rms, 1.0) / v_norm
-
-
-def _norm64(tensors: Sequence[Tensor]) -> float:
-    return sum(float(torch.linalg.vector_norm(t.detach(), dtype=torch.float64)) ** 2 for t in tensors) ** 0.5
 
 
 def hvp_finite_difference(

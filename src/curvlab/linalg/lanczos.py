@@ -20,6 +20,9 @@ the Ritz pairs (θ_i, Q s_i) of T = QᵀAQ have residual norms ‖A y_i − θ_i
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor
 
@@ -85,6 +88,12 @@ def dot64(a: Tensor, b: Tensor) -> float:
 
 def norm64(a: Tensor) -> float:
     return dot64(a, a) ** 0.5
+
+
+def norms64(tensors: Iterable[Tensor]) -> float:
+    """‖(t₁, t₂, …)‖ over tensors of any shapes (a parameter list, or a generator of per-parameter differences,
+    formed one at a time), summed in float64 without a float64 copy of any of them."""
+    return math.sqrt(sum(norm64(t.detach().reshape(-1)) ** 2 for t in tensors))
 
 
 class LanczosProcess:
