@@ -11,7 +11,7 @@ LAYERS = [
     {"errors", "checks", "registry", "files", "pages", "losses", "plotting", "machine"},
     {"linalg"},
     {"core"},
-    {"distributed"},
+    {"distributed", "fsdp"},
     {"optim"},
     {"tuners"},
     {"geometry"},

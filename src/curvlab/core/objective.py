@@ -24,6 +24,7 @@ from curvlab.core.memory import resolve_graph_memory
 from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
 from curvlab.core.state import BN_MODES, measurement_mode, preserved_rng, seed_rng
 from curvlab.errors import InputError, InputTypeError
+from curvlab.linalg.vectors import dot64
 
 LossFn = Callable[[Any, Any], Tensor]
 CURVATURES = ("hessian", "ggn", "fisher", "fisher_mc")
@@ -68,6 +69,8 @@ class Objective:
     """
 
     collective = False  # every evaluation is a collective over processes (a DistributedObjective)
+    sharding = None  # where this process's part of the flat vectors sits in the whole (a sharded model's Objective)
+    measures_shards = False  # takes a model whose parameters are DTensor shards (curvlab.fsdp.ShardedObjective)
 
     def __init__(
         self,
@@ -105,6 +108,11 @@ class Objective:
         check_seed(seed)
         self.seed = seed
         self._selected = select_parameters(model, params)
+        if not self.measures_shards and any(_is_dtensor(p) for _, p in self._selected):
+            raise InputError(
+                "model: its parameters are DTensor shards (FSDP2's fully_shard); measure it with "
+                "curvlab.fsdp.ShardedObjective(model, loss_fn, data) on every rank"
+            )
         self.space: ParamSpace = param_space(self._selected)
         if hvp_engine != "auto" and hvp_engine not in ENGINES:
             raise InputError(f"hvp_engine: expected 'auto' or one of {ENGINES}, got {hvp_engine!r}")
@@ -169,6 +177,10 @@ class Objective:
     def unflatten(self, vector: Tensor) -> list[Tensor]:
         """Flat vector → per-parameter tensors (in ``names`` order)."""
         return self.space.unflatten(vector)
+
+    def dot(self, a: Tensor, b: Tensor) -> float:
+        """⟨a, b⟩ of two flat vectors, summed in float64 (over every rank's shard for a sharded model's Objective)."""
+        return dot64(a, b)
 
     def parameters_vector(self) -> Tensor:
         """The current x as a new flat vector."""
@@ -429,6 +441,14 @@ class Objective:
         """Combine this process's means over its ``n`` examples into the measurement set's: here they
         are the whole set; :class:`curvlab.distributed.DistributedObjective` all-reduces across ranks."""
         return loss, vector
+
+
+def _is_dtensor(t: Tensor) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch built without distributed
+        return False
+    return isinstance(t, DTensor)
 
 
 def is_causal_lm(model: nn.Module) -> bool:

@@ -47,16 +47,18 @@ def block_indices(objective: Objective, blocks: str | dict = "module") -> dict[s
             f"blocks: expected 'module' or a non-empty dict {{name: parameter selector}}, got {blocks!r}"
         )
     offsets, start = {}, 0
-    for name, shape in zip(objective.names, objective.space.shapes):
-        offsets[name] = (start, start + shape.numel())
-        start += shape.numel()
+    for name, (_, parameter) in zip(objective.names, objective.parameters):  # whole parameters, also when sharded
+        offsets[name] = (start, start + parameter.numel())
+        start += parameter.numel()
     result = {}
     for block, names in named.items():
         missing = [n for n in names if n not in offsets]
         if missing:
             raise InputError(f"blocks: block {block!r} holds parameters the Objective does not measure: {missing}")
-        spans = [torch.arange(*offsets[n]) for n in names]
-        result[block] = torch.cat(spans).to(objective.space.device)
+        index = torch.cat([torch.arange(*offsets[n]) for n in names])
+        if objective.sharding is not None:
+            index = objective.sharding.local_positions(index)
+        result[block] = index.to(objective.space.device)
     return result
 
 
@@ -68,7 +70,7 @@ def diagonal_block(op: LinearOperator, index: Tensor) -> LinearOperator:
         padded[index] = v
         return op(padded)[index]
 
-    return LinearOperator(product, index.numel(), dtype=op.dtype, device=op.device)
+    return op.derive(product, dim=index.numel(), name=f"{op.name} block")
 
 
 def block_eigs(
@@ -92,5 +94,6 @@ def block_eigs(
     op = objective.curvature(curvature)
     results = {}
     for name, index in block_indices(objective, blocks).items():
-        results[name] = eigs(diagonal_block(op, index), k=min(k, index.numel()), tol=tol, **eigs_options)
+        block = diagonal_block(op, index)
+        results[name] = eigs(block, k=min(k, block.size), tol=tol, **eigs_options)
     return results

@@ -26,16 +26,17 @@ def directional_sharpnesses(
 ) -> tuple[Tensor, dict[str, float]]:
     """(∇F, {name: dᵀHd / ‖d‖²}) at one point for several directions, from one gradient graph per chunk
     (:meth:`Objective.grad_and_quads`); a zero direction has no directional sharpness and is left out."""
-    nonzero = {name: d for name, d in directions.items() if float(torch.linalg.vector_norm(d)) > 0}
+    squares = {name: objective.dot(d, d) for name, d in directions.items()}
+    nonzero = {name: d for name, d in directions.items() if squares[name] > 0}
     grad, quads = objective.grad_and_quads(list(nonzero.values()), at=at)
-    return grad, {name: q / float(torch.dot(d, d)) for (name, d), q in zip(nonzero.items(), quads)}
+    return grad, {name: q / squares[name] for name, q in zip(nonzero, quads)}
 
 
 def gradient_correlation(objective: Objective, direction: Tensor, grad: Tensor | None = None) -> float:
     """−⟨∇F, d⟩ / ‖d‖: the first-order decrease per unit step along d (``grad`` reuses a known ∇F)."""
     d = objective.space.check_vector(direction, "direction")
     g = objective.grad() if grad is None else objective.space.check_vector(grad, "grad")
-    return float(-torch.dot(g, d) / torch.linalg.vector_norm(d))
+    return -objective.dot(g, d) / objective.dot(d, d) ** 0.5
 
 
 def landscape_1d(
@@ -48,7 +49,7 @@ def landscape_1d(
     out = {}
     for name, d in directions.items():
         d = objective.space.check_vector(d, f"directions[{name!r}]")
-        unit = d / torch.linalg.vector_norm(d)
+        unit = d / objective.dot(d, d) ** 0.5
         out[name] = [objective.loss(at=x + a * unit) for a in alphas]
     return out
 

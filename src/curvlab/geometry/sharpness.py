@@ -30,7 +30,7 @@ def preconditioned_hessian(objective: Objective, optimizer: Any) -> LinearOperat
     """P^{-1/2} H P^{-1/2} with P the optimizer's diagonal preconditioner (Adam/AdamW: √v̂ + ε,
     RMSprop: √v + ε, curvlab Adafactor: √V̂), in the Objective's parameter order."""
     params = [p for _, p in objective.parameters]
-    diag = torch.cat([d.reshape(-1) for d in diagonal_preconditioner(optimizer, params)])
+    diag = objective.flatten(diagonal_preconditioner(optimizer, params))
     return symmetric_scaling(objective.hessian(), diag.rsqrt(), name="preconditioned Hessian")
 
 

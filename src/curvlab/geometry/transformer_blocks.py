@@ -30,18 +30,22 @@ HEAD_NAMES = {"lm_head", "embed_out", "head"}
 
 
 def transformer_blocks(objective: Objective) -> dict[str, Tensor]:
-    """{block: positions in the Objective's flat vectors} for the blockwise split (empty blocks left out)."""
+    """{block: positions in the Objective's flat vectors} for the blockwise split (empty blocks left out; a sharded
+    Objective's blocks are cut from the whole parameters, then kept to this rank's part of them)."""
     modules = dict(objective.model.named_modules())
     positions: dict[str, list[Tensor]] = {}
     start = 0
-    for name, shape in zip(objective.names, objective.space.shapes):
+    for name, (_, parameter) in zip(objective.names, objective.parameters):
+        shape = parameter.shape  # the whole parameter's shape, also when this rank holds a shard of it
         flat = torch.arange(start, start + shape.numel())
         start += shape.numel()
         module_name, _, leaf = name.rpartition(".")
         for block, part in _split(name, modules.get(module_name), module_name, leaf, flat.view(shape)):
             positions.setdefault(block, []).append(part.reshape(-1))
-    device = objective.space.device
-    return {block: torch.cat(parts).to(device) for block, parts in positions.items()}
+    whole = {block: torch.cat(parts) for block, parts in positions.items()}
+    if objective.sharding is not None:
+        whole = {block: objective.sharding.local_positions(index) for block, index in whole.items()}
+    return {block: index.to(objective.space.device) for block, index in whole.items()}
 
 
 def _split(name: str, module: nn.Module | None, module_name: str, leaf: str, flat: Tensor) -> list[tuple[str, Tensor]]:

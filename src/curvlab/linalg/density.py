@@ -20,7 +20,7 @@ from curvlab.errors import InputError
 from curvlab.linalg.lanczos import F64, LanczosProcess, choose_basis
 from curvlab.linalg.operator import as_operator
 from curvlab.linalg.progress import progress_bar
-from curvlab.linalg.random import gaussian, make_generator
+from curvlab.linalg.random import make_generator
 
 
 @dataclass
@@ -79,14 +79,14 @@ def spectral_density(
         raise InputError(f"sigma: expected a positive number or None, got {sigma!r}")
     gen = make_generator(seed, generator)
     used_before = op.n_matvecs
-    steps = min(n_steps, op.dim)
+    steps = min(n_steps, op.size)
     mode = choose_basis(basis, op, steps)
     nodes = torch.full((n_probes, steps), float("nan"), dtype=F64)
     weights = torch.zeros((n_probes, steps), dtype=F64)
     bar = progress_bar(n_probes * steps, "spectral density", progress)
     try:
         for p in range(n_probes):
-            process = LanczosProcess(op, gaussian((op.dim,), gen, op.device), gen, mode)
+            process = LanczosProcess(op, op.random("gaussian", gen), gen, mode)
             while process.steps < steps and not process.exhausted:
                 process.step()
                 bar.update()

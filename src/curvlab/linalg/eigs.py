@@ -14,7 +14,7 @@ from curvlab.errors import InputError, InputTypeError
 from curvlab.linalg.lanczos import F64, LanczosProcess, choose_basis
 from curvlab.linalg.operator import LinearOperator, as_operator
 from curvlab.linalg.progress import progress_bar
-from curvlab.linalg.random import gaussian, make_generator
+from curvlab.linalg.random import make_generator
 
 WHICH = ("LA", "SA", "LM")
 METHODS = ("lanczos", "power")
@@ -127,7 +127,7 @@ def eigs(
             raise InputError("which: method='power' finds the largest |λ| only; use method='lanczos' for which='SA'")
         return _power(op, k, tol, atol, max_iter or 1000, _start_vector(op, v0, gen), progress)
     rule = StoppingRule(which, tol, atol, bound)
-    max_iter = max_iter or min(op.dim, max(100, 20 * k))
+    max_iter = max_iter or min(op.size, max(100, 20 * k))
     mode = choose_basis(basis, op, max_iter, k)
     if mode == "none" and k > 1:
         raise InputError(
@@ -145,8 +145,8 @@ def eigs(
 
 def _check_args(op: LinearOperator, k: Any, which: Any, method: Any, tol: Any, max_iter: Any, atol: Any) -> None:
     check_int(k, "k")
-    if k > op.dim:
-        raise InputError(f"k: asked for {k} eigenpairs of an operator of dimension {op.dim}")
+    if k > op.size:
+        raise InputError(f"k: asked for {k} eigenpairs of an operator of dimension {op.size}")
     if which not in WHICH:
         raise InputError(f"which: expected one of {WHICH}, got {which!r}")
     if method not in METHODS:
@@ -161,13 +161,13 @@ def _check_args(op: LinearOperator, k: Any, which: Any, method: Any, tol: Any, m
 
 def _start_vector(op: LinearOperator, v0: Tensor | None, gen: torch.Generator) -> Tensor:
     if v0 is None:
-        return gaussian((op.dim,), gen, op.device)
+        return op.random("gaussian", gen)
     if not isinstance(v0, Tensor):
         raise InputTypeError(f"v0: expected a torch.Tensor of length {op.dim}, got {type(v0).__name__}")
     if v0.numel() != op.dim:
         raise InputError(f"v0: expected a vector of length {op.dim}, got shape {tuple(v0.shape)}")
     v0 = v0.reshape(-1).to(device=op.device, dtype=F64)
-    if not torch.isfinite(v0).all() or torch.linalg.vector_norm(v0) == 0:
+    if not op.all_finite(v0) or op.norm(v0) == 0:
         raise InputError("v0: the start vector must be finite and non-zero")
     return v0
 
@@ -261,16 +261,16 @@ def _with_copies(
     k = found.eigenvalues.numel()
     values, vectors, residuals, bounds = found.eigenvalues, found.eigenvectors, found.residuals, found.error_bounds
     basis_mode, basis, n_iter, converged = basis, vectors, found.n_iter, found.converged
-    while basis.shape[1] < op.dim:
-        q = torch.linalg.qr(basis).Q
-        start = _project(gaussian((op.dim,), gen, op.device), q)
+    while basis.shape[1] < op.size:
+        q = orthonormal_columns(op, basis)
+        start = _project(op, op.random("gaussian", gen), q)
         kth = float(_wanted_key(values, rule.which)[-1])
         search = replace(rule, to_beat=kth)  # only whether the complement holds a value beating the k-th
-        steps = min(max_iter, op.dim - basis.shape[1])
+        steps = min(max_iter, op.size - basis.shape[1])
         extra = _lanczos(_deflated(op, q), 1, search, steps, [start], gen, progress, basis_mode, True)
         n_iter += extra.n_iter
-        vector = _project(extra.eigenvectors, q)  # a restart vector may have brought span(Q) back in: drop it
-        norm = float(torch.linalg.vector_norm(vector))
+        vector = _project(op, extra.eigenvectors, q)  # a restart vector may have brought span(Q) back in: drop it
+        norm = op.norm(vector.reshape(-1))
         if norm < 0.5 or not float(_wanted_key(extra.eigenvalues, rule.which)[0]) > kth:
             break
         converged = converged and extra.converged
@@ -288,22 +288,30 @@ def _with_copies(
     )
 
 
-def _project(v: Tensor, q: Tensor) -> Tensor:
-    """v with its components along the orthonormal columns of q removed (twice, for working precision)."""
+def _project(op: LinearOperator, v: Tensor, q: Tensor) -> Tensor:
+    """v (a vector or columns) with its components along the orthonormal columns of q removed (twice, for working
+    precision), inner products taken by ``op`` (over every process's part when the vectors are split)."""
     for _ in range(2):
-        v = v - q @ (q.T @ v)
+        v = v - q @ op.inner(q, v).to(q.dtype)
     return v
+
+
+def orthonormal_columns(op: LinearOperator, basis: Tensor) -> Tensor:
+    """An orthonormal basis of the span of ``basis``'s columns in ``op``'s inner product: QR on one process; with
+    split vectors, Cholesky QR done twice (its Gram matrix is one all-reduce; the columns here are Ritz vectors,
+    orthonormal to working precision already, so the Gram matrix is well conditioned)."""
+    if op.sharding is None:
+        return torch.linalg.qr(basis).Q
+    q = basis.to(F64)
+    for _ in range(2):
+        factor = torch.linalg.cholesky(op.inner(q, q))
+        q = torch.linalg.solve_triangular(factor, q.T, upper=False).T
+    return q
 
 
 def _deflated(op: LinearOperator, q: Tensor) -> LinearOperator:
     """(I − QQᵀ) A (I − QQᵀ): A on the orthogonal complement of span(Q), in float64."""
-    return LinearOperator(
-        lambda v: _project(op.matvec(_project(v, q).to(op.dtype)).to(F64), q),
-        op.dim,
-        dtype=F64,
-        device=op.device,
-        name=op.name,
-    )
+    return op.derive(lambda v: _project(op, op.matvec(_project(op, v, q).to(op.dtype)).to(F64), q), dtype=F64)
 
 
 def _block_settled(process: LanczosProcess, k: int, rule: StoppingRule) -> bool:
@@ -352,18 +360,18 @@ def _power_one(op, start, values, vectors, tol, atol, max_iter, bar):
     def deflated(v: Tensor) -> Tensor:
         w = op.matvec(v.to(op.dtype)).to(F64)
         for lam, u in zip(values, vectors):
-            w = w - lam * torch.dot(u, v) * u
+            w = w - lam * op.dot(u, v) * u
         return w
 
-    v = start / torch.linalg.vector_norm(start)
+    v = start / op.norm(start)
     for it in range(1, max_iter + 1):
         w = deflated(v)
-        theta = float(torch.dot(v, w))
-        residual = float(torch.linalg.vector_norm(w - theta * v))
+        theta = op.dot(v, w)
+        residual = op.norm(w - theta * v)
         bar.update()
         if residual <= max(tol * abs(theta), atol):
             return theta, v, residual, it, True
-        norm = torch.linalg.vector_norm(w)
+        norm = op.norm(w)
         if norm == 0:  # v lies in the null space: λ = 0 exactly
             return 0.0, v, 0.0, it, True
         v = w / norm

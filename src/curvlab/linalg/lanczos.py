@@ -20,22 +20,17 @@ the Ritz pairs (θ_i, Q s_i) of T = QᵀAQ have residual norms ‖A y_i − θ_i
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-
 import torch
 from torch import Tensor
 
 from curvlab.errors import InputError, NonFiniteError, nonfinite_detail
 from curvlab.linalg.operator import LinearOperator
-from curvlab.linalg.random import gaussian
+from curvlab.linalg.vectors import F64, dot64, norm64, norms64  # noqa: F401 (re-exported)
 from curvlab.machine import available_memory
 
-F64 = torch.float64
 BASES = ("auto", "float64", "float32", "none")
 BASIS_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 AUTO_FRACTION = 0.25  # of the available memory, for a stored basis chosen by basis="auto"
-DOT_CHUNK = 1 << 18  # entries per float64 partial sum: exact-enough dot products without a float64 copy
 
 
 def recurrence_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -50,10 +45,10 @@ def choose_basis(basis: str, op: LinearOperator, max_steps: int, k: int = 1) -> 
         raise InputError(f"basis: expected one of {BASES}, got {basis!r}")
     if basis != "auto":
         return basis
-    room = op.smallest_across(AUTO_FRACTION * available_memory(op.device))
-    dim = op.dim
+    # bytes per entry of this process's vectors, the smallest over the processes (their parts may differ in size)
+    room = op.smallest_across(AUTO_FRACTION * available_memory(op.device) / max(op.dim, 1))
     for mode, dtype in BASIS_DTYPES.items():
-        if (max_steps + 1) * dim * dtype.itemsize <= room:
+        if (max_steps + 1) * dtype.itemsize <= room:
             return mode
     return "none" if k == 1 else "float32"
 
@@ -73,27 +68,6 @@ def peak_bytes(basis: str, dim: int, steps: int, op_itemsize: int, k: int = 1) -
         b = BASIS_DTYPES[basis].itemsize
         per_parameter = (steps + 1) * b + 3 * 8 + 2 * op_itemsize + b * k
     return dim * per_parameter
-
-
-def dot64(a: Tensor, b: Tensor) -> float:
-    """⟨a, b⟩ summed in float64, in chunks: no float64 copy of a float32 vector is made."""
-    if a.dtype == F64 and b.dtype == F64:
-        return float(torch.dot(a, b))
-    total = 0.0
-    for start in range(0, a.numel(), DOT_CHUNK):
-        stop = start + DOT_CHUNK
-        total += float(torch.dot(a[start:stop].to(F64), b[start:stop].to(F64)))
-    return total
-
-
-def norm64(a: Tensor) -> float:
-    return dot64(a, a) ** 0.5
-
-
-def norms64(tensors: Iterable[Tensor]) -> float:
-    """‖(t₁, t₂, …)‖ over tensors of any shapes (a parameter list, or a generator of per-parameter differences,
-    formed one at a time), summed in float64 without a float64 copy of any of them."""
-    return math.sqrt(sum(norm64(t.detach().reshape(-1)) ** 2 for t in tensors))
 
 
 class LanczosProcess:
@@ -119,7 +93,7 @@ class LanczosProcess:
         self.mode = basis
         self.dtype = BASIS_DTYPES.get(basis, recurrence_dtype(op.dtype))  # how the kept vectors are stored
         q = v0.reshape(-1).to(device=op.device)
-        norm = norm64(q)
+        norm = op.norm(q)
         if not norm > 0 or norm == float("inf"):
             raise InputError("v0: the start vector must be finite and non-zero")
         start = (q.to(F64) / norm).to(self.dtype)
@@ -153,12 +127,12 @@ class LanczosProcess:
         w = self.op.matvec(q.to(self.op.dtype)).to(F64)
         if j > 0:
             w.sub_(self._vectors[j - 1].to(F64), alpha=self.beta[-1])
-        a = float(torch.dot(q, w))
+        a = self.op.dot(q, w)
         w.sub_(q, alpha=a)  # the three-term recurrence, then full reorthogonalisation for the rest
         del q
-        w, b = _orthogonalise(w, self._vectors)
+        w, b = _orthogonalise(w, self._vectors, self.op)
         self.alpha.append(a)
-        if j + 1 >= self.op.dim:
+        if j + 1 >= self.op.size:
             self.beta.append(0.0)
             self.exhausted = True
             return
@@ -177,11 +151,11 @@ class LanczosProcess:
         w = self.op.matvec(q.to(self.op.dtype)).to(self.dtype)
         if len(self._vectors) > 1:
             w.sub_(self._vectors[0], alpha=self.beta[-1])
-        a = dot64(q, w)
+        a = self.op.dot(q, w)
         w.sub_(q, alpha=a)
-        b = norm64(w)
+        b = self.op.norm(w)
         self.alpha.append(a)
-        if self.steps >= self.op.dim or b <= 1e-10 * self._scale(a):
+        if self.steps >= self.op.size or b <= 1e-10 * self._scale(a):
             self.beta.append(0.0)  # the Krylov space is invariant: its Ritz pairs are exact
             self.exhausted = True
             return
@@ -192,7 +166,7 @@ class LanczosProcess:
         return max(abs(a), *(abs(x) for x in self.beta[-1:]), 1e-300)
 
     def _orthogonal_random(self) -> Tensor:
-        w, norm = _orthogonalise(gaussian((self.op.dim,), self.gen, self.op.device), self._vectors)
+        w, norm = _orthogonalise(self.op.random("gaussian", self.gen), self._vectors, self.op)
         return w.div_(norm)
 
     @property
@@ -255,18 +229,18 @@ class LanczosProcess:
             prev, q = q, w.div_(self.beta[j])
 
 
-def _orthogonalise(w: Tensor, basis: list[Tensor]) -> tuple[Tensor, float]:
+def _orthogonalise(w: Tensor, basis: list[Tensor], op: LinearOperator) -> tuple[Tensor, float]:
     """Full reorthogonalisation of the float64 vector w against the stored basis vectors (classical Gram–Schmidt,
     coefficients in float64), repeated once when the first pass cancelled most of w (the DGKS criterion,
     ‖w‖ < ‖w₀‖/√2): twice is enough for orthogonality to working precision. Returns (w, ‖w‖), w updated in
     place; no matrix of the basis is formed."""
-    before = float(torch.linalg.vector_norm(w))
+    before = op.norm(w)
     after = before
     for _ in range(2):
-        coefficients = [dot64(q, w) for q in basis]
+        coefficients = op.sums(torch.tensor([dot64(q, w) for q in basis], dtype=F64)).tolist()  # one reduction
         for q, c in zip(basis, coefficients):
             w.sub_(q.to(F64), alpha=c)
-        before, after = after, float(torch.linalg.vector_norm(w))
+        before, after = after, op.norm(w)
         if after >= before / 2**0.5:
             break
     return w, after

@@ -11,6 +11,8 @@ from torch import Tensor
 
 from curvlab.checks import check_int
 from curvlab.errors import InputError, InputTypeError, NonFiniteError, nonfinite_detail
+from curvlab.linalg.random import random_vector
+from curvlab.linalg.vectors import Sharding, dot64
 
 FINITE_CHUNK = 1 << 18
 
@@ -39,10 +41,11 @@ class LinearOperator:
         dtype: torch.dtype = torch.float64,
         device: torch.device | str = "cpu",
         name: str = "operator",
+        sharding: Sharding | None = None,
     ):
         if not callable(matvec):
             raise InputTypeError(f"matvec: expected a callable v -> A v, got {type(matvec).__name__}")
-        check_int(dim, "dim")
+        check_int(dim, "dim", 0 if sharding is not None else 1)  # a process may hold none of a split vector
         self._matvec = matvec
         self.dim = dim
         self.dtype = dtype
@@ -50,11 +53,62 @@ class LinearOperator:
         self.n_matvecs = 0
         self.name = name
         self.across: Callable[[float], float] | None = None  # set by operators whose products are collectives
+        self.sharding = sharding  # where this process's part of the vectors sits, when they are split across processes
 
     def smallest_across(self, value: float) -> float:
         """The smallest of ``value`` over the processes that compute this operator's products together (``value``
         itself for an operator of one process): solvers base local choices on it, so every rank makes the same."""
         return value if self.across is None else self.across(value)
+
+    @property
+    def size(self) -> int:
+        """The length of the whole vectors: ``dim``, or, when they are split across processes, the sum of every
+        process's ``dim`` (what the solvers' step limits count)."""
+        return self.dim if self.sharding is None else self.sharding.size
+
+    def sums(self, partial: Tensor) -> Tensor:
+        """Float64 sums over the entries of this operator's vectors: this process's ``partial`` sums, added up over
+        the processes when the vectors are split (:class:`~curvlab.linalg.vectors.Sharding`), else as given."""
+        partial = partial.to(torch.float64)
+        return partial if self.sharding is None else self.sharding.total(partial)
+
+    def dot(self, a: Tensor, b: Tensor) -> float:
+        """⟨a, b⟩ of two of this operator's vectors, summed in float64 (over every process's part)."""
+        return float(self.sums(torch.tensor([dot64(a, b)], dtype=torch.float64))[0])
+
+    def norm(self, a: Tensor) -> float:
+        return max(self.dot(a, a), 0.0) ** 0.5
+
+    def inner(self, q: Tensor, v: Tensor) -> Tensor:
+        """Qᵀv for the columns of ``q`` (one all-reduce for all of them when the vectors are split)."""
+        return self.sums(q.to(torch.float64).T @ v.to(torch.float64))
+
+    def random(self, kind: str, gen: torch.Generator) -> Tensor:
+        """A float64 random vector of this operator's space ("gaussian" or "rademacher"); when the vectors are
+        split, this process's part of one whole vector drawn alike on every process."""
+        if self.sharding is None:
+            return random_vector(kind, self.dim, gen, self.device)
+        return random_vector(kind, self.sharding.size, gen, self.device, self.sharding.ranges)
+
+    def all_finite(self, t: Tensor) -> bool:
+        """No NaN or ±inf in ``t`` — in any process's part when the vectors are split (so every process agrees)."""
+        local = all_finite(t)
+        if self.sharding is None:
+            return local
+        return float(self.sums(torch.tensor([0.0 if local else 1.0]))[0]) == 0.0
+
+    def derive(self, matvec: Callable[[Tensor], Tensor], *, dim: int | None = None, **options: Any) -> LinearOperator:
+        """A new operator on the same processes (``matvec`` built from this one's products): it shares the collective
+        choices and, without a new ``dim``, the split of the vectors (a new ``dim`` of split vectors is laid out rank
+        after rank: :meth:`~curvlab.linalg.vectors.Sharding.rank_major`)."""
+        if dim is None:
+            dim, sharding = self.dim, self.sharding
+        else:
+            sharding = None if self.sharding is None else self.sharding.rank_major(dim)
+        options = {"dtype": self.dtype, "device": self.device, "name": self.name, "sharding": sharding, **options}
+        derived = LinearOperator(matvec, dim, **options)
+        derived.across = self.across
+        return derived
 
     def matvec(self, v: Tensor) -> Tensor:
         """A v, with ``v`` cast to the operator's dtype and device; the result has the same."""
@@ -62,13 +116,13 @@ class LinearOperator:
             raise InputTypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
         if v.dim() != 1 or v.numel() != self.dim:
             raise InputError(f"v: expected a flat vector of length {self.dim}, got shape {tuple(v.shape)}")
-        if not all_finite(v):
+        if not self.all_finite(v):
             raise InputError(f"v: expected a finite vector, got {nonfinite_detail(v)}")
         out = self._matvec(v.to(device=self.device, dtype=self.dtype))
         self.n_matvecs += 1
         if not isinstance(out, Tensor) or out.numel() != self.dim:
             raise InputError(f"matvec: must return a vector of length {self.dim}")
-        if not all_finite(out):
+        if not self.all_finite(out):
             raise self._nonfinite(out)
         return out.reshape(-1).to(self.dtype)
 
@@ -88,12 +142,9 @@ def symmetric_scaling(op: LinearOperator, scale: Tensor, name: str | None = None
     scale = scale.reshape(-1).to(device=op.device, dtype=op.dtype)
     if scale.numel() != op.dim:
         raise InputError(f"scale: expected {op.dim} entries (one per dimension), got {scale.numel()}")
-    if not torch.isfinite(scale).all():
+    if not op.all_finite(scale):
         raise NonFiniteError("scaling (preconditioner) entries", values=nonfinite_detail(scale))
-    name = name or f"scaled {op.name}"
-    scaled = LinearOperator(lambda v: scale * op(scale * v), op.dim, dtype=op.dtype, device=op.device, name=name)
-    scaled.across = op.across
-    return scaled
+    return op.derive(lambda v: scale * op(scale * v), name=name or f"scaled {op.name}")
 
 
 class MatrixOperator(LinearOperator):

@@ -5,6 +5,8 @@ The global RNG is never touched, so measuring does not perturb training (see doc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -26,6 +28,9 @@ def make_generator(seed: int | None = 0, generator: torch.Generator | None = Non
     return torch.Generator().manual_seed(seed)
 
 
+DRAW_CHUNK = 1 << 20  # a long vector is drawn this many entries at a time, so that any part of it can be cut out
+
+
 def gaussian(shape: tuple[int, ...], gen: torch.Generator, device: torch.device) -> Tensor:
     return torch.randn(shape, generator=gen, dtype=torch.float64).to(device)
 
@@ -33,3 +38,25 @@ def gaussian(shape: tuple[int, ...], gen: torch.Generator, device: torch.device)
 def rademacher(shape: tuple[int, ...], gen: torch.Generator, device: torch.device) -> Tensor:
     signs = torch.randint(0, 2, shape, generator=gen, dtype=torch.int8).to(torch.float64) * 2 - 1
     return signs.to(device)
+
+
+DRAWS = {"gaussian": gaussian, "rademacher": rademacher}
+
+
+def random_vector(
+    kind: str, size: int, gen: torch.Generator, device: torch.device, ranges: Sequence[tuple[int, int]] | None = None
+) -> Tensor:
+    """A float64 random vector of length ``size`` (``kind``: "gaussian" or "rademacher"), drawn
+    :data:`DRAW_CHUNK` entries at a time; with ``ranges``, only its entries in those [start, stop) ranges,
+    concatenated. Every process drawing the same vector with its own ranges gets its own part of one whole vector,
+    the same whatever the split (:class:`curvlab.linalg.vectors.Sharding`)."""
+    draw = DRAWS[kind]
+    ranges = list(ranges) if ranges is not None else [(0, size)]
+    parts: list[Tensor] = []
+    for start in range(0, size, DRAW_CHUNK):
+        stop = min(start + DRAW_CHUNK, size)
+        piece = draw((stop - start,), gen, torch.device("cpu"))
+        parts.extend(piece[max(a, start) - start : min(b, stop) - start] for a, b in ranges if a < stop and b > start)
+    if not parts:
+        return torch.zeros(0, dtype=torch.float64, device=device)
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)).to(device)

@@ -12,10 +12,11 @@ from torch import Tensor
 
 from curvlab.checks import check_int
 from curvlab.errors import InputError
+from curvlab.linalg.eigs import orthonormal_columns
 from curvlab.linalg.lanczos import F64
 from curvlab.linalg.operator import LinearOperator, as_operator
 from curvlab.linalg.progress import progress_bar
-from curvlab.linalg.random import make_generator, rademacher
+from curvlab.linalg.random import make_generator
 
 TRACE_METHODS = ("hutchinson", "hutch++")
 
@@ -65,7 +66,7 @@ def trace(
     bar = progress_bar(n_probes, f"trace ({method})", progress)
     try:
         if method == "hutchinson":
-            probes = (rademacher((op.dim,), gen, op.device) for _ in range(n_probes))  # drawn one at a time
+            probes = (op.random("rademacher", gen) for _ in range(n_probes))  # drawn one at a time
             exact, samples = 0.0, _quadratic_forms(op, probes, bar)
         else:
             exact, samples = _hutchpp(op, n_probes, gen, bar)
@@ -83,19 +84,20 @@ def _apply(op: LinearOperator, v: Tensor) -> Tensor:
 def _quadratic_forms(op: LinearOperator, probes: Iterable[Tensor], bar: Any) -> Tensor:
     values = []
     for z in probes:
-        values.append(torch.dot(z, _apply(op, z)))
+        values.append(op.dot(z, _apply(op, z)))
         bar.update()
-    return torch.stack(values).cpu()
+    return torch.tensor(values, dtype=F64)
 
 
 def _hutchpp(op: LinearOperator, n_probes: int, gen: torch.Generator, bar: Any) -> tuple[float, Tensor]:
     n_sketch = n_probes // 3
-    sketch = rademacher((n_sketch, op.dim), gen, op.device)
+    sketch = [op.random("rademacher", gen) for _ in range(n_sketch)]
     range_ = torch.stack([_apply(op, s) for s in sketch], dim=1)
+    del sketch
     bar.update(n_sketch)
-    q, _ = torch.linalg.qr(range_)
-    exact = sum(float(torch.dot(qi, _apply(op, qi))) for qi in q.T)
+    q = orthonormal_columns(op, range_)
+    exact = sum(op.dot(qi, _apply(op, qi)) for qi in q.T)
     bar.update(n_sketch)
     n_rest = n_probes - 2 * n_sketch
-    probes = (z - q @ (q.T @ z) for z in (rademacher((op.dim,), gen, op.device) for _ in range(n_rest)))
+    probes = (z - q @ op.inner(q, z) for z in (op.random("rademacher", gen) for _ in range(n_rest)))
     return exact, _quadratic_forms(op, probes, bar)  # each probe with the sketched range projected out

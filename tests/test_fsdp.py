@@ -1,0 +1,98 @@
+"""Measurement on FSDP2-sharded models (curvlab.fsdp), on 2 and 3 CPU processes with gloo, against a one-process
+exact (double-backward) solve of the same unsharded model on the same whole measurement set."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import curvlab
+from curvlab.geometry import directional_sharpness, preconditioned_sharpness
+
+SCRIPTS = Path(__file__).parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+from fsdp_measure import lm_loss, make_model_and_data  # noqa: E402
+
+TOL = 1e-6  # relative: the central difference in float64 is good to ~1e-9 here, the solves to 1e-9
+
+
+def run_sharded(world: int, out: Path) -> list[dict]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*command, str(SCRIPTS / "fsdp_measure.py"), str(out)], capture_output=True, text=True, timeout=300, env=env
+    )
+    if done.returncode != 0:
+        errors = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if "Error" in line]
+        pytest.fail(f"torchrun with {world} processes failed:\n" + "\n".join(errors[-20:]))
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
+
+
+def one_process_reference(state: dict) -> dict:
+    model, data = make_model_and_data()
+    model.load_state_dict(state["params"], strict=False)
+    params = dict(model.named_parameters())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for name, entries in state["adam"].items():
+        optimizer.state[params[name]] = dict(entries)
+    objective = curvlab.Objective(model, lm_loss, data, batch_size=2, hvp_engine="reverse")
+    grad = objective.grad()
+    return {
+        "size": objective.dim,
+        "loss": objective.loss(),
+        "grad_norm": float(grad.norm()),
+        "top3": curvlab.eigs(objective.hessian(), k=3, tol=1e-10).eigenvalues.tolist(),
+        "trace": curvlab.trace(objective.hessian(), n_probes=6, seed=3).estimate,
+        "trace_hutchpp": curvlab.trace(objective.hessian(), method="hutch++", n_probes=6, seed=3).estimate,
+        "density_nodes": curvlab.spectral_density(objective.hessian(), n_probes=2, n_steps=6, seed=4).ritz_values,
+        "preconditioned": float(preconditioned_sharpness(objective, optimizer, tol=1e-10).eigenvalues[0]),
+        "directional": directional_sharpness(objective, grad),
+        "critical": curvlab.critical_sharpness(objective, grad, eta0=0.1, max_evals=12, rtol=1e-4).value,
+        "blocks": {
+            n: float(r.eigenvalues[0]) for n, r in curvlab.block_eigs(objective, "transformer", tol=1e-6).items()
+        },
+    }
+
+
+def close(a: float, b: float, tol: float = TOL) -> bool:
+    return abs(a - b) <= tol * max(abs(b), 1.0)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_sharded_measurements_equal_one_process_exact_ones(world, tmp_path):
+    ranks = run_sharded(world, tmp_path)
+    reference = one_process_reference(torch.load(tmp_path / "state.pt"))
+    first = ranks[0]
+    for other in ranks[1:]:  # every rank reads the same numbers
+        assert {k: v for k, v in other.items() if k != "local_dim"} == {
+            k: v for k, v in first.items() if k != "local_dim"
+        }
+    # each rank holds its share of the parameters, never the whole
+    assert sum(r["local_dim"] for r in ranks) == first["size"] == reference["size"]
+    assert max(r["local_dim"] for r in ranks) < 0.6 * first["size"]
+    assert all(r["unchanged"] for r in ranks)
+    assert close(first["loss"], reference["loss"], 1e-12)
+    assert close(first["grad_norm"], reference["grad_norm"], 1e-10)
+    for got, want in zip(first["top3"], reference["top3"]):
+        assert close(got, want)
+    assert close(first["lambda1_none"], reference["top3"][0])
+    assert close(first["trace"], reference["trace"])  # the same probes, cut from one vector on every rank
+    assert close(first["trace_hutchpp"], reference["trace_hutchpp"])
+    nodes = torch.tensor(first["density_nodes"], dtype=torch.float64)
+    assert torch.allclose(nodes, reference["density_nodes"], atol=1e-6, equal_nan=True)
+    assert close(first["preconditioned"], reference["preconditioned"])
+    assert close(first["directional"], reference["directional"])
+    assert close(first["critical"], reference["critical"], 1e-9)  # forward passes only: the same search, step by step
+    assert first["blocks"].keys() == reference["blocks"].keys()  # the split cuts in_proj, which the shards cut too
+    for name, value in reference["blocks"].items():
+        assert close(first["blocks"][name], value, 1e-5), name
+    reverse, ggn, plain = first["errors"]
+    assert "ShardedObjective" in plain
+    assert "hvp_engine" in reverse and "finite_difference" in reverse
+    assert ggn.startswith("ggn:")
