@@ -43,7 +43,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.installed-bench
-	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_scaling.py && ../$(BIN)/python bench_monitor.py && ../$(BIN)/python bench_finite_difference.py
+	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_scaling.py && ../$(BIN)/python bench_monitor.py && ../$(BIN)/python bench_finite_difference.py && ../$(BIN)/python bench_fsdp.py
 
 bench-llm: $(VENV)/.installed-bench
 	cd bench && ../$(BIN)/python bench_llm.py --layers 2 12 --he-steps 30

@@ -92,7 +92,37 @@ def test_sharded_measurements_equal_one_process_exact_ones(world, tmp_path):
     assert first["blocks"].keys() == reference["blocks"].keys()  # the split cuts in_proj, which the shards cut too
     for name, value in reference["blocks"].items():
         assert close(first["blocks"][name], value, 1e-5), name
-    reverse, ggn, plain = first["errors"]
+    reverse, ggn, plain, monitor = first["errors"]
     assert "ShardedObjective" in plain
+    assert "['assumptions']" in monitor and "sharpness" in monitor
     assert "hvp_engine" in reverse and "finite_difference" in reverse
     assert ggn.startswith("ggn:")
+
+
+def test_a_monitored_fsdp_run_follows_the_unmonitored_trajectory_bit_for_bit(tmp_path):
+    """examples/fsdp_train.py on 2 processes: the Monitor records λ1 and the preconditioned λ1 along sharded training
+    (the same on every rank, rank 0 writing them) and the run ends at exactly the parameters of the same run without
+    it."""
+    script = Path(__file__).resolve().parents[1] / "examples" / "fsdp_train.py"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for extra in ([], ["--no-monitor"]):
+        done = subprocess.run(
+            [*command, "--steps", "30", "--out", str(tmp_path / "run"), *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    monitored = torch.load(tmp_path / "run" / "final_parameters.pt")
+    plain = torch.load(tmp_path / "run.pt")
+    assert monitored.keys() == plain.keys()
+    assert all(torch.equal(monitored[name], plain[name]) for name in plain)
+    records = curvlab.load_records(tmp_path / "run")
+    sharp = records[records.metric.isin(["sharpness", "preconditioned_sharpness"])]
+    assert sorted(sharp.metric) == ["preconditioned_sharpness", "sharpness"] and (sharp.step == 25).all()
+    assert (sharp.value > 0).all()
+    assert (records[records.metric == "update_norm"].value > 0).sum() == 30
+    assert (tmp_path / "run" / "report.html").exists()

@@ -30,6 +30,7 @@ from curvlab.core.errors import explain_error
 from curvlab.core.hvp import STEP_FACTOR
 from curvlab.core.objective import Objective, model_loss
 from curvlab.core.params import ParamSpace
+from curvlab.core.params import local_part as local
 from curvlab.errors import InputError, InputTypeError
 from curvlab.linalg.operator import LinearOperator
 from curvlab.linalg.vectors import F64, Sharding, dot64
@@ -42,13 +43,6 @@ def is_sharded(model: nn.Module) -> bool:
     from torch.distributed.tensor import DTensor
 
     return any(isinstance(p, DTensor) for p in model.parameters())
-
-
-def local(t: Tensor) -> Tensor:
-    """This rank's block of a DTensor (the tensor itself otherwise), sharing its storage."""
-    from torch.distributed.tensor import DTensor
-
-    return t.to_local() if isinstance(t, DTensor) else t
 
 
 class ShardedObjective(Objective):
@@ -81,7 +75,7 @@ class ShardedObjective(Objective):
         self.space = ParamSpace(
             self.space.names, tuple(t.shape for t in self._locals), self.space.dtype, self.space.device
         )
-        self.sharding = Sharding(self._total, *_global_ranges(self._selected, self._locals), self.rank, self.world)
+        self.sharding = Sharding(self.sums, *_global_ranges(self._selected, self._locals), self.rank, self.world)
         self._divisor = _gradient_divisor(model, self.mesh)
         self._own_bumps = [0] * len(self._locals)  # version increments of our own writes (restored exactly)
         self._passes: int | None = None  # forward passes per evaluation, the same on every rank
@@ -111,7 +105,10 @@ class ShardedObjective(Objective):
         return torch.cat([t.detach().reshape(-1) for t in self._locals])
 
     def dot(self, a: Tensor, b: Tensor) -> float:
-        return float(self._total(torch.tensor([dot64(a, b)], dtype=F64))[0])
+        return float(self.sums(torch.tensor([dot64(a, b)], dtype=F64))[0])
+
+    def norm(self, a: Tensor) -> float:
+        return max(self.dot(a, a), 0.0) ** 0.5
 
     def point_versions(self) -> list[int]:
         """Version counters of the local shards and buffers, less this Objective's own (exactly undone) writes."""
@@ -174,18 +171,18 @@ class ShardedObjective(Objective):
         return float(smallest)
 
     def _combine_count(self, n: float) -> float:
-        return float(self._total(torch.tensor([float(n)], dtype=F64))[0])
+        return float(self.sums(torch.tensor([float(n)], dtype=F64))[0])
 
     # ----- internals -----------------------------------------------------------------------------
-    def _total(self, values: Tensor) -> Tensor:
+    def sums(self, partial: Tensor) -> Tensor:
         """Float64 sums over the ranks (one all-reduce)."""
-        values = values.to(F64).clone()
+        values = partial.to(F64).clone()
         dist.all_reduce(values, group=self.group)
         return values
 
     def _all_finite(self, vector: Tensor) -> bool:
         bad = 0.0 if bool(torch.isfinite(vector).all()) else 1.0
-        return float(self._total(torch.tensor([bad], dtype=F64))[0]) == 0.0
+        return float(self.sums(torch.tensor([bad], dtype=F64))[0]) == 0.0
 
     def _chunk_outputs(self, leaves: Sequence[Tensor], chunk: Chunk) -> Any:
         """The sharded model's own forward (its hooks gather and free the parameters): ``leaves`` are ignored, the
@@ -249,7 +246,7 @@ class ShardedObjective(Objective):
         finally:
             for (_, p), g in zip(self._selected, saved):
                 p.grad = g
-        return float(self._total(torch.tensor([local_loss], dtype=F64))[0]) / total_n, grad
+        return float(self.sums(torch.tensor([local_loss], dtype=F64))[0]) / total_n, grad
 
     def _difference(self, v: Tensor) -> Tensor:
         """(∇F(x + εv) − ∇F(x − εv)) / 2ε with ε = c·u^(1/3)·max(1, rms(x))/‖v‖ over the whole vectors."""

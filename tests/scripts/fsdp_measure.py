@@ -81,6 +81,7 @@ def main() -> None:
     results["errors"] = [_error(lambda: ShardedObjective(model, lm_loss, (inputs, targets), hvp_engine="reverse"))]
     results["errors"].append(_error(objective.ggn))
     results["errors"].append(_error(lambda: curvlab.Objective(model, lm_loss, (inputs, targets))))
+    results["errors"].append(_error(lambda: curvlab.Monitor(objective, optimizer, ["step", "assumptions"])))
     results["unchanged"] = all(torch.equal(before[n], p.to_local()) for n, p in model.named_parameters())
     (out / f"rank{rank}.json").write_text(json.dumps(results))
     dist.barrier()

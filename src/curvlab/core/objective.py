@@ -24,7 +24,6 @@ from curvlab.core.memory import resolve_graph_memory
 from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
 from curvlab.core.state import BN_MODES, measurement_mode, preserved_rng, seed_rng
 from curvlab.errors import InputError, InputTypeError
-from curvlab.linalg.vectors import dot64
 
 LossFn = Callable[[Any, Any], Tensor]
 CURVATURES = ("hessian", "ggn", "fisher", "fisher_mc")
@@ -179,8 +178,17 @@ class Objective:
         return self.space.unflatten(vector)
 
     def dot(self, a: Tensor, b: Tensor) -> float:
-        """⟨a, b⟩ of two flat vectors, summed in float64 (over every rank's shard for a sharded model's Objective)."""
-        return dot64(a, b)
+        """⟨a, b⟩ of two flat vectors (over every rank's shard for a sharded model's Objective)."""
+        return float(torch.dot(a, b))
+
+    def norm(self, a: Tensor) -> float:
+        """‖a‖ of a flat vector (over every rank's shard for a sharded model's Objective)."""
+        return float(torch.linalg.vector_norm(a))
+
+    def sums(self, partial: Tensor) -> Tensor:
+        """Float64 sums over the entries of flat vectors: this process's ``partial`` sums, added up over the ranks
+        when they hold shards of the vectors (a sharded model's Objective), else as given."""
+        return partial.to(torch.float64)
 
     def parameters_vector(self) -> Tensor:
         """The current x as a new flat vector."""

@@ -50,6 +50,12 @@ class ParamSpace:
         return vector.to(device=self.device, dtype=self.dtype)
 
 
+def local_part(t: Tensor) -> Tensor:
+    """This process's block of a DTensor (an FSDP2 shard), sharing its storage; any other tensor itself."""
+    to_local = getattr(t, "to_local", None)
+    return to_local() if callable(to_local) else t
+
+
 def split_flat(vector: Tensor, shapes: Sequence[torch.Size]) -> list[Tensor]:
     """Views of a flat vector shaped like ``shapes``, in order (the inverse of concatenating them flat)."""
     sizes = [torch.Size(s).numel() for s in shapes]

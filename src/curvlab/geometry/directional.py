@@ -36,7 +36,7 @@ def gradient_correlation(objective: Objective, direction: Tensor, grad: Tensor |
     """−⟨∇F, d⟩ / ‖d‖: the first-order decrease per unit step along d (``grad`` reuses a known ∇F)."""
     d = objective.space.check_vector(direction, "direction")
     g = objective.grad() if grad is None else objective.space.check_vector(grad, "grad")
-    return -objective.dot(g, d) / objective.dot(d, d) ** 0.5
+    return -objective.dot(g, d) / objective.norm(d)
 
 
 def landscape_1d(
@@ -49,7 +49,7 @@ def landscape_1d(
     out = {}
     for name, d in directions.items():
         d = objective.space.check_vector(d, f"directions[{name!r}]")
-        unit = d / objective.dot(d, d) ** 0.5
+        unit = d / objective.norm(d)
         out[name] = [objective.loss(at=x + a * unit) for a in alphas]
     return out
 

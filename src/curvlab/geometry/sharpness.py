@@ -4,6 +4,7 @@ optimizer types and live in :mod:`curvlab.optim.introspection`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -12,6 +13,8 @@ from torch import Tensor
 from curvlab.core.objective import Objective
 from curvlab.linalg import EigResult, LinearOperator, eigs, symmetric_scaling
 from curvlab.optim.introspection import diagonal_preconditioner
+
+Dot = Callable[[Tensor, Tensor], float]
 
 
 def sharpness(
@@ -41,13 +44,15 @@ def preconditioned_sharpness(
     return eigs(preconditioned_hessian(objective, optimizer), which="LA", tol=tol, v0=v0, **kwargs)
 
 
-def alignment(update: Tensor, eigenvector: Tensor) -> float:
-    """|⟨u, v1⟩| / (‖u‖ ‖v1‖): how much of the update lies along the top eigenvector."""
-    u, v = update.to(torch.float64), eigenvector.to(update.device, torch.float64)
-    return float(torch.dot(u, v).abs() / (torch.linalg.vector_norm(u) * torch.linalg.vector_norm(v)).clamp_min(1e-300))
+def alignment(update: Tensor, eigenvector: Tensor, dot: Dot | None = None) -> float:
+    """|⟨u, v1⟩| / (‖u‖ ‖v1‖): how much of the update lies along the top eigenvector (``dot``: the inner product
+    when it is not this process's alone, e.g. ``objective.dot`` for shards of the vectors)."""
+    return abs(cosine(update, eigenvector, dot))
 
 
-def cosine(a: Tensor, b: Tensor) -> float:
-    """⟨a, b⟩ / (‖a‖ ‖b‖), e.g. between successive updates u_t and u_{t−1}."""
+def cosine(a: Tensor, b: Tensor, dot: Dot | None = None) -> float:
+    """⟨a, b⟩ / (‖a‖ ‖b‖), e.g. between successive updates u_t and u_{t−1} (``dot`` as in :func:`alignment`)."""
     a, b = a.to(torch.float64), b.to(a.device, torch.float64)
+    if dot is not None:
+        return dot(a, b) / max((dot(a, a) * dot(b, b)) ** 0.5, 1e-300)
     return float(torch.dot(a, b) / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b)).clamp_min(1e-300))

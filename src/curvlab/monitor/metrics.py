@@ -13,6 +13,7 @@ from torch import Tensor
 
 from curvlab.checks import check_bool
 from curvlab.core.objective import CURVATURES
+from curvlab.core.params import local_part
 from curvlab.errors import InputError, InputTypeError
 from curvlab.geometry import (
     AssumptionTracker,
@@ -53,6 +54,7 @@ class Metric:
     name = "metric"
     description = ""
     records_cost = True  # write cost_seconds / cost_hvps / cost_passes rows for each measurement
+    shards = False  # measures an FSDP2-sharded model (curvlab.fsdp.ShardedObjective) from this rank's shards
 
     def __init__(self, schedule: Schedule | int | list | str | None = None):
         self.schedule = as_schedule(schedule) if schedule is not None else self.default_schedule()
@@ -89,18 +91,21 @@ class StepStats(Metric):
     name = "step"
     description = "the training step's own loss, gradient norm, update norm and learning rate (no extra pass)"
     records_cost = False
+    shards = True
 
     def default_schedule(self) -> Schedule:
         return every(1)
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
-        grads = [p.grad for _, p in monitor.objective.parameters if p.grad is not None]
-        norms_ = torch.stack(torch._foreach_norm([info.x_now - info.x_prev, *grads])).tolist()  # one read of the device
+        obj = monitor.objective
+        grads = [local_part(p.grad) for _, p in obj.parameters if p.grad is not None]
+        norms_ = torch.stack(torch._foreach_norm([info.x_now - info.x_prev, *grads])).to(torch.float64)
+        squares = obj.sums(torch.stack([norms_[0] ** 2, (norms_[1:] ** 2).sum()])).tolist()  # one read, one reduce
         if info.loss is not None:
             yield "loss", info.loss, {}
         if grads:
-            yield "grad_norm", math.sqrt(sum(v * v for v in norms_[1:])), {}
-        yield "update_norm", norms_[0], {}
+            yield "grad_norm", math.sqrt(squares[1]), {}
+        yield "update_norm", math.sqrt(squares[0]), {}
         yield "lr", learning_rate(monitor.optimizer), {}
 
 
@@ -190,6 +195,7 @@ class Sharpness(Metric):
     (Adam): then only the sharpness the threshold is about is measured, at half the cost."""
 
     name = "sharpness"
+    shards = True
     description = (
         "top Hessian eigenvalues, stability threshold, η·λ1, alignment, preconditioned sharpness (definitions §2)"
     )
@@ -227,8 +233,8 @@ class Sharpness(Metric):
         if not threshold.preconditioned and threshold.kind != "none":
             yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam1).items())
         delta = info.x_now - info.x_prev
-        if float(torch.linalg.vector_norm(delta)) > 0:
-            yield "update_alignment", alignment(delta, self.top_vector), {}
+        if monitor.objective.dot(delta, delta) > 0:
+            yield "update_alignment", alignment(delta, self.top_vector, _shared_dot(monitor.objective)), {}
         if self.with_min:
             yield "lambda_min", float(eigs(monitor.objective.hessian(), which="SA", tol=self.tol).eigenvalues[0]), {}
 
@@ -289,6 +295,7 @@ class BlockSharpness(Metric):
     embeddings / attention QK / attention VO / MLP / norms split; see :func:`curvlab.block_eigs`."""
 
     name = "block_sharpness"
+    shards = True
     description = "top eigenvalue of each layer's diagonal block of the Hessian (or GGN, Fisher)"
 
     def __init__(
@@ -314,6 +321,7 @@ class CriticalSharpness(Metric):
     losses, whose relative critical sharpness along the same update is recorded too."""
 
     name = "critical_sharpness"
+    shards = True
     description = "critical sharpness 2/η_c along the update, forward passes only (Kalra et al., 2026)"
 
     def __init__(self, schedule: Any = None, relative: dict | None = None, max_evals: int = 10, rtol: float = 1e-2):
@@ -324,7 +332,7 @@ class CriticalSharpness(Metric):
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         lr = learning_rate(monitor.optimizer)
         update = info.x_prev - info.x_now
-        if lr <= 0 or float(torch.linalg.vector_norm(update)) == 0:
+        if lr <= 0 or monitor.objective.dot(update, update) == 0:
             return
         for name, objective in {"": monitor.objective, **self.relative}.items():
             warm = name in self.eta_guess  # the last η_c: usually close, so a tighter bracket
@@ -405,6 +413,7 @@ class Directional(Metric):
 @register_metric
 class Trace(Metric):
     name = "trace"
+    shards = True
     description = "Hutch++ trace of the Hessian (definitions §2)"
 
     def __init__(self, schedule: Any = None, n_probes: int = 60, method: str = "hutch++"):
@@ -422,6 +431,7 @@ class Density(Metric):
     """SLQ spectral density as tidy rows: metric "spectral_density", context "eigenvalue"."""
 
     name = "density"
+    shards = True
     description = "SLQ spectral density (definitions §2)"
 
     def __init__(self, schedule: Any = None, n_probes: int = 3, n_steps: int = 40, n_grid: int = 200):
@@ -473,6 +483,7 @@ class Landscape(Metric):
     """F(x + α d/‖d‖) along the last update, −∇F, and the top eigenvector when Sharpness has one."""
 
     name = "landscape"
+    shards = True
     description = "1-D loss landscapes along the update, −∇F and the top eigenvector (definitions §3)"
 
     def __init__(self, schedule: Any = None, alphas: Any = None):
@@ -487,7 +498,7 @@ class Landscape(Metric):
         )
         if top is not None:
             directions["top_eigenvector"] = top.to(obj.space.dtype)
-        directions = {k: d for k, d in directions.items() if float(torch.linalg.vector_norm(d)) > 0}
+        directions = {k: d for k, d in directions.items() if obj.dot(d, d) > 0}
         for name, losses in landscape_1d(obj, directions, self.alphas).items():
             for alpha, value in zip(self.alphas, losses):
                 yield "landscape_loss", value, {"direction": name, "alpha": alpha}
@@ -513,6 +524,11 @@ class Histogram(Metric):
             for i, count in enumerate(h["counts"].tolist()):
                 yield "coordinate_count", count, {"of": name, "bin_low": edges[i], "bin_high": edges[i + 1]}
             yield "coordinate_zeros", float(h["zeros"]), {"of": name}
+
+
+def _shared_dot(objective: Any) -> Any:
+    """The Objective's inner product where the vectors are split across ranks (None: this process's own)."""
+    return objective.dot if objective.sharding is not None else None
 
 
 def make_metric(spec: Any) -> Metric:

@@ -37,7 +37,7 @@ from curvlab.checks import is_int
 from curvlab.core.objective import Objective
 from curvlab.distributed import rank, rank0_decides
 from curvlab.errors import InputError, InputTypeError, NonFiniteError
-from curvlab.monitor.metrics import Metric, Sharpness, StepStats, make_metric
+from curvlab.monitor.metrics import METRICS, Metric, Sharpness, StepStats, make_metric
 from curvlab.monitor.records import RecordWriter
 from curvlab.monitor.schedules import Budgeted, CostClock
 from curvlab.monitor.schedules import budget as budget_schedule
@@ -97,6 +97,13 @@ class Monitor:
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise InputError(f"metrics: each metric group once, got {names}")
+        unsharded = [m.name for m in self.metrics if objective.sharding is not None and not m.shards]
+        if unsharded:
+            supported = sorted(name for name, cls in METRICS.items() if cls.shards)
+            raise InputError(
+                f"metrics: {unsharded} cannot measure an FSDP2-sharded model (they need whole vectors or per-batch "
+                f"evaluations on one process); on a ShardedObjective use {supported}"
+            )
         self.clock = CostClock(budget)
         budgeted = [part for m in self.metrics for part in m.schedule.parts() if isinstance(part, Budgeted)]
         for part in budgeted:
