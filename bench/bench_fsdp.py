@@ -8,7 +8,10 @@ added by the gradient and by the λ1 solve (VmHWM reset before each, Linux), and
 gradient's time in the same run (this machine has 2 cores, so 4 processes share them: the ratio is the fair
 figure). Writes its section of docs/benchmarks.md.
 
-    python bench/bench_fsdp.py            # a few minutes on 2 CPU cores
+The MLPs use GELU: products from two gradients are inaccurate across ReLU's kinks (docs/core.md), which with the
+different summation orders of different world sizes would show as different λ1.
+
+    python bench/bench_fsdp.py            # about 8 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, write_section  # noqa: E402
 
 WORLDS = (1, 2, 4)
-MODEL = dict(vocab=4096, context=64, d_model=384, n_layers=4, n_heads=6, d_ff=1536)
+MODEL = dict(vocab=4096, context=64, d_model=384, n_layers=4, n_heads=6, d_ff=1536, activation="gelu")
 
 
 def peak_since_reset() -> int:
@@ -165,8 +168,8 @@ def main() -> None:
         "λ1",
     ]
     lines = [
-        "A causal transformer LM (4 pre-norm layers, d = 384, vocabulary 4,096, about 10M float32 parameters) sharded",
-        "by FSDP2 (`fully_shard` per layer and at the root, built on the meta device), measured by",
+        "A causal transformer LM (4 pre-norm layers, GELU, d = 384, vocabulary 4,096, about 10M float32 parameters)",
+        "sharded by FSDP2 (`fully_shard` per layer and at the root, built on the meta device), measured by",
         "`curvlab.fsdp.ShardedObjective` on 8 sequences of 64 tokens split evenly across the ranks: one gradient, then",
         "the default `eigs(objective.hessian(), vectors=False)` (products from two gradients through the sharded",
         "model). Peaks are the resident memory each rank adds during the call (VmHWM reset before it), the most over",

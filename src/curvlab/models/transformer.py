@@ -18,12 +18,22 @@ SIZES = {
 
 class CausalLM(nn.Module):
     def __init__(
-        self, vocab: int, context: int, d_model: int, n_layers: int, n_heads: int, d_ff: int, dropout: float = 0.0
+        self,
+        vocab: int,
+        context: int,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        activation: str = "relu",
     ):
         super().__init__()
         self.embed = nn.Embedding(vocab, d_model)
         self.pos = nn.Parameter(torch.randn(context, d_model) * 0.02)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, d_ff, dropout=dropout, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, d_ff, dropout=dropout, activation=activation, batch_first=True, norm_first=True
+        )
         self.blocks = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab)
