@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from curvlab.core.batches import Chunk
-from curvlab.core.curvature import nonempty, nonfinite_error
+from curvlab.core.curvature import AtOnePoint, nonempty, nonfinite_error
 from curvlab.core.errors import explain_error
 from curvlab.core.hvp import STEP_FACTOR
 from curvlab.core.objective import Objective, model_loss
@@ -303,7 +303,7 @@ _NO_SPLIT = (
 )
 
 
-class ShardedHessian(LinearOperator):
+class ShardedHessian(AtOnePoint, LinearOperator):
     """∇²F of a :class:`ShardedObjective` at its current point, on this rank's shards (``sharding`` says where they
     sit in the whole vector); a product is a collective over the ranks."""
 
@@ -311,20 +311,11 @@ class ShardedHessian(LinearOperator):
         space = objective.space
         options = {"dtype": space.dtype, "device": space.device, "name": "Hessian", "sharding": objective.sharding}
         super().__init__(self._product, objective.dim, **options)
-        self.objective = objective
+        self.bind(objective)
         self.across = objective.smallest_across
-        self.versions = objective.point_versions()
-
-    @property
-    def stale(self) -> bool:
-        return self.objective.point_versions() != self.versions
 
     def _product(self, v: Tensor) -> Tensor:
-        if self.stale:
-            raise RuntimeError(
-                "ShardedHessian: the model's parameters or buffers changed since this operator was made; call "
-                "objective.hessian() again at the new point"
-            )
+        self.check_fresh()
         return self.objective.hvp(v)
 
     def release(self) -> None:

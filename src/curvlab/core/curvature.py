@@ -52,7 +52,29 @@ def nonempty(n: int) -> int:
     return n
 
 
-class CurvatureOperator(LinearOperator):
+class AtOnePoint:
+    """Mixed into an operator of an Objective's curvature at the point where it was made (``bind`` records it):
+    ``stale`` once the model's parameters or buffers change, and a product then raises rather than return a wrong
+    value."""
+
+    method = "hessian"  # the Objective's method that makes it
+
+    def bind(self, objective: Any) -> None:
+        self.objective, self.versions = objective, objective.point_versions()
+
+    @property
+    def stale(self) -> bool:
+        return self.objective.point_versions() != self.versions
+
+    def check_fresh(self) -> None:
+        if self.stale:
+            raise RuntimeError(
+                f"{type(self).__name__}: the model's parameters or buffers changed since this operator was made; "
+                f"call objective.{self.method}() again at the new point"
+            )
+
+
+class CurvatureOperator(AtOnePoint, LinearOperator):
     """A curvature matrix of ``objective`` at the parameters it had when the operator was made.
 
     Subclasses say how to build a chunk's state (``chunk_state``) and how to multiply with it
@@ -62,7 +84,6 @@ class CurvatureOperator(LinearOperator):
     """
 
     count_key = "hvp"  # the Objective's counter of this operator's products
-    method = "hessian"  # the Objective's method that makes it
     quantity = "Hessian-vector product"  # what a non-finite product is called in the error
 
     def __init__(self, objective: Any, cache: bool | str = "auto"):
@@ -71,10 +92,9 @@ class CurvatureOperator(LinearOperator):
         space = objective.space
         name = self.quantity.removesuffix("-vector product")
         super().__init__(self._product, objective.dim, dtype=space.dtype, device=space.device, name=name)
-        self.objective = objective
+        self.bind(objective)
         self.across = objective.smallest_across
         self.cache = cache
-        self.versions = objective.point_versions()
         self._states: list[Any] | None = None  # kept chunk states, in chunk order
         self._complete = False  # every chunk's state is kept
         self.graph_bytes = 0  # memory held by the kept states (saved tensors), as measured
@@ -89,16 +109,8 @@ class CurvatureOperator(LinearOperator):
         raise NotImplementedError
 
     # ----- the loop -------------------------------------------------------------------------------
-    @property
-    def stale(self) -> bool:
-        return self.objective.point_versions() != self.versions
-
     def _product(self, v: Tensor) -> Tensor:
-        if self.stale:
-            raise RuntimeError(
-                f"{type(self).__name__}: the model's parameters or buffers changed since this operator was made; "
-                f"call objective.{self.method}() again at the new point"
-            )
+        self.check_fresh()
         obj = self.objective
         vs = obj.unflatten(obj.space.check_vector(v, "v"))
         obj.counts[self.count_key] += 1
