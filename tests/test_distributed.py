@@ -270,3 +270,58 @@ def test_a_non_finite_loss_on_one_rank_fails_the_measurement_on_every_rank():
         results = [torch.load(Path(tmp) / f"nan{r}.pt", weights_only=False) for r in range(2)]
     assert results[0] == results[1] and results[0]["diverged"]
     assert [metric for _, metric, _ in results[0]["rows"]] == ["sharpness", "diverged"]
+
+
+FSDP_BASE = {
+    "name": "fsdp",
+    "seed": 0,
+    "data": {"name": "digits", "subset": 200},
+    "model": {"name": "mlp", "width": 16, "depth": 1},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "train": {"batch_size": 50, "steps": 8, "checkpoint_every": 4},
+    "monitor": {"metrics": ["sharpness"], "schedules": {"sharpness": 4}, "options": {"sharpness": {"tol": 1e-5}}},
+}
+
+
+def test_an_fsdp_run_on_two_processes_matches_one_process(tmp_path):
+    """train.parallel = "fsdp": the model, its gradients and Adam's state sharded by FSDP2, the Monitor on a
+    ShardedObjective (products from two gradients). The losses and learning rates match the one-process run to
+    1e-4; the Sharpness group's records (the preconditioned λ1, its ratio to the threshold, the update's alignment
+    with its eigenvector) to 1e-3: finite-difference products in float32 against exact ones, each solve to 1e-5."""
+    one = _records_of_run(tmp_path, FSDP_BASE, 1)
+    sharded = {**FSDP_BASE, "train": {**FSDP_BASE["train"], "parallel": "fsdp"}}
+    two = _records_of_run(tmp_path, sharded, 2)
+    assert any(metric == "preconditioned_sharpness" for _, metric, _ in one)
+    _assert_same({1: one, 2: two}, lambda metric: 1e-4 if metric in ("loss", "lr") else 1e-3)
+
+
+def test_an_interrupted_fsdp_run_resumes_from_its_sharded_checkpoint(tmp_path):
+    """A 2-process FSDP2 run stopped after its step-4 checkpoint (torch's distributed checkpoint of the sharded
+    model and Adam state, each rank's Monitor shards beside it) and resumed to step 8 writes the records of the
+    same run made in one go."""
+    import json
+    import subprocess
+    import sys
+
+    from curvlab.experiments.config import to_toml, validate
+
+    sharded = {**FSDP_BASE, "train": {**FSDP_BASE["train"], "parallel": "fsdp", "processes": 2}}
+    straight = _records_of_run(tmp_path, sharded, 2)
+    stopped = validate({**sharded, "train": {**sharded["train"], "steps": 4}})
+    (tmp_path / "stopped.toml").write_text(to_toml(stopped))
+    run_dir = tmp_path / "resumed"
+    cli = [sys.executable, "-m", "curvlab.cli", "run"]
+    done = subprocess.run([*cli, str(tmp_path / "stopped.toml"), "--out", str(run_dir), "--quiet", "--no-report"])
+    assert done.returncode == 0
+    assert (run_dir / "checkpoints" / "LATEST").read_text() == "step_4"
+    (run_dir / "config.toml").write_text(to_toml(validate(sharded)))  # as if it had been killed after step 4
+    status = json.loads((run_dir / "status.json").read_text())
+    (run_dir / "status.json").write_text(json.dumps({**status, "status": "running"}))
+    done = subprocess.run([*cli, "--resume", str(run_dir), "--quiet", "--no-report"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from curvlab.monitor import read_records
+
+    records = [r for r in read_records(run_dir) if not r["metric"].startswith("cost_")]
+    resumed = {(r["step"], r["metric"], r.get("index")): r["value"] for r in records}
+    resumed |= {(r["step"], "lr", None): r["lr"] for r in records if r["metric"] == "loss"}
+    assert resumed == straight

@@ -78,6 +78,10 @@ def test_shipped_configs_validate_and_round_trip(path, tmp_path):
         ({"data.subset": 0}, "data.subset"),
         ({"seed": True}, "seed"),
         ({"tuner.name": "cdat", "train.processes": 2}, "train.processes"),
+        ({"train.parallel": "deepspeed", "train.processes": 2}, "train.parallel"),
+        ({"train.parallel": "fsdp"}, "train.parallel"),  # one process: nothing to shard over
+        ({"train.parallel": "fsdp", "train.processes": 2, "tuner.name": "linesearch"}, "tuner"),
+        ({"train.parallel": "fsdp", "train.processes": 2, "monitor.metrics": ["assumptions"]}, "['assumptions']"),
     ],
 )
 def test_bad_configs_are_one_line_errors_naming_the_key(overrides, fragment):

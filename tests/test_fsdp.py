@@ -4,8 +4,6 @@ exact (double-backward) solve of the same unsharded model on the same whole meas
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,16 +16,13 @@ from curvlab.geometry import directional_sharpness, preconditioned_sharpness
 SCRIPTS = Path(__file__).parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 from fsdp_measure import lm_loss, make_model_and_data  # noqa: E402
+from ranks import run_torchrun  # noqa: E402
 
 TOL = 1e-6  # relative: the central difference in float64 is good to ~1e-9 here, the solves to 1e-9
 
 
 def run_sharded(world: int, out: Path) -> list[dict]:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [*command, str(SCRIPTS / "fsdp_measure.py"), str(out)], capture_output=True, text=True, timeout=300, env=env
-    )
+    done = run_torchrun([str(SCRIPTS / "fsdp_measure.py"), str(out)], world)
     if done.returncode != 0:
         errors = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if "Error" in line]
         pytest.fail(f"torchrun with {world} processes failed:\n" + "\n".join(errors[-20:]))
@@ -104,17 +99,8 @@ def test_a_monitored_fsdp_run_follows_the_unmonitored_trajectory_bit_for_bit(tmp
     (the same on every rank, rank 0 writing them) and the run ends at exactly the parameters of the same run without
     it."""
     script = Path(__file__).resolve().parents[1] / "examples" / "fsdp_train.py"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for extra in ([], ["--no-monitor"]):
-        done = subprocess.run(
-            [*command, "--steps", "30", "--out", str(tmp_path / "run"), *extra],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-            cwd=tmp_path,
-        )
+        done = run_torchrun([str(script), "--steps", "30", "--out", str(tmp_path / "run"), *extra], 2, cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
     monitored = torch.load(tmp_path / "run" / "final_parameters.pt")
     plain = torch.load(tmp_path / "run.pt")

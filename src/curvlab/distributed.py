@@ -119,13 +119,9 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_gradients(model: nn.Module, loss: float) -> float:
-    """Sum the ranks' share-weighted gradients (in ``p.grad``) and losses: the gradient and loss of the
-    whole batch, on every rank."""
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-    total = torch.tensor([loss], dtype=torch.float64)
+def all_reduce_sum(value: float) -> float:
+    """The sum of ``value`` over the ranks (float64), on every rank."""
+    total = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(total)
     return float(total)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from curvlab.data import DATASETS
 from curvlab.errors import InputError
+from curvlab.experiments.parallel import PARALLEL
 from curvlab.models import BUILDERS
 from curvlab.monitor import METRICS
 from curvlab.optim import OPTIMIZERS
@@ -46,6 +47,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "max_chunk": (int, 4096),
         "checkpoint_every": (int, 100),
         "processes": (int, 1),
+        "parallel": (str, "ddp"),
     },
     "monitor": {
         "metrics": (list, ["assumptions", "sharpness"]),
@@ -173,6 +175,7 @@ def _check_semantics(c: dict) -> None:
             f"config: train.processes: tuner {tuner!r} needs uᵀHu through a double backward, which is not "
             "all-reduced; use processes = 1 with it"
         )
+    _check_parallel(c)
     for key in ("epochs", "steps", "max_chunk", "checkpoint_every", "processes"):
         if train[key] is not None and train[key] < 1:
             raise ConfigError(f"config: train.{key}: expected a positive integer, got {train[key]!r}")
@@ -190,6 +193,26 @@ def _check_semantics(c: dict) -> None:
     for key in ("subset", "measure_subset"):
         if c["data"][key] is not None and c["data"][key] < 1:
             raise ConfigError(f"config: data.{key}: expected a positive integer, got {c['data'][key]!r}")
+
+
+def _check_parallel(c: dict) -> None:
+    """``train.parallel``: torch's DDP, or FSDP2 — which takes no tuner and measures only from shards."""
+    parallel = c["train"]["parallel"]
+    if parallel not in PARALLEL:
+        raise ConfigError(f"config: train.parallel: expected one of {PARALLEL}, got {parallel!r}")
+    if parallel != "fsdp":
+        return
+    if c["train"]["processes"] < 2:
+        raise ConfigError('config: train.parallel: "fsdp" shards the model over processes; set train.processes ≥ 2')
+    if c["tuner"].get("name"):
+        raise ConfigError('config: tuner: a tuner cannot drive an FSDP2-sharded run; use train.parallel = "ddp"')
+    unsharded = [name for name in c["monitor"]["metrics"] if name in METRICS and not METRICS[name].shards]
+    if unsharded:
+        supported = sorted(name for name, cls in METRICS.items() if cls.shards)
+        raise ConfigError(
+            f'config: monitor.metrics: {unsharded} cannot measure an FSDP2-sharded model (train.parallel = "fsdp"); '
+            f"choose among {supported}"
+        )
 
 
 def to_toml(config: dict) -> str:

@@ -1,6 +1,7 @@
 """The training loop of a run: batches in a seeded order, one step path for every optimizer and tuner
-(gradient accumulation over chunks, this process's shard, the all-reduce), the learning-rate schedule,
-the Monitor, checkpoints, and the divergence rule (the first non-finite training loss ends the run)."""
+(gradient accumulation over chunks, this process's shard, torch's DDP or FSDP2: :mod:`curvlab.experiments.parallel`),
+the learning-rate schedule, the Monitor, checkpoints, and the divergence rule (the first non-finite training loss
+ends the run)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from curvlab.core.objective import Objective
-from curvlab.distributed import all_reduce_gradients, barrier, rank, shard, sharded_objective, world_size
+from curvlab.distributed import all_reduce_sum, barrier, rank, shard, world_size
+from curvlab.experiments import parallel
 from curvlab.experiments import run_dir as files
 from curvlab.experiments.build import (
     build_data,
@@ -60,6 +62,11 @@ class Trainer:
         self.data, measure = build_data(config)
         self.loss_fn = build_loss(config, self.data)
         self.model = build_model_from(config, self.data)
+        self.world, self.rank = world_size(), rank()
+        self.parallel = config["train"]["parallel"]
+        if self.parallel == "fsdp":
+            parallel.shard_model(self.model)  # before the optimizer: its state is sharded too
+        self.module = parallel.training_module(self.model, self.parallel, self.world)  # what the steps run through
         base = build_optimizer(config, self.model)
         tuner = build_tuner(config, base, self.model)
         self.optimizer = tuner or base  # a tuner is stepped like any optimizer
@@ -69,11 +76,9 @@ class Trainer:
         self.batch_size = n if train["batch_size"] == "full" else min(train["batch_size"], n)
         self.batches_per_epoch = n // self.batch_size
         self.total_steps = train["steps"] or train["epochs"] * self.batches_per_epoch
-        self.world, self.rank = world_size(), rank()
         self.used = accumulation_chunks(self.batch_size, train["max_chunk"])[-1][1]  # ≤ 0.5% of a batch dropped
         self.shard = shard(self.used, self.world, self.rank)  # this rank's part of each batch
-        local = self.batch_size if self.world == 1 else self.shard.stop - self.shard.start
-        self.chunks = accumulation_chunks(local, train["max_chunk"])  # this process's gradient accumulation
+        self.chunks = self._accumulation(train["max_chunk"])
         self.writer = RecordWriter(run_dir) if self.rank == 0 else _NoWriter()
         self.monitor = Monitor(
             self._measurement_objective(measure.x_train, measure.y_train),
@@ -101,10 +106,24 @@ class Trainer:
         train = self.config["train"]
         return train["steps"] or train["epochs"] * (self.data.n_train // self._batch_size())
 
+    def _accumulation(self, max_chunk: int) -> list[tuple[int, int]]:
+        """This process's chunks of its part of a batch (gradient accumulation). On several processes every rank
+        makes as many chunks as the largest part needs (its forwards and the gradient reduction are collectives)."""
+        if self.world == 1:
+            return accumulation_chunks(self.batch_size, max_chunk)
+        largest = shard(self.used, self.world, 0)
+        count = math.ceil((largest.stop - largest.start) / max_chunk)
+        return [
+            (part.start, part.stop)
+            for part in (shard(self.shard.stop - self.shard.start, count, i) for i in range(count))
+        ]
+
     def _measurement_objective(self, x: torch.Tensor, y: torch.Tensor) -> Objective:
         """The Monitor's Objective: the measurement set, sharded across the ranks under torchrun."""
         options = {"batch_size": self.config["train"]["max_chunk"], "bn_mode": self.config["monitor"]["bn_mode"]}
-        return sharded_objective(self.model, self.loss_fn, (x, y), self.world, self.rank, options)
+        return parallel.measurement_objective(
+            self.model, self.loss_fn, (x, y), self.parallel, self.world, self.rank, options
+        )
 
     # ----- the loop -----------------------------------------------------------------------------
     def train(self, resume: bool = False) -> RunResult:
@@ -149,7 +168,8 @@ class Trainer:
 
     def _closure(self, x: torch.Tensor, y: torch.Tensor) -> Callable[..., torch.Tensor]:
         """The step's torch closure: zero the gradients, accumulate this process's chunks of the batch (each
-        loss weighted by its share of the whole batch), all-reduce across processes, return the batch loss.
+        loss weighted by its share of the whole batch; DDP or FSDP2 reduce the gradients at the last chunk, their
+        mean over ranks made a sum by the factor ``world``), return the batch loss (all-reduced).
         Its first call raises :class:`Diverged` on a non-finite loss, before any optimizer moves."""
         first = [True]
 
@@ -158,12 +178,14 @@ class Trainer:
                 raise ConfigError("config: train.processes: tuners that need uᵀHu run in one process")
             self.optimizer.zero_grad(set_to_none=True)
             total = 0.0
-            for start, stop in self.chunks:
-                chunk_loss = self.loss_fn(self.model(x[start:stop]), y[start:stop]) * ((stop - start) / self.used)
-                chunk_loss.backward(create_graph=create_graph)
+            for i, (start, stop) in enumerate(self.chunks):
+                with parallel.gradient_sync(self.module, sync=i == len(self.chunks) - 1):
+                    share = (stop - start) / self.used
+                    chunk_loss = self.loss_fn(self.module(x[start:stop]), y[start:stop]) * share
+                    (chunk_loss * self.world if self.world > 1 else chunk_loss).backward(create_graph=create_graph)
                 total += float(chunk_loss.detach())
             if self.world > 1:
-                total = all_reduce_gradients(self.model, total)
+                total = all_reduce_sum(total)
             if first[0] and not math.isfinite(total):
                 raise Diverged(total)
             first[0] = False
@@ -192,25 +214,37 @@ class Trainer:
 
     # ----- checkpoints --------------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
+        if self.parallel == "fsdp":
+            parallel.save_sharded(self.run_dir, self.step, self.model, self.optimizer, self._loop_state())
+            return
         if self.rank != 0:
             return
         state = {
+            **self._loop_state(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        files.save_checkpoint(self.run_dir, state)
+
+    def _loop_state(self) -> dict:
+        """Everything of the loop but the model and optimizer: position, order, schedule, Monitor, RNG streams."""
+        return {
             "step": self.step,
             "epoch": self.epoch,
             "position": self.position,
             "perm": self.perm,
             "order_gen": self.order_gen.get_state(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
             "monitor": self.monitor.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
         }
-        files.save_checkpoint(self.run_dir, state)
 
     def _load_checkpoint(self) -> None:
         barrier()
-        state = files.load_checkpoint(self.run_dir)
+        if self.parallel == "fsdp":
+            state = parallel.load_sharded(self.run_dir, self.model, self.optimizer)
+        else:
+            state = files.load_checkpoint(self.run_dir)
         if state is None:  # killed before the first checkpoint: start over cleanly
             truncate_records(self.run_dir, 0)
             _seed_everything(self.config["seed"])
@@ -222,8 +256,9 @@ class Trainer:
             state["perm"],
         )
         self.order_gen.set_state(state["order_gen"])
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.parallel != "fsdp":  # a sharded checkpoint's model and optimizer are loaded already
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])
         self.monitor.load_state_dict(state["monitor"])

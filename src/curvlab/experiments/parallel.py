@@ -1,0 +1,110 @@
+"""How a run's model is spread over its processes (``train.parallel``): torch's DistributedDataParallel
+(``"ddp"``: a whole model on every rank, gradients all-reduced by DDP) or FSDP2 (``"fsdp"``: ``fully_shard`` on
+every block of every ``nn.ModuleList``, then the root; parameters, gradients and optimizer state sharded), the
+Objective the Monitor measures on, and the checkpoint of a sharded run (torch's distributed checkpoint)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from curvlab.core.objective import Objective
+from curvlab.distributed import rank_shard, sharded_objective
+from curvlab.files import atomic_write
+from curvlab.fsdp import ShardedObjective
+
+PARALLEL = ("ddp", "fsdp")
+SHARDED_CHECKPOINTS = "checkpoints"  # run_dir/checkpoints/step_<N>/ (one per save), LATEST names the newest
+
+
+def shard_model(model: nn.Module) -> nn.Module:
+    """FSDP2's usual nested wrapping, in place: each element of every ``nn.ModuleList`` (a transformer's blocks),
+    then the root."""
+    from torch.distributed.fsdp import fully_shard
+
+    for module in list(model.modules()):
+        if isinstance(module, nn.ModuleList):
+            for block in module:
+                if any(p.requires_grad for p in block.parameters()):
+                    fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def training_module(model: nn.Module, parallel: str, world: int) -> nn.Module:
+    """The module the training steps run through: the model wrapped by DDP on several processes, the (sharded)
+    model itself under FSDP2 or on one process."""
+    if parallel == "ddp" and world > 1:
+        return nn.parallel.DistributedDataParallel(model)
+    return model
+
+
+@contextlib.contextmanager
+def gradient_sync(module: nn.Module, sync: bool) -> Iterator[None]:
+    """Reduce gradients across ranks in this backward (``sync``), or only accumulate them locally."""
+    if isinstance(module, nn.parallel.DistributedDataParallel) and not sync:
+        with module.no_sync():
+            yield
+        return
+    set_sync = getattr(module, "set_requires_gradient_sync", None)  # an FSDP2 module
+    if set_sync is not None:
+        set_sync(sync)
+    yield
+
+
+def measurement_objective(
+    model: nn.Module, loss_fn: Any, data: Any, parallel: str, world: int, rank: int, options: dict
+) -> Objective:
+    """The Monitor's Objective: this rank's part of the measurement set, on a ShardedObjective under FSDP2."""
+    if parallel == "fsdp":
+        return ShardedObjective(model, loss_fn, rank_shard(data, world, rank), **options)
+    return sharded_objective(model, loss_fn, data, world, rank, options)
+
+
+def save_sharded(run_dir: Path, step: int, model: nn.Module, optimizer: Any, rank_state: dict) -> None:
+    """A checkpoint of a sharded run: model and optimizer with torch's distributed checkpoint, each rank's own state
+    (its Monitor shards, RNG) beside it; ``LATEST`` is switched to it only once every rank has written, so a run
+    killed mid-save resumes from the previous one."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    folder = run_dir / SHARDED_CHECKPOINTS / f"step_{step}"
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder)
+    atomic_write(folder / f"rank{dist.get_rank()}.pt", lambda tmp: torch.save(rank_state, tmp))
+    dist.barrier()
+    if dist.get_rank() == 0:
+        previous = latest(run_dir)
+        atomic_write(run_dir / SHARDED_CHECKPOINTS / "LATEST", lambda tmp: Path(tmp).write_text(folder.name))
+        if previous is not None and previous != folder:
+            shutil.rmtree(previous, ignore_errors=True)
+    dist.barrier()
+
+
+def load_sharded(run_dir: Path, model: nn.Module, optimizer: Any) -> dict | None:
+    """Load the latest sharded checkpoint into ``model`` and ``optimizer``; returns this rank's own state (None when
+    the run was killed before its first checkpoint)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    folder = latest(run_dir)
+    if folder is None:
+        return None
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optimizer_state}
+    dcp.load(state, checkpoint_id=folder)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+    return torch.load(folder / f"rank{dist.get_rank()}.pt", weights_only=False)
+
+
+def latest(run_dir: Path) -> Path | None:
+    """The folder of the newest complete sharded checkpoint, or None."""
+    pointer = run_dir / SHARDED_CHECKPOINTS / "LATEST"
+    return run_dir / SHARDED_CHECKPOINTS / pointer.read_text().strip() if pointer.exists() else None
