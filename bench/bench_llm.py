@@ -222,10 +222,10 @@ def verdicts(all_runs: dict[int, dict]) -> list[str]:
         error = abs(default["value"] - lam) / abs(lam)
         he = runs.get("he autograd")
         rss = default["peak_rss"]
-        parts = [
-            f"λ1 within {error:.1e} of the reference ({'met' if error <= TARGET_TOL else 'MISSED'} 1e-3)",
-            f"peak RSS {rss / 1e9:.2f} GB ({'met' if rss <= TARGET_RSS else 'MISSED'} ≤ 6 GB)",
-        ]
+        memory = f"peak RSS {rss / 1e9:.2f} GB"
+        if layers in (12, "small"):  # the memory target is GPT-2 small's
+            memory += f" ({'met' if rss <= TARGET_RSS else 'MISSED'} ≤ 6 GB)"
+        parts = [f"λ1 within {error:.1e} of the reference ({'met' if error <= TARGET_TOL else 'MISSED'} 1e-3)", memory]
         if he and "error" not in he:
             ratio = default["seconds"] / he["seconds"]
             parts.append(
@@ -252,6 +252,7 @@ def main() -> None:
     parser.add_argument("--no-compare", action="store_true", help="skip hessian-eigenthings")
     parser.add_argument("--child")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--section", default="bench_llm", help="the docs/benchmarks.md section to write")
     args = parser.parse_args()
     if args.child:
         child(json.loads(args.child))
@@ -271,8 +272,9 @@ def main() -> None:
     ]
     print("\n".join(lines))
     if not args.no_write:
-        write_section("bench_llm", "Language models: λ1 of GPT-2 on one machine", lines)
-    Path(__file__).with_name("bench_llm.json").write_text(json.dumps(all_runs, indent=1))
+        sizes = ", ".join(str(layers) for layers in args.layers)
+        write_section(args.section, f"Language models: λ1 of GPT-2 ({sizes}) on one machine", lines)
+    Path(__file__).with_name(f"{args.section}.json").write_text(json.dumps(all_runs, indent=1))
 
 
 if __name__ == "__main__":

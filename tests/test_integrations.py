@@ -270,3 +270,24 @@ def test_the_default_hugging_face_callback_finishes_under_a_two_process_trainer(
     rows = [json.loads((tmp_path / f"rows{r}.json").read_text()) for r in (0, 1)]
     assert rows[0] == rows[1]
     assert [step for step, metric in rows[0] if metric == "preconditioned_sharpness"] == [2, 3, 4, 5, 6]  # AdamW
+
+
+def test_the_lightning_callback_measures_an_fsdp2_model_without_changing_its_training(tmp_path):
+    """Lightning's ModelParallelStrategy (FSDP2 applied in ``configure_model``) on 2 CPU processes under torchrun: the
+    callback measures λ1 and the preconditioned λ1 of AdamW from each rank's shards every 4 steps, and the run ends
+    at exactly the parameters of the same run without the callback."""
+    import json
+    from pathlib import Path
+
+    from ranks import run_torchrun
+
+    script = Path(__file__).parent / "scripts" / "lightning_fsdp.py"
+    for mode in ("with", "without"):
+        done = run_torchrun([str(script), str(tmp_path), mode], 2)
+        assert done.returncode == 0, done.stderr[-3000:]
+    monitored, plain = torch.load(tmp_path / "with.pt"), torch.load(tmp_path / "without.pt")
+    assert monitored.keys() == plain.keys() and all(torch.equal(monitored[k], plain[k]) for k in plain)
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    for metric in ("sharpness", "preconditioned_sharpness"):
+        measured = [(step, value) for step, name, value in rows if name == metric]
+        assert [step for step, _ in measured] == [4, 8, 12] and all(value > 0 for _, value in measured)

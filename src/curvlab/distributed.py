@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from curvlab.core.objective import Objective
 from curvlab.errors import InputError
+from curvlab.fsdp import ShardedObjective, is_sharded
 
 
 class DistributedObjective(Objective):
@@ -128,7 +129,10 @@ def all_reduce_sum(value: float) -> float:
 
 def sharded_objective(model: Any, loss_fn: Any, data: Any, world: int, rank_: int, options: dict) -> Objective:
     """An Objective on ``data``; with several processes, a DistributedObjective on this rank's shard of it
-    (tensor pairs and lists of batches are split; any other data is taken as this rank's shard)."""
+    (tensor pairs and lists of batches are split; any other data is taken as this rank's shard); for a model whose
+    parameters are FSDP2 shards, a :class:`~curvlab.fsdp.ShardedObjective` on this rank's shard."""
+    if is_sharded(model):
+        return ShardedObjective(model, loss_fn, rank_shard(data, world, rank_), **options)
     if world <= 1:
         return Objective(model, loss_fn, data, **options)
     return DistributedObjective(model, loss_fn, rank_shard(data, world, rank_), **options)

@@ -1,7 +1,8 @@
 """How a run's model is spread over its processes (``train.parallel``): torch's DistributedDataParallel
 (``"ddp"``: a whole model on every rank, gradients all-reduced by DDP) or FSDP2 (``"fsdp"``: ``fully_shard`` on
-every block of every ``nn.ModuleList``, then the root; parameters, gradients and optimizer state sharded), the
-Objective the Monitor measures on, and the checkpoint of a sharded run (torch's distributed checkpoint)."""
+every block of every ``nn.ModuleList``, then the root; parameters, gradients and optimizer state sharded), and the
+checkpoint of a sharded run (torch's distributed checkpoint). The Monitor's Objective follows the model
+(:func:`curvlab.distributed.sharded_objective`)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from curvlab.core.objective import Objective
-from curvlab.distributed import rank_shard, sharded_objective
 from curvlab.files import atomic_write
-from curvlab.fsdp import ShardedObjective
 
 PARALLEL = ("ddp", "fsdp")
 SHARDED_CHECKPOINTS = "checkpoints"  # run_dir/checkpoints/step_<N>/ (one per save), LATEST names the newest
@@ -57,15 +55,6 @@ def gradient_sync(module: nn.Module, sync: bool) -> Iterator[None]:
     if set_sync is not None:
         set_sync(sync)
     yield
-
-
-def measurement_objective(
-    model: nn.Module, loss_fn: Any, data: Any, parallel: str, world: int, rank: int, options: dict
-) -> Objective:
-    """The Monitor's Objective: this rank's part of the measurement set, on a ShardedObjective under FSDP2."""
-    if parallel == "fsdp":
-        return ShardedObjective(model, loss_fn, rank_shard(data, world, rank), **options)
-    return sharded_objective(model, loss_fn, data, world, rank, options)
 
 
 def save_sharded(run_dir: Path, step: int, model: nn.Module, optimizer: Any, rank_state: dict) -> None:

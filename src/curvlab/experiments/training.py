@@ -17,7 +17,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from curvlab.core.objective import Objective
-from curvlab.distributed import all_reduce_sum, barrier, rank, shard, world_size
+from curvlab.distributed import all_reduce_sum, barrier, rank, shard, sharded_objective, world_size
 from curvlab.experiments import parallel
 from curvlab.experiments import run_dir as files
 from curvlab.experiments.build import (
@@ -121,9 +121,7 @@ class Trainer:
     def _measurement_objective(self, x: torch.Tensor, y: torch.Tensor) -> Objective:
         """The Monitor's Objective: the measurement set, sharded across the ranks under torchrun."""
         options = {"batch_size": self.config["train"]["max_chunk"], "bn_mode": self.config["monitor"]["bn_mode"]}
-        return parallel.measurement_objective(
-            self.model, self.loss_fn, (x, y), self.parallel, self.world, self.rank, options
-        )
+        return sharded_objective(self.model, self.loss_fn, (x, y), self.world, self.rank, options)
 
     # ----- the loop -----------------------------------------------------------------------------
     def train(self, resume: bool = False) -> RunResult:
