@@ -12,6 +12,7 @@ The MLPs use GELU: products from two gradients are inaccurate across ReLU's kink
 different summation orders of different world sizes would show as different λ1.
 
     python bench/bench_fsdp.py            # about 8 minutes on 2 CPU cores
+    python bench/bench_fsdp.py --worlds 1 2 4 8 --no-write    # on a GPU machine: NCCL, one GPU per rank
 """
 
 from __future__ import annotations
@@ -132,8 +133,12 @@ def main() -> None:
         worker(Path(args.worker))
         return
     rows = []
+    gpus = torch.cuda.device_count()
     with tempfile.TemporaryDirectory() as tmp:
         for world in args.worlds:
+            if gpus and world > gpus:  # NCCL takes one GPU per rank
+                print(f"{world} processes: skipped, {gpus} GPU(s) here", flush=True)
+                continue
             ranks = run(world, Path(tmp))
             print(f"{world} process(es): {ranks}", flush=True)
             rows.append(ranks)

@@ -9,6 +9,7 @@ hooks, so a DistributedDataParallel model is unwrapped and the reduction is done
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -97,6 +98,7 @@ def finish() -> None:
     """Leave the process group cleanly: a barrier first, since a rank that destroys the group while
     another still has the last message of a collective in flight makes that rank abort (gloo)."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # a DistributedDataParallel left for later collection would outlive its process group
         dist.barrier()
         dist.destroy_process_group()
 

@@ -160,6 +160,7 @@ class Trainer:
         finally:
             bar.close()
             self.writer.close()
+            self.module = self.model  # drop the DDP wrapper (its reducer) before the process group goes
         if self.rank == 0:
             files.write_status(self.run_dir, "finished", self.step, loss)
         return RunResult(self.run_dir, "finished", self.step, loss)

@@ -55,6 +55,7 @@ class Metric:
     description = ""
     records_cost = True  # write cost_seconds / cost_hvps / cost_passes rows for each measurement
     shards = False  # measures an FSDP2-sharded model (curvlab.fsdp.ShardedObjective) from this rank's shards
+    uses_previous_update = False  # reads monitor.prev_update (the Monitor then keeps x_{t−2} as well)
 
     def __init__(self, schedule: Schedule | int | list | str | None = None):
         self.schedule = as_schedule(schedule) if schedule is not None else self.default_schedule()
@@ -116,6 +117,7 @@ class Assumptions(Metric):
 
     name = "assumptions"
     description = "per-step convexity gap, smoothness, update correlations, gradient norms (definitions §4)"
+    uses_previous_update = True
     _state = ("tracker",)
 
     def __init__(self, schedule: Any = None, betas: tuple[float, ...] = (0.99, 0.9999)):

@@ -119,6 +119,7 @@ class Monitor:
         self.x_now = objective.parameters_vector()
         self.x_prev = self.x_now
         self._x_before: Tensor | None = None  # x_{t−2}: the previous update is x_{t−1} − x_{t−2}
+        self._keeps_before = any(m.uses_previous_update for m in self.metrics)  # else two copies of x, not three
         self._update_before: Tensor | None = None
         self.last_batch: Any = None
         self.n_measure = objective.count()
@@ -133,7 +134,7 @@ class Monitor:
         self.clock.enter()
         try:
             self.step_count += 1
-            self._x_before, self._update_before = self.x_prev, None
+            self._x_before, self._update_before = (self.x_prev if self._keeps_before else None), None
             self.x_prev, self.x_now = self.x_now, self.objective.parameters_vector()
             self.last_batch = batch
             info = StepInfo(
@@ -187,7 +188,8 @@ class Monitor:
 
     @property
     def prev_update(self) -> Tensor | None:
-        """The update before the last one, x_{t−1} − x_{t−2} (None before two steps)."""
+        """The update before the last one, x_{t−1} − x_{t−2} (None before two steps, and when no metric reads it:
+        the Monitor then keeps x_t and x_{t−1} only)."""
         if self._update_before is None and self._x_before is not None and self.step_count >= 2:
             self._update_before = self.x_prev - self._x_before
         return self._update_before
