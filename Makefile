@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint bench bench-llm install clean
+.PHONY: demo test lint bench bench-llm docs-numbers install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/curvlab quickstart --out runs/quickstart
+
+# Measure again the figures README and docs quote from generated blocks (scripts/docs_numbers.py), and re-render them.
+docs-numbers: install
+	$(BIN)/python scripts/docs_numbers.py --run
 
 # Lint and format gate (ruff, configured in pyproject.toml), then the tests. The report test opens the HTML
 # report in Debian's headless Chromium: installed here when run as root.

@@ -150,7 +150,10 @@ def child(task: dict) -> None:
 
 def in_process(task: dict, timeout: float = 3600) -> dict:
     command = [sys.executable, __file__, "--child", json.dumps(task)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"not finished in {timeout:.0f} s"}
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if done.returncode != 0 or line is None:
         tail = (done.stderr or done.stdout)[-400:].strip().replace("\n", " ")
@@ -158,30 +161,51 @@ def in_process(task: dict, timeout: float = 3600) -> dict:
     return json.loads(line.removeprefix("RESULT "))
 
 
-def bench(layers: int | str, he_steps: int, device: str = "cpu", compare: bool = True) -> dict:
+class Finished:
+    """Runs already measured, kept in ``bench/<section>.runs.json`` as each finishes, so that a bench stopped part
+    way (a GPT-2 medium pass takes an hour) starts again where it stopped. Failed runs are not kept."""
+
+    def __init__(self, path: Path, fresh: bool):
+        self.path = path
+        self.runs = {} if fresh or not path.exists() else json.loads(path.read_text())
+
+    def run(self, key: str, task: dict) -> dict:
+        if key in self.runs:
+            print(f"  {key}: measured before ({self.path.name})", flush=True)
+            return self.runs[key]
+        out = in_process(task)
+        if "error" not in out:
+            self.runs[key] = out
+            self.path.write_text(json.dumps(self.runs, indent=1))
+        return out
+
+
+def bench(layers: int | str, he_steps: int, finished: Finished, device: str = "cpu", compare: bool = True) -> dict:
     print(f"GPT-2, {layers} layers", flush=True)
     mine = {"kind": "curvlab", "layers": layers, "device": device}
-    reference = in_process({**mine, "tol": 1e-5, "engine": "reverse"})
-    print("  reference", reference, flush=True)
-    runs = {"reference": reference}
-    runs["curvlab default"] = in_process({**mine, "tol": TARGET_TOL, "engine": "auto"})
-    print("  default", runs["curvlab default"], flush=True)
-    runs["curvlab fd"] = in_process({**mine, "tol": TARGET_TOL, "engine": "finite_difference"})
-    print("  fd", runs["curvlab fd"], flush=True)
+
+    def run(name: str, task: dict) -> dict:
+        out = finished.run(f"{layers}|{device}|{name}", task)
+        print(f"  {name}", out, flush=True)
+        return out
+
+    runs = {"reference": run("reference", {**mine, "tol": 1e-5, "engine": "reverse"})}
+    runs["curvlab default"] = run("curvlab default", {**mine, "tol": TARGET_TOL, "engine": "auto"})
+    runs["curvlab fd"] = run("curvlab fd", {**mine, "tol": TARGET_TOL, "engine": "finite_difference"})
     if not compare:
         runs["he scan"] = {"error": "not run (--no-compare)"}
         return runs
-    scan = in_process({"kind": "he_scan", "layers": layers, "steps": he_steps})
+    scan = run("he scan", {"kind": "he_scan", "layers": layers, "steps": he_steps})
     runs["he scan"] = scan
-    print("  he scan", scan, flush=True)
+    reference = runs["reference"]
     if "error" not in scan and "error" not in reference:
         lam = reference["value"]
         good = [m for m, v in enumerate(scan["values"], 1) if abs(v - lam) <= TARGET_TOL * abs(lam)]
         scan["sufficient"] = good[0] if good else None
         if good:
             for method in ("autograd", "finite_difference"):
-                runs[f"he {method}"] = in_process({"kind": "he", "layers": layers, "steps": good[0], "method": method})
-                print(f"  he {method}", runs[f"he {method}"], flush=True)
+                task = {"kind": "he", "layers": layers, "steps": good[0], "method": method}
+                runs[f"he {method}"] = run(f"he {method} m={good[0]}", task)
     return runs
 
 
@@ -253,11 +277,15 @@ def main() -> None:
     parser.add_argument("--child")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--section", default="bench_llm", help="the docs/benchmarks.md section to write")
+    parser.add_argument("--fresh", action="store_true", help="measure again the runs bench/SECTION.runs.json holds")
     args = parser.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
-    all_runs = {layers: bench(layers, args.he_steps, args.device, not args.no_compare) for layers in args.layers}
+    finished = Finished(Path(__file__).with_name(f"{args.section}.runs.json"), args.fresh)
+    all_runs = {
+        layers: bench(layers, args.he_steps, finished, args.device, not args.no_compare) for layers in args.layers
+    }
     header = ["layers", "run", "λ1", "error vs reference", "products", "seconds", "peak RSS (GB)"]
     rows = [row for layers, runs in all_runs.items() for row in rows_of(layers, runs)]
     lines = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 
 import torch
@@ -67,17 +68,16 @@ def lm_setup():
 OPTIMIZERS = {"SGD": lambda ps: torch.optim.SGD(ps, lr=0.1), "Adam": lambda ps: torch.optim.Adam(ps, lr=1e-3)}
 
 
-def train(make, x, y, batch, measure_n, steps, metrics, optimizer="Adam", monitor_kwargs=None):
-    """Train for ``steps``; metrics=None: no Monitor, "default": ``Monitor(objective, opt)``, else a list."""
+def train(make, x, y, batch, measure_n, steps, metrics, optimizer="Adam", run_dir=None):
+    """Train for ``steps``; metrics=None: no Monitor, "default": ``Monitor(objective, opt)``, else a list; the
+    Monitor writes its records to ``run_dir`` when given."""
     torch.manual_seed(0)
     model = make()
     opt = OPTIMIZERS[optimizer](model.parameters())
     monitor = None
     if metrics is not None:
         objective = curvlab.Objective(model, cross_entropy, (x[:measure_n], y[:measure_n]))
-        monitor = curvlab.Monitor(
-            objective, opt, metrics=None if metrics == "default" else metrics, **(monitor_kwargs or {})
-        )
+        monitor = curvlab.Monitor(objective, opt, metrics=None if metrics == "default" else metrics, run_dir=run_dir)
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     with sdpa_kernel([SDPBackend.MATH]):  # the same attention kernel in both arms
@@ -96,17 +96,20 @@ def train(make, x, y, batch, measure_n, steps, metrics, optimizer="Adam", monito
 def default_overhead(setup, optimizer: str, steps: int, rounds: int) -> dict:
     """Plain and default-monitored training, alternated ``rounds`` times; medians, identity, measurement count."""
     name, make, x, y, batch, measure_n = setup
-    plain, watched, counts, charged, overheads = [], [], [], [], []
+    plain, watched, counts, calibration, overheads, stats = [], [], [], [], [], []
     identical = True
     for _ in range(rounds):
         t_plain, _, x_plain = train(make, x, y, batch, measure_n, steps, None, optimizer)
-        t_watched, monitor, x_watched = train(make, x, y, batch, measure_n, steps, "default", optimizer)
+        with tempfile.TemporaryDirectory() as run_dir:  # records written and flushed, as a real run does
+            t_watched, monitor, x_watched = train(make, x, y, batch, measure_n, steps, "default", optimizer, run_dir)
+            monitor.close()
         identical &= torch.equal(x_plain, x_watched)
         plain.append(t_plain)
         watched.append(t_watched)
         counts.append(sum(r["metric"] == "cost_seconds" and r["group"] == "sharpness" for r in monitor.records))
-        charged.append(monitor.clock.charged / monitor.clock.training)
+        calibration.append(monitor.clock.calibration / monitor.clock.training)
         overheads.append(monitor.overhead)
+        stats.append(len({r["step"] for r in monitor.records if r["metric"] == "loss"}))
     ratio = statistics.median(watched) / statistics.median(plain)
     row = {
         "problem": name,
@@ -116,8 +119,9 @@ def default_overhead(setup, optimizer: str, steps: int, rounds: int) -> dict:
         "monitored s": statistics.median(watched),
         "ratio": ratio,
         "sharpness measurements": min(counts),
-        "charged / training": statistics.median(charged),
+        "steps with step statistics": min(stats),
         "all Monitor time / training": statistics.median(overheads),
+        "of which calibration": statistics.median(calibration),
         "bit-identical": "yes" if identical else "NO",
     }
     print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
@@ -146,9 +150,31 @@ def per_metric_costs(make, x, y, batch, measure_n):
     return rows
 
 
+TARGET_RATIO = 1.15
+BUDGET = 0.1  # the default Monitor's
+
+
+def _budget_reading(rows: list[dict]) -> str:
+    """What the budget held and what three measurements would need, from the measured fractions."""
+    held = [r["all Monitor time / training"] - r["of which calibration"] for r in rows]
+    needed = [3 * r["of which calibration"] for r in rows]
+    return (
+        f"Reading: everything the Monitor does but its calibration (the first measurement of each budgeted group) "
+        f"took {min(held):.1%}–{max(held):.1%} of the training time against the budget of {BUDGET:.0%}, and the "
+        "trajectories are bit-identical. One default sharpness measurement (the first, from a cold start) took "
+        + ", ".join(
+            f"{r['of which calibration']:.1%} ({r['problem'].split(' on ')[0]} / {r['optimizer']})" for r in rows
+        )
+        + f" of these runs' training time, so three would need {min(needed):.0%}–{max(needed):.0%}: more than a "
+        f"{BUDGET:.0%} budget can hold after the per-step costs, whatever the scheduler does. Where ≥ 3 measurements "
+        "fail, that is the cause; where the ratio exceeds what the budget allows, the rest is training itself running "
+        "slower beside the Monitor (both arms' medians are taken over alternated rounds on a shared 2-core machine)."
+    )
+
+
 def _meets(row: dict) -> bool:
-    """The target: ≤ 1.25× plain training, ≥ 3 sharpness measurements, a bit-identical trajectory."""
-    return row["ratio"] <= 1.25 and row["sharpness measurements"] >= 3 and row["bit-identical"] == "yes"
+    """The target: ≤ 1.15× plain training, ≥ 3 sharpness measurements, a bit-identical trajectory."""
+    return row["ratio"] <= TARGET_RATIO and row["sharpness measurements"] >= 3 and row["bit-identical"] == "yes"
 
 
 def main() -> None:
@@ -169,22 +195,19 @@ def main() -> None:
     lines = [
         "### The default Monitor: cost against plain training",
         "",
-        "`curvlab.Monitor(objective, optimizer)` with no metrics named: the step's own loss, gradient norm, update "
-        "norm and "
-        "learning rate every step (no extra pass), and whenever the cost budget (`budget=0.1`) allows the sharpness "
-        "the "
-        "optimizer's stability threshold is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η for "
-        "Adam), "
-        "warm-started from the last top eigenvector. Measurement set: the "
+        "`curvlab.Monitor(objective, optimizer, run_dir=...)` with no metrics named: the step's own loss, gradient "
+        "norm, update norm and learning rate (no extra pass), and the sharpness the optimizer's stability threshold "
+        "is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η for Adam), warm-started from the last "
+        "top eigenvector; both at the first step, then as the cost budget (`budget=0.1`, everything the Monitor "
+        "spends counted) allows. Records written to a run directory and flushed every step. Measurement set: the "
         f"first examples of the data; plain and monitored runs alternated {args.rounds} times, medians. *ratio* = "
-        "monitored / "
-        "plain wall time; *charged / training* = the measurements' time over the training time (what the budget "
-        "bounds); "
-        "*all Monitor time / training* adds the per-step statistics and bookkeeping.",
+        "monitored / plain wall time; *all Monitor time / training* = `monitor.overhead`, what the budget bounds "
+        "except the *calibration* (the first measurement of each budgeted group, made whatever it costs); *steps "
+        "with step statistics*: the budget paces them on sub-millisecond steps.",
         "",
         markdown_table(header, [[r[k] for k in header] for r in rows]),
         "",
-        "Target (≤ 1.25× plain training, ≥ 3 sharpness measurements, bit-identical trajectory): "
+        f"Target (≤ {TARGET_RATIO}× plain training, ≥ 3 sharpness measurements, bit-identical trajectory): "
         f"**{'met' if met else 'MISSED'}** "
         "on "
         + ", ".join(
@@ -193,6 +216,8 @@ def main() -> None:
             for r in rows
         )
         + ".",
+        "",
+        _budget_reading(rows),
         "",
         'For comparison, Cockpit (Schneider, Dangel and Hennig, 2021, "Cockpit: A Practical Debugging Tool for the '
         "Training "

@@ -6,9 +6,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 import torch.multiprocessing as mp
+
+T = TypeVar("T")
 
 
 def spawn_or_fail(worker, args: tuple, nprocs: int, deadline: float = 120.0) -> None:
@@ -24,9 +28,9 @@ def spawn_or_fail(worker, args: tuple, nprocs: int, deadline: float = 120.0) -> 
 
 
 def install_impatient_clock(monitor) -> None:
-    """This rank's Monitor clock says every call came after an hour of training and a step costs nothing (so a
-    first measurement is guessed free): its budget allows a measurement at every step from the second, while real
-    clocks on the other ranks allow the first after about 300 steps."""
+    """This rank's Monitor clock says every call came after an hour of training: after the first step's calibration,
+    its budget allows a measurement at every step, while real clocks on the other ranks allow the next only after
+    many steps."""
     enter = monitor.clock.enter
 
     def hour_of_training() -> None:
@@ -56,3 +60,19 @@ def run_torchrun(args: list[str], world: int, timeout: float = 300, **kwargs) ->
         print(f"a gloo rank aborted ({GLOO_TEARDOWN_ABORT!r}); launching again once", file=sys.stderr)
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
     return done
+
+
+def retry_spawn_abort(launch: Callable[[int], T]) -> T:
+    """``launch(attempt)`` for a spawned multi-process run (Lightning's ddp_spawn), launched once more if a rank died
+    by SIGABRT: gloo's C++ teardown abort (see :func:`run_torchrun`), which has also hit a Lightning ddp_spawn
+    worker after ``fit`` had finished, on a machine running nothing else. Any other failure raises at once.
+    ``attempt`` (0, then 1) lets the launch use fresh output paths."""
+    from torch.multiprocessing.spawn import ProcessExitedException
+
+    try:
+        return launch(0)
+    except ProcessExitedException as err:
+        if err.signal_name != "SIGABRT":
+            raise
+        print(f"a spawned rank aborted ({err}); launching again once", file=sys.stderr)
+        return launch(1)

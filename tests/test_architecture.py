@@ -29,14 +29,66 @@ def _package(path: Path) -> str:
     return path.relative_to(SRC).parts[0].removesuffix(".py")
 
 
-def _imported_packages(path: Path) -> set[str]:
+def _root_exports() -> dict[str, str]:
+    """The names curvlab/__init__.py re-exports, each with the package it comes from."""
+    out = {}
+    for node in ast.walk(ast.parse((SRC / "__init__.py").read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("curvlab"):
+            for alias in node.names:
+                package = node.module.split(".")[1] if "." in node.module else alias.name
+                out[alias.asname or alias.name] = package
+    return out
+
+
+EXPORTS = _root_exports()
+LEVEL["curvlab"] = max(LEVEL[p] for p in EXPORTS.values() if p in LEVEL)  # `import curvlab`: all of it
+
+
+def _absolute(node: ast.ImportFrom, path: Path) -> str:
+    """The module an import-from names, relative imports (``from ..core import x``) resolved against ``path``."""
+    if not node.level:
+        return node.module or ""
+    package = list(path.relative_to(SRC.parent).parent.parts)
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _imported_packages(path: Path, source: str | None = None) -> set[str]:
+    """Every curvlab package a file imports, whatever the form: ``import curvlab.x``, ``from curvlab.x import y``,
+    ``from curvlab import y`` (y a package, or a name re-exported from one), ``import curvlab`` (the whole package)
+    and relative imports."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("curvlab."):
-            found.add(node.module.split(".")[1])
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
+        if isinstance(node, ast.ImportFrom):
+            module = _absolute(node, path)
+            if module == "curvlab":
+                found |= {EXPORTS.get(alias.name, alias.name) for alias in node.names}
+            elif module.startswith("curvlab."):
+                found.add(module.split(".")[1])
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("curvlab.")}
+            for alias in node.names:
+                if alias.name == "curvlab":
+                    found.add("curvlab")
+                elif alias.name.startswith("curvlab."):
+                    found.add(alias.name.split(".")[1])
     return found
+
+
+def test_the_layering_check_sees_every_import_form():
+    path = SRC / "core" / "objective.py"
+    forms = {
+        "import curvlab.monitor.metrics": {"monitor"},
+        "from curvlab.monitor import Monitor": {"monitor"},
+        "from curvlab import Monitor": {"monitor"},
+        "from curvlab import geometry": {"geometry"},
+        "import curvlab": {"curvlab"},
+        "from ..monitor import Monitor": {"monitor"},
+        "from .. import experiments": {"experiments"},
+        "from . import hvp": {"core"},
+    }
+    for source, packages in forms.items():
+        assert _imported_packages(path, source) == packages, source
+        assert all(LEVEL[p] > LEVEL["core"] for p in packages - {"core"})
 
 
 def test_every_package_is_in_a_layer():
@@ -50,7 +102,7 @@ def test_no_package_imports_from_a_layer_below_it():
         me = _package(path)
         if me in ("__init__", "__main__"):
             continue
-        for other in _imported_packages(path) - {me}:
+        for other in _imported_packages(path) - {me, "__init__"}:
             if LEVEL[other] > LEVEL[me]:
                 upward.append(f"{path.relative_to(ROOT)} imports curvlab.{other}")
     assert not upward, upward

@@ -3,6 +3,8 @@ schedules winning, bit-identical trajectories, and the Weights & Biases sink."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -14,17 +16,22 @@ from curvlab.monitor.schedules import Budgeted, CostClock, as_schedule
 
 
 class FakeClock(CostClock):
-    """A CostClock whose training and charged times are set by the test."""
+    """A CostClock whose training time, fixed costs and measurement costs are set by the test."""
 
-    def tick(self, training: float) -> None:
+    def tick(self, training: float, fixed: float = 0.0) -> None:
         self.training += training
         self.intervals += 1
+        self.inside += fixed  # per-step statistics, records: inside the Monitor, not a budgeted measurement
+
+    def charge(self, seconds: float) -> None:
+        super().charge(seconds)
+        self.inside += seconds  # a measurement runs inside the Monitor
 
 
 def test_budgeted_schedule_waits_for_its_allowance_and_spreads_measurements():
     clock = FakeClock(0.1)
     schedule = Budgeted()
-    schedule.clock = clock
+    schedule.clock, clock.budgeted = clock, [schedule]
     due_steps = []
     for step in range(1, 2001):
         clock.tick(1.0)  # one second of training per step
@@ -32,19 +39,44 @@ def test_budgeted_schedule_waits_for_its_allowance_and_spreads_measurements():
             due_steps.append(step)
             schedule.record_cost(5.0)  # every measurement takes 5 s
             clock.charge(5.0)
-    # the first waits until 10% of the training covers a guess of 30 steps' time (30 s): step 300;
-    # then one per 50 s of training (5 s / 0.1)
-    assert due_steps[0] == 300
-    assert all(b - a == 50 for a, b in zip(due_steps, due_steps[1:]))
-    assert clock.charged <= 0.1 * clock.training
+    # the first at once, outside the budget (its cost is known only then); then one per 50 s of training (5 s / 0.1)
+    assert due_steps[:2] == [1, 51]
+    assert all(b - a == 50 for a, b in zip(due_steps[1:], due_steps[2:]))
+    assert clock.charged - clock.calibration <= 0.1 * clock.training
     assert not schedule.due(2001, epoch_end=True)
+
+
+def test_fixed_costs_come_out_of_the_budget_first():
+    """Everything the Monitor spends counts: with fixed costs of 5% of the training time, a 10% budget leaves 5% to
+    the budgeted measurements (one 5 s measurement per 100 s of training, not per 50 s); with fixed costs of 10%,
+    none fits after the first."""
+    for fixed, spacing in ((0.05, 100), (0.1, None)):
+        clock = FakeClock(0.1)
+        schedule = Budgeted()
+        schedule.clock = clock
+        clock.budgeted = [schedule]
+        due_steps = []
+        for step in range(1, 3001):
+            clock.tick(1.0, fixed=fixed)
+            if schedule.due(step):
+                due_steps.append(step)
+                schedule.record_cost(5.0)
+                clock.charge(5.0)
+        if spacing is None:
+            assert due_steps == [1]  # the calibration only: nothing is left for more
+        else:
+            assert due_steps[0] == 1 and due_steps[1] in (100, 101, 102)  # 5% of 100 s covers the second 5 s
+            assert all(abs(b - a - spacing) <= 1 for a, b in zip(due_steps[1:], due_steps[2:]))  # ±1: rounding
+            assert clock.inside <= 0.1 * clock.training + 5.0  # at most one measurement's overshoot
 
 
 def test_banked_allowance_does_not_make_bursts():
     clock = FakeClock(0.5)
     schedule = Budgeted()
-    schedule.clock = clock
+    schedule.clock, clock.budgeted = clock, [schedule]
+    assert schedule.due(0)  # never measured: at once
     schedule.record_cost(1.0)
+    clock.charge(1.0)
     clock.tick(100.0)  # a long stretch of training banks 50 s of allowance
     assert schedule.due(1)
     schedule.record_cost(1.0)
@@ -85,7 +117,9 @@ def _train(model, x, y, monitor=None, steps=60, opt=None):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
-def test_default_monitor_records_the_step_statistics_and_leaves_the_run_bit_identical(tmp_path):
+def test_default_monitor_paces_the_step_statistics_and_leaves_the_run_bit_identical(tmp_path):
+    """On steps of a tenth of a millisecond the step statistics alone would exceed the budget: the default set
+    paces them too (every step on a real model), and measures the sharpness at the first step."""
     model, x, y = _setup()
     plain = _train(model, x, y, steps=150)
     model, x, y = _setup()
@@ -99,16 +133,17 @@ def test_default_monitor_records_the_step_statistics_and_leaves_the_run_bit_iden
     assert torch.equal(plain, watched)
     rows = read_records(tmp_path)
     losses = [r for r in rows if r["metric"] == "loss"]
-    assert [r["step"] for r in losses] == list(range(1, 151)) and all(r["schedule"] == "fixed" for r in losses)
+    steps = [r["step"] for r in losses]
+    assert steps[0] == 1 and steps == sorted(set(steps)) and all(r["schedule"] == "budget" for r in losses)
     grad = [r for r in rows if r["metric"] == "grad_norm"]
-    assert len(grad) == 150 and all(r["value"] > 0 for r in grad)
+    assert [r["step"] for r in grad] == steps and all(r["value"] > 0 for r in grad)
     update = {r["step"]: r["value"] for r in rows if r["metric"] == "update_norm"}
     lr = {r["step"]: r["value"] for r in rows if r["metric"] == "lr"}
-    assert update[150] == pytest.approx(0.2 * grad[-1]["value"], rel=1e-5)  # SGD: ‖x_t − x_{t−1}‖ = η‖g‖
+    assert update[steps[-1]] == pytest.approx(0.2 * grad[-1]["value"], rel=1e-5)  # SGD: ‖x_t − x_{t−1}‖ = η‖g‖
     assert set(lr.values()) == {0.2}
     assert not any(r["metric"].startswith("cost_") and r["group"] == "step" for r in rows)  # free: no cost rows
     sharp = [r for r in rows if r["metric"] == "sharpness"]
-    assert sharp and all(r["schedule"] == "budget" for r in sharp)
+    assert sharp[0]["step"] == 1 and all(r["schedule"] == "budget" for r in sharp)  # where the run began
     charged = sum(r["value"] for r in rows if r["metric"] == "cost_seconds")
     assert charged == pytest.approx(monitor.clock.charged)
     assert monitor.overhead > 0
@@ -133,9 +168,11 @@ def test_a_tiny_budget_starves_budgeted_metrics():
     model, x, y = _setup()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), opt, budget=1e-9)
-    _train(model, x, y, monitor, steps=30, opt=opt)
-    assert not any(r["metric"] == "sharpness" for r in monitor.records)
-    assert sum(r["metric"] == "loss" for r in monitor.records) == 30
+    _train(model, x, y, monitor, steps=60, opt=opt)
+    assert [r["step"] for r in monitor.records if r["metric"] == "sharpness"] == [1]  # the calibration only
+    assert [r["step"] for r in monitor.records if r["metric"] == "loss"] == [1]
+    (said,) = [r for r in monitor.records if r["metric"] == "budget"]  # and it says why, once
+    assert "fixed costs alone" in said["skipped"] and said["step"] == 51  # after 50 intervals of training
 
 
 def test_metrics_as_a_string_is_a_clear_error():
@@ -170,3 +207,44 @@ def test_weights_and_biases_sink_offline(tmp_path, monkeypatch):
     monitor.close()
     assert wandb.run is None  # the run the sink started is finished
     assert list(tmp_path.glob("wandb/offline-run-*"))
+
+
+def test_every_step_statistics_on_request():
+    model, x, y = _setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), opt, metrics=[StepStats()])
+    _train(model, x, y, monitor, opt=opt, steps=20)
+    assert [r["step"] for r in monitor.records if r["metric"] == "loss"] == list(range(1, 21))
+
+
+def test_on_a_real_clock_the_monitor_stays_within_its_budget():
+    """Real training (an MLP with steps of a few milliseconds), real clock, budget 0.3: the time spent inside the
+    Monitor, timed here around its calls, stays within budget × the training time measured here, plus the
+    calibration (the first measurement of each budgeted group, outside the budget by design), one measurement's
+    overshoot (a measurement is admitted on its last cost) and a noise margin of 3% of the training time."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 10))
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(2048, 32, generator=g), torch.randint(0, 10, (2048,), generator=g)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x[:256], y[:256])), opt, budget=0.3)
+    inside = training = 0.0
+    for _ in range(2000):  # until the calibration and two paced measurements (~600 steps), or 2,000 steps
+        if sum(r["metric"] == "preconditioned_sharpness" for r in monitor.records) >= 3:
+            break
+        t0 = time.perf_counter()
+        idx = torch.randint(0, len(y), (256,), generator=g)
+        opt.zero_grad()
+        loss = cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        t1 = time.perf_counter()
+        monitor.step(loss, (x[idx], y[idx]))
+        t2 = time.perf_counter()
+        training, inside = training + (t1 - t0), inside + (t2 - t1)
+    measured = [r for r in monitor.records if r["metric"] == "preconditioned_sharpness"]
+    assert len(measured) >= 2  # the calibration and at least one paced measurement
+    paced = [r["value"] for r in monitor.records if r["metric"] == "cost_seconds" and r["step"] > 1]
+    bound = 0.3 * training + monitor.clock.calibration + max(paced) + 0.03 * training  # + one overshoot
+    assert inside <= bound, f"Monitor {inside:.3f} s against {bound:.3f} s allowed ({training:.3f} s of training)"
+    assert abs(monitor.clock.inside - inside) <= 0.05 * training  # its clock agrees (freeing on return is outside it)

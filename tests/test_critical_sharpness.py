@@ -41,7 +41,7 @@ def test_on_a_quadratic_it_is_dHd_over_gd_exactly(eta0, seed):
     model = obj.model
     g = obj.grad()
     d = g + 0.3 * torch.randn(obj.dim, generator=torch.Generator().manual_seed(seed + 7), dtype=DT)
-    res = curvlab.critical_sharpness(obj, d, eta0=eta0, max_evals=12)
+    res = curvlab.critical_sharpness(obj, -d, 1.0, eta0=eta0, max_evals=12)
     assert res.bracketed and res.n_evals <= 12
     assert res.value == pytest.approx(float(d @ model.H @ d / (g @ d)), rel=1e-9)
     assert res.bracket[0] <= res.eta <= res.bracket[1]
@@ -50,7 +50,7 @@ def test_on_a_quadratic_it_is_dHd_over_gd_exactly(eta0, seed):
 def test_along_the_gradient_it_is_the_directional_sharpness():
     obj = _objective()
     g = obj.grad()
-    res = curvlab.critical_sharpness(obj, g, eta0=1.0)
+    res = curvlab.critical_sharpness(obj, -g, 1.0)
     assert res.value == pytest.approx(directional_sharpness(obj, g), rel=1e-9)
     assert res.n_evals <= 6  # one at x, two to bracket, two to close in: forward passes only
 
@@ -78,7 +78,7 @@ def test_a_model_with_no_second_derivative_still_has_a_critical_sharpness():
 
     obj = curvlab.Objective(Model(), None, [(torch.zeros(1, dtype=DT),)])
     g = obj.grad()
-    assert curvlab.critical_sharpness(obj, g).value == pytest.approx(2.0, rel=1e-9)  # H = 2I
+    assert curvlab.critical_sharpness(obj, -g, 1.0).value == pytest.approx(2.0, rel=1e-9)  # H = 2I
 
 
 @pytest.mark.parametrize("max_evals", [3, 4, 5, 7, 10])
@@ -87,7 +87,7 @@ def test_the_pass_budget_is_never_exceeded(max_evals, eta0):
     obj = _objective()
     model = obj.model
     g = obj.grad()
-    res = curvlab.critical_sharpness(obj, g, eta0=eta0, max_evals=max_evals, rtol=1e-12)
+    res = curvlab.critical_sharpness(obj, -g, 1.0, eta0=eta0, max_evals=max_evals, rtol=1e-12)
     assert res.n_evals <= max_evals and obj.counts["loss"] == res.n_evals
     if res.bracketed:  # whatever the budget, the estimate lies in a bracket that holds the true η_c
         true_eta = float(g @ g / (g @ model.H @ g)) * 2
@@ -97,17 +97,18 @@ def test_the_pass_budget_is_never_exceeded(max_evals, eta0):
 def test_not_a_descent_direction_and_no_rise_are_reported_not_guessed():
     obj = _objective()
     g = obj.grad()
-    up = curvlab.critical_sharpness(obj, -g, max_evals=8)
-    assert not up.bracketed and up.value == math.inf and up.n_evals == 8
-    flat = curvlab.critical_sharpness(obj, 1e-12 * g, eta0=1.0, max_evals=5)  # never rises within 4 steps of ×4
+    up = curvlab.critical_sharpness(obj, g, 1.0, max_evals=8)
+    assert not up.bracketed and up.value == math.inf and up.n_evals == 8 and up.outcome == "no descent"
+    flat = curvlab.critical_sharpness(obj, -1e-12 * g, 1.0, max_evals=5)  # never rises within 4 steps of ×4
     assert not flat.bracketed and flat.eta == 64.0 and flat.value == pytest.approx(2 / 64)
+    assert flat.outcome == "no rise"
 
 
 def test_relative_critical_sharpness_uses_the_other_loss():
     main, other = _objective(0), _objective(1)
     other.model.w.data.copy_(main.model.w.data)
     g = main.grad()
-    res = curvlab.critical_sharpness(other, g)
+    res = curvlab.critical_sharpness(other, -g, 1.0)
     g2 = other.grad()
     assert res.value == pytest.approx(float(g @ other.model.H @ g / (g2 @ g)), rel=1e-9)
 
@@ -117,14 +118,17 @@ def test_bad_arguments_name_themselves():
     g = obj.grad()
     for kwargs, match in (
         ({"eta0": 0.0}, "eta0"),
+        ({"eta0": math.nan}, "eta0"),
         ({"max_evals": 2}, "max_evals"),
         ({"rtol": -1.0}, "rtol"),
         ({"growth": 1.0}, "growth"),
     ):
         with pytest.raises(ValueError, match=match):
-            curvlab.critical_sharpness(obj, g, **kwargs)
-    with pytest.raises(ValueError, match="direction"):
-        curvlab.critical_sharpness(obj, torch.ones(3, dtype=DT))
+            curvlab.critical_sharpness(obj, -g, 1.0, **kwargs)
+    with pytest.raises(ValueError, match="update"):
+        curvlab.critical_sharpness(obj, torch.ones(3, dtype=DT), 1.0)
+    with pytest.raises(ValueError, match="lr"):
+        curvlab.critical_sharpness(obj, -g, 0.0)
 
 
 def test_monitor_metric_along_sgd_steps_is_exact_and_says_when_the_step_raised_the_loss():
@@ -148,3 +152,43 @@ def test_monitor_metric_along_sgd_steps_is_exact_and_says_when_the_step_raised_t
         assert (product > 2) == (obj.loss() > loss_before)
         assert torch.equal(x_before - lr * g, obj.parameters_vector())
     assert any(r["metric"] == "relative_critical_sharpness" and r["loss"] == "other" for r in monitor.records)
+
+
+def test_the_update_as_the_optimizer_made_it_and_its_learning_rate_give_the_paper_value():
+    """u = x_{t+1} − x_t at learning rate η: λ_c is the same as along −g at unit learning rate, and η·λ_c > 2
+    exactly when that update raised the loss."""
+    obj = _objective()
+    model = obj.model
+    g = obj.grad()
+    for lr in (0.05, 0.5, 3.0):
+        res = curvlab.critical_sharpness(obj, -lr * g, lr, rtol=1e-10, max_evals=20)
+        assert res.outcome == "bracketed" and res.value == pytest.approx(float(g @ model.H @ g / (g @ g)), rel=1e-9)
+        x = obj.parameters_vector()
+        raised = obj.loss(at=x - lr * g) > obj.loss()
+        assert (lr * res.value > 2) == raised
+
+
+def test_an_ascent_direction_in_float32_is_never_a_confident_number():
+    """The reported case: the update's sign flipped, float32. Tiny steps leave the loss bit-identical; that is
+    no evidence of descent, so the search must not bracket a 'critical sharpness' from them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.Tanh(), nn.Linear(32, 3))
+    x, y = torch.randn(64, 20), torch.randint(0, 3, (64,))
+    obj = curvlab.Objective(model, nn.functional.cross_entropy, (x, y))
+    g = obj.grad()
+    lr = 0.1
+    down = curvlab.critical_sharpness(obj, -lr * g, lr, eta0=1e-9, max_evals=30)
+    assert down.outcome == "bracketed" and math.isfinite(down.value)
+    up = curvlab.critical_sharpness(obj, lr * g, lr, eta0=1e-9, max_evals=30)  # ascent: every step rises or ties
+    assert not up.bracketed and up.outcome in ("no descent", "unresolved")
+    assert not math.isfinite(up.value)
+    assert obj.loss(at=obj.parameters_vector() + 1e-9 * g) == obj.loss()  # the premise: a tie at the smallest step
+
+
+def test_non_finite_and_zero_updates_are_refused():
+    obj = _objective()
+    g = obj.grad()
+    for bad in (g * math.nan, torch.where(torch.arange(g.numel()) == 3, math.inf, g), torch.zeros_like(g)):
+        with pytest.raises(ValueError, match="update"):
+            curvlab.critical_sharpness(obj, bad, 1.0)
+    assert obj.counts["loss"] == 0  # refused before any pass

@@ -227,9 +227,10 @@ def _agreement_worker(rank, world, init_file, out_dir, nan_rank, impatient_rank)
 
 @pytest.mark.parametrize("world, impatient", [(2, 1), (3, 2), (3, 0)])
 def test_ranks_whose_clocks_disagree_run_the_same_measurements(world, impatient):
-    """One rank's clock allows a budgeted measurement at every step from the second, the others' real clocks at
-    none yet: the schedule is decided once (rank 0) and shared, so every rank measures the same things at the same
-    steps and the run finishes. A non-finite training loss seen by one rank marks the run diverged on every rank."""
+    """After the first step's calibration, one rank's clock allows a budgeted measurement at every step, the others'
+    real clocks none yet: the schedule is decided once (rank 0) and shared, so every rank measures the same things at
+    the same steps and the run finishes. A non-finite training loss seen by one rank marks the run diverged on every
+    rank."""
     with tempfile.TemporaryDirectory() as tmp:
         spawn_or_fail(_agreement_worker, (world, str(Path(tmp) / "init"), tmp, 1, impatient), world)
         results = [torch.load(Path(tmp) / f"agreed{r}.pt", weights_only=False) for r in range(world)]
@@ -237,7 +238,8 @@ def test_ranks_whose_clocks_disagree_run_the_same_measurements(world, impatient)
     assert results[0]["diverged"]
     assert [step for step, metric, _ in results[0]["rows"] if metric == "diverged"] == [4]
     measured = [(step, schedule) for step, metric, schedule in results[0]["rows"] if metric == "sharpness"]
-    assert measured == ([(s, "budget") for s in range(2, 7)] if impatient == 0 else [])  # rank 0's clock decides
+    # every rank measures at the first step (the calibration); later, rank 0's clock decides
+    assert measured == [(s, "budget") for s in range(1, 7 if impatient == 0 else 2)]
 
 
 def _nan_shard_worker(rank, world, init_file, out_dir):

@@ -48,7 +48,7 @@ def one_process_reference(state: dict) -> dict:
         "density_nodes": curvlab.spectral_density(objective.hessian(), n_probes=2, n_steps=6, seed=4).ritz_values,
         "preconditioned": float(preconditioned_sharpness(objective, optimizer, tol=1e-10).eigenvalues[0]),
         "directional": directional_sharpness(objective, grad),
-        "critical": curvlab.critical_sharpness(objective, grad, eta0=0.1, max_evals=12, rtol=1e-4).value,
+        "critical": curvlab.critical_sharpness(objective, -0.1 * grad, 0.1, max_evals=12, rtol=1e-4).value,
         "blocks": {
             n: float(r.eigenvalues[0]) for n, r in curvlab.block_eigs(objective, "transformer", tol=1e-6).items()
         },

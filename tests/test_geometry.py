@@ -74,7 +74,8 @@ def test_tracker_running_quantities_by_hand():
     gaps, inners, diffs, sqs, ema = [], [], [], [], 0.0
     for f_old, f_new, g_old, g_new, delta, s in steps:
         g_old, g_new, delta = (torch.tensor(v, dtype=DT) for v in (g_old, g_new, delta))
-        out = tracker.update(f_old, f_new, g_old, g_new, delta, scale=s)
+        out = tracker.update(f_old, f_new, g_old, g_new, delta)
+        corr = tracker.correlate(f_new, f_old, g_new, delta, scale=s)
         inner = float(g_new @ delta)
         gaps.append(f_new - f_old - inner)
         inners.append(inner)
@@ -85,11 +86,16 @@ def test_tracker_running_quantities_by_hand():
         assert out["convexity_ratio"] == pytest.approx(sum(inners) / sum(diffs))
         assert out["smoothness_ratio"] == pytest.approx(-sum(gaps) / (0.5 * sum(sqs)))
         assert out["exp_gap_0.9"] == pytest.approx(ema)
-        assert out["update_corr_rs"] == pytest.approx(inner / s)
+        assert corr["update_corr_rs"] == pytest.approx(inner / s)
+        assert corr["update_corr_sum"] == pytest.approx(sum(inners)) and corr["loss_diff_sum"] == pytest.approx(
+            sum(diffs)
+        )
     tracker.reset_window()
-    out = tracker.update(*[steps[0][0], steps[0][1]], *(torch.tensor(v, dtype=DT) for v in steps[0][2:5]))
-    assert out["avg_gap"] == pytest.approx(gaps[0]) and out["update_corr_sum"] == pytest.approx(inners[0])
-    assert out["exp_gap_0.9"] == pytest.approx(0.9 * ema + 0.1 * gaps[0])  # EMAs run on across windows
+    first = [steps[0][0], steps[0][1], *(torch.tensor(v, dtype=DT) for v in steps[0][2:5])]
+    out = tracker.update(*first)
+    corr = tracker.correlate(first[1], first[0], first[3], first[4], scale=1.0)
+    assert out["avg_gap"] == pytest.approx(gaps[0]) and corr["update_corr_sum"] == pytest.approx(inners[0])
+    assert out["exp_gap_0.9"] == pytest.approx(0.1 * gaps[0])  # EMAs restart with the window, from 0
 
 
 def test_random_scaling_identity_by_monte_carlo():
@@ -109,7 +115,7 @@ def test_random_scaling_identity_by_monte_carlo():
         opt.step()
         tracker = AssumptionTracker()
         x1 = w.detach()
-        out = tracker.update(F_(x0), F_(x1), grad(x0), grad(x1), x1 - x0, scale=opt.scale)
+        out = tracker.correlate(F_(x1), F_(x0), grad(x1), x1 - x0, scale=opt.scale)
         diffs.append(out["loss_diff"])
         corrs.append(out["update_corr_rs"])
     d, c = torch.tensor(diffs), torch.tensor(corrs)
@@ -295,7 +301,12 @@ def test_threshold_report_and_adam():
     adam = stability_threshold(torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=0.01))
     assert adam.kind == "adam_preconditioned" and adam.preconditioned and adam.threshold == pytest.approx(3800.0)
     gd = stability_threshold(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5))
-    assert gd.report(5.0) == {"threshold": 4.0, "lr_times_sharpness": 2.5, "y": 0.5, "ratio_to_threshold": 1.25}
+    assert gd.report(5.0) == {
+        "threshold": 4.0,
+        "ratio_to_threshold": 1.25,
+        "lr_times_sharpness": 2.5,
+        "lr_times_sharpness_minus_2": 0.5,
+    }
     assert stability_threshold(SignDescent([nn.Parameter(torch.zeros(1))], lr=0.1)).kind == "none"
     assert stability_threshold(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5), lr=0.25).threshold == 8.0
 
@@ -333,3 +344,11 @@ def test_l0_l1_fit_and_pl_ratio():
     r = fit.result()
     assert r["l0"] == pytest.approx(0.3) and r["l1"] == pytest.approx(2.0) and r["l0l1_r2"] == pytest.approx(1.0)
     assert pl_ratio(2.0, torch.tensor([3.0, 4.0]), f_star=1.0) == pytest.approx(12.5)
+
+
+def test_a_zero_learning_rate_has_an_infinite_threshold():
+    """The first step of a warmup from 0: nothing can diverge; no division by zero."""
+    adam = stability_threshold(torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=0.0))
+    assert adam.kind == "adam_preconditioned" and adam.threshold == math.inf
+    assert adam.report(5.0)["ratio_to_threshold"] == 0
+    assert stability_threshold(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.0)).threshold == math.inf

@@ -12,6 +12,7 @@ from curvlab.losses import cross_entropy, half_mse
 from curvlab.monitor import (
     BlockSharpness,
     Curvatures,
+    Directional,
     FullBatch,
     Monitor,
     Noise,
@@ -149,7 +150,9 @@ def test_monitor_on_a_convex_quadratic_reports_the_exact_gap():
         rec = {r["metric"]: r["value"] for r in mon.records if r["step"] == mon.step_count}
         assert rec["inst_gap"] == pytest.approx(-0.5 * float(delta @ H @ delta), rel=1e-9)
         assert rec["sharpness"] == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-8)
-        assert rec["threshold"] == pytest.approx(2 / 0.2) and rec["y"] == pytest.approx(0.2 * rec["sharpness"] - 2)
+        assert rec["threshold"] == pytest.approx(2 / 0.2) and rec["lr_times_sharpness_minus_2"] == pytest.approx(
+            0.2 * rec["sharpness"] - 2
+        )
 
 
 def test_windows_reset_every_epoch_and_schedules_fire_where_asked():
@@ -216,7 +219,7 @@ def test_full_batch_loss_only_and_the_batch_evaluated_only_where_asked():
         assert rows[-1]["value"] == pytest.approx(obj.loss(), rel=1e-12)
         cost = [r["value"] for r in mon.records if r["metric"] == "cost_passes" and r["group"] == "batch_evaluation"]
         passes[len(metrics)] = cost
-    assert passes == {1: [1, 1, 1], 2: [2, 2, 2]}
+    assert passes == {1: [1, 1, 1], 2: [2, 3, 3]}  # assumptions: + f(x_{t−2}) on the batch, from step 2
     with pytest.raises(TypeError, match="gradients"):
         FullBatch(gradients="no")
 
@@ -304,3 +307,29 @@ def test_curvatures_and_block_sharpness_record_what_the_operators_give(tmp_path)
     report = write_report([tmp_path / "run"])
     figures = {p.name for p in (report.parent / "figures").iterdir()}
     assert {"curvatures.png", "block_sharpness.png"} <= figures
+
+
+def test_a_metric_that_cannot_measure_here_says_why_once():
+    x, y = _data(32)
+    model = nn.Linear(6, 4)
+    obj = Objective(model, cross_entropy, (x, y))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = Monitor(obj, opt, metrics=["assumptions", Directional(schedule=every(1))])
+    for _ in range(4):
+        opt.zero_grad()
+        loss = cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        mon.step(loss)  # no batch: what the Hugging Face Trainer's callbacks can give
+    skipped = [r for r in mon.records if "skipped" in r]
+    assert sorted(r["metric"] for r in skipped) == ["assumptions", "directional"]  # once each, not every step
+    assert all("no batch" in r["skipped"] and r["value"] != r["value"] for r in skipped)
+
+
+def test_adam_before_its_first_step_says_it_has_no_preconditioner_yet():
+    x, y = _data(32)
+    model = nn.Linear(6, 4)
+    mon = Monitor(Objective(model, cross_entropy, (x, y)), torch.optim.Adam(model.parameters(), lr=1e-3))
+    mon.measure()
+    (row,) = [r for r in mon.records if r["metric"] == "sharpness"]
+    assert "no step yet" in row["skipped"] and "preconditioned" in row["skipped"]

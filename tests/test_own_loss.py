@@ -145,7 +145,7 @@ def test_hugging_face_gpt2_every_measurement_runs_on_its_own_loss():
     estimate = curvlab.trace(obj.hessian(), n_probes=6, seed=0)
     assert np.isfinite(estimate.estimate) and estimate.n_matvecs == 6
     assert curvlab.spectral_density(obj.hessian(), n_probes=1, n_steps=8).density.sum() > 0
-    res = curvlab.critical_sharpness(obj, g, eta0=0.1)
+    res = curvlab.critical_sharpness(obj, -0.1 * g, 0.1)
     assert res.bracketed and res.value > 0 and res.n_evals <= 10  # forward passes only
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     monitor = curvlab.Monitor(obj, opt, metrics=["sharpness", "critical_sharpness", "directional"])

@@ -45,7 +45,7 @@ def test_a_run_that_never_reaches_the_edge_says_so_plainly():
 
 
 def test_a_run_that_starts_at_the_edge_is_not_called_sharpening():
-    edge = edge_summary("gd", _records([1.0, 1.0, 0.98, 1.02, 1.0]))
+    edge = edge_summary("gd", _records([1.0, 1.0, 0.98, 1.02, 1.0, 0.99]))
     assert edge.hovered and not edge.sharpened and not edge.at_the_edge
     assert "no sharpening from below" in edge.sentence()
 
@@ -55,5 +55,13 @@ def test_hovering_is_measured_after_the_edge_is_first_reached():
         "adam",
         _records([0.3, 0.96, 1.5, 1.6, 1.0, 0.99], kind="adam_preconditioned", losses=(1.0, 0.8, 0.9, 0.5, 0.3, 0.2)),
     )
-    assert edge.first_at_edge == 1 and edge.within_band == 0.5 and not edge.hovered
-    assert "stayed within [0.90, 1.10] for 50% of the remaining 4 measurements" in edge.sentence()
+    assert edge.first_at_edge == 1 and edge.median_after == 1.25 and not edge.hovered
+    assert "its median over the remaining 4 measurements was 1.25" in edge.sentence()
+
+
+def test_the_finding_names_the_threshold_it_divides_by():
+    df = _records([0.3, 0.96, 1.0, 1.02, 0.99], kind="adam_preconditioned")
+    rows = [{"step": 10 * (i + 1), "metric": "threshold", "value": 3800.0, "lr": 0.01} for i in range(5)]
+    edge = edge_summary("adam", pd.concat([df, pd.DataFrame(rows)]))
+    assert edge.label == "preconditioned λ1 / (38/η)"
+    assert "(the threshold: (2 + 2β1)/((1 − β1)η) = 38/η = 3800 at η = 0.01)" in edge.sentence()

@@ -101,8 +101,9 @@ class ShardedObjective(Objective):
         """Per-parameter tensors (this rank's blocks, or DTensors shaped like the parameters) → flat local vector."""
         return self.space.flatten([local(t) for t in tensors])
 
-    def parameters_vector(self) -> Tensor:
-        return torch.cat([t.detach().reshape(-1) for t in self._locals])
+    def parameters_vector(self, out: Tensor | None = None) -> Tensor:
+        views = [t.detach().reshape(-1) for t in self._locals]
+        return torch.cat(views) if out is None else torch.cat(views, out=out)
 
     def dot(self, a: Tensor, b: Tensor) -> float:
         return float(self.sums(torch.tensor([dot64(a, b)], dtype=F64))[0])

@@ -75,7 +75,7 @@ def main() -> None:
     )
     grad = objective.grad()
     results["directional"] = curvlab.geometry.directional_sharpness(objective, grad)
-    results["critical"] = curvlab.critical_sharpness(objective, grad, eta0=0.1, max_evals=12, rtol=1e-4).value
+    results["critical"] = curvlab.critical_sharpness(objective, -0.1 * grad, 0.1, max_evals=12, rtol=1e-4).value
     blocks = curvlab.block_eigs(objective, "transformer", tol=1e-6)  # cuts in_proj by rows, as the shards do
     results["blocks"] = {name: float(r.eigenvalues[0]) for name, r in blocks.items()}
     results["errors"] = [_error(lambda: ShardedObjective(model, lm_loss, (inputs, targets), hvp_engine="reverse"))]

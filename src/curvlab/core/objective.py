@@ -190,12 +190,13 @@ class Objective:
         when they hold shards of the vectors (a sharded model's Objective), else as given."""
         return partial.to(torch.float64)
 
-    def parameters_vector(self) -> Tensor:
-        """The current x as a new flat vector."""
+    def parameters_vector(self, out: Tensor | None = None) -> Tensor:
+        """The current x as a new flat vector, or copied into ``out`` (a flat vector of the same size and dtype,
+        reused: no allocation)."""
         key = tuple(p.data_ptr() for _, p in self._selected)
         if self._flat_key != key:
             self._flat_views, self._flat_key = [p.detach().reshape(-1) for _, p in self._selected], key
-        return torch.cat(self._flat_views)  # cat copies
+        return torch.cat(self._flat_views) if out is None else torch.cat(self._flat_views, out=out)  # cat copies
 
     # ----- evaluations ---------------------------------------------------------------------------
     def loss(self, at: Tensor | None = None) -> float:

@@ -84,7 +84,10 @@ def build_tuner(config: dict, optimizer: Any, model: nn.Module) -> Any:
     section = config["tuner"]
     if section.get("name") is None:
         return None
-    return _call("tuner", TUNERS[section["name"]], optimizer, model=model, **_options(section, ("name",)))
+    options = _options(section, ("name",))
+    if section["name"] == "linesearch" and config["train"]["batch_size"] == "full":
+        options.setdefault("max_backtracks", None)  # Roulet et al. cap the backtracking in mini-batch mode only
+    return _call("tuner", TUNERS[section["name"]], optimizer, model=model, **options)
 
 
 def lr_factor(schedule: dict, step: int, epoch: int, total_steps: int) -> float:

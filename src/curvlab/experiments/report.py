@@ -253,12 +253,14 @@ def make_figures(runs: dict[str, Any], out_dir: Path, edges: list[EdgeSummary]) 
 
 def _edge_figure(edges: list[EdgeSummary], path: Path) -> Path:
     """One column per run: the sharpness its threshold is about, on the threshold's scale (η·λ1 against 2 for GD,
-    the preconditioned λ1 / (38/η) against 1 for Adam) with the ±10% band, and the training loss below it."""
+    the preconditioned λ1 / (38/η) against 1 for Adam) with the ±10% band and the threshold's formula and value in the
+    legend, and the training loss below it."""
     fig, axes = pyplot().subplots(2, len(edges), figsize=(5.5 * len(edges), 6), sharex="col", squeeze=False)
     for edge, (top, bottom) in zip(edges, axes.T):
         lo, hi = (b * edge.scale for b in BAND)
         top.axhspan(lo, hi, color="tab:red", alpha=0.1, label="±10% of the threshold")
-        top.axhline(edge.scale, color="tab:red", ls="--", lw=1, label="stability threshold")
+        threshold = f"stability threshold {edge.threshold}" if edge.threshold else "stability threshold"
+        top.axhline(edge.scale, color="tab:red", ls="--", lw=1, label=threshold)
         top.plot(edge.steps, edge.values, marker=".", color="C0", label=edge.label)
         if edge.first_at_edge is not None:
             top.axvline(edge.steps[edge.first_at_edge], color="k", lw=0.6, ls=":", label="first at the edge")
@@ -318,7 +320,7 @@ def key_numbers(name: str, run_dir: Path, df: Any, edge: EdgeSummary | None) -> 
         row["edge quantity"] = edge.label
         row["first value"] = edge.values[0]
         row["first at the edge (step)"] = edge.steps[i] if i is not None else "never"
-        row["share within ±10% after"] = edge.within_band
+        row["median after the edge"] = edge.median_after
         row["edge of stability"] = "yes" if edge.at_the_edge else "no"
     return row
 

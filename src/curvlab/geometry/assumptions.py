@@ -1,19 +1,27 @@
 """Tests of optimization assumptions along a trajectory (definitions §4; Tran, Zhang & Cutkosky 2024).
 
-Per step t, on the step's own minibatch z = z_{t−1} at both points (the same-minibatch rule):
-f_old = f(x_{t−1}, z), f_new = f(x_t, z), g_old = ∇f(x_{t−1}, z), g_new = ∇f(x_t, z), Δ = x_t − x_{t−1}.
+Convexity and smoothness at step t, on the step's own minibatch z = z_{t−1} at both points (the same-minibatch
+rule): f_old = f(x_{t−1}, z), f_new = f(x_t, z), g_old = ∇f(x_{t−1}, z), g_new = ∇f(x_t, z), Δ = x_t − x_{t−1}.
 
     inst_gap        = f_new − f_old − ⟨g_new, Δ⟩               (≤ 0 where f is convex on the segment)
     inst_smooth     = ‖g_new − g_old‖ / ‖Δ‖
     convexity_ratio = Σ⟨g_new, Δ⟩ / Σ(f_new − f_old)            over the window
     smoothness_ratio= Σ[f_old − f_new + ⟨g_new, Δ⟩] / (½ Σ‖Δ‖²) over the window
-    update_corr     = ⟨g_new, Δ⟩
-    update_corr_rs  = ⟨g_new, Δ/s⟩ and loss_diff = f_new − f_old, with s the random-scaling factor of
-                      the step; for s ~ Exp(1) their sums agree in expectation (E[F(x+sΔ) − F(x)] =
-                      E[⟨∇F(x+sΔ), Δ⟩], integration by parts), which the same batch at both points keeps.
-Running quantities — avg_gap, max_smooth, convexity/smoothness ratios, the sums — reset when
-:meth:`reset_window` is called (every epoch by default in the Monitor); the EMAs exp_gap_β and
-exp_smooth_β (started at 0) run on.
+
+The update-correlation family pairs the update with a batch *independent* of it: the batch z_t of the next
+step, which was not drawn when x_t − x_{t−1} was made. With g = ∇f(x_t, z_t), u = x_t − x_{t−1} and s the
+random-scaling factor of the step that made u (1 when off):
+
+    update_corr     = ⟨g, u⟩
+    update_corr_rs  = ⟨g, u/s⟩,  loss_diff = f(x_t, z_t) − f(x_{t−1}, z_t)
+
+For s ~ Exp(1) the sums of update_corr_rs and loss_diff agree in expectation (E[F(x+sΔ) − F(x)] =
+E[⟨∇F(x+sΔ), Δ⟩], integration by parts). With the update's own batch instead, update_corr would be biased by
+the update's correlation with its own gradient noise (about −η·tr Σ/B for SGD).
+
+Every running quantity — avg_gap, max_smooth, the ratios, the sums and the EMAs exp_gap_β and exp_smooth_β
+(restarted at 0), as the authors' code does — restarts when :meth:`reset_window` is called (every epoch by
+default in the Monitor).
 """
 
 from __future__ import annotations
@@ -27,10 +35,10 @@ BETAS = (0.99, 0.9999)
 
 
 class AssumptionTracker:
+    """Streams the per-step quantities of definitions §4 and their running sums over a window."""
+
     def __init__(self, betas: tuple[float, ...] = BETAS):
         self.betas = tuple(betas)
-        self.exp_gap = {b: 0.0 for b in self.betas}
-        self.exp_smooth = {b: 0.0 for b in self.betas}
         self.reset_window()
 
     def reset_window(self) -> None:
@@ -38,11 +46,11 @@ class AssumptionTracker:
         self.sum_gap = self.sum_inner = self.sum_diff = self.sum_sq = 0.0
         self.max_smooth = 0.0
         self.sum_update_corr = self.sum_update_corr_rs = self.sum_loss_diff = 0.0
+        self.exp_gap = {b: 0.0 for b in self.betas}
+        self.exp_smooth = {b: 0.0 for b in self.betas}
 
-    def update(
-        self, f_old: float, f_new: float, g_old: Tensor, g_new: Tensor, delta: Tensor, scale: float = 1.0
-    ) -> dict[str, float]:
-        """Feed one step; returns every per-step and running quantity."""
+    def update(self, f_old: float, f_new: float, g_old: Tensor, g_new: Tensor, delta: Tensor) -> dict[str, float]:
+        """Feed one step's convexity and smoothness evaluations (both points on the step's own batch)."""
         inner = float(torch.dot(g_new, delta))
         diff = f_new - f_old
         step_sq = float(torch.dot(delta, delta))
@@ -55,9 +63,6 @@ class AssumptionTracker:
         self.sum_sq += step_sq
         if math.isfinite(smooth):
             self.max_smooth = max(self.max_smooth, smooth)
-        self.sum_update_corr += inner
-        self.sum_update_corr_rs += inner / scale
-        self.sum_loss_diff += diff
         out = {
             "inst_gap": gap,
             "avg_gap": self.sum_gap / self.n,
@@ -65,12 +70,6 @@ class AssumptionTracker:
             "max_smooth": self.max_smooth,
             "convexity_ratio": self.sum_inner / self.sum_diff if self.sum_diff != 0 else float("nan"),
             "smoothness_ratio": -self.sum_gap / (0.5 * self.sum_sq) if self.sum_sq > 0 else float("nan"),
-            "update_corr": inner,
-            "update_corr_sum": self.sum_update_corr,
-            "update_corr_rs": inner / scale,
-            "update_corr_rs_sum": self.sum_update_corr_rs,
-            "loss_diff": diff,
-            "loss_diff_sum": self.sum_loss_diff,
             "update_norm": math.sqrt(step_sq),
         }
         for b in self.betas:
@@ -80,6 +79,24 @@ class AssumptionTracker:
                 self.exp_smooth[b] = b * self.exp_smooth[b] + (1 - b) * smooth
             out[f"exp_smooth_{b}"] = self.exp_smooth[b]
         return out
+
+    def correlate(self, f_new: float, f_old: float, g_new: Tensor, update: Tensor, scale: float) -> dict[str, float]:
+        """Feed one update u = x_t − x_{t−1} with f and ∇f on a batch independent of it (the next step's):
+        f_new = f(x_t, z_t), f_old = f(x_{t−1}, z_t), g_new = ∇f(x_t, z_t); ``scale`` the random-scaling factor
+        of the step that made u."""
+        inner = float(torch.dot(g_new, update))
+        diff = f_new - f_old
+        self.sum_update_corr += inner
+        self.sum_update_corr_rs += inner / scale
+        self.sum_loss_diff += diff
+        return {
+            "update_corr": inner,
+            "update_corr_sum": self.sum_update_corr,
+            "update_corr_rs": inner / scale,
+            "update_corr_rs_sum": self.sum_update_corr_rs,
+            "loss_diff": diff,
+            "loss_diff_sum": self.sum_loss_diff,
+        }
 
     def state_dict(self) -> dict:
         return dict(vars(self))

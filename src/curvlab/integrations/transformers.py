@@ -22,7 +22,7 @@ from transformers import TrainerCallback
 from curvlab.distributed import sharded_objective
 from curvlab.errors import InputError
 from curvlab.integrations._common import ScalarCursor
-from curvlab.monitor import Monitor
+from curvlab.monitor import METRICS, Monitor
 
 
 class CurvlabCallback(TrainerCallback):
@@ -53,6 +53,7 @@ class CurvlabCallback(TrainerCallback):
         trainer: Any = None,
         **objective_options: Any,
     ):
+        _refuse_batch_metrics(metrics)
         self.data, self.metrics, self.budget, self.run_dir, self.loss_fn = data, metrics, budget, run_dir, loss_fn
         self.trainer = trainer
         self.objective_options = objective_options
@@ -115,3 +116,16 @@ def _unwrapped(optimizer: Any) -> Any:
     while type(optimizer).__module__.startswith("accelerate") and hasattr(optimizer, "optimizer"):
         optimizer = optimizer.optimizer
     return optimizer
+
+
+def _refuse_batch_metrics(metrics: Any) -> None:
+    """The Trainer's callbacks never see the step's batch, so a metric measured on it could never run here."""
+    if metrics is None or isinstance(metrics, str):
+        return
+    kinds = [METRICS[m] if isinstance(m, str) and m in METRICS else m for m in metrics]
+    needing = [k.name for k in kinds if getattr(k, "needs_batch", False)]
+    if needing:
+        raise InputError(
+            f"metrics: {needing} measure on the training step's own batch, which the Hugging Face Trainer does not "
+            "pass to callbacks; measure them with curvlab.Monitor in your own loop or with the Lightning callback"
+        )

@@ -33,7 +33,7 @@ from curvlab.geometry import (
 )
 from curvlab.linalg import eigs, spectral_density, trace
 from curvlab.monitor.schedules import Schedule, as_schedule, epoch_end, every
-from curvlab.monitor.step import MonitorView, StepInfo
+from curvlab.monitor.step import NO_BATCH, CannotMeasure, MonitorView, StepInfo
 from curvlab.optim.introspection import learning_rate, momentum_vector, stability_threshold
 from curvlab.registry import Registry
 
@@ -56,6 +56,7 @@ class Metric:
     records_cost = True  # write cost_seconds / cost_hvps / cost_passes rows for each measurement
     shards = False  # measures an FSDP2-sharded model (curvlab.fsdp.ShardedObjective) from this rank's shards
     uses_previous_update = False  # reads monitor.prev_update (the Monitor then keeps x_{t−2} as well)
+    needs_batch = False  # measures on the step's own batch: nothing without one (raises CannotMeasure)
 
     def __init__(self, schedule: Schedule | int | list | str | None = None):
         self.schedule = as_schedule(schedule) if schedule is not None else self.default_schedule()
@@ -100,8 +101,10 @@ class StepStats(Metric):
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         obj = monitor.objective
         grads = [local_part(p.grad) for _, p in obj.parameters if p.grad is not None]
-        norms_ = torch.stack(torch._foreach_norm([info.x_now - info.x_prev, *grads])).to(torch.float64)
-        squares = obj.sums(torch.stack([norms_[0] ** 2, (norms_[1:] ** 2).sum()])).tolist()  # one read, one reduce
+        norms_ = [float(n) for n in torch._foreach_norm([info.x_now - info.x_prev, *grads])]
+        squares = [norms_[0] ** 2, math.fsum(n * n for n in norms_[1:])]  # in float64, per tensor then summed
+        if obj.sharding is not None:  # this rank's shards: add up over the ranks
+            squares = obj.sums(torch.tensor(squares, dtype=torch.float64)).tolist()
         if info.loss is not None:
             yield "loss", info.loss, {}
         if grads:
@@ -112,17 +115,20 @@ class StepStats(Metric):
 
 @register_metric
 class Assumptions(Metric):
-    """definitions §4 per step on the step's minibatch: convexity gap, smoothness, ratios, update
-    correlations (with random scaling), minibatch gradient norms, ‖x‖, cosine of successive updates."""
+    """definitions §4 per step: convexity gap, smoothness and their ratios on the step's own minibatch; the
+    previous update's correlations (with random scaling) on this step's batch, which that update did not see;
+    minibatch gradient norms, ‖x‖, cosine of successive updates."""
 
     name = "assumptions"
     description = "per-step convexity gap, smoothness, update correlations, gradient norms (definitions §4)"
     uses_previous_update = True
-    _state = ("tracker",)
+    needs_batch = True
+    _state = ("tracker", "last_scale")
 
     def __init__(self, schedule: Any = None, betas: tuple[float, ...] = (0.99, 0.9999)):
         super().__init__(schedule)
         self.tracker = AssumptionTracker(betas)
+        self.last_scale = 1.0  # the random-scaling factor of the previous step
 
     def default_schedule(self) -> Schedule:
         return every(1)
@@ -130,16 +136,21 @@ class Assumptions(Metric):
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         ev = monitor.batch_evaluation(info)
         if ev is None:
-            return
+            raise CannotMeasure(NO_BATCH)
         delta = info.x_now - info.x_prev
-        for key, value in self.tracker.update(ev.f_old, ev.f_new, ev.g_old, ev.g_new, delta, info.scale).items():
+        for key, value in self.tracker.update(ev.f_old, ev.f_new, ev.g_old, ev.g_new, delta).items():
             yield key, value, {}
+        previous = monitor.prev_update
+        if previous is not None and ev.f_before is not None:  # the update x_{t−1} − x_{t−2}, against batch z_{t−1}
+            correlations = self.tracker.correlate(ev.f_old, ev.f_before, ev.g_old, previous, self.last_scale)
+            yield from ((key, value, {"of_step": info.step - 1}) for key, value in correlations.items())
+        self.last_scale = info.scale
         for key, value in norms(ev.g_old, "grad").items():
             yield key, value, {}
         yield "param_norm", float(torch.linalg.vector_norm(info.x_now)), {}
         yield "train_loss", ev.f_old, {}
-        if monitor.prev_update is not None:
-            yield "update_cos", cosine(delta, monitor.prev_update), {}
+        if previous is not None:
+            yield "update_cos", cosine(delta, previous), {}
 
     def reset_window(self) -> None:
         self.tracker.reset_window()
@@ -172,7 +183,8 @@ class FullBatch(Metric):
         yield from ((k, v, {}) for k, v in norms(grad, "full_grad").items())
         yield "pl_ratio", pl_ratio(loss, grad, self.f_star), {}
         delta = info.x_now - info.x_prev
-        if float(torch.linalg.vector_norm(delta)) > 0:
+        moved = float(torch.linalg.vector_norm(delta)) > 0
+        if moved:
             old_loss, old_grad = obj.loss_and_grad(at=info.x_prev)
             smooth = float(torch.linalg.vector_norm(grad - old_grad) / torch.linalg.vector_norm(delta))
             yield "inst_gap_full", loss - old_loss - float(torch.dot(grad, delta)), {}
@@ -180,8 +192,9 @@ class FullBatch(Metric):
             self.fit.add(float(torch.linalg.vector_norm(grad)), smooth)
             yield from ((k, v, {}) for k, v in self.fit.result().items())
         ev = monitor.batch_evaluation(info)
-        if ev is not None:
-            deviation = float(torch.linalg.vector_norm(ev.g_new - grad))
+        if ev is not None:  # the minibatch gradient the step used, at the point it was taken: ∇f(x_{t−1}, z_{t−1})
+            full_at_start = old_grad if moved else grad
+            deviation = float(torch.linalg.vector_norm(ev.g_old - full_at_start))
             self.deviation_sum += deviation
             self.deviation_n += 1
             yield "grad_deviation", deviation, {}
@@ -191,7 +204,8 @@ class FullBatch(Metric):
 @register_metric
 class Sharpness(Metric):
     """definitions §2: top-k eigenvalues (Lanczos, warm-started from the last top eigenvector), optional
-    λ_min, the stability threshold of the optimizer with η·λ1 and y = ηλ1 − 2, the update's alignment
+    λ_min, the stability threshold of the optimizer with λ / threshold (and, for plain GD only, η·λ1 and
+    η·λ1 − 2), the update's alignment
     with v1, and the preconditioned sharpness when the optimizer keeps a diagonal preconditioner.
     ``plain="auto"`` skips the plain λ1 when the optimizer's threshold is on the preconditioned sharpness
     (Adam): then only the sharpness the threshold is about is measured, at half the cost."""
@@ -245,9 +259,11 @@ class Sharpness(Metric):
             return
         try:
             op = preconditioned_hessian(monitor.objective, monitor.optimizer)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as err:
             if self.preconditioned is True:
                 raise
+            if threshold.preconditioned:  # the optimizer has a preconditioner, but not yet (Adam before its step)
+                raise CannotMeasure(f"preconditioned sharpness: {err}") from err
             return
         res = eigs(op, tol=self.tol, v0=self.v0_pre)
         self.v0_pre = res.eigenvectors[:, 0]
@@ -318,7 +334,8 @@ class BlockSharpness(Metric):
 @register_metric
 class CriticalSharpness(Metric):
     """Critical sharpness λ_c = 2/η_c (Kalra et al., 2026) along the step's update, by forward passes only:
-    η_c is the smallest step along d = (x_{t−1} − x_t)/η_t from x_{t−1} that raises the measurement-set loss,
+    η_c is the smallest learning rate along the update u = x_t − x_{t−1} (made at η_t) from x_{t−1} that raises the
+    measurement-set loss,
     so η_t·λ_c > 2 exactly when the step taken raised it. ``relative`` maps names to the Objectives of other
     losses, whose relative critical sharpness along the same update is recorded too."""
 
@@ -333,14 +350,15 @@ class CriticalSharpness(Metric):
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         lr = learning_rate(monitor.optimizer)
-        update = info.x_prev - info.x_now
+        update = info.x_now - info.x_prev
         if lr <= 0 or monitor.objective.dot(update, update) == 0:
             return
         for name, objective in {"": monitor.objective, **self.relative}.items():
             warm = name in self.eta_guess  # the last η_c: usually close, so a tighter bracket
             res = critical_sharpness(
                 objective,
-                update / lr,
+                update,
+                lr,
                 at=info.x_prev,
                 eta0=self.eta_guess.get(name, lr),
                 max_evals=self.max_evals,
@@ -349,7 +367,7 @@ class CriticalSharpness(Metric):
             )
             if res.bracketed:
                 self.eta_guess[name] = res.eta
-            ctx = {"n_evals": res.n_evals, "bracketed": res.bracketed, **({"loss": name} if name else {})}
+            ctx = {"n_evals": res.n_evals, "outcome": res.outcome, **({"loss": name} if name else {})}
             metric = "relative_critical_sharpness" if name else "critical_sharpness"
             yield metric, res.value, ctx
             yield f"lr_times_{metric}", lr * res.value, ctx
@@ -363,6 +381,7 @@ class Directional(Metric):
 
     name = "directional"
     description = "pseudo-update directional sharpness and gradient correlation per optimizer (definitions §3)"
+    needs_batch = True
 
     def __init__(self, schedule: Any = None, shadows: dict | None = None, reference: str = "sgd"):
         super().__init__(schedule)
@@ -401,7 +420,9 @@ class Directional(Metric):
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         if not self.updates:
-            return
+            if info.batch is None:
+                raise CannotMeasure(NO_BATCH)
+            return  # at the first step: the shadows have not been fed yet
         directions = {**self.updates, "actual": info.x_now - info.x_prev}
         table = compare_directions(monitor.objective, directions, self.reference, at=info.x_prev)
         for name, values in table.items():

@@ -1,6 +1,6 @@
 """The Monitor: measures the geometry of training inside any ordinary PyTorch loop.
 
-    monitor = Monitor(objective, optimizer, run_dir="runs/x")     # default: ≤ 10% of the training time
+    monitor = Monitor(objective, optimizer, run_dir="runs/x")     # default: within 10% of the training time
     for epoch in range(epochs):
         for batch in loader:
             optimizer.zero_grad(); loss_fn(model(x), y).backward(); optimizer.step()
@@ -8,9 +8,11 @@
         monitor.end_epoch()
 
 With no metrics named, it records the step's own statistics (loss, gradient norm, update norm, learning
-rate: no extra pass) and the Hessian's top eigenvalue with the optimizer's stability threshold, as often
-as a cost budget allows: the time it spends measuring stays within ``budget`` × the time spent training
-(measured by its own clock between calls). Metrics with explicit schedules run on them.
+rate: no extra pass) and the Hessian's top eigenvalue with the optimizer's stability threshold, both at the
+first step and then as often as a cost budget allows: all the time it spends stays within ``budget`` × the time
+spent training (measured by its own clock between calls), the first measurement of each budgeted group aside,
+unless its fixed per-step costs alone exceed that (it then says so in a record). Metrics with explicit schedules
+run on them.
 
 A numerical failure of a measurement (a NaN or ±inf loss, gradient or curvature product: a diverged run) never
 raises into the training loop: the metric is recorded as non-finite with the reason, and the run is marked
@@ -41,7 +43,7 @@ from curvlab.monitor.metrics import METRICS, Metric, Sharpness, StepStats, make_
 from curvlab.monitor.records import RecordWriter
 from curvlab.monitor.schedules import Budgeted, CostClock
 from curvlab.monitor.schedules import budget as budget_schedule
-from curvlab.monitor.step import BatchEvaluation, StepInfo
+from curvlab.monitor.step import BatchEvaluation, CannotMeasure, StepInfo
 from curvlab.optim.introspection import learning_rate
 
 
@@ -57,9 +59,9 @@ class Monitor:
         run_dir: where ``records.jsonl`` is appended; None keeps records in memory only. Under
             torch.distributed only rank 0 writes; every rank keeps the same records in memory.
         reset: "epoch" (running sums and windows restart every epoch), "never", or an int window.
-        budget: budget-scheduled metrics run only while the time charged to measurements (every metric
-            group that makes passes over data, whatever its schedule) stays within ``budget`` × the training
-            time between the Monitor's calls. The per-step statistics are not charged (``overhead`` has all).
+        budget: everything the Monitor spends (per-step statistics, snapshots, measurements on any schedule,
+            writing and flushing records) counts against ``budget`` × the training time between its calls;
+            budget-scheduled metrics run only in what the rest leaves (``overhead`` is the total over training).
         tensorboard, wandb: also send every scalar to TensorBoard (``run_dir/tensorboard``) or Weights &
             Biases (the active ``wandb.run``, else a new one; True or a dict of ``wandb.init`` arguments).
         context: extra fields written with every record (e.g. a run name, a seed).
@@ -108,6 +110,7 @@ class Monitor:
         budgeted = [part for m in self.metrics for part in m.schedule.parts() if isinstance(part, Budgeted)]
         for part in budgeted:
             part.clock, part.share = self.clock, 1.0 / len(budgeted)
+        self.clock.budgeted = budgeted
         self.reset = reset
         if writer is None and (run_dir is not None or wandb) and rank() == 0:  # under torchrun only rank 0 writes
             writer = RecordWriter(run_dir, tensorboard, wandb)
@@ -127,6 +130,9 @@ class Monitor:
         self._kinds = [sorted({part.kind for part in m.schedule.parts()}) for m in self.metrics]
         self._context: dict = {}
         self.divergence: str | None = None  # why the run is marked diverged (None while it is not)
+        self._skipped: set[tuple[str, str]] = set()  # (metric, reason) already recorded as not measurable
+        self._budget_said = False  # whether the "fixed costs exceed the budget" record was written
+        self._say_budget = False  # rank 0's decision at this step to write it
 
     # ----- the two calls in a training loop --------------------------------------------------------
     def step(self, loss: Any = None, batch: Any = None) -> None:
@@ -134,8 +140,7 @@ class Monitor:
         self.clock.enter()
         try:
             self.step_count += 1
-            self._x_before, self._update_before = (self.x_prev if self._keeps_before else None), None
-            self.x_prev, self.x_now = self.x_now, self.objective.parameters_vector()
+            self._advance_snapshots()
             self.last_batch = batch
             info = StepInfo(
                 self.step_count, self.epoch, False, self.x_prev, self.x_now, batch, self._scale(), loss=_detached(loss)
@@ -151,9 +156,10 @@ class Monitor:
             self._run_due(info, due)
             if isinstance(self.reset, int) and self.step_count % self.reset == 0:
                 self._reset_windows()
+            self._check_budget_fits(info)
         finally:
-            self.clock.leave()
             self._flush()
+            self.clock.leave()
 
     def end_epoch(self) -> None:
         """Call at the end of every epoch: runs the epoch-end schedules and resets the windows."""
@@ -166,8 +172,8 @@ class Monitor:
             if self.reset == "epoch":
                 self._reset_windows()
         finally:
-            self.clock.leave()
             self._flush()
+            self.clock.leave()
 
     @property
     def diverged(self) -> bool:
@@ -201,21 +207,26 @@ class Monitor:
 
     def measure(self, names: Iterable[str] | None = None) -> None:
         """Measure now, whatever the schedules say (e.g. at initialisation, before any step)."""
-        info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, self.last_batch, 1.0)
-        self._context = self._step_context(info)
-        for metric in self.metrics:
-            if names is None or metric.name in names:
-                self._timed(metric.name, lambda m=metric: m.measure(self, info), schedule="on_demand")
-        self.objective.release()
-        self._flush()
+        self.clock.enter()
+        try:
+            info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, self.last_batch, 1.0)
+            self._context = self._step_context(info)
+            for metric in self.metrics:
+                if names is None or metric.name in names:
+                    seconds = self._timed(metric.name, lambda m=metric: m.measure(self, info), schedule="on_demand")
+                    self.clock.charge(seconds)
+            self.objective.release()
+        finally:
+            self._flush()
+            self.clock.leave()
 
     def state_dict(self) -> dict:
         """Everything needed to resume measuring exactly where a checkpoint left off."""
         return {
             "step_count": self.step_count,
             "epoch": self.epoch,
-            "x_now": self.x_now,
-            "x_prev": self.x_prev,
+            "x_now": self.x_now.clone(),  # the Monitor reuses its snapshot buffers: a copy outlives the next step
+            "x_prev": self.x_prev.clone(),
             "prev_update": self.prev_update,
             "metrics": {m.name: m.state_dict() for m in self.metrics},
             "divergence": self.divergence,
@@ -235,12 +246,15 @@ class Monitor:
 
     # ----- services for the metrics --------------------------------------------------------------------
     def batch_evaluation(self, info: StepInfo) -> BatchEvaluation | None:
-        """f, ∇f at x_{t−1} and x_t on the step's batch, computed once per step (None without a batch)."""
+        """f, ∇f at x_{t−1} and x_t (and f at x_{t−2}) on the step's batch, computed once per step (None without a
+        batch)."""
         if info.batch is None:
             return None
         if "batch" not in info.cache:
+            on_batch = self.objective.on([info.batch])
+            before = self._x_before if info.step == self.step_count and self.step_count >= 2 else None
             info.cache["batch"] = BatchEvaluation(
-                self.objective.on([info.batch]).loss_and_grad, info.x_prev, info.x_now
+                on_batch.loss_and_grad, info.x_prev, info.x_now, on_batch.loss, before
             )
         return info.cache["batch"]
 
@@ -252,10 +266,12 @@ class Monitor:
         codes = []
         for metric, kinds in zip(self.metrics, self._kinds):
             codes.append(1 + kinds.index(metric.schedule.kind) if metric.schedule.due(info.step, info.epoch_end) else 0)
+        codes.append(int(self._budget_cannot_fit()))  # whether to say so now: rank 0's clock, like the schedules
         if self.objective.collective:
             device = self.objective.space.device
             codes, alarms = rank0_decides(codes, [nonfinite_loss], self.objective.group, device)
             nonfinite_loss = alarms[0]
+        *codes, self._say_budget = codes
         due = {m.name: kinds[code - 1] for m, kinds, code in zip(self.metrics, self._kinds, codes) if code}
         return due, nonfinite_loss
 
@@ -264,12 +280,14 @@ class Monitor:
             if metric.name not in due:
                 continue
             kind = due[metric.name]
-            if not metric.records_cost:  # free: reads what the step computed, not timed or charged
+            if not metric.records_cost:  # reads what the step computed: no cost rows, but timed for its pacing
+                t0 = time.perf_counter()
                 extra = {"group": metric.name, "schedule": kind}
                 rows, failure = _collect(lambda m=metric: m.measure(self, info))
                 for name, value, ctx in rows:
                     self._write(info, name, value, {**extra, **ctx})
                 self._record_failure(info, metric.name, failure, extra)
+                metric.schedule.record_cost(time.perf_counter() - t0)
                 continue
             seconds = self._timed(metric.name, lambda m=metric: m.measure(self, info), info=info, schedule=kind)
             metric.schedule.record_cost(seconds)
@@ -299,13 +317,52 @@ class Monitor:
             self._write_cost(info, group, seconds, hvps, passes)
         return seconds
 
-    def _record_failure(self, info: StepInfo, metric: str, failure: NonFiniteError | None, extra: dict) -> None:
-        """A measurement that met a non-finite value: one row (value NaN, the reason), and the run marked diverged."""
+    def _record_failure(
+        self, info: StepInfo, metric: str, failure: NonFiniteError | CannotMeasure | None, extra: dict
+    ) -> None:
+        """A measurement that met a non-finite value: one row (value NaN, the reason), and the run marked diverged.
+        One that cannot measure here: one row (value NaN, ``skipped`` = why), the first time for each reason."""
         if failure is None:
+            return
+        if isinstance(failure, CannotMeasure):
+            if (metric, str(failure)) not in self._skipped:
+                self._skipped.add((metric, str(failure)))
+                self._write(info, metric, math.nan, {**extra, "skipped": str(failure)})
             return
         self.objective.release()  # graphs kept at a non-finite point are of no further use
         self._write(info, metric, math.nan, {**extra, "reason": str(failure)})
         self.mark_diverged(f"{metric} at step {info.step}: {failure}", info.step)
+
+    def _advance_snapshots(self) -> None:
+        """x_{t−2} ← x_{t−1} (when a metric reads it), x_{t−1} ← x_t, and x_t copied into the buffer that is no
+        longer needed (the old x_{t−2}, else the old x_{t−1}): no allocation per step once the buffers exist."""
+        old_before, old_prev, old_now = self._x_before, self.x_prev, self.x_now
+        self._x_before = old_prev if self._keeps_before else None
+        spare = old_before if self._keeps_before else old_prev
+        if spare is None or spare is old_now or spare is self._x_before:  # aliased at the start, or not yet made
+            spare = None
+        self.x_prev, self.x_now = old_now, self.objective.parameters_vector(out=spare)
+        self._update_before = None
+
+    def _budget_cannot_fit(self) -> bool:
+        """Whether to say now (once) that the fixed costs alone exceed the budget (after 50 steps of training)."""
+        clock = self.clock
+        return not self._budget_said and bool(clock.budgeted) and clock.intervals >= 50 and clock.free_rate() <= 0
+
+    def _check_budget_fits(self, info: StepInfo) -> None:
+        """Say once when the fixed costs alone (per-step statistics, records, explicit schedules) exceed the
+        budget, so that no budget-scheduled measurement can run: a run that measures nothing says why. Decided
+        with the schedules (rank 0's clock under torch.distributed), so every rank writes the same records."""
+        if not self._say_budget or self._budget_said:
+            return
+        clock = self.clock
+        self._budget_said = True
+        reason = (
+            f"the Monitor's fixed costs alone take {clock.fixed / clock.training:.0%} of the training time, above "
+            f"budget={clock.budget:g}: no budget-scheduled measurement fits; raise budget=, or schedule the metrics "
+            "explicitly (every(n))"
+        )
+        self._write(info, "budget", math.nan, {"group": "monitor", "skipped": reason})
 
     def _scale(self) -> float:
         return float(getattr(self.optimizer, "scale", 1.0))
@@ -344,19 +401,23 @@ DEFAULT_SHARPNESS_TOL = 1e-2  # residual ≤ 1% of λ1: λ1 within 1% (Bauer–F
 
 
 def default_metrics() -> list[Metric]:
-    """The default set: the step's own statistics every step, and whenever the budget allows the sharpness
-    the optimizer's stability threshold is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η
-    for Adam), with that threshold."""
-    return [StepStats(), Sharpness(schedule=budget_schedule(), tol=DEFAULT_SHARPNESS_TOL, plain="auto")]
+    """The default set, both measured at the first step and then paced by the budget: the step's own statistics
+    (every step unless they cost more than their share, as on sub-millisecond steps), and the sharpness the
+    optimizer's stability threshold is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η for
+    Adam), with that threshold."""
+    return [
+        StepStats(schedule=budget_schedule()),
+        Sharpness(schedule=budget_schedule(), tol=DEFAULT_SHARPNESS_TOL, plain="auto"),
+    ]
 
 
-def _collect(run: Callable[[], Iterable | None]) -> tuple[list, NonFiniteError | None]:
-    """The rows a measurement yields, up to a numerical failure (then also the error): rows already measured
-    are kept."""
+def _collect(run: Callable[[], Iterable | None]) -> tuple[list, NonFiniteError | CannotMeasure | None]:
+    """The rows a measurement yields, up to a numerical failure or a context it cannot measure in (then also the
+    error): rows already measured are kept."""
     rows: list = []
     try:
         rows.extend(run() or ())
-    except NonFiniteError as err:
+    except (NonFiniteError, CannotMeasure) as err:
         return rows, err
     return rows, None
 

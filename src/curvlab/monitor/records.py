@@ -15,6 +15,7 @@ from curvlab.errors import InputError, MissingInputFile
 from curvlab.files import atomic_write_text
 
 RECORDS_FILE = "records.jsonl"
+_STRICT = json.JSONEncoder(allow_nan=False)  # raises on NaN/inf, which JSON cannot hold
 
 
 def _clean(value: Any) -> Any:
@@ -55,15 +56,14 @@ class RecordWriter:
             self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, step: int, epoch: int, metric: str, value: float, **context: Any) -> dict:
-        record = {
-            "step": step,
-            "epoch": epoch,
-            "metric": metric,
-            "value": _clean(float(value)),
-            **{k: _clean(v) for k, v in context.items()},
-        }
+        record = {"step": step, "epoch": epoch, "metric": metric, "value": _clean(float(value)), **context}
         if self._file is not None:
-            self._file.write(json.dumps(record) + "\n")
+            try:
+                line = _STRICT.encode(record)  # the common case: every value finite, no cleaning pass
+            except ValueError:  # a non-finite context value: null, as JSON has no NaN
+                record = {k: _clean(v) for k, v in record.items()}
+                line = _STRICT.encode(record)
+            self._file.write(line + "\n")
         if record["value"] is not None:
             for sink in self.sinks:
                 sink.add(step, scalar_name(metric, context), record["value"])

@@ -79,10 +79,11 @@ class Never(Schedule):
 
 
 class CostClock:
-    """The Monitor's clocks: time spent training (wall time between its calls), time spent inside its
-    calls (everything it does), and the part of that charged to measurements (metric groups that make
-    passes over data; the per-step statistics read what the step computed and are not charged). The
-    training clock starts at the first call."""
+    """The Monitor's clocks: time spent training (wall time between its calls; it starts when the first call
+    ends), time spent inside its calls (everything it does: per-step statistics, snapshots, measurements,
+    observers, writing and flushing records), and the part of that charged to measurements (metric groups that
+    make passes over data). The budget bounds everything inside but the first measurement of each budgeted group
+    (its calibration): budget-scheduled groups share what the rest leaves of ``budget`` × training."""
 
     def __init__(self, budget: float):
         if not is_number(budget) or not 0 < budget < math.inf:
@@ -92,6 +93,7 @@ class CostClock:
         self.intervals = 0
         self.inside = 0.0
         self.charged = 0.0
+        self.budgeted: list[Budgeted] = []  # the budget-scheduled parts sharing what the fixed costs leave
         self._left_at: float | None = None
         self._entered_at = 0.0
 
@@ -110,9 +112,26 @@ class CostClock:
     def charge(self, seconds: float) -> None:
         self.charged += seconds
 
+    @property
+    def calibration(self) -> float:
+        """The first measurement of each budget-scheduled group: made at once, to learn its cost, and the only
+        time inside the Monitor the budget does not bound."""
+        return sum(part.first_cost for part in self.budgeted)
+
     def allows(self, cost: float) -> bool:
-        """Would spending ``cost`` more seconds keep the charged time ≤ budget × training?"""
-        return self.intervals > 0 and self.charged + cost <= self.budget * self.training
+        """Would spending ``cost`` more seconds keep the time inside the Monitor (less the calibration) ≤ budget ×
+        training?"""
+        return self.intervals > 0 and self.inside - self.calibration + cost <= self.budget * self.training
+
+    @property
+    def fixed(self) -> float:
+        """Time inside the Monitor not spent by budget-scheduled measurements (per-step statistics, records,
+        explicitly scheduled groups...)."""
+        return self.inside - self.calibration - sum(part.spent for part in self.budgeted)
+
+    def free_rate(self) -> float:
+        """The fraction of the training time left to budget-scheduled measurements: budget − fixed / training."""
+        return max(0.0, self.budget - self.fixed / self.training) if self.training > 0 else 0.0
 
     def mean_step(self) -> float:
         """The mean training time between two calls."""
@@ -122,22 +141,26 @@ class CostClock:
 class Budgeted(Schedule):
     """Measure whenever the Monitor's cost budget allows (docs/metrics/monitor.md, "Cost budget").
 
-    With ``n`` budget-scheduled metrics each owns ``share`` = 1/n of the budget, so a cheap metric cannot starve
-    an expensive one. A measurement is due when (1) this metric's spending plus its last cost stays within
-    share × budget × training time, (2) share × budget × the training time since its last measurement covers
-    that cost (measurements spread evenly, no bursts from banked credit), and (3) all the time charged to
-    measurements, explicit schedules included, stays within budget × training time. A metric never measured
-    yet assumes it costs as much as 30 training steps. The Monitor binds the clock and the share.
+    Everything the Monitor spends counts against ``budget`` × training; budget-scheduled metrics share what the
+    rest (the per-step statistics, records, explicitly scheduled groups: the clock's ``fixed``) leaves of it. With
+    ``n`` budget-scheduled metrics each owns ``share`` = 1/n of that, so a cheap metric cannot starve an expensive
+    one, and may use what the others leave unused. A measurement is due when (1) this metric's spending plus its
+    last cost stays within that rate × training time, (2) the rate × the training time since its last measurement
+    covers that cost (measurements spread evenly, no bursts from banked credit), and (3) all the time inside the
+    Monitor stays within budget × training time.
+    A metric never measured yet is measured at once (the first call): its cost is known only then, and that one
+    calibration measurement is outside the budget (``CostClock.calibration``). The Monitor binds the clock and
+    the share.
     """
 
     kind = "budget"
-    FIRST_COST_IN_STEPS = 30
 
     def __init__(self) -> None:
         self.clock: CostClock | None = None
         self.share = 1.0
         self.expected_cost: float | None = None
-        self.spent = 0.0
+        self.first_cost = 0.0  # the calibration: outside the budget
+        self.spent = 0.0  # every later measurement's cost
         self.training_at_last = 0.0
 
     def due(self, step: int, epoch_end: bool = False) -> bool:
@@ -145,16 +168,25 @@ class Budgeted(Schedule):
             raise RuntimeError("budget(): the schedule is not attached to a Monitor")
         if epoch_end:
             return False
+        if self.expected_cost is None:
+            return True  # at the first call, so that every run shows where it began; then paced by its cost
         clock = self.clock
-        cost = self.expected_cost if self.expected_cost is not None else self.FIRST_COST_IN_STEPS * clock.mean_step()
-        rate = self.share * clock.budget
+        if clock.training <= 0:
+            return False
+        cost = self.expected_cost
+        free = clock.free_rate()
+        others = sum(part.spent for part in clock.budgeted if part is not self) / clock.training
+        rate = max(self.share * free, free - others)  # its share, or what the others leave unused
         within_share = self.spent + cost <= rate * clock.training
         earned = rate * (clock.training - self.training_at_last) >= cost
         return within_share and earned and clock.allows(cost)
 
     def record_cost(self, seconds: float) -> None:
+        if self.expected_cost is None:
+            self.first_cost = seconds
+        else:
+            self.spent += seconds
         self.expected_cost = seconds
-        self.spent += seconds
         self.training_at_last = self.clock.training if self.clock is not None else 0.0
 
 
@@ -171,7 +203,7 @@ def epoch_end() -> Schedule:
 
 
 def budget() -> Schedule:
-    """Measure whenever the Monitor's cost budget allows (``Monitor(..., budget=0.1)``)."""
+    """Measure at the first call, then whenever the Monitor's cost budget allows (``Monitor(..., budget=0.1)``)."""
     return Budgeted()
 
 

@@ -14,25 +14,46 @@ from torch import Tensor
 from curvlab.core.objective import Objective
 
 
+class CannotMeasure(Exception):
+    """Raised by a metric that cannot measure in this context (no batch was passed, the optimizer has no state
+    yet...): the Monitor writes one record saying why, once per reason, instead of measuring nothing silently."""
+
+
+NO_BATCH = (
+    "no batch: monitor.step(loss, batch) was called without the step's batch (the Hugging Face Trainer's callbacks "
+    "get none)"
+)
+
+
 class BatchEvaluation:
-    """f and ∇f at x_{t−1} and x_t on the step's own minibatch (the same-minibatch rule, definitions §4).
+    """f and ∇f at x_{t−1} and x_t on the step's own minibatch (the same-minibatch rule, definitions §4), and f at
+    x_{t−2} on it (the previous update's loss difference on a batch it did not see).
 
     Each point is evaluated when a metric first asks for it: the shadow optimizers need x_{t−1} only, and
     pay one gradient pass per step instead of two. ``passes`` and ``seconds`` say what was spent."""
 
-    def __init__(self, evaluate: Callable[[Tensor], tuple[float, Tensor]], x_old: Tensor, x_new: Tensor):
-        self._evaluate, self._points = evaluate, {"old": x_old, "new": x_new}
-        self._values: dict[str, tuple[float, Tensor]] = {}
+    def __init__(
+        self,
+        evaluate: Callable[[Tensor], tuple[float, Tensor]],
+        x_old: Tensor,
+        x_new: Tensor,
+        loss: Callable[[Tensor], float] | None = None,
+        x_before: Tensor | None = None,
+    ):
+        self._evaluate, self._loss = evaluate, loss
+        self._points = {"old": x_old, "new": x_new, "before": x_before}
+        self._values: dict[str, Any] = {}
         self.seconds = 0.0
 
     @property
     def passes(self) -> int:
         return len(self._values)
 
-    def _at(self, point: str) -> tuple[float, Tensor]:
+    def _at(self, point: str) -> Any:
         if point not in self._values:
             t0 = time.perf_counter()
-            self._values[point] = self._evaluate(self._points[point])
+            x = self._points[point]
+            self._values[point] = self._evaluate(x) if point != "before" else self._loss(x)
             self.seconds += time.perf_counter() - t0
         return self._values[point]
 
@@ -51,6 +72,13 @@ class BatchEvaluation:
     @property
     def g_new(self) -> Tensor:
         return self._at("new")[1]
+
+    @property
+    def f_before(self) -> float | None:
+        """f(x_{t−2}) on the step's batch; None when the Monitor does not keep x_{t−2}."""
+        if self._points["before"] is None or self._loss is None:
+            return None
+        return self._at("before")
 
 
 @dataclass

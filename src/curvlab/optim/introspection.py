@@ -14,6 +14,7 @@ The measurements that depend on the optimizer in use ask here, never by their ow
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,13 +123,13 @@ class StabilityThreshold:
     preconditioned: bool
 
     def report(self, lam: float) -> dict[str, float]:
-        """η·λ, the normalised y = ηλ − 2 (definitions §2), and λ / threshold."""
-        return {
-            "threshold": self.threshold,
-            "lr_times_sharpness": self.lr * lam,
-            "y": self.lr * lam - 2.0,
-            "ratio_to_threshold": lam / self.threshold,
-        }
+        """The threshold and λ / threshold (the edge is at 1 for every optimizer); for plain GD, whose edge is
+        η·λ = 2, also η·λ and η·λ − 2 (Roulet et al.'s normalised y, definitions §2). With momentum or Adam
+        the edge is not at η·λ = 2, so those two are not written."""
+        out = {"threshold": self.threshold, "ratio_to_threshold": lam / self.threshold}
+        if self.kind == "gd":
+            out |= {"lr_times_sharpness": self.lr * lam, "lr_times_sharpness_minus_2": self.lr * lam - 2.0}
+        return out
 
 
 def stability_threshold(optimizer: Any, lr: float | None = None) -> StabilityThreshold:
@@ -148,6 +149,14 @@ def stability_threshold(optimizer: Any, lr: float | None = None) -> StabilityThr
     lr = learning_rate(optimizer) if lr is None else float(lr)
     optimizer = update_rule(optimizer)
     group = optimizer.param_groups[0]
+    if lr > 0:
+        return _linear_threshold(optimizer, group, lr)
+    at_one = _linear_threshold(optimizer, group, 1.0)  # η = 0 (the first step of a warmup): nothing can diverge
+    return StabilityThreshold(at_one.kind, lr, math.inf if at_one.kind != "none" else math.nan, at_one.preconditioned)
+
+
+def _linear_threshold(optimizer: Any, group: dict, lr: float) -> StabilityThreshold:
+    """The threshold of the update rule ``optimizer`` at learning rate ``lr`` > 0."""
     none = StabilityThreshold("none", lr, float("nan"), False)
     if isinstance(optimizer, OptimizerWrapper):
         return none

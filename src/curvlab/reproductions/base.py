@@ -37,6 +37,7 @@ class Reproduction:
     checks: Callable[[dict], list[Check]]  # the criterion, fixed before any run, applied to each seed
     figures: Callable[[Path, dict[int, dict]], None]  # every seed's numbers -> the figures, all seeds in each
     chosen_after_first_look: bool = False  # the shipped setting was changed after a first run (see the docs)
+    checks_after_first_look: bool = False  # the checks were (re)written after seeing numbers of the run they score
 
 
 REGISTRY: Registry[Reproduction] = Registry("reproduction", "name", "curvlab reproduce --list")
@@ -81,6 +82,7 @@ def reproduce(name: str, out_dir: str | Path, quick: bool = False, seeds: tuple[
         "reproduced_seeds": count,
         "reproduced": count == len(results),
         "chosen_after_first_look": rep.chosen_after_first_look,
+        "checks_after_first_look": rep.checks_after_first_look,
         "verdict": _verdict(count, results),
         "per_seed": results,
     }

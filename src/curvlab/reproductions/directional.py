@@ -122,7 +122,8 @@ def checks(n: dict) -> list[Check]:
     def others(t: str) -> dict:
         """Each other optimizer's mean ratio to SGD on trajectory t."""
         prefix = f"{t}_mean_ratio_"
-        return {k.split("_mean_ratio_")[1]: v for k, v in n.items() if k.startswith(prefix) and not k.endswith("_sgd")}
+        ratios = {k.removeprefix(prefix): v for k, v in n.items() if k.startswith(prefix)}
+        return {name: v for name, v in ratios.items() if name != "sgd"}  # SGD's own ratio is 1 by definition
 
     return [
         Check(

@@ -106,7 +106,7 @@ def _assumption_config(name: str, data: dict, model: dict, optimizer: dict, step
 
 def run_assumptions(out: Path, quick: bool, seed: int) -> dict:
     steps = 60 if quick else 400
-    numbers: dict = {"steps": steps, "random_scaling": {}}
+    numbers: dict = {"steps": steps, "random_scaling": {}, "series": {}}
     deep = {"name": "mnist", "subset": 2000}
     net = {"name": "mlp", "width": 64, "depth": 2, "activation": "relu"}
     for name, opt in (
@@ -117,12 +117,13 @@ def run_assumptions(out: Path, quick: bool, seed: int) -> dict:
         s, corr = series(df, "update_corr_rs_sum")
         _, diff = series(df, "loss_diff_sum")
         _, gaps = series(df, "inst_gap")
-        _, smooth = series(df, "max_smooth")
+        _, smooth = series(df, "inst_smooth")
         _, ratio = series(df, "convexity_ratio")
         numbers.update(
             {
-                f"{name}_fraction_gap_nonpositive": sum(g <= 0 for g in gaps) / len(gaps),
-                f"{name}_max_smooth_growth": smooth[-1] / smooth[0],
+                f"{name}_fraction_gap_positive": _fraction_positive_beyond_rounding(gaps),
+                f"{name}_smooth_growth": _quarter_growth(smooth),
+                f"{name}_max_smooth_growth": max(smooth) / smooth[0],
                 f"{name}_final_convexity_ratio": ratio[-1],
                 f"{name}_update_corr_rs_sum": corr[-1],
                 f"{name}_loss_diff_sum": diff[-1],
@@ -130,7 +131,24 @@ def run_assumptions(out: Path, quick: bool, seed: int) -> dict:
             }
         )
         numbers["random_scaling"][name] = {"steps": s, "update_corr": corr, "loss_diff": diff}
+        numbers["series"][name] = {"inst_gap": gaps, "inst_smooth": smooth}
     return numbers
+
+
+ROUNDING = 0.01  # a positive gap counts when it exceeds this fraction of the run's median |inst_gap|
+
+
+def _fraction_positive_beyond_rounding(gaps: list[float]) -> float:
+    """The share of steps whose convexity gap is positive by more than rounding could make it: above ROUNDING ×
+    the median |inst_gap| (on a convex function every gap is ≤ 0, up to rounding far below the typical gap)."""
+    typical = float(torch.tensor(gaps).abs().median())
+    return sum(g > ROUNDING * typical for g in gaps) / len(gaps)
+
+
+def _quarter_growth(values: list[float]) -> float:
+    """Median over the last quarter / median over the first quarter (≈ 1 for a stationary sequence)."""
+    quarter = max(1, len(values) // 4)
+    return float(torch.tensor(values[-quarter:]).median() / torch.tensor(values[:quarter]).median())
 
 
 def figures_assumptions(out: Path, per_seed: dict[int, dict]) -> None:
@@ -145,22 +163,26 @@ def figures_assumptions(out: Path, per_seed: dict[int, dict]) -> None:
 
 
 def checks_assumptions(n: dict) -> list[Check]:
+    """Written before the run they score (2026-12-04), each one a check that a convex quadratic or a stationary
+    sequence would fail."""
     opts = ("sgdm_rs", "adamw_rs")
-    positive = {o: 1 - n[f"{o}_fraction_gap_nonpositive"] for o in opts}
-    growth = {o: n[f"{o}_max_smooth_growth"] for o in opts}
+    positive = {o: n[f"{o}_fraction_gap_positive"] for o in opts}
+    growth = {o: n[f"{o}_smooth_growth"] for o in opts}
     return [
         Check(
-            "convexity fails along the trajectory: inst_gap > 0 at ≥ 1% of the steps for SGDM "
-            f"({positive['sgdm_rs']:.1%}) and AdamW ({positive['adamw_rs']:.1%})",
-            all(v >= 0.01 for v in positive.values()),
+            f"convexity fails along the trajectory: inst_gap > {ROUNDING:g}·median|inst_gap| (beyond rounding; a "
+            f"convex function has none) at ≥ 5% of the steps for SGDM ({positive['sgdm_rs']:.1%}) and AdamW "
+            f"({positive['adamw_rs']:.1%})",
+            all(v >= 0.05 for v in positive.values()),
         ),
         Check(
-            "no constant bounds the smoothness: max_smooth grows ≥ 2× over training for SGDM "
-            f"({growth['sgdm_rs']:.3g}×) and AdamW ({growth['adamw_rs']:.3g}×)",
+            "the local smoothness grows along training: median inst_smooth over the last quarter ≥ 2× the first "
+            f"quarter's (a stationary sequence gives ≈ 1×) for SGDM ({growth['sgdm_rs']:.3g}×) and AdamW "
+            f"({growth['adamw_rs']:.3g}×)",
             all(v >= 2 for v in growth.values()),
         ),
         Check(
-            "random scaling: Σ update_corr_RS tracks Σ loss_diff within 25% for SGDM "
+            "random scaling: Σ update_corr_RS tracks Σ loss_diff within 25%, both on the next step's batch, for SGDM "
             f"({n['sgdm_rs_relative_gap']:.3f}) and AdamW ({n['adamw_rs_relative_gap']:.3f})",
             n["sgdm_rs_relative_gap"] < 0.25 and n["adamw_rs_relative_gap"] < 0.25,
         ),
@@ -171,9 +193,9 @@ register(
     Reproduction(
         name="optimization-assumptions",
         claim="On a deep network trained with SGDM and AdamW, the classical assumptions fail along the trajectory: "
-        "the instantaneous convexity gap is positive at some steps and no constant bounds the smoothness (its running "
-        "max keeps growing); with random scaling, the cumulative update correlation tracks the cumulative loss "
-        "difference (we also report the convexity ratio).",
+        "the instantaneous convexity gap is positive at a share of the steps and the local smoothness grows as "
+        "training proceeds, so no constant seen early bounds it; with random scaling, the cumulative update "
+        "correlation tracks the cumulative loss difference (we also report the convexity ratio).",
         source="Tran, Zhang & Cutkosky 2024, Empirical tests of optimization assumptions in deep learning",
         setting="ReLU MLP 784-64-64-10 on 2,000 MNIST images, batch 64, SGDM (Δ form, η = 0.05, β = 0.9) and AdamW "
         "(η = 1e-3, wd 0.01), both with random scaling s ~ Exp(1); 400 steps; windows never reset",

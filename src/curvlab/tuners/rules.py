@@ -21,7 +21,10 @@ from curvlab.tuners.base import Tuner
 
 class Linesearch(Tuner):
     """Armijo backtracking: the largest η = c₋ᵏ η₀ with f(w+ηu) ≤ (1+δ) f(w) + c η gᵀu,
-    η₀ = min(c₊ η_{t−1}, 1) (c₊ = ∞ → η₀ = 1), at most ``max_backtracks`` reductions."""
+    η₀ = min(c₊ η_{t−1}, 1) (c₊ = ∞ → η₀ = 1). ``max_backtracks`` caps the reductions, as Roulet et al. (2024) do
+    in mini-batch mode (a step that still fails the condition is taken, and recorded with ``armijo`` = 0);
+    None backtracks until the condition holds, as they do in full batch (``curvlab run`` picks None when
+    ``batch_size = "full"``). A direction that is not a descent direction then ends at η = 0: no step."""
 
     def __init__(
         self,
@@ -30,7 +33,7 @@ class Linesearch(Tuner):
         c_plus: float = 4.0,
         c_minus: float = 0.8,
         delta: float = 0.0,
-        max_backtracks: int = 30,
+        max_backtracks: int | None = 30,
         model: nn.Module | None = None,
     ):
         super().__init__(optimizer, model)
@@ -40,7 +43,7 @@ class Linesearch(Tuner):
             raise InputError(f"c_minus: expected a number in (0, 1), got {c_minus!r}")
         self.c_minus = c_minus
         self.delta = check_lr(delta, "delta")
-        self.max_backtracks = check_int(max_backtracks, "max_backtracks", 0)
+        self.max_backtracks = None if max_backtracks is None else check_int(max_backtracks, "max_backtracks", 0)
         self.lr = 1.0
 
     def initial_lr(self) -> float:
@@ -50,16 +53,17 @@ class Linesearch(Tuner):
 
     def choose_lr(self) -> float:
         slope = self.grad_dot_u()
-        eta = self.initial_lr()
-        for k in range(self.max_backtracks + 1):
+        eta, k = self.initial_lr(), 0
+        while True:
             trial = self.loss_at(eta)
             if trial <= (1 + self.delta) * self.loss + self.c * eta * slope:
                 self.stats.update(slope=slope, backtracks=k, armijo=1.0, trial_loss=trial)
                 return eta
-            if k < self.max_backtracks:
-                eta *= self.c_minus
-        self.stats.update(slope=slope, backtracks=self.max_backtracks, armijo=0.0, trial_loss=trial)
-        return eta
+            if k == self.max_backtracks or eta == 0.0:
+                self.stats.update(slope=slope, backtracks=k, armijo=0.0, trial_loss=trial)
+                return eta
+            eta *= self.c_minus
+            k += 1
 
 
 class CDAT(Tuner):
