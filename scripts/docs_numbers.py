@@ -3,7 +3,7 @@
 docs/generated/NAME.json. tests/test_docs_numbers.py fails when a block differs from its rendering.
 
     python scripts/docs_numbers.py          # re-render every block from the stored numbers
-    python scripts/docs_numbers.py --run    # measure again first (runs the quickstart, ~30 s), then re-render
+    python scripts/docs_numbers.py --run    # measure again first (the quickstart, the stopping rules: ~1 min)
 
 ``make docs-numbers`` runs the second.
 """
@@ -17,6 +17,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import stopping_rules
 
 from curvlab.experiments.quickstart import run_quickstart, summary_paragraph
 
@@ -39,7 +41,10 @@ class Block:
     measure: Callable[[], dict]
 
 
-BLOCKS = {"quickstart": Block("README.md", summary_paragraph, _measure_quickstart)}
+BLOCKS = {
+    "quickstart": Block("README.md", summary_paragraph, _measure_quickstart),
+    "stopping-rules": Block("docs/core.md", stopping_rules.paragraph, stopping_rules.measure),
+}
 
 
 def markers(name: str) -> tuple[str, str]:
