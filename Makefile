@@ -10,14 +10,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch first and pinned (the local CPU build), then everything else constrained to it (with the Lightning,
-# Hugging Face and W&B integrations, so the tests run against the real packages), then the
-# Debian-packaged data (apt-get download + dpkg -x into ~/.cache/curvlab: no root or R needed).
+# Hugging Face and W&B integrations, so the tests run against the real packages), then the optional
+# Debian-packaged data (apt-get download + dpkg -x into ~/.cache/curvlab: no root or R needed; skipped with one
+# line where there is no apt, and the tests that need it skip there, saying so).
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[data,test,lightning,transformers,wandb]'
 	@! $(BIN)/python -c "import torchvision" 2>/dev/null || (echo "torchvision is installed: it breaks transformers beside the CPU torch; pip uninstall torchvision" && false)
 	-apt-get update -qq >/dev/null 2>&1
-	$(BIN)/python -m curvlab.data.debian
+	$(BIN)/python -m curvlab.data.debian || echo "curvlab: the optional Debian data is missing (above); run python -m curvlab.data.debian to retry"
 	touch $@
 
 # curvlinops pulls backpack-for-pytorch, which pulls torchvision (a CUDA wheel that breaks transformers):
@@ -39,7 +40,7 @@ docs-numbers: install
 # Lint and format gate (ruff, configured in pyproject.toml), then the tests. The report test opens the HTML
 # report in Debian's headless Chromium: installed here when run as root.
 test: install lint
-	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import skip_without_debian_data
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -30,6 +31,8 @@ def test_example_runs_and_writes_its_report(script, args, needs, expect, tmp_pat
         timeout=300,
         cwd=tmp_path,
     )
+    if done.returncode != 0:
+        skip_without_debian_data(done.stderr)  # the HF example trains on Jane Austen's text, optional Debian data
     assert done.returncode == 0, done.stderr[-3000:]
     assert expect in done.stdout
     assert (out / "report.html").exists() and (out / "records.jsonl").exists()

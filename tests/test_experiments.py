@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import skip_without_debian_data
 
 from curvlab import Objective
 from curvlab.data import MissingSource, load_dataset
@@ -148,7 +149,11 @@ def test_offline_sources_load_with_deterministic_subsets(name, shape, task):
     ],
 )
 def test_debian_packaged_sources(name, options, shape, task, classes):
-    d = load_dataset(name, seed=0, **options)
+    try:
+        d = load_dataset(name, seed=0, **options)
+    except MissingSource as err:
+        skip_without_debian_data(str(err))
+        raise
     assert d.input_shape == shape and d.task == task and (classes is None or d.n_classes == classes)
     if task == "language_model":
         assert torch.equal(d.x_train[:, 1:], d.y_train[:, :-1]) and int(d.x_train.max()) < d.n_classes

@@ -313,5 +313,18 @@ def test_the_hugging_face_callback_refuses_metrics_that_need_the_steps_batch():
 
     for metrics in (["assumptions"], ["sharpness", Directional()]):
         with pytest.raises(ValueError, match="does not pass"):
-            HFCallback([{"input_ids": torch.zeros(1, 4, dtype=torch.long)}], metrics)
-    HFCallback([{"input_ids": torch.zeros(1, 4, dtype=torch.long)}], ["sharpness", "trace"])  # these are fine
+            HFCallback([{"input_ids": torch.zeros(1, 4, dtype=torch.long)}], metrics=metrics)
+    HFCallback([{"input_ids": torch.zeros(1, 4, dtype=torch.long)}], metrics=["sharpness", "trace"])  # these are fine
+
+
+@pytest.mark.parametrize("make", [LightningCallback, HFCallback])
+def test_both_callbacks_check_their_arguments_when_made(make):
+    data = [{"input_ids": torch.zeros(1, 4, dtype=torch.long)}]
+    with pytest.raises(TypeError, match="data"):
+        make("runs/measure.pt")
+    with pytest.raises(ValueError, match="tensorbord"):  # a misspelt option names itself, before any fit
+        make(data, tensorbord=True)
+    with pytest.raises(TypeError):  # one argument order: everything after data is keyword-only
+        make(data, None)
+    callback = make(data, tensorboard=True, run_dir="runs/x", batch_size=2)  # the Monitor's and the Objective's
+    assert callback.sinks["tensorboard"] and callback.objective_options == {"batch_size": 2}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+from curvlab.core.objective import Objective
+from curvlab.errors import InputError, InputTypeError
 from curvlab.monitor.records import logger_name
 
 
@@ -17,3 +20,20 @@ class ScalarCursor:
         rows = self.monitor.records[self.seen :]
         self.seen = len(self.monitor.records)
         return {logger_name(r["metric"], r): r["value"] for r in rows if not r["metric"].startswith("cost_")}
+
+
+def check_callback_arguments(data: Any, objective_options: dict) -> None:
+    """What a callback can check when it is made, rather than when ``fit`` starts: the measurement set is not a
+    string, and every extra option is one the Objective takes."""
+    if isinstance(data, (str, bytes)):
+        raise InputTypeError(
+            f"data: expected the measurement set (a list of batches, an (inputs, targets) pair, a Dataset or a "
+            f"DataLoader), got a {type(data).__name__}"
+        )
+    known = set(inspect.signature(Objective.__init__).parameters) - {"self", "model", "loss_fn", "data"}
+    unknown = sorted(set(objective_options) - known)
+    if unknown:
+        raise InputError(
+            f"{', '.join(unknown)}: not an option of the callback or of the Objective; the callback takes data, "
+            f"loss_fn, metrics, budget, run_dir, tensorboard, wandb and the Objective's options {sorted(known)}"
+        )

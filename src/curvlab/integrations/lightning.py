@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from curvlab.distributed import sharded_objective
 from curvlab.errors import InputError
-from curvlab.integrations._common import ScalarCursor
+from curvlab.integrations._common import ScalarCursor, check_callback_arguments
 from curvlab.monitor import Monitor
 
 
@@ -55,6 +55,8 @@ def _silenced_logging(module: pl.LightningModule) -> Iterator[None]:
 class CurvlabCallback(pl.Callback):
     """Measure curvature along a Lightning ``fit``.
 
+    Every argument after ``data`` is keyword-only, as in the Hugging Face callback.
+
     Args:
         data: the measurement set (any data an Objective takes); under DDP, tensor pairs and lists of batches
             are split across the ranks, and measurements all-reduce over the trainer's process group.
@@ -63,6 +65,7 @@ class CurvlabCallback(pl.Callback):
         budget: the Monitor's cost budget (fraction of the training time).
         run_dir: where the Monitor appends ``records.jsonl`` (rank 0); None keeps records in memory.
         log: send new scalars to ``trainer.loggers``.
+        tensorboard, wandb: also send every record to TensorBoard or Weights & Biases (the Monitor's options).
         objective_options: passed to the Objective (``batch_size``, ``bn_mode``, ``params``, ``weight``...).
 
     After ``fit``, ``callback.monitor`` holds the Monitor and its ``records``.
@@ -71,16 +74,20 @@ class CurvlabCallback(pl.Callback):
     def __init__(
         self,
         data: Any,
+        *,
         loss_fn: Any = None,
         metrics: Any = None,
-        *,
         budget: float = 0.1,
         run_dir: Any = None,
         log: bool = True,
+        tensorboard: bool = False,
+        wandb: bool | dict = False,
         **objective_options: Any,
     ):
+        check_callback_arguments(data, objective_options)
         self.data, self.loss_fn, self.metrics = data, loss_fn, metrics
         self.budget, self.run_dir, self.log = budget, run_dir, log
+        self.sinks = {"tensorboard": tensorboard, "wandb": wandb}
         self.objective_options = objective_options
         self.monitor: Monitor | None = None
         self._cursor: ScalarCursor | None = None
@@ -101,6 +108,7 @@ class CurvlabCallback(pl.Callback):
             budget=self.budget,
             start_step=trainer.global_step,
             start_epoch=trainer.current_epoch,
+            **self.sinks,
         )
         self._cursor = ScalarCursor(self.monitor)
         self._last_step = trainer.global_step

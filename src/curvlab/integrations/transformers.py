@@ -21,12 +21,14 @@ from transformers import TrainerCallback
 
 from curvlab.distributed import sharded_objective
 from curvlab.errors import InputError
-from curvlab.integrations._common import ScalarCursor
+from curvlab.integrations._common import ScalarCursor, check_callback_arguments
 from curvlab.monitor import METRICS, Monitor
 
 
 class CurvlabCallback(TrainerCallback):
     """Measure curvature along ``Trainer.train()``.
+
+    Every argument after ``data`` is keyword-only, as in the Lightning callback.
 
     Args:
         data: the measurement set: a list of dict batches (``input_ids``, ``attention_mask``, ``labels``...),
@@ -35,6 +37,7 @@ class CurvlabCallback(TrainerCallback):
         budget: the Monitor's cost budget (fraction of the training time).
         run_dir: where the Monitor appends ``records.jsonl`` (main process); None keeps records in memory.
         loss_fn: None (the model's own loss) or ``loss_fn(outputs, targets)``.
+        tensorboard, wandb: also send every record to TensorBoard or Weights & Biases (the Monitor's options).
         trainer: the Trainer, to log through ``Trainer.log`` (see :meth:`attach`).
         objective_options: passed to the Objective (``weight``, ``batch_size``, ``params``...). Batches with
             ``labels`` weigh by their counted label tokens by default (shifted for a causal LM).
@@ -45,16 +48,20 @@ class CurvlabCallback(TrainerCallback):
     def __init__(
         self,
         data: Any,
-        metrics: Any = None,
         *,
+        loss_fn: Any = None,
+        metrics: Any = None,
         budget: float = 0.1,
         run_dir: Any = None,
-        loss_fn: Any = None,
+        tensorboard: bool = False,
+        wandb: bool | dict = False,
         trainer: Any = None,
         **objective_options: Any,
     ):
+        check_callback_arguments(data, objective_options)
         _refuse_batch_metrics(metrics)
         self.data, self.metrics, self.budget, self.run_dir, self.loss_fn = data, metrics, budget, run_dir, loss_fn
+        self.sinks = {"tensorboard": tensorboard, "wandb": wandb}
         self.trainer = trainer
         self.objective_options = objective_options
         self.monitor: Monitor | None = None
@@ -83,6 +90,7 @@ class CurvlabCallback(TrainerCallback):
             budget=self.budget,
             start_step=state.global_step,
             start_epoch=int(state.epoch or 0),
+            **self.sinks,
         )
         self._cursor = ScalarCursor(self.monitor)
 
