@@ -482,3 +482,19 @@ def test_a_new_metric_needs_only_its_class(tmp_path, capsys):
         assert main(["list"]) == 0 and "parameter_norm_for_test" in capsys.readouterr().out
     finally:
         METRICS.remove("parameter_norm_for_test")
+
+
+def test_a_tuner_with_a_schedule_is_a_config_error():
+    config = {
+        "name": "t",
+        "data": {"name": "digits", "subset": 100},
+        "model": {"name": "mlp"},
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "tuner": {"name": "cdat"},
+        "schedule": {"kind": "warmup_constant", "warmup_steps": 10},
+        "train": {"batch_size": 32, "steps": 5},
+    }
+    with pytest.raises(ConfigError, match="overwritten"):
+        validate(config)
+    config["schedule"] = {"kind": "constant"}
+    validate(config)

@@ -174,3 +174,9 @@ def test_padded_batches_of_a_causal_lm_weigh_by_their_counted_tokens_by_default(
     assert objective.loss() == pytest.approx(expected, rel=1e-5)
     per_example = curvlab.Objective(model, None, batches, weight=lambda b: len(b["input_ids"]))
     assert per_example.loss() != pytest.approx(expected, rel=1e-5)  # the example count would weigh them wrongly
+
+
+def test_a_list_of_two_tensors_is_refused_as_ambiguous_when_the_model_computes_its_loss():
+    x = torch.randn(6, 3)
+    with pytest.raises(ValueError, match="ambiguous"):
+        curvlab.Objective(nn.Linear(3, 1), None, [x, x])

@@ -154,6 +154,12 @@ class ChunkStream:
         if weight is not None and not callable(weight):
             raise InputTypeError(f"weight: expected a callable weight(batch) -> number, got {type(weight).__name__}")
         self.own_loss, self.weight = own_loss, weight
+        if own_loss and isinstance(data, list) and _is_tensor_pair(data):
+            raise InputError(
+                "data: with loss_fn=None a list of two tensors is ambiguous: write (inputs, targets) as a tuple to "
+                "call model(inputs, targets) on chunks of it, or [(batch_1,), (batch_2,)] for two batches the model "
+                "takes alone"
+            )
         self._source = _make_source(data, batch_size, self.read)
 
     def read(self, batch: Any) -> Chunk:

@@ -186,6 +186,11 @@ def _check_semantics(c: dict) -> None:
         raise ConfigError(f"config: schedule.kind: expected one of {SCHEDULE_KINDS}, got {c['schedule']['kind']!r}")
     if c["schedule"]["kind"] == "step" and not c["schedule"]["decay_every_epochs"]:
         raise ConfigError('config: schedule.decay_every_epochs: required for kind = "step"')
+    if tuner and c["schedule"]["kind"] != "constant":
+        raise ConfigError(
+            f"config: schedule: the tuner {tuner!r} sets the learning rate at every step, so a schedule would be "
+            'overwritten; remove [schedule] (or set kind = "constant"), or the [tuner]'
+        )
     if c["loss"]["name"] not in LOSSES:
         raise ConfigError(f"config: loss.name: expected one of {LOSSES}, got {c['loss']['name']!r}")
     if c["monitor"]["bn_mode"] not in ("train", "eval"):
