@@ -152,9 +152,18 @@ def test_hugging_face_callback_is_invisible_to_training_and_logs_through_the_tra
     assert [h["step"] for h in logged] == [2, 4, 6]
     lam = [r["value"] for r in records if r["metric"] == "sharpness"]
     assert [h["curvlab/sharpness/1"] for h in logged] == pytest.approx(lam)
+    trainer_logs = [h for h in trainer.state.log_history if "loss" in h and "grad_norm" in h]
+    for metric, key in (("loss", "loss"), ("grad_norm_before_clipping", "grad_norm")):  # what the Trainer logged
+        rows = [r for r in records if r["metric"] == metric and r["group"] == "trainer"]
+        assert [r["step"] for r in rows] == [h["step"] for h in trainer_logs] == [2, 4, 6]
+        assert [r["value"] for r in rows] == pytest.approx([h[key] for h in trainer_logs])
+    assert not any("curvlab/loss" in h for h in trainer.state.log_history)  # not echoed back to the Trainer
     from curvlab.experiments.report import write_report
 
-    assert write_report([tmp_path / "run"]).exists()  # `curvlab report` reads a callback run's records
+    page = write_report([tmp_path / "run"]).read_text()  # `curvlab report` reads a callback run's records
+    assert "steps seen in the records" in page  # no status.json outside `curvlab run`: what is known instead
+    for placeholder in ("<td>?</td>", "<td>None</td>", "<td>nan</td>", "; ."):
+        assert placeholder not in page
 
 
 def test_lightning_callback_under_ddp_measures_the_whole_set_on_the_trainers_process_group(tmp_path):

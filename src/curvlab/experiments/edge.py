@@ -106,21 +106,21 @@ class EdgeSummary:
         lo, hi = (b * self.scale for b in BAND)
         against = f" (the threshold: {self.threshold})" if self.threshold else ""
         start = f"{self.run}: {self.label}{against} started at {f(self.values[0])}"
-        loss = f"the loss went from {self.losses[0]:.3g} to {self.losses[-1]:.3g}" if self.losses else ""
+        loss = f"; the loss went from {self.losses[0]:.3g} to {self.losses[-1]:.3g}" if self.losses else ""
         i = self.first_at_edge
         if i is None:
             peak = max(range(len(self.values)), key=self.values.__getitem__)
             return (
                 f"{start}, peaked at {f(self.values[peak])} at step {self.steps[peak]} and never reached "
-                f"{f(REACHED * self.scale)}: no edge of stability in this run; {loss}."
+                f"{f(REACHED * self.scale)}: no edge of stability in this run{loss}."
             )
         reached = f"reached {f(self.values[i])} at step {self.steps[i]}"
         if not self.after:
-            return f"{start} and {reached}, the last measurement: too late to tell whether it hovers; {loss}."
+            return f"{start} and {reached}, the last measurement: too late to tell whether it hovers{loss}."
         stay = f"its median over the remaining {len(self.after)} measurements was {f(self.median_after)}"
         rises = f", with {self.loss_increases} increases after the edge" if self.losses else ""
         verdict = "the edge of stability" if self.at_the_edge else "not the edge of stability: " + self._missing()
-        return f"{start}, {reached} and {stay}; {loss}{rises}. Verdict: {verdict}."
+        return f"{start}, {reached} and {stay}{loss}{rises}. Verdict: {verdict}."
 
     def _missing(self) -> str:
         f_ = lambda v: f"{v:.2f}"  # noqa: E731

@@ -304,8 +304,15 @@ def _figure_group(group: str, series: dict[str, Any], ax: Any) -> None:
 
 
 def key_numbers(name: str, run_dir: Path, df: Any, edge: EdgeSummary | None) -> dict[str, Any]:
-    status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").exists() else {}
-    row = {"run": name, "status": status.get("status", "?"), "steps": status.get("step")}
+    """What is known of one run, and nothing that is not: a run made outside ``curvlab run`` has no status.json,
+    so its row gives the steps its records saw instead of a status; a quantity never measured is left out."""
+    row: dict[str, Any] = {"run": name}
+    status_file = run_dir / "status.json"
+    if status_file.exists():
+        status = json.loads(status_file.read_text())
+        row |= {"status": status.get("status"), "steps": status.get("step")}
+    elif "step" in df and len(df):
+        row["steps seen in the records"] = int(df.step.max())
     loss = _series(df, "loss")
     if len(loss):
         row["final loss"] = float(loss.value.iloc[-1])
@@ -322,7 +329,7 @@ def key_numbers(name: str, run_dir: Path, df: Any, edge: EdgeSummary | None) -> 
         row["first at the edge (step)"] = edge.steps[i] if i is not None else "never"
         row["median after the edge"] = edge.median_after
         row["edge of stability"] = "yes" if edge.at_the_edge else "no"
-    return row
+    return {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
 
 
 def write_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, title: str | None = None) -> Path:

@@ -1,4 +1,5 @@
-"""What both trainer callbacks share: reading the Monitor's new records as named scalars for a trainer's logger."""
+"""What both trainer callbacks share: checking their arguments when made, and reading the Monitor's new records as
+named scalars for a trainer's logger."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 from curvlab.core.objective import Objective
 from curvlab.errors import InputError, InputTypeError
 from curvlab.monitor.records import logger_name
+
+TRAINER_GROUP = "trainer"  # records of what the trainer itself logged (its loss, its gradient norm)
 
 
 class ScalarCursor:
@@ -19,7 +22,11 @@ class ScalarCursor:
     def new_scalars(self) -> dict[str, float]:
         rows = self.monitor.records[self.seen :]
         self.seen = len(self.monitor.records)
-        return {logger_name(r["metric"], r): r["value"] for r in rows if not r["metric"].startswith("cost_")}
+        return {
+            logger_name(r["metric"], r): r["value"]
+            for r in rows
+            if not r["metric"].startswith("cost_") and r.get("group") != TRAINER_GROUP  # the trainer has those
+        }
 
 
 def check_callback_arguments(data: Any, objective_options: dict) -> None:

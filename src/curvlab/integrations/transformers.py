@@ -8,9 +8,11 @@ output's ``.loss`` is used), so the measurement batches carry their ``labels``. 
 or the training state: the parameters after N steps are bit-identical to the same run without it.
 
 Logging: give the callback the Trainer (``CurvlabCallback(data).attach(trainer)``, or ``trainer=`` when both
-exist) and, on the steps the Trainer logs (``logging_steps``), the latest value of each scalar goes through
-``Trainer.log`` as ``curvlab/<name>`` (so to every ``report_to`` integration and ``state.log_history``); the
-callback API itself does not pass the Trainer to callbacks. Every measurement is in ``callback.monitor.records``.
+exist) and, each time the Trainer logs (``logging_steps``, the end of training), the latest value of each scalar
+goes through ``Trainer.log`` as ``curvlab/<name>`` right after the Trainer's own log (so to every ``report_to``
+integration and ``state.log_history``); the callback API itself does not pass the Trainer to callbacks. The loss
+and the gradient norm (before clipping) the Trainer logs are recorded too (group ``"trainer"``). Every measurement
+is in ``callback.monitor.records``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from transformers import TrainerCallback
 
 from curvlab.distributed import sharded_objective
 from curvlab.errors import InputError
-from curvlab.integrations._common import ScalarCursor, check_callback_arguments
+from curvlab.integrations._common import TRAINER_GROUP, ScalarCursor, check_callback_arguments
 from curvlab.monitor import METRICS, Monitor
+from curvlab.monitor.records import LOGGER_PREFIX
 
 
 class CurvlabCallback(TrainerCallback):
@@ -98,14 +101,22 @@ class CurvlabCallback(TrainerCallback):
         if self.monitor is not None:
             self.monitor.step()
 
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if control.should_log:  # read, never set: the Trainer logs this step, so do we
-            self._send(state)
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        """When the Trainer logs (its ``logging_steps``, the end of training): record the training loss it logs and
+        its gradient norm, which it takes *before* clipping (the step statistics' ``grad_norm`` is the gradient the
+        optimizer used, after clipping), then send the latest scalars through ``Trainer.log`` after its own.
+        Sending from here, not from ``on_step_end``, leaves ``control.should_log`` alone: ``Trainer.log`` resets it,
+        which on ``on_step_end`` would cancel the Trainer's own log of the step."""
+        if self.monitor is None or not logs or any(key.startswith(LOGGER_PREFIX) for key in logs):
+            return  # nothing to measure yet, or our own scalars coming back through Trainer.log
+        for key, metric in (("loss", "loss"), ("grad_norm", "grad_norm_before_clipping")):
+            if isinstance(logs.get(key), (int, float)):
+                self.monitor.add_record(metric, logs[key], TRAINER_GROUP)
+        self._send(state)
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.monitor is not None:
             self.monitor.end_epoch()
-            self._send(state)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.monitor is not None:

@@ -175,6 +175,14 @@ class Monitor:
             self._flush()
             self.clock.leave()
 
+    def add_record(self, metric: str, value: float, group: str, **context: Any) -> None:
+        """Write a value measured outside the Monitor (a trainer's own log: its loss, its gradient norm before
+        clipping) as a tidy row at the current step, with ``group`` saying where it came from."""
+        info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, None, 1.0)
+        self._context = self._step_context(info)
+        self._write(info, metric, float(value), {"group": group, **context})
+        self._flush()
+
     @property
     def diverged(self) -> bool:
         """True once a training loss or a measurement was not finite (``divergence`` says which)."""
