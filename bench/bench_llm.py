@@ -256,6 +256,9 @@ def verdicts(all_runs: dict[int, dict]) -> list[str]:
                 f"{default['seconds']:.0f} s = {ratio:.2f}× hessian-eigenthings' {he['seconds']:.0f} s at its smallest "
                 f"sufficient step count ({'met' if ratio < 1 else 'MISSED'} < 1×)"
             )
+        elif "not run" in runs.get("he scan", {}).get("error", ""):
+            basis = 4 * default["dim"] * 30 / 1e9  # its float32 Lanczos basis at 30 steps
+            parts.append(f"hessian-eigenthings not run (--no-compare; its 30-step float32 basis is {basis:.0f} GB)")
         else:
             parts.append("hessian-eigenthings reached 1e-3 at no step count scanned")
         fd = runs.get("curvlab fd", {})
@@ -289,7 +292,8 @@ def main() -> None:
     header = ["layers", "run", "λ1", "error vs reference", "products", "seconds", "peak RSS (GB)"]
     rows = [row for layers, runs in all_runs.items() for row in rows_of(layers, runs)]
     lines = [
-        f"GPT-2 (`GPT2LMHeadModel(GPT2Config(n_layer=L))`, eager attention, float32), one batch of "
+        f"GPT-2 (`GPT2LMHeadModel(GPT2Config(n_layer=L))` at GPT-2 small's width, or a published size: medium is "
+        f"24 layers × 1024 wide, 16 heads, 355M parameters; eager attention, float32), one batch of "
         f"{TOKENS[0]}×{TOKENS[1]} random tokens, the model's own loss; each run a fresh process (peak RSS = its "
         "VmHWM, the model included). Target: the default call's λ1 within 1e-3 of the reference, at ≤ 6 GB, in "
         "less time than hessian-eigenthings at the smallest step count that reaches the same accuracy.",
@@ -301,7 +305,8 @@ def main() -> None:
     print("\n".join(lines))
     if not args.no_write:
         sizes = ", ".join(str(layers) for layers in args.layers)
-        write_section(args.section, f"Language models: λ1 of GPT-2 ({sizes}) on one machine", lines)
+        command = "bench/bench_llm.py " + " ".join(sys.argv[1:])
+        write_section(args.section, f"Language models: λ1 of GPT-2 ({sizes}) on one machine", lines, command.strip())
     Path(__file__).with_name(f"{args.section}.json").write_text(json.dumps(all_runs, indent=1))
 
 
