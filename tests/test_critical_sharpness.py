@@ -192,3 +192,13 @@ def test_non_finite_and_zero_updates_are_refused():
         with pytest.raises(ValueError, match="update"):
             curvlab.critical_sharpness(obj, bad, 1.0)
     assert obj.counts["loss"] == 0  # refused before any pass
+
+
+def test_the_result_class_has_a_name_apart_from_the_metric_and_the_old_name_warns():
+    import curvlab.geometry
+    from curvlab.geometry import CriticalSharpnessResult
+
+    assert isinstance(curvlab.critical_sharpness(_objective(), -_objective().grad(), 1.0), CriticalSharpnessResult)
+    with pytest.warns(DeprecationWarning, match="CriticalSharpnessResult"):
+        assert curvlab.geometry.CriticalSharpness is CriticalSharpnessResult
+    assert CriticalSharpness.name == "critical_sharpness"  # curvlab.monitor.CriticalSharpness: the metric

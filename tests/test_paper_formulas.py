@@ -127,6 +127,8 @@ def test_gradient_deviation_pairs_the_minibatch_gradient_with_the_full_gradient_
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     monitor, xs, used, _ = _train(model, data, batches, opt, [FullBatch(schedule=every(1))], epochs=1)
     deviation = _rows(monitor, "grad_deviation")
+    mean = _rows(monitor, "grad_deviation_mean")  # the paper's σ: the running mean of the deviations
+    assert mean[len(used)]["value"] == sum(d["value"] for d in deviation.values()) / len(deviation)
     for step in range(1, len(used) + 1):
         _, g = _f_and_grad(model, xs[step - 1], used[step - 1])
         _, full = _f_and_grad(model, xs[step - 1], data)

@@ -3,7 +3,7 @@
 
 from curvlab.geometry.assumptions import AssumptionTracker, L0L1Fit, norms, pl_ratio
 from curvlab.geometry.blocks import block_eigs, block_indices, diagonal_block, module_blocks
-from curvlab.geometry.critical_sharpness import CriticalSharpness, critical_sharpness
+from curvlab.geometry.critical_sharpness import CriticalSharpnessResult, critical_sharpness
 from curvlab.geometry.directional import (
     coordinate_histogram,
     directional_sharpness,
@@ -24,9 +24,30 @@ from curvlab.geometry.sharpness import (
 )
 from curvlab.optim.introspection import StabilityThreshold, stability_threshold  # measured beside sharpness
 
+_RENAMED = {"CriticalSharpness": "CriticalSharpnessResult"}  # old name → new, kept for one release
+
+
+def __getattr__(name: str):
+    """Deprecated aliases: ``curvlab.geometry.CriticalSharpness`` (the result of :func:`critical_sharpness`) is now
+    ``CriticalSharpnessResult``, so that it cannot be mistaken for the Monitor's metric
+    ``curvlab.monitor.CriticalSharpness``."""
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(
+            f"curvlab.geometry.{name} is now curvlab.geometry.{new} (curvlab.monitor.{name} is the Monitor's metric); "
+            "the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module 'curvlab.geometry' has no attribute {name!r}")
+
+
 __all__ = [
     "AssumptionTracker",
-    "CriticalSharpness",
+    "CriticalSharpnessResult",
     "L0L1Fit",
     "NoiseResult",
     "PseudoUpdates",

@@ -43,7 +43,7 @@ OUTCOMES = {
 
 
 @dataclass
-class CriticalSharpness:
+class CriticalSharpnessResult:
     """The result of :func:`critical_sharpness`.
 
     ``value`` is λ_c = 2/η_c, η_c (``eta``) in the units of the learning rate. ``outcome`` says what the search
@@ -70,7 +70,7 @@ def critical_sharpness(
     max_evals: int = 10,
     rtol: float = 1e-2,
     growth: float = 4.0,
-) -> CriticalSharpness:
+) -> CriticalSharpnessResult:
     """λ_c = 2/η_c along an optimizer's update (steps ``x + η·update/lr``) by forward passes only.
 
     Args:
@@ -203,7 +203,7 @@ class _Search:
         slack = 1e-9 * hi  # a root at a bracket end may fall just outside it by rounding
         return min(max(root, lo), hi) if lo - slack <= root <= hi + slack else middle
 
-    def result(self, f0: float) -> CriticalSharpness:
+    def result(self, f0: float) -> CriticalSharpnessResult:
         if self.bracketed:
             eta, outcome = self.estimate, "bracketed"
         elif self.lo > 0:
@@ -213,4 +213,4 @@ class _Search:
         else:
             eta, outcome = 0.0, "no descent"
         value = math.nan if math.isnan(eta) else (2.0 / eta if eta > 0 else math.inf)
-        return CriticalSharpness(value, eta, (self.lo, self.hi), self.n_evals, self.bracketed, f0, outcome)
+        return CriticalSharpnessResult(value, eta, (self.lo, self.hi), self.n_evals, self.bracketed, f0, outcome)

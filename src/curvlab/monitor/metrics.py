@@ -198,7 +198,7 @@ class FullBatch(Metric):
             self.deviation_sum += deviation
             self.deviation_n += 1
             yield "grad_deviation", deviation, {}
-            yield "sigma", self.deviation_sum / self.deviation_n, {}
+            yield "grad_deviation_mean", self.deviation_sum / self.deviation_n, {}  # Tran et al.'s σ
 
 
 @register_metric
