@@ -38,7 +38,6 @@ def install_impatient_clock(monitor) -> None:
         monitor.clock.training += 3600.0
 
     monitor.clock.enter = hour_of_training
-    monitor.clock.mean_step = lambda: 0.0
 
 
 GLOO_TEARDOWN_ABORT = "terminate called without an active exception"

@@ -133,7 +133,7 @@ class ShardedObjective(Objective):
         self.counts["hvp"] += 1
         with self._at(at):
             product = self._difference(v)
-        if not self._all_finite(product):  # agreed: every rank raises, none waits
+        if not self.all_finite(product):  # agreed: every rank raises, none waits
             raise nonfinite_error(product, "Hessian-vector product", lambda: self.loss(at))
         return product
 
@@ -180,10 +180,6 @@ class ShardedObjective(Objective):
         values = partial.to(F64).clone()
         dist.all_reduce(values, group=self.group)
         return values
-
-    def _all_finite(self, vector: Tensor) -> bool:
-        bad = 0.0 if bool(torch.isfinite(vector).all()) else 1.0
-        return float(self.sums(torch.tensor([bad], dtype=F64))[0]) == 0.0
 
     def _chunk_outputs(self, leaves: Sequence[Tensor], chunk: Chunk) -> Any:
         """The sharded model's own forward (its hooks gather and free the parameters): ``leaves`` are ignored, the

@@ -24,6 +24,7 @@ from curvlab.core.memory import resolve_graph_memory
 from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
 from curvlab.core.state import BN_MODES, measurement_mode, preserved_rng, seed_rng
 from curvlab.errors import InputError, InputTypeError
+from curvlab.linalg.operator import all_finite
 
 LossFn = Callable[[Any, Any], Tensor]
 CURVATURES = ("hessian", "ggn", "fisher", "fisher_mc")
@@ -184,6 +185,12 @@ class Objective:
     def norm(self, a: Tensor) -> float:
         """‖a‖ of a flat vector (over every rank's shard for a sharded model's Objective)."""
         return float(torch.linalg.vector_norm(a))
+
+    def all_finite(self, vector: Tensor) -> bool:
+        """No NaN or ±inf in a flat vector, checked a chunk at a time (over every rank's shard, so that every rank
+        gets the same answer, for a sharded model's Objective)."""
+        bad = 0.0 if all_finite(vector) else 1.0
+        return float(self.sums(torch.tensor([bad], dtype=torch.float64))[0]) == 0.0
 
     def sums(self, partial: Tensor) -> Tensor:
         """Float64 sums over the entries of flat vectors: this process's ``partial`` sums, added up over the ranks

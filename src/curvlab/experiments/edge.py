@@ -147,9 +147,14 @@ def edge_summary(name: str, df: Any) -> EdgeSummary | None:
         return None
     kind = str(rows["kind"].iloc[-1]) if "kind" in rows else "gd"
     label, scale = KIND_NAMES.get(kind, ("λ1 / its threshold", 1.0))
-    threshold = _threshold_text(df, kind)
-    if scale == 1.0 and threshold:
-        label = f"{label.removesuffix(' / its threshold')} / ({threshold.split(' = ')[-3]})"
+    last_threshold = _last_threshold(df, kind)
+    threshold = ""
+    if last_threshold is not None:
+        value, lr = last_threshold
+        formula, per_lr = THRESHOLD_FORMULAS[kind], f"{value * lr:.3g}/η"
+        threshold = f"{formula}{'' if per_lr == formula else ' = ' + per_lr} = {value:.4g} at η = {lr:g}"
+        if scale == 1.0:
+            label = f"{label.removesuffix(' / its threshold')} / ({per_lr})"
     loss = df[(df.metric == "loss")].dropna(subset=["value"])
     if "group" in loss and (loss.group == "train").any():
         loss = loss[loss.group == "train"]
@@ -167,15 +172,14 @@ def edge_summary(name: str, df: Any) -> EdgeSummary | None:
     )
 
 
-def _threshold_text(df: Any, kind: str) -> str:
-    """ "formula = c/η = value at η = lr" from the last threshold record (c·/η read off the record: 38/η for Adam at
-    β1 = 0.9), or "" when the records hold no threshold with its learning rate."""
+def _last_threshold(df: Any, kind: str) -> tuple[float, float] | None:
+    """(threshold, η) of the last threshold record, or None when the records hold no finite one with its learning
+    rate (or the kind has no formula to name)."""
     rows = df[(df.metric == "threshold")].dropna(subset=["value"])
     if not len(rows) or "lr" not in rows or kind not in THRESHOLD_FORMULAS:
-        return ""
+        return None
     last = rows.sort_values("step").iloc[-1]
     value, lr = float(last["value"]), float(last["lr"])
     if not (math.isfinite(value) and math.isfinite(lr) and lr > 0):
-        return ""
-    formula, per_lr = THRESHOLD_FORMULAS[kind], f"{value * lr:.3g}/η"
-    return f"{formula}{'' if per_lr == formula else ' = ' + per_lr} = {value:.4g} at η = {lr:g}"
+        return None
+    return value, lr

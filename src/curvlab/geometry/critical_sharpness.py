@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from curvlab.checks import check_int, check_positive
@@ -97,8 +96,7 @@ def critical_sharpness(
         raise InputError(f"growth: expected a number > 1, got {growth!r}")
     x = objective.parameters_vector() if at is None else at
     u = objective.space.check_vector(update, "update")
-    nonfinite = objective.sums(torch.tensor([float((~torch.isfinite(u)).sum())], dtype=torch.float64))
-    if float(nonfinite[0]) > 0:
+    if not objective.all_finite(u):
         raise InputError("update: has non-finite entries (NaN or inf); expected the step x_{t+1} − x_t")
     if objective.norm(u) == 0:
         raise InputError("update: is zero; there is no direction to search along")

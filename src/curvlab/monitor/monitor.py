@@ -361,7 +361,7 @@ class Monitor:
         """Say once when the fixed costs alone (per-step statistics, records, explicit schedules) exceed the
         budget, so that no budget-scheduled measurement can run: a run that measures nothing says why. Decided
         with the schedules (rank 0's clock under torch.distributed), so every rank writes the same records."""
-        if not self._say_budget or self._budget_said:
+        if not self._say_budget:
             return
         clock = self.clock
         self._budget_said = True

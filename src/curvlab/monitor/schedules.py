@@ -133,10 +133,6 @@ class CostClock:
         """The fraction of the training time left to budget-scheduled measurements: budget − fixed / training."""
         return max(0.0, self.budget - self.fixed / self.training) if self.training > 0 else 0.0
 
-    def mean_step(self) -> float:
-        """The mean training time between two calls."""
-        return self.training / self.intervals if self.intervals else 0.0
-
 
 class Budgeted(Schedule):
     """Measure whenever the Monitor's cost budget allows (docs/metrics/monitor.md, "Cost budget").
