@@ -45,9 +45,10 @@ GLOO_TEARDOWN_ABORT = "terminate called without an active exception"
 
 def run_torchrun(args: list[str], world: int, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """``python -m torch.distributed.run --standalone --nproc_per_node world *args``, output captured. A gloo rank
-    has aborted in C++ ("terminate called without an active exception", SIGABRT, no Python traceback) three times,
-    each while other torchrun jobs ran on the same machine at the same moment; 16 lone reruns under CPU load never
-    did. Only that launch is retried, once, saying so on stderr; any other failure is returned as it is."""
+    has aborted in C++ ("terminate called without an active exception", SIGABRT, no Python traceback) at exit, mostly
+    while other torchrun jobs ran on the same machine, once (2026-12-04, the two-process Hugging Face test) in a CI
+    clone running nothing else. Only that launch is retried, once, saying so on stderr; any other failure is returned
+    as it is."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **kwargs.pop("env", {})}
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ranks import install_impatient_clock, retry_spawn_abort
+from ranks import install_impatient_clock, retry_spawn_abort, run_torchrun
 from torch import nn
 from zoo import TokenDataset
 
@@ -283,13 +283,10 @@ def test_the_default_hugging_face_callback_finishes_under_a_two_process_trainer(
     measurement at every step and rank 1's real clock none yet: both ranks measure at the same steps and training
     finishes (a deadlock fails on the Trainer's 60 s collective timeout)."""
     import json
-    import subprocess
-    import sys
     from pathlib import Path
 
     script = Path(__file__).parent / "scripts" / "hf_two_processes.py"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), str(tmp_path)]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    out = run_torchrun([str(script), str(tmp_path)], world=2)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads((tmp_path / f"rows{r}.json").read_text()) for r in (0, 1)]
     assert rows[0] == rows[1]
