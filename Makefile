@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint bench bench-llm docs-numbers install clean
+.PHONY: demo test lint docs bench bench-llm docs-numbers install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(BIN)/python:
 # line where there is no apt, and the tests that need it skip there, saying so).
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[data,test,lightning,transformers,wandb]'
+	$(PIP) install -q -c constraints.txt -e '.[data,test,lightning,transformers,wandb,docs]'
 	@! $(BIN)/python -c "import torchvision" 2>/dev/null || (echo "torchvision is installed: it breaks transformers beside the CPU torch; pip uninstall torchvision" && false)
 	-apt-get update -qq >/dev/null 2>&1
 	$(BIN)/python -m curvlab.data.debian || echo "curvlab: the optional Debian data is missing (above); run python -m curvlab.data.debian to retry"
@@ -39,13 +39,18 @@ docs-numbers: install
 
 # Lint and format gate (ruff, configured in pyproject.toml), then the tests. The report test opens the HTML
 # report in Debian's headless Chromium: installed here when run as root.
-test: install lint
+test: install lint docs
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest -q
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The documentation site with its API reference generated from the docstrings (mkdocs.yml): a warning (a broken
+# link or anchor, a docstring naming a parameter the signature lacks) fails the build.
+docs: install
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
 
 bench: $(VENV)/.installed-bench
 	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_scaling.py && ../$(BIN)/python bench_monitor.py && ../$(BIN)/python bench_finite_difference.py && ../$(BIN)/python bench_fsdp.py
@@ -55,4 +60,4 @@ bench-llm: $(VENV)/.installed-bench
 	cd bench && ../$(BIN)/python bench_llm.py --layers medium --no-compare --section bench_llm_medium
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

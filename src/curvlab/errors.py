@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["InputError", "InputTypeError", "MissingInputFile", "NonFiniteError"]
+
 
 class InputError(ValueError):
     """A bad value; the message names the argument or config key and what was expected."""

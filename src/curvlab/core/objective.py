@@ -163,6 +163,7 @@ class Objective:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The qualified names of the measured parameters, in the order of the flat vectors."""
         return self.space.names
 
     @property

@@ -75,6 +75,8 @@ def read_toml(path: str | Path) -> dict:
 
 
 def load_config(path: str | Path) -> dict:
+    """Read a TOML run config and validate it (a ConfigError naming the key otherwise); returns the config with defaults
+    filled in."""
     return validate(read_toml(path))
 
 

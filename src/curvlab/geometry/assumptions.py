@@ -42,6 +42,8 @@ class AssumptionTracker:
         self.reset_window()
 
     def reset_window(self) -> None:
+        """Start a new window: zero the running sums, the maximum smoothness and the EMAs (at each epoch end, as the
+        authors' code does)."""
         self.n = 0
         self.sum_gap = self.sum_inner = self.sum_diff = self.sum_sq = 0.0
         self.max_smooth = 0.0
@@ -99,9 +101,11 @@ class AssumptionTracker:
         }
 
     def state_dict(self) -> dict:
+        """The running sums and EMAs, for a checkpoint."""
         return dict(vars(self))
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` saved."""
         vars(self).update(state)
 
 
@@ -124,6 +128,7 @@ class L0L1Fit:
         self.sx = self.sy = self.sxx = self.sxy = self.syy = 0.0
 
     def add(self, grad_norm: float, smooth: float) -> None:
+        """Add one (‖∇f‖, smoothness) sample to the running least-squares sums; non-finite samples are ignored."""
         if not (math.isfinite(grad_norm) and math.isfinite(smooth)):
             return
         self.n += 1
@@ -134,6 +139,8 @@ class L0L1Fit:
         self.syy += smooth**2
 
     def result(self) -> dict[str, float]:
+        """The least-squares fit smoothness ≈ L0 + L1‖∇f‖: ``{'l0', 'l1', 'l0l1_r2'}`` (NaN with fewer than two
+        samples)."""
         nan = float("nan")
         if self.n < 2:
             return {"l0": nan, "l1": nan, "l0l1_r2": nan}

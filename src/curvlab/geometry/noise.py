@@ -35,6 +35,7 @@ class TailIndex:
         self.n_y = 0
 
     def add(self, noise: Tensor) -> None:
+        """Add one noise vector to the running sums of the tail-index estimator."""
         x = noise.detach().reshape(-1).to(torch.float64)
         nonzero = x[x != 0]
         self.log_x += float(nonzero.abs().log().sum())
@@ -49,6 +50,7 @@ class TailIndex:
 
     @property
     def alpha(self) -> float:
+        """The estimated tail index α (2 for Gaussian noise, below 2 for heavy tails; NaN before a full block)."""
         if self.n_y == 0:
             return float("nan")
         inverse = (self.log_y / self.n_y - self.log_x / self.n_x) / math.log(self.block)
@@ -74,6 +76,7 @@ class NoiseResult:
     full_grad_norm: float
 
     def qq(self) -> tuple[Tensor, Tensor]:
+        """Quantiles of the noise norms against those of a Gaussian fitted to them (theory, sample), for a QQ plot."""
         return qq_gaussian(self.norms)
 
 

@@ -65,7 +65,8 @@ class CurvlabCallback(pl.Callback):
         budget: the Monitor's cost budget (fraction of the training time).
         run_dir: where the Monitor appends ``records.jsonl`` (rank 0); None keeps records in memory.
         log: send new scalars to ``trainer.loggers``.
-        tensorboard, wandb: also send every record to TensorBoard or Weights & Biases (the Monitor's options).
+        tensorboard: also send every record to TensorBoard (the Monitor's option).
+        wandb: also send every record to Weights & Biases (the Monitor's option).
         objective_options: passed to the Objective (``batch_size``, ``bn_mode``, ``params``, ``weight``...).
 
     After ``fit``, ``callback.monitor`` holds the Monitor and its ``records``.

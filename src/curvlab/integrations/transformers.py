@@ -40,7 +40,8 @@ class CurvlabCallback(TrainerCallback):
         budget: the Monitor's cost budget (fraction of the training time).
         run_dir: where the Monitor appends ``records.jsonl`` (main process); None keeps records in memory.
         loss_fn: None (the model's own loss) or ``loss_fn(outputs, targets)``.
-        tensorboard, wandb: also send every record to TensorBoard or Weights & Biases (the Monitor's options).
+        tensorboard: also send every record to TensorBoard (the Monitor's option).
+        wandb: also send every record to Weights & Biases (the Monitor's option).
         trainer: the Trainer, to log through ``Trainer.log`` (see :meth:`attach`).
         objective_options: passed to the Objective (``weight``, ``batch_size``, ``params``...). Batches with
             ``labels`` weigh by their counted label tokens by default (shifted for a causal LM).

@@ -52,6 +52,8 @@ class EigResult:
 
     @property
     def eigenvectors(self) -> Tensor | None:
+        """The eigenvectors as columns, rebuilt from the Krylov basis on first access when it was not kept (the products
+        this costs are added to ``n_matvecs``); None with ``vectors=False``."""
         if self._eigenvectors is None and self._rebuild is not None:
             self._eigenvectors, used = self._rebuild()
             self.n_matvecs += used

@@ -77,6 +77,7 @@ class LinearOperator:
         return float(self.sums(torch.tensor([dot64(a, b)], dtype=torch.float64))[0])
 
     def norm(self, a: Tensor) -> float:
+        """The norm ‖a‖ in the operator's inner product (summed across ranks for a sharded space)."""
         return max(self.dot(a, a), 0.0) ** 0.5
 
     def inner(self, q: Tensor, v: Tensor) -> Tensor:

@@ -62,15 +62,19 @@ class Metric:
         self.schedule = as_schedule(schedule) if schedule is not None else self.default_schedule()
 
     def default_schedule(self) -> Schedule:
+        """The schedule used when none is given: every 100 steps and at epoch ends."""
         return every(100) | epoch_end()
 
     def observe(self, monitor: MonitorView, info: StepInfo) -> None:
+        """Called after every optimizer step, due or not: a metric keeping running state updates it here."""
         pass
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
+        """Measure at a due step and return the rows to record (``{'metric': ..., 'value': ...}`` dicts)."""
         raise NotImplementedError
 
     def reset_window(self) -> None:
+        """Called at each epoch end: a metric that keeps per-window sums restarts them."""
         pass
 
     def state_dict(self) -> dict:
@@ -78,6 +82,7 @@ class Metric:
         return {k: copy.deepcopy(getattr(self, k)) for k in self._state}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the attributes :meth:`state_dict` saved."""
         for k in self._state:
             if k in state:
                 setattr(self, k, copy.deepcopy(state[k]))
@@ -555,6 +560,8 @@ def _shared_dot(objective: Any) -> Any:
 
 
 def make_metric(spec: Any) -> Metric:
+    """A Metric from its registered name (``'sharpness'``, ``'assumptions'``... see ``METRICS``) or a Metric object
+    itself; a clear error otherwise."""
     if isinstance(spec, Metric):
         return spec
     if isinstance(spec, str):

@@ -62,8 +62,9 @@ class Monitor:
         budget: everything the Monitor spends (per-step statistics, snapshots, measurements on any schedule,
             writing and flushing records) counts against ``budget`` × the training time between its calls;
             budget-scheduled metrics run only in what the rest leaves (``overhead`` is the total over training).
-        tensorboard, wandb: also send every scalar to TensorBoard (``run_dir/tensorboard``) or Weights &
-            Biases (the active ``wandb.run``, else a new one; True or a dict of ``wandb.init`` arguments).
+        tensorboard: also send every scalar to TensorBoard (``run_dir/tensorboard``).
+        wandb: also send every scalar to Weights & Biases (the active ``wandb.run``, else a new one; True or a
+            dict of ``wandb.init`` arguments).
         context: extra fields written with every record (e.g. a run name, a seed).
     """
 
@@ -241,6 +242,8 @@ class Monitor:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` saved (step and epoch counters, snapshots, every metric's state), to resume a
+        run."""
         self.step_count, self.epoch = state["step_count"], state["epoch"]
         self.x_now, self.x_prev = state["x_now"], state["x_prev"]
         self._x_before, self._update_before = None, state["prev_update"]
@@ -249,6 +252,7 @@ class Monitor:
             m.load_state_dict(state["metrics"].get(m.name, {}))
 
     def close(self) -> None:
+        """Close the record file and the TensorBoard / W&B writers; records already written stay on disk."""
         if self.writer is not None:
             self.writer.close()
 

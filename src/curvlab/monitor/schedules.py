@@ -13,9 +13,12 @@ from curvlab.errors import InputError, InputTypeError
 
 
 class Schedule:
+    """When a metric measures: combine with ``|`` (``every(100) | epoch_end()``); see also ``budget()``."""
+
     kind = "fixed"  # written with every record it triggers
 
     def due(self, step: int, epoch_end: bool = False) -> bool:
+        """Whether a measurement is due after optimizer step ``step`` (``epoch_end``: that step ended an epoch)."""
         raise NotImplementedError
 
     def record_cost(self, seconds: float) -> None:
@@ -187,14 +190,17 @@ class Budgeted(Schedule):
 
 
 def every(k: int) -> Schedule:
+    """A schedule due every ``k`` optimizer steps (steps k, 2k, ...)."""
     return Every(k)
 
 
 def at_steps(steps: Iterable[int]) -> Schedule:
+    """A schedule due at the given optimizer steps only."""
     return AtSteps(steps)
 
 
 def epoch_end() -> Schedule:
+    """A schedule due at every epoch end (``Monitor.end_epoch``)."""
     return EpochEnd()
 
 

@@ -55,6 +55,7 @@ class CoordinateClip(OptimizerWrapper):
         self.per_tensor = per_tensor
 
     def clip_gradients(self) -> None:
+        """Clip the gradients in place, coordinate-wise, at the ``percent`` quantile of their magnitudes."""
         params = [p for p in self.params() if p.grad is not None]
         with torch.no_grad():
             for p, clipped in zip(params, coordinate_clip([p.grad for p in params], self.percent, self.per_tensor)):

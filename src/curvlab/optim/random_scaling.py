@@ -48,6 +48,7 @@ class RandomScaling(OptimizerWrapper):
         self.scale = 1.0
 
     def draw_scale(self) -> float:
+        """Draw the step's scale factor s ~ Exp(1) from the optimizer's own generator (1.0 when disabled)."""
         if not self.enabled:
             return 1.0
         return float(torch.empty((), dtype=torch.float64).exponential_(1.0, generator=self.generator))

@@ -26,19 +26,24 @@ class OptimizerWrapper:
 
     @property
     def param_groups(self) -> list[dict]:
+        """The wrapped optimizer's param groups (they own the learning rate)."""
         return self.optimizer.param_groups
 
     @property
     def state(self) -> Any:
+        """The wrapped optimizer's per-parameter state."""
         return self.optimizer.state
 
     def params(self) -> list[Tensor]:
+        """Every parameter of every param group, in order."""
         return [p for group in self.param_groups for p in group["params"]]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the wrapped optimizer's gradients (as ``torch.optim.Optimizer.zero_grad``)."""
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        """Evaluate the optional closure, then take the wrapped step; returns the closure's loss."""
         loss = evaluate_closure(closure)
         self._step()
         return loss
@@ -47,9 +52,11 @@ class OptimizerWrapper:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
+        """The wrapped optimizer's state dict and the wrapper's own state."""
         return {"optimizer": self.optimizer.state_dict(), **self._extra_state()}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore what :meth:`state_dict` saved."""
         self.optimizer.load_state_dict(state_dict["optimizer"])
         self._load_extra_state(state_dict)
 

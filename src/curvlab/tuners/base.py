@@ -79,6 +79,8 @@ class Tuner(OptimizerWrapper):
 
     # ----- the step ---------------------------------------------------------------------------------
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
+        """One step: evaluate the closure, choose η by the tuner's rule, set it on the base optimizer and step it.
+        Returns the loss."""
         if closure is None or not callable(closure):
             raise InputTypeError(
                 "closure: a tuner needs closure() that zeroes the gradients, evaluates the batch loss, calls "
@@ -110,6 +112,7 @@ class Tuner(OptimizerWrapper):
         return loss
 
     def choose_lr(self) -> float:
+        """The rule: the learning rate for this step, from the gradient and the base optimizer's direction."""
         raise NotImplementedError
 
     def after_step(self) -> None:
@@ -121,9 +124,11 @@ class Tuner(OptimizerWrapper):
         return float(sum((g.detach() * u).sum() for g, u in zip(self._grads, self._u)))
 
     def grad_norm_sq(self) -> float:
+        """‖g‖² of the current minibatch gradient."""
         return float(sum((g.detach() ** 2).sum() for g in self._grads))
 
     def u_norm(self) -> float:
+        """‖u‖ of the base optimizer's update direction at unit learning rate."""
         return float(torch.sqrt(sum((u**2).sum() for u in self._u)))
 
     def hvp(self, vs: list[Tensor]) -> list[Tensor]:

@@ -47,6 +47,7 @@ class Linesearch(Tuner):
         self.lr = 1.0
 
     def initial_lr(self) -> float:
+        """The first trial step: ``c_plus`` × the last accepted η, capped at 1 (1 at the first step)."""
         if math.isinf(self.c_plus) or not math.isfinite(self.lr):
             return 1.0
         return min(self.c_plus * self.lr, 1.0)
@@ -135,6 +136,7 @@ class Hypergradient(Tuner):
         return self.next_lr
 
     def after_step(self) -> None:
+        """Update the next step's η from the cosine between the new gradient and this step's direction."""
         grads = self.grad_at(self.lr)
         dot = float(sum((g * u).sum() for g, u in zip(grads, self._u)))
         norm = math.sqrt(float(sum((g**2).sum() for g in grads))) * self.u_norm()
