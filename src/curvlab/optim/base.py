@@ -23,6 +23,8 @@ class ParamwiseOptimizer(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        """One optimizer step on every parameter with a gradient; with a closure, evaluate it first and return
+        its loss (as ``torch.optim``)."""
         loss = evaluate_closure(closure)
         self._prepare()
         for group in self.param_groups:
