@@ -277,5 +277,20 @@ def test_command_line_parses(where, argv):
             assert (ROOT / value).exists(), f"{where}: {value} does not exist"
 
 
+# ----- pages that describe the code ------------------------------------------------------------------------------
+def test_reading_a_report_explains_every_column_and_figure():
+    """docs/reading-a-report.md names each key-numbers column the report can write and each figure file."""
+    from curvlab.experiments import report
+
+    page = (ROOT / "docs" / "reading-a-report.md").read_text()
+    source = inspect.getsource(report.key_numbers)
+    columns = set(re.findall(r'row\["([^"]+)"\]', source)) | set(re.findall(r'"(\w+)": status', source))
+    assert len(columns) >= 10
+    missing = [c for c in columns if f"| `{c}` |" not in page]
+    figures = [f"`{name}.png`" for name, _, _ in report.FIGURE_KINDS] + ["`edge_of_stability.png`"]
+    missing += [f for f in figures if f not in page]
+    assert not missing, f"docs/reading-a-report.md does not explain: {missing}"
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))

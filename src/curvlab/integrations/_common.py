@@ -42,5 +42,6 @@ def check_callback_arguments(data: Any, objective_options: dict) -> None:
     if unknown:
         raise InputError(
             f"{', '.join(unknown)}: not an option of the callback or of the Objective; the callback takes data, "
-            f"loss_fn, metrics, budget, run_dir, tensorboard, wandb and the Objective's options {sorted(known)}"
+            "loss_fn, metrics, budget, run_dir, tensorboard, wandb, autocast and the Objective's options "
+            f"{sorted(known)}"
         )

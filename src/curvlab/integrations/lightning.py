@@ -67,6 +67,9 @@ class CurvlabCallback(pl.Callback):
         log: send new scalars to ``trainer.loggers``.
         tensorboard: also send every record to TensorBoard (the Monitor's option).
         wandb: also send every record to Weights & Biases (the Monitor's option).
+        autocast: measure under the trainer's mixed precision (``precision="bf16-mixed"``, ``"16-mixed"``), as its
+            training step computes. By default measurements are in float32: Lightning's autocast covers only the
+            training step, and the callback measures outside it.
         objective_options: passed to the Objective (``batch_size``, ``bn_mode``, ``params``, ``weight``...).
 
     After ``fit``, ``callback.monitor`` holds the Monitor and its ``records``.
@@ -83,10 +86,11 @@ class CurvlabCallback(pl.Callback):
         log: bool = True,
         tensorboard: bool = False,
         wandb: bool | dict = False,
+        autocast: bool = False,
         **objective_options: Any,
     ):
         check_callback_arguments(data, objective_options)
-        self.data, self.loss_fn, self.metrics = data, loss_fn, metrics
+        self.data, self.loss_fn, self.metrics, self.autocast = data, loss_fn, metrics, autocast
         self.budget, self.run_dir, self.log = budget, run_dir, log
         self.sinks = {"tensorboard": tensorboard, "wandb": wandb}
         self.objective_options = objective_options
@@ -121,18 +125,24 @@ class CurvlabCallback(pl.Callback):
             return  # no optimizer step on this batch (gradient accumulation)
         self._last_step = trainer.global_step
         loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
-        self.monitor.step(loss, batch)
+        with self._precision(trainer):
+            self.monitor.step(loss, batch)
         if trainer.global_step % trainer.log_every_n_steps == 0:
             self._send(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.monitor is not None:
-            self.monitor.end_epoch()
+            with self._precision(trainer):
+                self.monitor.end_epoch()
             self._send(trainer)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.monitor is not None:
             self.monitor.close()
+
+    def _precision(self, trainer: pl.Trainer) -> contextlib.AbstractContextManager:
+        """The trainer's autocast when asked for (``autocast=True``), else nothing: float32."""
+        return trainer.precision_plugin.forward_context() if self.autocast else contextlib.nullcontext()
 
     def _send(self, trainer: pl.Trainer) -> None:
         scalars = self._cursor.new_scalars()

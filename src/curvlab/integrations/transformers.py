@@ -17,6 +17,8 @@ is in ``callback.monitor.records``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from transformers import TrainerCallback
@@ -43,6 +45,9 @@ class CurvlabCallback(TrainerCallback):
         tensorboard: also send every record to TensorBoard (the Monitor's option).
         wandb: also send every record to Weights & Biases (the Monitor's option).
         trainer: the Trainer, to log through ``Trainer.log`` (see :meth:`attach`).
+        autocast: measure under the Trainer's mixed precision (``bf16=True``, ``fp16=True``), as its training
+            forward computes. By default measurements are in float32: accelerate runs a mixed-precision model's
+            every forward under autocast, so while measuring the callback calls the model's plain forward.
         objective_options: passed to the Objective (``weight``, ``batch_size``, ``params``...). Batches with
             ``labels`` weigh by their counted label tokens by default (shifted for a causal LM).
 
@@ -60,10 +65,13 @@ class CurvlabCallback(TrainerCallback):
         tensorboard: bool = False,
         wandb: bool | dict = False,
         trainer: Any = None,
+        autocast: bool = False,
         **objective_options: Any,
     ):
         check_callback_arguments(data, objective_options)
         _refuse_batch_metrics(metrics)
+        self.autocast = autocast
+        self._model: Any = None
         self.data, self.metrics, self.budget, self.run_dir, self.loss_fn = data, metrics, budget, run_dir, loss_fn
         self.sinks = {"tensorboard": tensorboard, "wandb": wandb}
         self.trainer = trainer
@@ -85,6 +93,7 @@ class CurvlabCallback(TrainerCallback):
         objective = sharded_objective(
             model, self.loss_fn, self.data, args.world_size, args.process_index, self.objective_options
         )
+        self._model = model
         run_dir = self.run_dir if state.is_world_process_zero else None
         self.monitor = Monitor(
             objective,
@@ -100,7 +109,8 @@ class CurvlabCallback(TrainerCallback):
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.monitor is not None:
-            self.monitor.step()
+            with self._precision():
+                self.monitor.step()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         """When the Trainer logs (its ``logging_steps``, the end of training): record the training loss it logs and
@@ -117,11 +127,27 @@ class CurvlabCallback(TrainerCallback):
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.monitor is not None:
-            self.monitor.end_epoch()
+            with self._precision():
+                self.monitor.end_epoch()
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.monitor is not None:
             self.monitor.close()
+
+    @contextlib.contextmanager
+    def _precision(self) -> Iterator[None]:
+        """Float32 unless ``autocast``: accelerate wraps a mixed-precision model's ``forward`` in autocast and keeps
+        the plain one as ``_original_forward``; the plain one is put in place while measuring, then the wrapper
+        restored, the very same object, so training goes on as before."""
+        wrapped = [] if self.autocast else _autocast_wrapped(self._model)
+        saved = [(m, m.forward) for m in wrapped]
+        try:
+            for m in wrapped:
+                m.forward = m._original_forward
+            yield
+        finally:
+            for m, forward in saved:
+                m.forward = forward
 
     def _send(self, state: Any) -> None:
         if self._cursor is None:
@@ -129,6 +155,12 @@ class CurvlabCallback(TrainerCallback):
         scalars = self._cursor.new_scalars()
         if scalars and self.trainer is not None and state.is_world_process_zero:
             self.trainer.log(scalars)
+
+
+def _autocast_wrapped(model: Any) -> list[Any]:
+    """The model, or the module inside its DDP wrapper, whose forward accelerate wrapped in autocast."""
+    candidates = (model, getattr(model, "module", None))
+    return [m for m in candidates if m is not None and "_original_forward" in vars(m) and "forward" in vars(m)]
 
 
 def _unwrapped(optimizer: Any) -> Any:

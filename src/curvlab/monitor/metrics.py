@@ -70,7 +70,7 @@ class Metric:
         pass
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
-        """Measure at a due step and return the rows to record (``{'metric': ..., 'value': ...}`` dicts)."""
+        """Measure at a due step; yields the rows to record as ``(metric, value, context)`` triples."""
         raise NotImplementedError
 
     def reset_window(self) -> None:
