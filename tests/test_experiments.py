@@ -314,6 +314,16 @@ def test_full_batch_with_gradient_accumulation_matches_one_chunk(tmp_path):
     assert acc.final_loss == pytest.approx(one.final_loss, rel=1e-5)
 
 
+def test_a_full_batch_run_says_that_epoch_end_groups_measure_at_every_step(tmp_path, capsys):
+    metrics = {"monitor.metrics": ["sharpness", "full_batch"], "monitor.schedules": {"full_batch": 2}}
+    start_run(_config(**{"train.batch_size": "full", "train.steps": 2, **metrics}), tmp_path / "full")
+    said = capsys.readouterr().err
+    assert "every step ends an epoch" in said and "sharpness measures at every step" in said
+    assert "full_batch" not in said.split("every step ends an epoch")[1].split("\n")[0]  # its schedule counts steps
+    start_run(_config(**{"train.steps": 2, **metrics}), tmp_path / "minibatch")
+    assert "every step ends an epoch" not in capsys.readouterr().err
+
+
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     config = _config(**{"train.steps": 60, "train.checkpoint_every": 7})
     (tmp_path / "c.toml").write_text(to_toml(validate(config)))

@@ -334,3 +334,71 @@ def test_both_callbacks_check_their_arguments_when_made(make):
         make(data, None)
     callback = make(data, tensorboard=True, run_dir="runs/x", batch_size=2)  # the Monitor's and the Objective's
     assert callback.sinks["tensorboard"] and callback.objective_options == {"batch_size": 2}
+
+
+BLOCK_LIGHTNING = """
+import importlib.abc, sys
+
+class NoLightning(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "lightning" or name.startswith("lightning."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, NoLightning())
+"""
+
+FIT_WITH_PYTORCH_LIGHTNING = """
+import torch, pytorch_lightning as pl
+from curvlab.integrations.lightning import CurvlabCallback
+from curvlab.monitor import StepStats
+
+assert issubclass(CurvlabCallback, pl.Callback)
+g = torch.Generator().manual_seed(0)
+x, y = torch.randn(32, 8, generator=g), torch.randint(0, 3, (32,), generator=g)
+
+class Module(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(8, 3)
+
+    def training_step(self, batch, batch_idx):
+        return torch.nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+callback = CurvlabCallback((x, y), metrics=[StepStats()])
+trainer = pl.Trainer(callbacks=[callback], max_steps=3, accelerator="cpu", logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+trainer.fit(Module(), torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8))
+print("steps", sorted({r["step"] for r in callback.monitor.records if r["metric"] == "loss"}))
+"""
+
+
+@pytest.mark.parametrize("lightning_installed", [True, False], ids=["both packages", "pytorch_lightning only"])
+def test_the_lightning_callback_works_with_the_pytorch_lightning_package(lightning_installed):
+    """Under the standalone package name too: with `lightning` installed beside it, and with only
+    `pytorch_lightning` (the `lightning` import blocked), the callback measures a pytorch_lightning.Trainer's fit."""
+    pytest.importorskip("pytorch_lightning")
+    import subprocess
+    import sys
+
+    script = ("" if lightning_installed else BLOCK_LIGHTNING) + FIT_WITH_PYTORCH_LIGHTNING
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "steps [1, 2, 3]" in done.stdout
+
+
+def test_the_lightning_callback_says_what_to_install_without_either_package():
+    import subprocess
+    import sys
+
+    blocker = BLOCK_LIGHTNING.replace(
+        'name == "lightning" or name.startswith("lightning.")',
+        'name.split(".")[0] in ("lightning", "pytorch_lightning")',
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocker + "import curvlab.integrations.lightning"], capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "pip install lightning (or pytorch-lightning)" in done.stderr

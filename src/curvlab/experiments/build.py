@@ -13,7 +13,7 @@ from curvlab.data import DataSet, load_dataset
 from curvlab.experiments.config import ConfigError
 from curvlab.models import build_model
 from curvlab.monitor import METRICS, Metric
-from curvlab.monitor.schedules import as_schedule
+from curvlab.monitor.schedules import EpochEnd, as_schedule
 from curvlab.optim import OPTIMIZERS
 from curvlab.tuners import TUNERS
 
@@ -126,3 +126,18 @@ def build_metrics(config: dict, measure: DataSet) -> list[Metric]:
             metric.schedule = _call(f"monitor.schedules.{name}", as_schedule, monitor["schedules"][name])
         out.append(metric)
     return out
+
+
+def every_step_epoch_note(metrics: list[Metric], batches_per_epoch: int) -> str | None:
+    """When every step ends an epoch (full batch), the groups scheduled at epoch ends measure at every step: the
+    one line that says so and how to change it, or None."""
+    if batches_per_epoch > 1:
+        return None
+    names = [m.name for m in metrics if any(isinstance(part, EpochEnd) for part in m.schedule.parts())]
+    if not names:
+        return None
+    return (
+        f"curvlab: every step ends an epoch here (one batch per epoch), so {', '.join(names)} "
+        f"{'measures' if len(names) == 1 else 'measure'} at every step (scheduled at epoch ends); to measure less "
+        f"often give {'it' if len(names) == 1 else 'them'} a step schedule or 'budget' in [monitor] schedules"
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from curvlab.experiments.build import (
     build_model_from,
     build_optimizer,
     build_tuner,
+    every_step_epoch_note,
     lr_factor,
 )
 from curvlab.experiments.config import ConfigError
@@ -132,6 +134,9 @@ class Trainer:
             _seed_everything(self.config["seed"])
         if self.rank == 0:
             files.write_status(self.run_dir, "running", self.step)
+        note = every_step_epoch_note(self.monitor.metrics, self.batches_per_epoch)
+        if note and not self.quiet:
+            print(note, file=sys.stderr)
         bar = progress_bar(self.total_steps, self.config["name"], not self.quiet)
         bar.update(self.step)
         loss = math.nan

@@ -1,5 +1,8 @@
 """curvlab inside PyTorch Lightning 2.x: ``trainer = L.Trainer(callbacks=[CurvlabCallback(data)])``.
 
+Either package name works: ``lightning`` (``lightning.pytorch``) or the standalone ``pytorch_lightning``; the
+callback derives from the ``Callback`` of each one installed, so either package's ``Trainer`` takes it.
+
 The callback builds an :class:`~curvlab.Objective` on the LightningModule at the start of ``fit``, steps the
 one :class:`~curvlab.Monitor` after every optimizer step (not after batches that only accumulate gradients),
 ends its epochs with the trainer's, and sends the latest value of each of its scalars to the trainer's loggers
@@ -15,16 +18,36 @@ silenced. Give a ``loss_fn(outputs, targets)`` instead to measure ``loss_fn(modu
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import lightning.pytorch as pl
 from torch import Tensor, nn
 
 from curvlab.distributed import sharded_objective
 from curvlab.errors import InputError
 from curvlab.integrations._common import ScalarCursor, check_callback_arguments
 from curvlab.monitor import Monitor
+
+
+def _lightning_packages() -> list[Any]:
+    """The installed PyTorch Lightning packages, ``lightning.pytorch`` first, then the standalone
+    ``pytorch_lightning``: the callback derives from the Callback of each, so either package's Trainer takes it."""
+    packages = []
+    for name in ("lightning.pytorch", "pytorch_lightning"):
+        try:
+            packages.append(importlib.import_module(name))
+        except ImportError:
+            pass
+    if not packages:
+        raise ImportError(
+            "curvlab.integrations.lightning needs PyTorch Lightning 2.x: pip install lightning (or pytorch-lightning)"
+        )
+    return packages
+
+
+PACKAGES = _lightning_packages()
+pl = PACKAGES[0]
 
 
 class TrainingStepLoss(nn.Module):
@@ -52,7 +75,7 @@ def _silenced_logging(module: pl.LightningModule) -> Iterator[None]:
         del module.log, module.log_dict
 
 
-class CurvlabCallback(pl.Callback):
+class CurvlabCallback(*(package.Callback for package in PACKAGES)):
     """Measure curvature along a Lightning ``fit``.
 
     Every argument after ``data`` is keyword-only, as in the Hugging Face callback.
