@@ -87,7 +87,7 @@ def test_density_plot_draws(tmp_path):
         (lambda a: trace(a, method="hutch++", n_probes=2), "n_probes"),
         (lambda a: spectral_density(a, n_probes=0), "n_probes"),
         (lambda a: spectral_density(a, n_steps=0), "n_steps"),
-        (lambda a: spectral_density(a, sigma=-1.0), "sigma"),
+        (lambda a: spectral_density(a, bandwidth=-1.0), "bandwidth"),
         (lambda a: trace(a, generator="g"), "generator"),
     ],
 )
@@ -95,3 +95,13 @@ def test_bad_arguments_name_themselves(call, match):
     a, _ = matrix_with_spectrum([1.0, 2.0, 3.0])
     with pytest.raises((ValueError, TypeError), match=match):
         call(a)
+
+
+def test_the_old_name_of_the_density_bandwidth_still_works_and_warns():
+    a, _ = matrix_with_spectrum([1.0, 2.0, 3.0])
+    new = spectral_density(a, n_probes=2, n_steps=3, bandwidth=0.05)
+    with pytest.warns(DeprecationWarning, match="bandwidth"):
+        old = spectral_density(a, n_probes=2, n_steps=3, sigma=0.05)
+    assert torch.equal(old.density, new.density) and old.bandwidth == 0.05
+    with pytest.warns(DeprecationWarning, match="bandwidth"):
+        assert old.sigma == 0.05

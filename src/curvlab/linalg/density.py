@@ -9,6 +9,7 @@ of width σ gives a smooth density on a grid.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +32,14 @@ class SpectralDensity:
     density: Tensor
     ritz_values: Tensor  # (n_probes, n_steps), padded with NaN where a probe's Krylov space was exhausted
     weights: Tensor  # (n_probes, n_steps), each row sums to 1
-    sigma: float
+    bandwidth: float  # the Gaussian kernel's standard deviation
     n_matvecs: int
+
+    @property
+    def sigma(self) -> float:
+        """Deprecated name of ``bandwidth`` (kept for one release)."""
+        warnings.warn("SpectralDensity.sigma is now SpectralDensity.bandwidth", DeprecationWarning, stacklevel=2)
+        return self.bandwidth
 
     def mass(self) -> float:
         """∫ density over the grid (trapezoid rule); 1 up to discretisation."""
@@ -58,16 +65,18 @@ def spectral_density(
     n_steps: int = 80,
     *,
     n_grid: int = 1000,
-    sigma: float | None = None,
+    bandwidth: float | None = None,
     seed: int | None = 0,
     generator: torch.Generator | None = None,
     progress: bool = False,
     basis: str = "auto",
+    sigma: float | None = None,
 ) -> SpectralDensity:
     """Estimate the eigenvalue density of a symmetric operator by SLQ.
 
-    ``sigma`` is the Gaussian broadening (default: 1% of the spectral range seen by Lanczos).
-    The grid covers the Ritz values ± 5σ, so the broadened mass lies inside it; the density is
+    ``bandwidth`` is the standard deviation of the Gaussian kernel that broadens each Ritz value (default: 1% of
+    the spectral range seen by Lanczos; ``sigma`` is its deprecated name, kept for one release).
+    The grid covers the Ritz values ± 5 bandwidths, so the broadened mass lies inside it; the density is
     normalised to integrate to 1 on the grid. ``basis``: how each probe's Krylov basis is kept, as in
     :func:`curvlab.eigs` ("auto": float64, else float32, else the three-term recurrence alone, whose spurious
     copies of converged eigenvalues only split their quadrature weight; docs/scale.md).
@@ -75,8 +84,11 @@ def spectral_density(
     op = as_operator(op)
     for name, value in (("n_probes", n_probes), ("n_steps", n_steps), ("n_grid", n_grid)):
         check_int(value, name, 2 if name == "n_grid" else 1)
-    if sigma is not None and not sigma > 0:
-        raise InputError(f"sigma: expected a positive number or None, got {sigma!r}")
+    if sigma is not None:
+        warnings.warn("spectral_density(sigma=...) is now bandwidth=...", DeprecationWarning, stacklevel=2)
+        bandwidth = sigma if bandwidth is None else bandwidth
+    if bandwidth is not None and not bandwidth > 0:
+        raise InputError(f"bandwidth: expected a positive number or None, got {bandwidth!r}")
     gen = make_generator(seed, generator)
     used_before = op.n_matvecs
     steps = min(n_steps, op.size)
@@ -95,19 +107,19 @@ def spectral_density(
             weights[p, : theta.numel()] = s[0].cpu() ** 2
     finally:
         bar.close()
-    grid, density, sigma = _broaden(nodes, weights, n_grid, sigma)
-    return SpectralDensity(grid, density, nodes, weights, sigma, op.n_matvecs - used_before)
+    grid, density, bandwidth = _broaden(nodes, weights, n_grid, bandwidth)
+    return SpectralDensity(grid, density, nodes, weights, bandwidth, op.n_matvecs - used_before)
 
 
-def _broaden(nodes: Tensor, weights: Tensor, n_grid: int, sigma: float | None) -> tuple[Tensor, Tensor, float]:
+def _broaden(nodes: Tensor, weights: Tensor, n_grid: int, bandwidth: float | None) -> tuple[Tensor, Tensor, float]:
     finite = nodes[torch.isfinite(nodes)]
     lo, hi = float(finite.min()), float(finite.max())
-    if sigma is None:
-        sigma = max(0.01 * (hi - lo), 1e-8 * max(abs(lo), abs(hi), 1.0))
-    grid = torch.linspace(lo - 5 * sigma, hi + 5 * sigma, n_grid, dtype=F64)
+    if bandwidth is None:
+        bandwidth = max(0.01 * (hi - lo), 1e-8 * max(abs(lo), abs(hi), 1.0))
+    grid = torch.linspace(lo - 5 * bandwidth, hi + 5 * bandwidth, n_grid, dtype=F64)
     mask = torch.isfinite(nodes)
     t, w = nodes[mask], weights[mask] / nodes.shape[0]
-    kernels = torch.exp(-0.5 * ((grid[:, None] - t[None, :]) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+    kernels = torch.exp(-0.5 * ((grid[:, None] - t[None, :]) / bandwidth) ** 2) / (bandwidth * math.sqrt(2 * math.pi))
     density = kernels @ w
     density = density / torch.trapezoid(density, grid)
-    return grid, density, sigma
+    return grid, density, bandwidth
