@@ -3,7 +3,8 @@
 docs/generated/NAME.json. tests/test_docs_numbers.py fails when a block differs from its rendering.
 
     python scripts/docs_numbers.py          # re-render every block from the stored numbers
-    python scripts/docs_numbers.py --run    # measure again first (the quickstart, the stopping rules: ~1 min)
+    python scripts/docs_numbers.py --run    # measure again first (all blocks: a few minutes)
+    python scripts/docs_numbers.py --run NAME   # measure one block again
 
 ``make docs-numbers`` runs the second.
 """
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import critical_sharpness_figure
+import curvatures_figure
 import stopping_rules
 
 from curvlab.experiments.quickstart import run_quickstart, summary_paragraph
@@ -44,6 +47,10 @@ class Block:
 BLOCKS = {
     "quickstart": Block("README.md", summary_paragraph, _measure_quickstart),
     "stopping-rules": Block("docs/core.md", stopping_rules.paragraph, stopping_rules.measure),
+    "curvatures-run": Block("docs/metrics/curvatures.md", curvatures_figure.paragraph, curvatures_figure.measure),
+    "critical-sharpness-runs": Block(
+        "docs/metrics/critical_sharpness.md", critical_sharpness_figure.paragraph, critical_sharpness_figure.measure
+    ),
 }
 
 

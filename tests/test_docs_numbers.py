@@ -34,3 +34,27 @@ def test_a_changed_number_is_caught(tmp_path, monkeypatch):
     (store / "quickstart.json").write_text(docs_numbers.json.dumps(numbers))
     monkeypatch.setattr(docs_numbers, "STORE", store)
     assert docs_numbers.shown("quickstart") != docs_numbers.rendered("quickstart")
+
+
+def test_the_reproductions_page_is_what_its_stored_runs_make_it():
+    """docs/reproductions.md, notes included, is rendered from docs/reproductions/*.json by
+    scripts/reproductions_doc.py: every figure in it comes from a stored run."""
+    import reproductions_doc
+
+    assert (ROOT / "docs" / "reproductions.md").read_text() == reproductions_doc.render(), (
+        "docs/reproductions.md is stale: run `python scripts/reproductions_doc.py`"
+    )
+
+
+def test_reproduction_notes_quote_no_typed_result():
+    """A note's figures are placeholders filled from the stored runs; what remains typed are settings (η, steps,
+    sizes) and dates. A measured-looking number (a decimal range, a ratio with ×, a percentage) typed into a note
+    fails here."""
+    import reproductions_doc
+
+    typed = []
+    for name, note in reproductions_doc.NOTES.items():
+        for pattern in (r"\d\.\d+–\d", r"\d+(?:\.\d+)?×", r"\d+%", r"≈ ?\d"):
+            typed += [f"{name}: {m}" for m in re.findall(pattern, note)]
+    allowed = {"warmup: 5×", "optimization-assumptions: 1×", "cdat: 2×"}  # a setting's ratio, check thresholds
+    assert not [t for t in typed if t not in allowed], typed
