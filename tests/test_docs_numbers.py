@@ -58,3 +58,21 @@ def test_reproduction_notes_quote_no_typed_result():
             typed += [f"{name}: {m}" for m in re.findall(pattern, note)]
     allowed = {"warmup: 5×", "optimization-assumptions: 1×", "cdat: 2×"}  # a setting's ratio, check thresholds
     assert not [t for t in typed if t not in allowed], typed
+
+
+def test_definitions_state_the_edge_thresholds_the_code_uses():
+    """docs/definitions.md types the edge verdict's thresholds; they must be the constants its one owner holds."""
+    from curvlab.experiments import edge
+
+    text = (ROOT / "docs" / "definitions.md").read_text()
+    stated = [
+        f"first r ≤ {edge.BELOW:g}",
+        f"r ≥ {edge.REACHED:g}",
+        f"within [{edge.BAND[0]:g}, {edge.BAND[1]:g}]",
+        "below\n  half its start" if edge.LOSS_FALLS_TO == 0.5 else f"{edge.LOSS_FALLS_TO:g}",
+        "at least one rise" if edge.LOSS_RISES == 1 else f"{edge.LOSS_RISES} rises",
+        f"first r < {edge.LATE_BELOW:g}",
+        f"within [{edge.LATE_BAND[0]:g}, {edge.LATE_BAND[1]:g}]",
+    ]
+    missing = [s for s in stated if s not in text]
+    assert not missing, f"docs/definitions.md does not state the code's thresholds: {missing}"
