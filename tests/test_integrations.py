@@ -402,3 +402,42 @@ def test_the_lightning_callback_says_what_to_install_without_either_package():
     )
     assert done.returncode != 0
     assert "pip install lightning (or pytorch-lightning)" in done.stderr
+
+
+class NormBeforeClipping(L.Callback):
+    """The test's own record of the gradient norm Lightning clips, taken in the same hook by torch's own norm."""
+
+    def __init__(self):
+        self.norms: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        self.norms.append(float(torch.nn.utils.get_total_norm(grads)))
+
+
+def test_the_lightning_callback_records_the_gradient_norm_before_clipping():
+    L.seed_everything(0, verbose=False)
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(64, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    own, callback = NormBeforeClipping(), LightningCallback((x, y), metrics=[StepStats()])
+    trainer = L.Trainer(
+        max_steps=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=0.05,
+        log_every_n_steps=2,
+        callbacks=[own, callback],
+    )
+    trainer.fit(Classifier(), loader)
+    records = callback.monitor.records
+    before = {r["step"]: r["value"] for r in records if r["metric"] == "grad_norm_before_clipping"}
+    after = {r["step"]: r["value"] for r in records if r["metric"] == "grad_norm"}
+    assert sorted(before) == [2, 4]  # the steps the trainer logs
+    for step, value in before.items():
+        assert value == pytest.approx(own.norms[step - 1], rel=1e-6)
+        assert value > 0.05 >= after[step] - 1e-6  # clipped: the step used a gradient of norm 0.05
+    assert all(r["group"] == "trainer" for r in records if r["metric"] == "grad_norm_before_clipping")

@@ -26,8 +26,9 @@ from torch import Tensor, nn
 
 from curvlab.distributed import sharded_objective
 from curvlab.errors import InputError
-from curvlab.integrations._common import ScalarCursor, check_callback_arguments
+from curvlab.integrations._common import TRAINER_GROUP, ScalarCursor, check_callback_arguments
 from curvlab.monitor import Monitor
+from curvlab.monitor.metrics import gradients, summed_squares
 
 
 def _lightning_packages() -> list[Any]:
@@ -120,6 +121,7 @@ class CurvlabCallback(*(package.Callback for package in PACKAGES)):
         self.monitor: Monitor | None = None
         self._cursor: ScalarCursor | None = None
         self._last_step = 0
+        self._norm_before_clipping: float | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.optimizers:
@@ -141,6 +143,15 @@ class CurvlabCallback(*(package.Callback for package in PACKAGES)):
         self._cursor = ScalarCursor(self.monitor)
         self._last_step = trainer.global_step
 
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        """With gradient clipping (``gradient_clip_val``), the gradient norm before Lightning clips, on the steps
+        the trainer logs: Lightning calls this hook after the (accumulated) backward and before it clips. The step
+        statistics' ``grad_norm`` is the norm after clipping, the gradient the optimizer used."""
+        clipping = trainer.gradient_clip_val is not None and trainer.gradient_clip_val > 0
+        if self.monitor is None or not clipping or (trainer.global_step + 1) % trainer.log_every_n_steps:
+            return
+        self._norm_before_clipping = summed_squares(self.monitor.objective, gradients(self.monitor.objective))[0] ** 0.5
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -150,6 +161,9 @@ class CurvlabCallback(*(package.Callback for package in PACKAGES)):
         loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
         with self._precision(trainer):
             self.monitor.step(loss, batch)
+        if self._norm_before_clipping is not None:
+            self.monitor.add_record("grad_norm_before_clipping", self._norm_before_clipping, TRAINER_GROUP)
+            self._norm_before_clipping = None
         if trainer.global_step % trainer.log_every_n_steps == 0:
             self._send(trainer)
 

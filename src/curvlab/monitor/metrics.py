@@ -105,17 +105,33 @@ class StepStats(Metric):
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         obj = monitor.objective
-        grads = [local_part(p.grad) for _, p in obj.parameters if p.grad is not None]
-        norms_ = [float(n) for n in torch._foreach_norm([info.x_now - info.x_prev, *grads])]
-        squares = [norms_[0] ** 2, math.fsum(n * n for n in norms_[1:])]  # in float64, per tensor then summed
-        if obj.sharding is not None:  # this rank's shards: add up over the ranks
-            squares = obj.sums(torch.tensor(squares, dtype=torch.float64)).tolist()
+        grads = gradients(obj)
+        update_squared, grad_squared = summed_squares(obj, [info.x_now - info.x_prev], grads)
         if info.loss is not None:
             yield "loss", info.loss, {}
         if grads:
-            yield "grad_norm", math.sqrt(squares[1]), {}
-        yield "update_norm", math.sqrt(squares[0]), {}
+            yield "grad_norm", math.sqrt(grad_squared), {}
+        yield "update_norm", math.sqrt(update_squared), {}
         yield "lr", learning_rate(monitor.optimizer), {}
+
+
+def gradients(objective: Any) -> list[Tensor]:
+    """The ``.grad`` of the Objective's parameters that have one (this rank's shards under FSDP2)."""
+    return [local_part(p.grad) for _, p in objective.parameters if p.grad is not None]
+
+
+def summed_squares(objective: Any, *groups: list[Tensor]) -> list[float]:
+    """Σ‖t‖² over each group of tensors, in float64 (per tensor, then summed), added up over the ranks' shards
+    when the Objective is sharded (a collective: every rank calls it)."""
+    flat = [t for group in groups for t in group]
+    norms = [float(n) for n in torch._foreach_norm(flat)] if flat else []
+    squares, start = [], 0
+    for group in groups:
+        squares.append(math.fsum(n * n for n in norms[start : start + len(group)]))
+        start += len(group)
+    if objective.sharding is not None:  # this rank's shards: add up over the ranks
+        squares = objective.sums(torch.tensor(squares, dtype=torch.float64)).tolist()
+    return squares
 
 
 @register_metric
