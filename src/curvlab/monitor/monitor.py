@@ -179,7 +179,7 @@ class Monitor:
     def add_record(self, metric: str, value: float, group: str, **context: Any) -> None:
         """Write a value measured outside the Monitor (a trainer's own log: its loss, its gradient norm before
         clipping) as a tidy row at the current step, with ``group`` saying where it came from."""
-        info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, None, 1.0)
+        info = self._info_now()
         self._context = self._step_context(info)
         self._write(info, metric, float(value), {"group": group, **context})
         self._flush()
@@ -197,7 +197,7 @@ class Monitor:
             return
         self.divergence = reason
         step = self.step_count if step is None else step
-        info = StepInfo(step, self.epoch, False, self.x_prev, self.x_now, None, 1.0)
+        info = self._info_now(step)
         self._write(info, "diverged", 1.0, {"group": "monitor", "reason": reason})
         self._flush()
 
@@ -313,7 +313,7 @@ class Monitor:
     def _timed(
         self, group: str, run: Any, info: StepInfo | None = None, write_rows: bool = True, schedule: str | None = None
     ) -> float:
-        info = info or StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, None, 1.0)
+        info = info or self._info_now()
         counts, batch_seconds = dict(self.objective.counts), _batch_seconds(info)
         t0 = time.perf_counter()
         rows, failure = _collect(run)
@@ -375,6 +375,11 @@ class Monitor:
             "explicitly (every(n))"
         )
         self._write(info, "budget", math.nan, {"group": "monitor", "skipped": reason})
+
+    def _info_now(self, step: int | None = None) -> StepInfo:
+        """The point the Monitor is at, for a record written outside a step's measurements (no batch)."""
+        step = self.step_count if step is None else step
+        return StepInfo(step, self.epoch, False, self.x_prev, self.x_now, None, 1.0)
 
     def _scale(self) -> float:
         return float(getattr(self.optimizer, "scale", 1.0))
