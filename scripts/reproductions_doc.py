@@ -67,7 +67,9 @@ NOTES = {
     "setting, written down before it ran: 2,000 steps, everything else unchanged (below); it reproduced on "
     "{classical_closer_reproduced} seeds, so the first setting stays shipped. Rerun on 2026-12-04 after the "
     "full-batch linesearch lost its cap of 30 reductions (Roulet et al. cap only minibatch mode): the same verdicts, "
-    "the cap had never been reached; the closer setting's run predates that change.",
+    "the cap had never been reached. The closer setting was rerun after that change too (2026-12-04): the same "
+    "verdicts on every seed, every run's learning rates and losses unchanged; only the measured sharpness moved, "
+    "far below its solver's tolerance.",
     "cdat": "First run, shipped as is, except the baseline (the same widened grid as classical-tuners). The "
     "warmup-like rise of η the paper shows is at most {cdat_rise_max}× over the first quarter here, against the "
     "check's 2×. *Cause of the miss (likely):* on the edge, CDAT's η is ≈ σ/λ1, so η rises only where the sharpness "
