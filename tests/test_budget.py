@@ -248,3 +248,42 @@ def test_on_a_real_clock_the_monitor_stays_within_its_budget():
     bound = 0.3 * training + monitor.clock.calibration + max(paced) + 0.03 * training  # + one overshoot
     assert inside <= bound, f"Monitor {inside:.3f} s against {bound:.3f} s allowed ({training:.3f} s of training)"
     assert abs(monitor.clock.inside - inside) <= 0.05 * training  # its clock agrees (freeing on return is outside it)
+
+
+def test_a_cheap_metric_does_not_starve_an_expensive_one():
+    """Two budgeted metrics share what the fixed costs leave. A frequent one (0.2 s a measurement, more than the
+    whole budget earns per step) may use what the other leaves unused only beyond the cost of the other's next
+    measurement, so the expensive one (5 s) still gets its half: about one measurement per 100 s of training at a
+    10% budget. Under the earlier rule the frequent one took everything the other had not spent yet, and the
+    expensive one measured only when the frequent one happened to leave room."""
+    clock = FakeClock(0.1)
+    cheap, costly = Budgeted(), Budgeted()
+    for part in (cheap, costly):
+        part.clock, part.share = clock, 0.5
+    clock.budgeted = [cheap, costly]
+    counts = {"cheap": 0, "costly": 0}
+    for step in range(1, 2001):
+        clock.tick(1.0)
+        for name, part, cost in (("cheap", cheap, 0.2), ("costly", costly, 5.0)):
+            if part.due(step):
+                counts[name] += 1
+                part.record_cost(cost)
+                clock.charge(cost)
+    assert counts["costly"] >= 18  # 1 calibration + ~19 from its 100 s half over 2,000 s (the earlier rule: 12)
+    assert counts["cheap"] >= 400  # its own half (100 s) and what the other leaves beyond its reserve
+    assert clock.inside - clock.calibration <= 0.1 * clock.training + 5.0
+
+
+def test_the_monitor_checks_the_hvp_engine_when_made_not_in_its_first_measurement():
+    """hvp_engine="auto" checks double backward once (one exact and three finite-difference products): a one-time
+    cost that, inside the first measurement, made the budget expect every later measurement to cost as much."""
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    plain = curvlab.Objective(model, cross_entropy, (x, y))
+    curvlab.Monitor(plain, optimizer, [StepStats()])
+    assert plain._engine == "auto"  # no curvature metric: nothing to check
+    curved = curvlab.Objective(model, cross_entropy, (x, y))
+    curvlab.Monitor(curved, optimizer, [StepStats(), Sharpness()])
+    assert curved._engine == "reverse"  # resolved before any measurement

@@ -57,6 +57,7 @@ class Metric:
     shards = False  # measures an FSDP2-sharded model (curvlab.fsdp.ShardedObjective) from this rank's shards
     uses_previous_update = False  # reads monitor.prev_update (the Monitor then keeps x_{t−2} as well)
     needs_batch = False  # measures on the step's own batch: nothing without one (raises CannotMeasure)
+    uses_curvature = False  # takes curvature products (the Monitor resolves hvp_engine="auto" when it is made)
 
     def __init__(self, schedule: Schedule | int | list | str | None = None):
         self.schedule = as_schedule(schedule) if schedule is not None else self.default_schedule()
@@ -120,11 +121,18 @@ def gradients(objective: Any) -> list[Tensor]:
     return [local_part(p.grad) for _, p in objective.parameters if p.grad is not None]
 
 
+def _as_floats(values: list[Tensor]) -> list[float]:
+    """Scalar tensors as floats with one transfer (one sync on a GPU) when they share a dtype and device."""
+    if len({(v.dtype, v.device) for v in values}) == 1:
+        return torch.stack(values).double().tolist()
+    return [float(v) for v in values]
+
+
 def summed_squares(objective: Any, *groups: list[Tensor]) -> list[float]:
     """Σ‖t‖² over each group of tensors, in float64 (per tensor, then summed), added up over the ranks' shards
     when the Objective is sharded (a collective: every rank calls it)."""
     flat = [t for group in groups for t in group]
-    norms = [float(n) for n in torch._foreach_norm(flat)] if flat else []
+    norms = _as_floats(torch._foreach_norm(flat)) if flat else []
     squares, start = [], 0
     for group in groups:
         squares.append(math.fsum(n * n for n in norms[start : start + len(group)]))
@@ -232,6 +240,7 @@ class Sharpness(Metric):
     (Adam): then only the sharpness the threshold is about is measured, at half the cost."""
 
     name = "sharpness"
+    uses_curvature = True
     shards = True
     description = (
         "top Hessian eigenvalues, stability threshold, η·λ1, alignment, preconditioned sharpness (definitions §2)"
@@ -303,6 +312,7 @@ class Curvatures(Metric):
     eigenvalue is biased upward by the sampling: ``mc_samples`` draws per example reduce that)."""
 
     name = "curvatures"
+    uses_curvature = True
     description = "top eigenvalues of the Hessian, Gauss–Newton and Fisher side by side"
     _state = ("v0",)
 
@@ -334,6 +344,7 @@ class BlockSharpness(Metric):
     embeddings / attention QK / attention VO / MLP / norms split; see :func:`curvlab.block_eigs`."""
 
     name = "block_sharpness"
+    uses_curvature = True
     shards = True
     description = "top eigenvalue of each layer's diagonal block of the Hessian (or GGN, Fisher)"
 
@@ -401,6 +412,7 @@ class Directional(Metric):
     all at x_{t−1}, where the gradient that made them was taken; the real update is "actual"."""
 
     name = "directional"
+    uses_curvature = True
     description = "pseudo-update directional sharpness and gradient correlation per optimizer (definitions §3)"
     needs_batch = True
 
@@ -457,6 +469,7 @@ class Directional(Metric):
 @register_metric
 class Trace(Metric):
     name = "trace"
+    uses_curvature = True
     shards = True
     description = "Hutch++ trace of the Hessian (definitions §2)"
 
@@ -475,6 +488,7 @@ class Density(Metric):
     """SLQ spectral density as tidy rows: metric "spectral_density", context "eigenvalue"."""
 
     name = "density"
+    uses_curvature = True
     shards = True
     description = "SLQ spectral density (definitions §2)"
 

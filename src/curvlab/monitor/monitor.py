@@ -107,6 +107,8 @@ class Monitor:
                 f"metrics: {unsharded} cannot measure an FSDP2-sharded model (they need whole vectors or per-batch "
                 f"evaluations on one process); on a ShardedObjective use {supported}"
             )
+        if any(m.uses_curvature for m in self.metrics):
+            _ = objective.hvp_engine  # "auto" checks double backward once, now: a one-time cost, not a measurement's
         self.clock = CostClock(budget)
         budgeted = [part for m in self.metrics for part in m.schedule.parts() if isinstance(part, Budgeted)]
         for part in budgeted:

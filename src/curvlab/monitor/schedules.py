@@ -143,10 +143,10 @@ class Budgeted(Schedule):
     Everything the Monitor spends counts against ``budget`` × training; budget-scheduled metrics share what the
     rest (the per-step statistics, records, explicitly scheduled groups: the clock's ``fixed``) leaves of it. With
     ``n`` budget-scheduled metrics each owns ``share`` = 1/n of that, so a cheap metric cannot starve an expensive
-    one, and may use what the others leave unused. A measurement is due when (1) this metric's spending plus its
-    last cost stays within that rate × training time, (2) the rate × the training time since its last measurement
-    covers that cost (measurements spread evenly, no bursts from banked credit), and (3) all the time inside the
-    Monitor stays within budget × training time.
+    one, and may use what the others leave unused beyond the cost of their next measurement (:meth:`spare`). A
+    measurement is due when (1) this metric's spending plus its last cost stays within that allowance, (2) the
+    allowance's rate × the training time since its last measurement covers that cost (measurements spread evenly,
+    no bursts from banked credit), and (3) all the time inside the Monitor stays within budget × training time.
     A metric never measured yet is measured at once (the first call): its cost is known only then, and that one
     calibration measurement is outside the budget (``CostClock.calibration``). The Monitor binds the clock and
     the share.
@@ -173,12 +173,16 @@ class Budgeted(Schedule):
         if clock.training <= 0:
             return False
         cost = self.expected_cost
-        free = clock.free_rate()
-        others = sum(part.spent for part in clock.budgeted if part is not self) / clock.training
-        rate = max(self.share * free, free - others)  # its share, or what the others leave unused
-        within_share = self.spent + cost <= rate * clock.training
-        earned = rate * (clock.training - self.training_at_last) >= cost
+        free = clock.free_rate() * clock.training  # what the budgeted metrics together may have spent by now
+        allowance = self.share * free + sum(part.spare(free) for part in clock.budgeted if part is not self)
+        within_share = self.spent + cost <= allowance
+        earned = allowance / clock.training * (clock.training - self.training_at_last) >= cost
         return within_share and earned and clock.allows(cost)
+
+    def spare(self, free: float) -> float:
+        """What this metric leaves of its share that another may use: its unspent allowance less what its next
+        measurement will cost, so that a cheap metric never spends what an expensive one is saving up for."""
+        return max(0.0, self.share * free - self.spent - (self.expected_cost or 0.0))
 
     def record_cost(self, seconds: float) -> None:
         if self.expected_cost is None:
