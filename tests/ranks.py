@@ -47,8 +47,10 @@ def run_torchrun(args: list[str], world: int, timeout: float = 300, **kwargs) ->
     """``python -m torch.distributed.run --standalone --nproc_per_node world *args``, output captured. A gloo rank
     has aborted in C++ ("terminate called without an active exception", SIGABRT, no Python traceback) at exit, mostly
     while other torchrun jobs ran on the same machine, once (2026-12-04, the two-process Hugging Face test) in a CI
-    clone running nothing else. Only that launch is retried, once, saying so on stderr; any other failure is returned
-    as it is."""
+    clone running nothing else, and twice in a row (2026-12-04) for the Lightning FSDP2 script, which then left its
+    process group without a barrier: the scripts now end with ``curvlab.distributed.finish()`` (barrier, then
+    destroy), the likely cause being a rank exiting with gloo's threads alive. Only that launch is retried, once,
+    saying so on stderr; any other failure is returned as it is."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **kwargs.pop("env", {})}
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from ranks import install_impatient_clock  # noqa: E402
 from zoo import TokenDataset  # noqa: E402
 
+from curvlab.distributed import finish  # noqa: E402
 from curvlab.integrations.transformers import CurvlabCallback  # noqa: E402
 
 
@@ -53,6 +54,7 @@ def main() -> None:
     data = [{"input_ids": ids[:8], "labels": ids[:8]}, {"input_ids": ids[8:16], "labels": ids[8:16]}]
     ImpatientOnRank0(data).attach(trainer)
     trainer.train()
+    finish()  # leave the process group together: a rank exiting with gloo's threads alive can abort at exit
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.distributed.fsdp import fully_shard
 
+from curvlab.distributed import finish
 from curvlab.integrations.lightning import CurvlabCallback
 from curvlab.monitor import Sharpness, StepStats, every
 
@@ -67,6 +68,7 @@ def main() -> None:
         if callbacks:
             rows = [(r["step"], r["metric"], r["value"]) for r in callbacks[0].monitor.records]
             (out / "rows.json").write_text(json.dumps(rows))
+    finish()  # leave the process group together: a rank exiting with gloo's threads alive can abort at exit
 
 
 if __name__ == "__main__":
