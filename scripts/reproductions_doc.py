@@ -139,6 +139,7 @@ def _seed_count(summary: dict) -> str:
 
 
 def _closer(name: str) -> dict | None:
+    """The stored summary of the reproduction's one closer setting (scripts/closer_settings.py), if it ran."""
     saved = DOCS / "reproductions" / "closer" / f"{name}.json"
     return json.loads(saved.read_text()) if saved.exists() else None
 
@@ -251,10 +252,9 @@ def closer_summary(names: list[str]) -> str:
     """One sentence: each closer setting that ran and on how many seeds it reproduced."""
     ran = []
     for name in names:
-        saved = DOCS / "reproductions" / "closer" / f"{name}.json"
-        if saved.exists():
-            s = json.loads(saved.read_text())
-            ran.append(f"{name} ({s['reproduced_seeds']} of {len(s['per_seed'])} seeds)")
+        s = _closer(name)
+        if s is not None:
+            ran.append(f"{name} ({_seed_count(s)} seeds)")
     if not ran:
         return ""
     return (
@@ -265,10 +265,9 @@ def closer_summary(names: list[str]) -> str:
 
 def closer_section(name: str) -> list[str]:
     """The one closer setting's result (scripts/closer_settings.py), when it ran: its verdict and failed checks."""
-    saved = DOCS / "reproductions" / "closer" / f"{name}.json"
-    if not saved.exists():
+    s = _closer(name)
+    if s is None:
         return []
-    s = json.loads(saved.read_text())
     count, total = s["reproduced_seeds"], len(s["per_seed"])
     lines = [
         f"**The one closer setting** (`python scripts/closer_settings.py {name}`, written down before it ran): "

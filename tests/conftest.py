@@ -34,3 +34,9 @@ def skip_without_debian_data(error_text: str) -> None:
     naming the package. Where apt-get exists, its absence stays a failure: ``make install`` fetches it."""
     if "needs the Debian package" in error_text and shutil.which("apt-get") is None:
         pytest.skip("optional Debian data absent and no apt-get here: " + error_text.strip().splitlines()[-1][:200])
+
+
+def assert_no_placeholders(page: str) -> None:
+    """A report says what is known and leaves out what is not: no "?", "None" or "nan" cell, no "…; ." sentence."""
+    for placeholder in ("<td>?</td>", "<td>None</td>", "<td>nan</td>", "; ."):
+        assert placeholder not in page, f"the report shows a placeholder: {placeholder!r}"

@@ -25,20 +25,11 @@ from pathlib import Path
 import pytest
 from doc_context import CONTEXTS
 from ranks import run_torchrun
+from test_api_reference import PUBLIC_MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-SEARCHED = [
-    "curvlab",
-    "curvlab.linalg",
-    "curvlab.geometry",
-    "curvlab.monitor",
-    "curvlab.optim",
-    "curvlab.tuners",
-    "curvlab.experiments",
-    "curvlab.distributed",
-    "curvlab.fsdp",
-]
+SEARCHED = [*PUBLIC_MODULES, "curvlab.distributed", "curvlab.fsdp"]  # where a name written in the docs is looked up
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 MARKER = re.compile(r"<!--\s*(snippet|signature):\s*([^>]*?)\s*-->\s*$")
 

@@ -17,6 +17,8 @@ from curvlab.monitor import Metric, every
 L = pytest.importorskip("lightning")
 transformers = pytest.importorskip("transformers")
 
+from trainers import Classifier, classification_data, quiet_trainer  # noqa: E402
+
 from curvlab.integrations.lightning import CurvlabCallback as LightningCallback  # noqa: E402
 from curvlab.integrations.transformers import CurvlabCallback as HFCallback  # noqa: E402
 
@@ -47,38 +49,12 @@ def _float32_and_bf16(loss_of) -> tuple[float, float]:
 
 
 # ----- Lightning --------------------------------------------------------------------------------------------------
-class Classifier(L.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(8, 32), nn.LayerNorm(32), nn.Tanh(), nn.Linear(32, 3))
-
-    def forward(self, x):
-        return self.net(x)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return nn.functional.cross_entropy(self(x), y)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 def _lightning_fit(callback, steps=3):
     L.seed_everything(0, verbose=False)
-    g = torch.Generator().manual_seed(5)
-    x, y = 4 * torch.randn(64, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
+    x, y = classification_data(scale=4.0)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
     module = Classifier()
-    trainer = L.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        precision="bf16-mixed",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[callback] if callback else [],
-    )
+    trainer = quiet_trainer(max_steps=steps, precision="bf16-mixed", callbacks=[callback] if callback else [])
     trainer.fit(module, loader)
     return module, (x, y)
 
