@@ -220,7 +220,7 @@ class Monitor:
         """Measure now, whatever the schedules say (e.g. at initialisation, before any step)."""
         self.clock.enter()
         try:
-            info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, self.last_batch, 1.0)
+            info = self._info_now(batch=self.last_batch)
             self._context = self._step_context(info)
             for metric in self.metrics:
                 if names is None or metric.name in names:
@@ -378,10 +378,10 @@ class Monitor:
         )
         self._write(info, "budget", math.nan, {"group": "monitor", "skipped": reason})
 
-    def _info_now(self, step: int | None = None) -> StepInfo:
-        """The point the Monitor is at, for a record written outside a step's measurements (no batch)."""
+    def _info_now(self, step: int | None = None, batch: Any = None) -> StepInfo:
+        """The point the Monitor is at, for what it measures or writes outside a step (``measure()``, a record)."""
         step = self.step_count if step is None else step
-        return StepInfo(step, self.epoch, False, self.x_prev, self.x_now, None, 1.0)
+        return StepInfo(step, self.epoch, False, self.x_prev, self.x_now, batch, 1.0)
 
     def _scale(self) -> float:
         return float(getattr(self.optimizer, "scale", 1.0))
