@@ -11,7 +11,7 @@ from torch import nn
 
 import curvlab
 from curvlab.losses import cross_entropy
-from curvlab.monitor import Sharpness, StepStats, budget, every, read_records
+from curvlab.monitor import CriticalSharpness, Sharpness, StepStats, budget, every, read_records
 from curvlab.monitor.schedules import Budgeted, CostClock, as_schedule
 
 
@@ -287,3 +287,107 @@ def test_the_monitor_checks_the_hvp_engine_when_made_not_in_its_first_measuremen
     curved = curvlab.Objective(model, cross_entropy, (x, y))
     curvlab.Monitor(curved, optimizer, [StepStats(), Sharpness()])
     assert curved._engine == "reverse"  # resolved before any measurement
+
+
+def test_budget_weights_split_what_the_fixed_costs_leave():
+    """Two budgeted metrics with weights 1 and 3 at the same cost: the heavier spends about three times as much, and
+    together they stay within the budget. The default set gives the sharpness nine tenths."""
+    clock = FakeClock(0.1)
+    light, heavy = Budgeted(1.0), Budgeted(3.0)
+    for part in (light, heavy):
+        part.clock, part.share = clock, part.weight / 4.0
+    clock.budgeted = [light, heavy]
+    for step in range(1, 4001):
+        clock.tick(1.0)
+        for part in (light, heavy):
+            if part.due(step):
+                part.record_cost(2.0)
+                clock.charge(2.0)
+    assert heavy.spent / light.spent == pytest.approx(3.0, rel=0.1)
+    assert clock.inside - clock.calibration <= 0.1 * clock.training + 2.0
+    model, x, y = _setup()
+    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), torch.optim.SGD(model.parameters()))
+    assert [part.share for m in monitor.metrics for part in m.schedule.parts()] == [0.1, 0.9]
+    for bad in (0, -1.0, float("inf"), "3"):
+        with pytest.raises(ValueError, match="weight"):
+            budget(bad)
+
+
+def test_budget_paced_metrics_copy_the_parameters_only_where_they_measure():
+    """With every metric on the budget, x_{t−1} is taken only before a step that measures: a measurement due at a
+    step whose x_{t−1} was not taken is made at the next step. Each update norm then equals ‖x_t − x_{t−1}‖ from the
+    test's own copies of the parameters after every step, and the trajectory is unchanged."""
+    model, x, y = _setup()
+    plain = _train(model, x, y, steps=300)
+    model, x, y = _setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x[:32], y[:32])), opt, budget=0.5)
+    copies = []
+    read = monitor.snapshots._read
+    monitor.snapshots._read = lambda out: copies.append(monitor.step_count) or read(out)
+    points = [torch.cat([p.detach().reshape(-1) for p in model.parameters()])]
+    g = torch.Generator().manual_seed(2)
+    for _ in range(300):  # _train's loop, keeping a copy of x after every step
+        idx = torch.randint(0, len(y), (16,), generator=g)
+        opt.zero_grad()
+        loss = cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        monitor.step(loss, (x[idx], y[idx]))
+        points.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    assert torch.equal(points[-1], plain)
+    updates = {r["step"]: r["value"] for r in monitor.records if r["metric"] == "update_norm"}
+    assert 5 <= len(updates) < 150  # paced: some steps, far from all
+    for step, value in updates.items():
+        assert value == pytest.approx(float(torch.linalg.vector_norm(points[step] - points[step - 1])), rel=1e-5)
+    measuring = {r["step"] for r in monitor.records}
+    deferred_past_the_end = [300]  # a measurement due at the last step would have been made at the next
+    assert all(step in measuring or step + 1 in measuring for step in copies if step not in deferred_past_the_end)
+    assert len(copies) <= 2 * len(measuring) < 300
+
+
+def test_measuring_on_demand_between_paced_measurements_says_the_update_is_unknown():
+    """``measure()`` after a step whose x_{t−1} the budget-paced Monitor did not take: the step statistics have no
+    update norm, critical sharpness says why it cannot measure, and the next paced measurement is whole again."""
+    model, x, y = _setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    objective = curvlab.Objective(model, cross_entropy, (x[:32], y[:32]))
+    metrics = [StepStats(schedule=budget()), CriticalSharpness(schedule=budget())]
+    monitor = curvlab.Monitor(objective, opt, metrics, budget=1e-9)  # nothing paced after the first step
+    _train(model, x, y, monitor, steps=5, opt=opt)
+    assert monitor.snapshots.step == 1  # x_4 was not taken (nor x_2, x_3, x_5)
+    monitor.measure()
+    assert monitor.x_prev is None and monitor.snapshots.step == 5
+    at_5 = {r["metric"]: r for r in monitor.records if r["step"] == 5}
+    assert "loss" not in at_5 and "update_norm" not in at_5 and "grad_norm" in at_5  # no loss passed to measure()
+    assert "x_{t−1} was not taken" in at_5["critical_sharpness"]["skipped"]
+    state = monitor.state_dict()
+    assert state["x_prev"] is None and state["snapshot_step"] == 5
+    assert torch.equal(state["x_now"], torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+
+
+def test_a_rate_that_jumps_does_not_starve_a_metric(monkeypatch):
+    """Early in a run the fixed costs can take nearly all the budget (a metric's rate is then tiny), and later
+    almost none: the schedule looks again after at most 2% more training, so measurements resume at once instead
+    of waiting for the time the early rate would have needed; here its hints delay no measurement at all (the same
+    steps as testing the rule at every step)."""
+
+    def due_steps() -> list[int]:
+        clock = FakeClock(0.1)
+        schedule = Budgeted()
+        schedule.clock, clock.budgeted = clock, [schedule]
+        steps = []
+        for step in range(1, 3001):
+            clock.tick(1.0, fixed=0.0999 if step <= 100 else 0.0)
+            if schedule.due(step):
+                steps.append(step)
+                schedule.record_cost(1.0)
+                clock.charge(1.0)
+        return steps
+
+    hinted = due_steps()
+    monkeypatch.setattr("curvlab.monitor.schedules.LOOK_AHEAD", 0.0)  # test at every step
+    assert hinted == due_steps()
+    later = [s for s in hinted if s > 100]
+    assert later[0] <= 110  # the rate tested at step ~100 would have put it 10,000 steps off
+    assert len(later) >= 240  # then about one per 10 s of training

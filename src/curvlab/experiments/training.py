@@ -86,7 +86,7 @@ class Trainer:
             self._measurement_objective(measure.x_train, measure.y_train),
             self.optimizer,
             metrics=build_metrics(config, measure),
-            writer=self.writer,
+            writer=self.writer if self.rank == 0 else None,  # the other ranks keep the same records in memory only
             reset=config["monitor"]["reset"],
             context={"run": config["name"]},
         )

@@ -106,13 +106,14 @@ class StepStats(Metric):
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         obj = monitor.objective
-        grads = gradients(obj)
-        update_squared, grad_squared = summed_squares(obj, [info.x_now - info.x_prev], grads)
+        grads, update = gradients(obj), info.update
+        update_squared, grad_squared = summed_squares(obj, [] if update is None else [update], grads)
         if info.loss is not None:
             yield "loss", info.loss, {}
         if grads:
             yield "grad_norm", math.sqrt(grad_squared), {}
-        yield "update_norm", math.sqrt(update_squared), {}
+        if update is not None:
+            yield "update_norm", math.sqrt(update_squared), {}
         yield "lr", learning_rate(monitor.optimizer), {}
 
 
@@ -163,10 +164,10 @@ class Assumptions(Metric):
         return every(1)
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
+        delta = info.known_update()
         ev = monitor.batch_evaluation(info)
         if ev is None:
             raise CannotMeasure(NO_BATCH)
-        delta = info.x_now - info.x_prev
         for key, value in self.tracker.update(ev.f_old, ev.f_new, ev.g_old, ev.g_new, delta).items():
             yield key, value, {}
         previous = monitor.prev_update
@@ -211,8 +212,8 @@ class FullBatch(Metric):
         yield "loss_full", loss, {}
         yield from ((k, v, {}) for k, v in norms(grad, "full_grad").items())
         yield "pl_ratio", pl_ratio(loss, grad, self.f_star), {}
-        delta = info.x_now - info.x_prev
-        moved = float(torch.linalg.vector_norm(delta)) > 0
+        delta = info.update
+        moved = delta is not None and float(torch.linalg.vector_norm(delta)) > 0
         if moved:
             old_loss, old_grad = obj.loss_and_grad(at=info.x_prev)
             smooth = float(torch.linalg.vector_norm(grad - old_grad) / torch.linalg.vector_norm(delta))
@@ -278,8 +279,8 @@ class Sharpness(Metric):
         lam1 = float(res.eigenvalues[0])
         if not threshold.preconditioned and threshold.kind != "none":
             yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam1).items())
-        delta = info.x_now - info.x_prev
-        if monitor.objective.dot(delta, delta) > 0:
+        delta = info.update
+        if delta is not None and monitor.objective.dot(delta, delta) > 0:
             yield "update_alignment", alignment(delta, self.top_vector, _shared_dot(monitor.objective)), {}
         if self.with_min:
             yield "lambda_min", float(eigs(monitor.objective.hessian(), which="SA", tol=self.tol).eigenvalues[0]), {}
@@ -382,7 +383,7 @@ class CriticalSharpness(Metric):
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         lr = learning_rate(monitor.optimizer)
-        update = info.x_now - info.x_prev
+        update = info.known_update()
         if lr <= 0 or monitor.objective.dot(update, update) == 0:
             return
         for name, objective in {"": monitor.objective, **self.relative}.items():
@@ -456,7 +457,7 @@ class Directional(Metric):
             if info.batch is None:
                 raise CannotMeasure(NO_BATCH)
             return  # at the first step: the shadows have not been fed yet
-        directions = {**self.updates, "actual": info.x_now - info.x_prev}
+        directions = {**self.updates, "actual": info.known_update()}
         table = compare_directions(monitor.objective, directions, self.reference, at=info.x_prev)
         for name, values in table.items():
             yield "directional_sharpness", values["directional_sharpness"], {"optimizer": name}
@@ -550,7 +551,8 @@ class Landscape(Metric):
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         obj = monitor.objective
-        directions = {"update": info.x_now - info.x_prev, "negative_gradient": -obj.grad()}
+        update = info.update
+        directions = {**({} if update is None else {"update": update}), "negative_gradient": -obj.grad()}
         top = next(
             (m.top_vector for m in monitor.metrics if isinstance(m, Sharpness) and m.top_vector is not None), None
         )

@@ -41,8 +41,9 @@ from curvlab.distributed import rank, rank0_decides
 from curvlab.errors import InputError, InputTypeError, NonFiniteError
 from curvlab.monitor.metrics import METRICS, Metric, Sharpness, StepStats, make_metric
 from curvlab.monitor.records import RecordWriter
-from curvlab.monitor.schedules import Budgeted, CostClock
+from curvlab.monitor.schedules import Budgeted, CostClock, Never
 from curvlab.monitor.schedules import budget as budget_schedule
+from curvlab.monitor.snapshots import Snapshots
 from curvlab.monitor.step import BatchEvaluation, CannotMeasure, StepInfo
 from curvlab.optim.introspection import learning_rate
 
@@ -112,7 +113,7 @@ class Monitor:
         self.clock = CostClock(budget)
         budgeted = [part for m in self.metrics for part in m.schedule.parts() if isinstance(part, Budgeted)]
         for part in budgeted:
-            part.clock, part.share = self.clock, 1.0 / len(budgeted)
+            part.clock, part.share = self.clock, part.weight / sum(p.weight for p in budgeted)
         self.clock.budgeted = budgeted
         self.reset = reset
         if writer is None and (run_dir is not None or wandb) and rank() == 0:  # under torchrun only rank 0 writes
@@ -122,16 +123,20 @@ class Monitor:
         self.context = dict(context or {})
         self.step_count = start_step
         self.epoch = start_epoch
-        self.x_now = objective.parameters_vector()
-        self.x_prev = self.x_now
-        self._x_before: Tensor | None = None  # x_{t−2}: the previous update is x_{t−1} − x_{t−2}
-        self._keeps_before = any(m.uses_previous_update for m in self.metrics)  # else two copies of x, not three
-        self._update_before: Tensor | None = None
+        keeps_before = any(m.uses_previous_update for m in self.metrics)  # else two copies of x, not three
+        self.snapshots = Snapshots(objective.parameters_vector, start_step, keeps_before)
+        self._update_before: Tensor | None = None  # x_{t−1} − x_{t−2}, made when first read
         self.last_batch: Any = None
         self.n_measure = objective.count()
         self._observers = [m for m in self.metrics if type(m).observe is not Metric.observe]
+        # every step reads x_{t−1} when something may run at any step; budget-paced metrics can wait one step
+        paced = all(isinstance(part, (Budgeted, Never)) for m in self.metrics for part in m.schedule.parts())
+        self._snapshot_every_step = keeps_before or bool(self._observers) or not paced
+        self._all_paced = paced and bool(budgeted)
+        self._next_look = 0.0  # with every metric budget-paced: no schedule is tested before this training time
+        self._deferred: dict[str, str] = {}  # due at the last step, whose x_{t−1} had not been taken
         self._kinds = [sorted({part.kind for part in m.schedule.parts()}) for m in self.metrics]
-        self._context: dict = {}
+        self._context: dict | None = None  # the fields every record of this call carries (made at its first record)
         self.divergence: str | None = None  # why the run is marked diverged (None while it is not)
         self._skipped: set[tuple[str, str]] = set()  # (metric, reason) already recorded as not measurable
         self._budget_said = False  # whether the "fixed costs exceed the budget" record was written
@@ -143,23 +148,19 @@ class Monitor:
         self.clock.enter()
         try:
             self.step_count += 1
-            self._advance_snapshots()
+            self._context = None
             self.last_batch = batch
-            info = StepInfo(
-                self.step_count, self.epoch, False, self.x_prev, self.x_now, batch, self._scale(), loss=_detached(loss)
-            )
-            self._context = self._step_context(info)
-            nonfinite_loss = info.loss is not None and not math.isfinite(info.loss)
-            due, any_nonfinite = self._agreed_schedule(info, nonfinite_loss)
+            loss = _detached(loss)
+            nonfinite_loss = loss is not None and not math.isfinite(loss)
+            due, any_nonfinite = self._agreed_schedule(self.step_count, False, nonfinite_loss)
+            due = self._take_snapshots(due)
             if any_nonfinite:
-                seen = f"({info.loss})" if nonfinite_loss else "on another process"
-                self.mark_diverged(f"non-finite training loss {seen} at step {info.step}")
-            for metric in self._observers:
-                self._timed(metric.name + ".observe", lambda m=metric: m.observe(self, info), write_rows=False)
-            self._run_due(info, due)
+                seen = f"({loss})" if nonfinite_loss else "on another process"
+                self.mark_diverged(f"non-finite training loss {seen} at step {self.step_count}")
+            if due or self._observers or self._say_budget:  # else nothing to do: the common, cheap case
+                self._measure_step(due, loss, batch)
             if isinstance(self.reset, int) and self.step_count % self.reset == 0:
                 self._reset_windows()
-            self._check_budget_fits(info)
         finally:
             self._flush()
             self.clock.leave()
@@ -168,9 +169,11 @@ class Monitor:
         """Call at the end of every epoch: runs the epoch-end schedules and resets the windows."""
         self.clock.enter()
         try:
+            self._context = None
             info = StepInfo(self.step_count, self.epoch, True, self.x_prev, self.x_now, self.last_batch, self._scale())
-            self._context = self._step_context(info)
-            self._run_due(info, self._agreed_schedule(info)[0])
+            due = self._agreed_schedule(self.step_count, True)[0]
+            if due:
+                self._run_due(info, due)
             self.epoch += 1
             if self.reset == "epoch":
                 self._reset_windows()
@@ -181,9 +184,8 @@ class Monitor:
     def add_record(self, metric: str, value: float, group: str, **context: Any) -> None:
         """Write a value measured outside the Monitor (a trainer's own log: its loss, its gradient norm before
         clipping) as a tidy row at the current step, with ``group`` saying where it came from."""
-        info = self._info_now()
-        self._context = self._step_context(info)
-        self._write(info, metric, float(value), {"group": group, **context})
+        self._context = None
+        self._write(self._info_now(), metric, float(value), {"group": group, **context})
         self._flush()
 
     @property
@@ -207,8 +209,9 @@ class Monitor:
     def prev_update(self) -> Tensor | None:
         """The update before the last one, x_{t−1} − x_{t−2} (None before two steps, and when no metric reads it:
         the Monitor then keeps x_t and x_{t−1} only)."""
-        if self._update_before is None and self._x_before is not None and self.step_count >= 2:
-            self._update_before = self.x_prev - self._x_before
+        snaps = self.snapshots
+        if self._update_before is None and snaps.before is not None and snaps.prev is not None and self.step_count >= 2:
+            self._update_before = snaps.prev - snaps.before
         return self._update_before
 
     @property
@@ -220,8 +223,11 @@ class Monitor:
         """Measure now, whatever the schedules say (e.g. at initialisation, before any step)."""
         self.clock.enter()
         try:
+            if not self.snapshots.fresh(self.step_count + 1):  # x_t not taken at this step: take it now
+                self.snapshots.retake(self.step_count)
+                self._update_before = None
+            self._context = None
             info = self._info_now(batch=self.last_batch)
-            self._context = self._step_context(info)
             for metric in self.metrics:
                 if names is None or metric.name in names:
                     seconds = self._timed(metric.name, lambda m=metric: m.measure(self, info), schedule="on_demand")
@@ -236,8 +242,10 @@ class Monitor:
         return {
             "step_count": self.step_count,
             "epoch": self.epoch,
-            "x_now": self.x_now.clone(),  # the Monitor reuses its snapshot buffers: a copy outlives the next step
-            "x_prev": self.x_prev.clone(),
+            # the Monitor reuses its snapshot buffers: a copy outlives the next step; x_{t−1} may not have been taken
+            "x_now": self.x_now.clone(),
+            "x_prev": None if self.x_prev is None else self.x_prev.clone(),
+            "snapshot_step": self.snapshots.step,
             "prev_update": self.prev_update,
             "metrics": {m.name: m.state_dict() for m in self.metrics},
             "divergence": self.divergence,
@@ -247,8 +255,10 @@ class Monitor:
         """Restore what :meth:`state_dict` saved (step and epoch counters, snapshots, every metric's state), to resume a
         run."""
         self.step_count, self.epoch = state["step_count"], state["epoch"]
-        self.x_now, self.x_prev = state["x_now"], state["x_prev"]
-        self._x_before, self._update_before = None, state["prev_update"]
+        snaps = self.snapshots
+        snaps.now, snaps.prev, snaps.before = state["x_now"], state["x_prev"], None
+        snaps.step = state.get("snapshot_step", self.step_count)  # older checkpoints took x_t at every step
+        self._update_before = state["prev_update"]
         self.divergence = state.get("divergence")
         for m in self.metrics:
             m.load_state_dict(state["metrics"].get(m.name, {}))
@@ -261,33 +271,51 @@ class Monitor:
     # ----- services for the metrics --------------------------------------------------------------------
     def batch_evaluation(self, info: StepInfo) -> BatchEvaluation | None:
         """f, ∇f at x_{t−1} and x_t (and f at x_{t−2}) on the step's batch, computed once per step (None without a
-        batch)."""
-        if info.batch is None:
+        batch or without x_{t−1})."""
+        if info.batch is None or info.x_prev is None:  # no batch, or x_{t−1} not taken (on demand, between paced ones)
             return None
         if "batch" not in info.cache:
             on_batch = self.objective.on([info.batch])
-            before = self._x_before if info.step == self.step_count and self.step_count >= 2 else None
+            before = self.snapshots.before if info.step == self.step_count and self.step_count >= 2 else None
             info.cache["batch"] = BatchEvaluation(
                 on_batch.loss_and_grad, info.x_prev, info.x_now, on_batch.loss, before
             )
         return info.cache["batch"]
 
     # ----- internals ---------------------------------------------------------------------------------
-    def _agreed_schedule(self, info: StepInfo, nonfinite_loss: bool = False) -> tuple[dict[str, str], bool]:
+    def _agreed_schedule(self, step: int, epoch_end: bool, nonfinite_loss: bool = False) -> tuple[dict[str, str], bool]:
         """The metrics due now ({name: the schedule kind that triggered it}) and whether a training loss was
         non-finite. On a distributed objective both are decided once for every rank (rank 0's schedules, any rank's
         loss): the measurements are collectives, and ranks whose clocks disagree must still run the same ones."""
-        codes = []
-        for metric, kinds in zip(self.metrics, self._kinds):
-            codes.append(1 + kinds.index(metric.schedule.kind) if metric.schedule.due(info.step, info.epoch_end) else 0)
-        codes.append(int(self._budget_cannot_fit()))  # whether to say so now: rank 0's clock, like the schedules
+        if self._all_paced and (epoch_end or self.clock.training < self._next_look):
+            due = {}  # every budgeted schedule would say no: each has its own later time to look (Budgeted.not_before)
+        else:
+            due = {m.name: m.schedule.kind for m in self.metrics if m.schedule.due(step, epoch_end)}
+            if self._all_paced:
+                self._next_look = min(part.not_before for part in self.clock.budgeted)
+        say_budget = self._budget_cannot_fit()  # whether to say so now: rank 0's clock, like the schedules
         if self.objective.collective:
-            device = self.objective.space.device
-            codes, alarms = rank0_decides(codes, [nonfinite_loss], self.objective.group, device)
-            nonfinite_loss = alarms[0]
-        *codes, self._say_budget = codes
-        due = {m.name: kinds[code - 1] for m, kinds, code in zip(self.metrics, self._kinds, codes) if code}
+            due, say_budget, nonfinite_loss = self._rank0_decides(due, say_budget, nonfinite_loss)
+        self._say_budget = say_budget
         return due, nonfinite_loss
+
+    def _rank0_decides(self, due: dict[str, str], say_budget: bool, nonfinite_loss: bool) -> tuple[dict, bool, bool]:
+        """Rank 0's schedules and budget record, and whether any rank's loss was non-finite (one collective)."""
+        codes = [1 + kinds.index(due[m.name]) if m.name in due else 0 for m, kinds in zip(self.metrics, self._kinds)]
+        codes, alarms = rank0_decides(
+            [*codes, int(say_budget)], [nonfinite_loss], self.objective.group, self.objective.space.device
+        )
+        *codes, say_budget = codes
+        due = {m.name: kinds[code - 1] for m, kinds, code in zip(self.metrics, self._kinds, codes) if code}
+        return due, bool(say_budget), alarms[0]
+
+    def _measure_step(self, due: dict[str, str], loss: float | None, batch: Any) -> None:
+        """The observers, the metrics due and the budget's own record, at a step."""
+        info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, batch, self._scale(), loss)
+        for metric in self._observers:
+            self._timed(metric.name + ".observe", lambda m=metric: m.observe(self, info), write_rows=False)
+        self._run_due(info, due)
+        self._check_budget_fits(info)
 
     def _run_due(self, info: StepInfo, due: dict[str, str]) -> None:
         for metric in self.metrics:
@@ -347,21 +375,41 @@ class Monitor:
         self._write(info, metric, math.nan, {**extra, "reason": str(failure)})
         self.mark_diverged(f"{metric} at step {info.step}: {failure}", info.step)
 
-    def _advance_snapshots(self) -> None:
-        """x_{t−2} ← x_{t−1} (when a metric reads it), x_{t−1} ← x_t, and x_t copied into the buffer that is no
-        longer needed (the old x_{t−2}, else the old x_{t−1}): no allocation per step once the buffers exist."""
-        old_before, old_prev, old_now = self._x_before, self.x_prev, self.x_now
-        self._x_before = old_prev if self._keeps_before else None
-        spare = old_before if self._keeps_before else old_prev
-        if spare is None or spare is old_now or spare is self._x_before:  # aliased at the start, or not yet made
-            spare = None
-        self.x_prev, self.x_now = old_now, self.objective.parameters_vector(out=spare)
+    @property
+    def x_now(self) -> Tensor:
+        """The parameters as the Monitor last took them, after step ``snapshots.step`` (every step unless all its
+        metrics are budget-paced: then at the steps they measure)."""
+        return self.snapshots.now
+
+    @property
+    def x_prev(self) -> Tensor | None:
+        """The parameters one step before :attr:`x_now`; None when they were not taken."""
+        return self.snapshots.prev
+
+    def _take_snapshots(self, due: dict[str, str]) -> dict[str, str]:
+        """Advance the snapshots as this step needs, and return what to measure now. With every metric paced by the
+        budget, the parameters are copied only when something is due: a measurement whose x_{t−1} was not taken
+        takes x_t now and runs at the next step (with what is due then)."""
+        snaps, step = self.snapshots, self.step_count
         self._update_before = None
+        if self._snapshot_every_step:
+            snaps.advance(step)
+            return due
+        due, self._deferred = {**self._deferred, **due}, {}
+        if not due:
+            return due
+        if snaps.fresh(step):
+            snaps.advance(step)
+            return due
+        snaps.retake(step)
+        self._deferred = due
+        return {}
 
     def _budget_cannot_fit(self) -> bool:
-        """Whether to say now (once) that the fixed costs alone exceed the budget (after 50 steps of training)."""
+        """Whether to say now (once) that the fixed costs alone exceed the budget (looked at every 50 steps)."""
         clock = self.clock
-        return not self._budget_said and bool(clock.budgeted) and clock.intervals >= 50 and clock.free_rate() <= 0
+        looks = clock.intervals >= 50 and clock.intervals % 50 == 0
+        return looks and not self._budget_said and bool(clock.budgeted) and clock.free_rate() <= 0
 
     def _check_budget_fits(self, info: StepInfo) -> None:
         """Say once when the fixed costs alone (per-step statistics, records, explicit schedules) exceed the
@@ -406,16 +454,26 @@ class Monitor:
         }
 
     def _write(self, info: StepInfo, metric: str, value: float, ctx: dict) -> None:
-        ctx = {**self._context, **ctx}
+        if self._context is None:
+            self._context = self._step_context(info)
+        record = {
+            "step": info.step,
+            "epoch": info.epoch,
+            "metric": metric,
+            "value": float(value),
+            **self._context,
+            **ctx,
+        }
         if self.writer is not None:
-            self.writer.write(info.step, info.epoch, metric, value, **ctx)
-        self.records.append({"step": info.step, "epoch": info.epoch, "metric": metric, "value": float(value), **ctx})
+            self.writer.write_record(record)
+        self.records.append(record)
 
     def _reset_windows(self) -> None:
         for metric in self.metrics:
             metric.reset_window()
 
 
+SHARPNESS_WEIGHT = 9.0  # the default sharpness' weight in the budget, against 1 for the step statistics
 DEFAULT_SHARPNESS_TOL = 1e-2  # residual ≤ 1% of λ1: λ1 within 1% (Bauer–Fike), in practice within ~1e-4
 
 
@@ -423,10 +481,12 @@ def default_metrics() -> list[Metric]:
     """The default set, both measured at the first step and then paced by the budget: the step's own statistics
     (every step unless they cost more than their share, as on sub-millisecond steps), and the sharpness the
     optimizer's stability threshold is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η for
-    Adam), with that threshold."""
+    Adam), with that threshold. The sharpness, a solve of many curvature products, gets nine tenths of what the
+    budget leaves (``SHARPNESS_WEIGHT``), the step statistics the rest: every step once a step takes some tens of
+    milliseconds, every few dozen steps on sub-millisecond ones."""
     return [
         StepStats(schedule=budget_schedule()),
-        Sharpness(schedule=budget_schedule(), tol=DEFAULT_SHARPNESS_TOL, plain="auto"),
+        Sharpness(schedule=budget_schedule(SHARPNESS_WEIGHT), tol=DEFAULT_SHARPNESS_TOL, plain="auto"),
     ]
 
 
@@ -451,4 +511,4 @@ def _detached(loss: Any) -> float | None:
     """The step's loss as a float (a tensor is read once, with no effect on its graph)."""
     if loss is None:
         return None
-    return float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
+    return float(loss.item()) if isinstance(loss, Tensor) else float(loss)

@@ -43,6 +43,8 @@ class RecordWriter:
             self.path = self.run_dir / RECORDS_FILE
             self._file = open(self.path, "a", encoding="utf-8")
         self._synced_at = time.monotonic()
+        self._unsynced = False  # lines written since the last fsync (flushed to the OS or not)
+        self._unflushed = False  # lines written since the last flush
         self.sinks: list[Any] = []
         if tensorboard:
             self.sinks.append(TensorBoardSink(self.run_dir))
@@ -56,26 +58,36 @@ class RecordWriter:
             self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, step: int, epoch: int, metric: str, value: float, **context: Any) -> dict:
-        record = {"step": step, "epoch": epoch, "metric": metric, "value": _clean(float(value)), **context}
+        """Append one record (``value`` and context values that are NaN or ±inf are written as null)."""
+        record = {"step": step, "epoch": epoch, "metric": metric, "value": float(value), **context}
+        self.write_record(record)
+        return record
+
+    def write_record(self, record: dict) -> None:
+        """Append a record already made (``step``, ``epoch``, ``metric``, a float ``value``, context); it is not
+        changed."""
         if self._file is not None:
             try:
                 line = _STRICT.encode(record)  # the common case: every value finite, no cleaning pass
-            except ValueError:  # a non-finite context value: null, as JSON has no NaN
-                record = {k: _clean(v) for k, v in record.items()}
-                line = _STRICT.encode(record)
+            except ValueError:  # a non-finite value: null, as JSON has no NaN
+                line = _STRICT.encode({k: _clean(v) for k, v in record.items()})
             self._file.write(line + "\n")
-        if record["value"] is not None:
+            self._unsynced = self._unflushed = True
+        value = record["value"]
+        if self.sinks and math.isfinite(value):
+            name = scalar_name(record["metric"], record)
             for sink in self.sinks:
-                sink.add(step, scalar_name(metric, context), record["value"])
-        return record
+                sink.add(record["step"], name, value)
 
     def flush(self) -> None:
         """Hand everything written so far to the operating system (and to the sinks); fsync once a second."""
-        if self._file is not None:
-            self._file.flush()
+        if self._file is not None and self._unsynced:
+            if self._unflushed:
+                self._file.flush()
+                self._unflushed = False
             if time.monotonic() - self._synced_at > 1.0:
                 os.fsync(self._file.fileno())
-                self._synced_at = time.monotonic()
+                self._synced_at, self._unsynced = time.monotonic(), False
         for sink in self.sinks:
             sink.flush()
 

@@ -97,6 +97,8 @@ class CostClock:
         self.inside = 0.0
         self.charged = 0.0
         self.budgeted: list[Budgeted] = []  # the budget-scheduled parts sharing what the fixed costs leave
+        self.calibration = 0.0  # the first measurement of each budgeted group: the only time the budget does not bound
+        self.paced = 0.0  # every later budget-scheduled measurement
         self._left_at: float | None = None
         self._entered_at = 0.0
 
@@ -115,12 +117,6 @@ class CostClock:
     def charge(self, seconds: float) -> None:
         self.charged += seconds
 
-    @property
-    def calibration(self) -> float:
-        """The first measurement of each budget-scheduled group: made at once, to learn its cost, and the only
-        time inside the Monitor the budget does not bound."""
-        return sum(part.first_cost for part in self.budgeted)
-
     def allows(self, cost: float) -> bool:
         """Would spending ``cost`` more seconds keep the time inside the Monitor (less the calibration) ≤ budget ×
         training?"""
@@ -130,20 +126,23 @@ class CostClock:
     def fixed(self) -> float:
         """Time inside the Monitor not spent by budget-scheduled measurements (per-step statistics, records,
         explicitly scheduled groups...)."""
-        return self.inside - self.calibration - sum(part.spent for part in self.budgeted)
+        return self.inside - self.calibration - self.paced
 
     def free_rate(self) -> float:
         """The fraction of the training time left to budget-scheduled measurements: budget − fixed / training."""
         return max(0.0, self.budget - self.fixed / self.training) if self.training > 0 else 0.0
 
 
+LOOK_AHEAD = 0.02  # a budgeted schedule tests again after at most this fraction more training time
+
+
 class Budgeted(Schedule):
     """Measure whenever the Monitor's cost budget allows (docs/metrics/monitor.md, "Cost budget").
 
     Everything the Monitor spends counts against ``budget`` × training; budget-scheduled metrics share what the
-    rest (the per-step statistics, records, explicitly scheduled groups: the clock's ``fixed``) leaves of it. With
-    ``n`` budget-scheduled metrics each owns ``share`` = 1/n of that, so a cheap metric cannot starve an expensive
-    one, and may use what the others leave unused beyond the cost of their next measurement (:meth:`spare`). A
+    rest (the per-step statistics, records, explicitly scheduled groups: the clock's ``fixed``) leaves of it. Each owns
+    a ``share`` of that in proportion to its ``weight`` (equal weights: 1/n each), so a cheap metric cannot starve an
+    expensive one, and may use what the others leave unused beyond the cost of their next measurement (:meth:`spare`). A
     measurement is due when (1) this metric's spending plus its last cost stays within that allowance, (2) the
     allowance's rate × the training time since its last measurement covers that cost (measurements spread evenly,
     no bursts from banked credit), and (3) all the time inside the Monitor stays within budget × training time.
@@ -154,13 +153,17 @@ class Budgeted(Schedule):
 
     kind = "budget"
 
-    def __init__(self) -> None:
+    def __init__(self, weight: float = 1.0) -> None:
+        if not is_number(weight) or not 0 < weight < math.inf:
+            raise InputError(f"weight: expected a positive number (its part of the budget), got {weight!r}")
+        self.weight = float(weight)
         self.clock: CostClock | None = None
         self.share = 1.0
         self.expected_cost: float | None = None
         self.first_cost = 0.0  # the calibration: outside the budget
         self.spent = 0.0  # every later measurement's cost
         self.training_at_last = 0.0
+        self.not_before = 0.0  # the training time before which the test is not made (it cannot hold, or not yet)
 
     def due(self, step: int, epoch_end: bool = False) -> bool:
         if self.clock is None:
@@ -170,14 +173,26 @@ class Budgeted(Schedule):
         if self.expected_cost is None:
             return True  # at the first call, so that every run shows where it began; then paced by its cost
         clock = self.clock
-        if clock.training <= 0:
+        if clock.training < self.not_before:  # not yet (see record_cost and _next_look)
             return False
         cost = self.expected_cost
         free = clock.free_rate() * clock.training  # what the budgeted metrics together may have spent by now
         allowance = self.share * free + sum(part.spare(free) for part in clock.budgeted if part is not self)
         within_share = self.spent + cost <= allowance
         earned = allowance / clock.training * (clock.training - self.training_at_last) >= cost
-        return within_share and earned and clock.allows(cost)
+        if within_share and earned and clock.allows(cost):
+            return True
+        self.not_before = self._next_look(allowance / clock.training, cost)
+        return False
+
+    def _next_look(self, rate: float, cost: float) -> float:
+        """When to test again: halfway to the training time at which (1) and (2) would hold if this metric's rate
+        stayed as it is now, and after at most 2% more training. Only a hint that saves the test on the steps between
+        (the test still decides): a rate that grows less than twofold meanwhile delays no measurement, and one that
+        jumps (early in a run, the fixed costs' fraction settles) delays it by at most 2% of the training so far."""
+        now = self.clock.training
+        ready = max((self.spent + cost) / rate, self.training_at_last + cost / rate) if rate > 0 else math.inf
+        return now + min(0.5 * max(0.0, ready - now), LOOK_AHEAD * now)
 
     def spare(self, free: float) -> float:
         """What this metric leaves of its share that another may use: its unspent allowance less what its next
@@ -185,12 +200,18 @@ class Budgeted(Schedule):
         return max(0.0, self.share * free - self.spent - (self.expected_cost or 0.0))
 
     def record_cost(self, seconds: float) -> None:
+        if self.clock is None:
+            raise RuntimeError("budget(): the schedule is not attached to a Monitor")
         if self.expected_cost is None:
             self.first_cost = seconds
+            self.clock.calibration += seconds
         else:
             self.spent += seconds
+            self.clock.paced += seconds
         self.expected_cost = seconds
-        self.training_at_last = self.clock.training if self.clock is not None else 0.0
+        self.training_at_last = self.clock.training
+        # (2) cannot hold before: no metric's rate exceeds the budget
+        self.not_before = max(self.training_at_last + seconds / self.clock.budget, math.nextafter(0.0, 1.0))
 
 
 def every(k: int) -> Schedule:
@@ -208,9 +229,11 @@ def epoch_end() -> Schedule:
     return EpochEnd()
 
 
-def budget() -> Schedule:
-    """Measure at the first call, then whenever the Monitor's cost budget allows (``Monitor(..., budget=0.1)``)."""
-    return Budgeted()
+def budget(weight: float = 1.0) -> Schedule:
+    """Measure at the first call, then whenever the Monitor's cost budget allows (``Monitor(..., budget=0.1)``).
+    Budget-scheduled metrics share what the Monitor's other costs leave of the budget in proportion to their
+    ``weight``."""
+    return Budgeted(weight)
 
 
 def log_spaced(n: int, max_step: int) -> Schedule:

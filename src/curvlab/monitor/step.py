@@ -81,20 +81,38 @@ class BatchEvaluation:
         return self._at("before")
 
 
+NO_UPDATE = (
+    "no update: x_{t−1} was not taken (a measurement made on demand between budget-paced ones, which copy the "
+    "parameters only at the steps they measure)"
+)
+
+
 @dataclass
 class StepInfo:
     """The step a measurement belongs to: its index, epoch, x_{t−1} and x_t, batch, random-scaling factor and
-    loss; ``cache`` shares per-step results (the batch evaluation) between the metrics of one call."""
+    loss; ``cache`` shares per-step results (the batch evaluation) between the metrics of one call. ``x_prev`` is
+    None when the Monitor did not take x_{t−1} (a measurement made on demand, between budget-paced ones)."""
 
     step: int
     epoch: int
     epoch_end: bool
-    x_prev: Tensor
+    x_prev: Tensor | None
     x_now: Tensor
     batch: Any
     scale: float
     loss: Any = None
     cache: dict = field(default_factory=dict)
+
+    @property
+    def update(self) -> Tensor | None:
+        """The last update x_t − x_{t−1}, or None when x_{t−1} was not taken."""
+        return None if self.x_prev is None else self.x_now - self.x_prev
+
+    def known_update(self) -> Tensor:
+        """The last update x_t − x_{t−1}; raises :class:`CannotMeasure` when x_{t−1} was not taken."""
+        if self.x_prev is None:
+            raise CannotMeasure(NO_UPDATE)
+        return self.x_now - self.x_prev
 
 
 class MonitorView(Protocol):
