@@ -3,6 +3,7 @@ NonFiniteError naming the quantity and the point; the Monitor records it and mar
 raises it into the training loop; `curvlab run` ends the run as diverged with its records kept."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -146,3 +147,20 @@ def test_curvlab_run_of_a_diverging_run_keeps_its_records_and_says_diverged(tmp_
     sharp = [r for r in records if r["metric"] == "sharpness" and r["value"] is not None]
     assert len(sharp) >= 3 and max(r["step"] for r in records) == status["step"]
     assert (tmp_path / "r" / "report.html").exists()
+
+
+def test_the_finiteness_check_finds_each_bad_entry_and_passes_finite_sums_that_overflow():
+    """The check reads one sum first: a NaN or ±inf anywhere makes it non-finite; a finite vector whose sum
+    overflows (entries at the dtype's largest value) is then checked entry by entry and passes."""
+    from curvlab.linalg.operator import FINITE_CHUNK, all_finite
+
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        for bad in (math.nan, math.inf, -math.inf):
+            for where in (0, 7, FINITE_CHUNK + 3):  # in the first chunk and in a later one
+                v = torch.ones(FINITE_CHUNK + 10, dtype=dtype)
+                v[where] = bad
+                assert not all_finite(v), (dtype, bad, where)
+        assert all_finite(torch.full((5,), torch.finfo(dtype).max, dtype=dtype))
+    both_infinities = torch.tensor([math.inf, -math.inf, 1.0])  # their sum is NaN, not ±inf: still caught
+    assert not all_finite(both_infinities)
+    assert all_finite(torch.arange(10))  # integers are always finite

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,9 +19,13 @@ FINITE_CHUNK = 1 << 18
 
 
 def all_finite(t: Tensor) -> bool:
-    """No NaN or ±inf in ``t``, checked a chunk at a time: ``torch.isfinite`` on a whole vector makes a float copy of
-    it (its absolute value) and two masks, a full extra vector at the peak of every product."""
+    """No NaN or ±inf in ``t``. A NaN or an infinity makes the sum non-finite, so a finite sum settles it with one
+    reduction in ``t``'s own dtype (no copy); only a non-finite sum (possibly an overflow of finite entries) is
+    checked entry by entry, a chunk at a time: ``torch.isfinite`` on a whole vector makes a float copy of it (its
+    absolute value) and two masks, a full extra vector at the peak of every product."""
     flat = t.reshape(-1)
+    if flat.is_floating_point() and math.isfinite(float(flat.sum())):
+        return True
     return all(bool(torch.isfinite(part).all()) for part in flat.split(FINITE_CHUNK))
 
 
