@@ -183,7 +183,9 @@ def _budget_reading(rows: list[dict]) -> str:
         + ", ".join(f"{t:.1%} ({r['problem'].split(' on ')[0]} / {r['optimizer']})" for t, r in zip(three, rows))
         + " of the training time; the budget schedules the second one on the first one's cost, so the sharpness's "
         f"{SHARPNESS_WEIGHT / (SHARPNESS_WEIGHT + 1):.0%} of what the per-step costs leave must first cover that. "
-        "Where the ratio exceeds 1 + the Monitor's own time, the rest is training itself running slower beside the "
+        "By the Monitor's own clock (1 + all Monitor time / training) the monitored runs cost "
+        + ", ".join(f"{1 + r['all Monitor time / training']:.2f}×" for r in rows)
+        + ". Where the measured ratio differs from that, the rest is training itself running slower beside the "
         "Monitor, or the machine's noise (each ratio is the median over pairs of runs back to back on a shared "
         "2-core machine)."
     )
