@@ -551,14 +551,13 @@ class Landscape(Metric):
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         obj = monitor.objective
-        update = info.update
-        directions = {**({} if update is None else {"update": update}), "negative_gradient": -obj.grad()}
+        directions = {"update": info.update, "negative_gradient": -obj.grad()}  # no update: between paced steps
         top = next(
             (m.top_vector for m in monitor.metrics if isinstance(m, Sharpness) and m.top_vector is not None), None
         )
         if top is not None:
             directions["top_eigenvector"] = top.to(obj.space.dtype)
-        directions = {k: d for k, d in directions.items() if obj.dot(d, d) > 0}
+        directions = {k: d for k, d in directions.items() if d is not None and obj.dot(d, d) > 0}
         for name, losses in landscape_1d(obj, directions, self.alphas).items():
             for alpha, value in zip(self.alphas, losses):
                 yield "landscape_loss", value, {"direction": name, "alpha": alpha}

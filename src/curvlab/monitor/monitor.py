@@ -125,7 +125,6 @@ class Monitor:
         self.epoch = start_epoch
         keeps_before = any(m.uses_previous_update for m in self.metrics)  # else two copies of x, not three
         self.snapshots = Snapshots(objective.parameters_vector, start_step, keeps_before)
-        self._update_before: Tensor | None = None  # x_{t−1} − x_{t−2}, made when first read
         self.last_batch: Any = None
         self.n_measure = objective.count()
         self._observers = [m for m in self.metrics if type(m).observe is not Metric.observe]
@@ -209,10 +208,7 @@ class Monitor:
     def prev_update(self) -> Tensor | None:
         """The update before the last one, x_{t−1} − x_{t−2} (None before two steps, and when no metric reads it:
         the Monitor then keeps x_t and x_{t−1} only)."""
-        snaps = self.snapshots
-        if self._update_before is None and snaps.before is not None and snaps.prev is not None and self.step_count >= 2:
-            self._update_before = snaps.prev - snaps.before
-        return self._update_before
+        return self.snapshots.previous_update() if self.step_count >= 2 else None
 
     @property
     def overhead(self) -> float:
@@ -225,7 +221,6 @@ class Monitor:
         try:
             if not self.snapshots.fresh(self.step_count + 1):  # x_t not taken at this step: take it now
                 self.snapshots.retake(self.step_count)
-                self._update_before = None
             self._context = None
             info = self._info_now(batch=self.last_batch)
             for metric in self.metrics:
@@ -255,10 +250,8 @@ class Monitor:
         """Restore what :meth:`state_dict` saved (step and epoch counters, snapshots, every metric's state), to resume a
         run."""
         self.step_count, self.epoch = state["step_count"], state["epoch"]
-        snaps = self.snapshots
-        snaps.now, snaps.prev, snaps.before = state["x_now"], state["x_prev"], None
-        snaps.step = state.get("snapshot_step", self.step_count)  # older checkpoints took x_t at every step
-        self._update_before = state["prev_update"]
+        step = state.get("snapshot_step", self.step_count)  # older checkpoints took x_t at every step
+        self.snapshots.restore(state["x_now"], state["x_prev"], step, state["prev_update"])
         self.divergence = state.get("divergence")
         for m in self.metrics:
             m.load_state_dict(state["metrics"].get(m.name, {}))
@@ -391,7 +384,6 @@ class Monitor:
         budget, the parameters are copied only when something is due: a measurement whose x_{t−1} was not taken
         takes x_t now and runs at the next step (with what is due then)."""
         snaps, step = self.snapshots, self.step_count
-        self._update_before = None
         if self._snapshot_every_step:
             snaps.advance(step)
             return due

@@ -97,8 +97,6 @@ class CostClock:
         self.inside = 0.0
         self.charged = 0.0
         self.budgeted: list[Budgeted] = []  # the budget-scheduled parts sharing what the fixed costs leave
-        self.calibration = 0.0  # the first measurement of each budgeted group: the only time the budget does not bound
-        self.paced = 0.0  # every later budget-scheduled measurement
         self._left_at: float | None = None
         self._entered_at = 0.0
 
@@ -117,6 +115,12 @@ class CostClock:
     def charge(self, seconds: float) -> None:
         self.charged += seconds
 
+    @property
+    def calibration(self) -> float:
+        """The first measurement of each budget-scheduled group: made at once, to learn its cost, and the only
+        time inside the Monitor the budget does not bound."""
+        return sum(part.first_cost for part in self.budgeted)
+
     def allows(self, cost: float) -> bool:
         """Would spending ``cost`` more seconds keep the time inside the Monitor (less the calibration) ≤ budget ×
         training?"""
@@ -126,7 +130,7 @@ class CostClock:
     def fixed(self) -> float:
         """Time inside the Monitor not spent by budget-scheduled measurements (per-step statistics, records,
         explicitly scheduled groups...)."""
-        return self.inside - self.calibration - self.paced
+        return self.inside - self.calibration - sum(part.spent for part in self.budgeted)
 
     def free_rate(self) -> float:
         """The fraction of the training time left to budget-scheduled measurements: budget − fixed / training."""
@@ -166,13 +170,11 @@ class Budgeted(Schedule):
         self.not_before = 0.0  # the training time before which the test is not made (it cannot hold, or not yet)
 
     def due(self, step: int, epoch_end: bool = False) -> bool:
-        if self.clock is None:
-            raise RuntimeError("budget(): the schedule is not attached to a Monitor")
+        clock = self._attached_clock()
         if epoch_end:
             return False
         if self.expected_cost is None:
             return True  # at the first call, so that every run shows where it began; then paced by its cost
-        clock = self.clock
         if clock.training < self.not_before:  # not yet (see record_cost and _next_look)
             return False
         cost = self.expected_cost
@@ -200,18 +202,20 @@ class Budgeted(Schedule):
         return max(0.0, self.share * free - self.spent - (self.expected_cost or 0.0))
 
     def record_cost(self, seconds: float) -> None:
-        if self.clock is None:
-            raise RuntimeError("budget(): the schedule is not attached to a Monitor")
+        clock = self._attached_clock()
         if self.expected_cost is None:
             self.first_cost = seconds
-            self.clock.calibration += seconds
         else:
             self.spent += seconds
-            self.clock.paced += seconds
         self.expected_cost = seconds
-        self.training_at_last = self.clock.training
+        self.training_at_last = clock.training
         # (2) cannot hold before: no metric's rate exceeds the budget
-        self.not_before = max(self.training_at_last + seconds / self.clock.budget, math.nextafter(0.0, 1.0))
+        self.not_before = max(self.training_at_last + seconds / clock.budget, math.nextafter(0.0, 1.0))
+
+    def _attached_clock(self) -> CostClock:
+        if self.clock is None:
+            raise RuntimeError("budget(): the schedule is not attached to a Monitor")
+        return self.clock
 
 
 def every(k: int) -> Schedule:

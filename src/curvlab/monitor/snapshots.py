@@ -27,6 +27,7 @@ class Snapshots:
         self.before: Tensor | None = None
         self.step = step
         self._spare: Tensor | None = None  # a buffer no snapshot uses
+        self._previous_update: Tensor | None = None  # x_{t−1} − x_{t−2}, made when first asked for
 
     def fresh(self, step: int) -> bool:
         """Whether ``now`` was taken after step ``step − 1``: advancing at ``step`` then gives x_{t−1} as well."""
@@ -39,6 +40,7 @@ class Snapshots:
         self.before = old_prev if self.keep_before else None
         self.prev, self.now = old_now, self._read(self._free_buffer(old_before if self.keep_before else old_prev))
         self.step = step
+        self._previous_update = None
 
     def retake(self, step: int) -> None:
         """At ``step``, with x_{t−1} not taken: x_t from the parameters, no previous point (``prev`` None)."""
@@ -47,10 +49,19 @@ class Snapshots:
         self._spare = self._spare if self._spare is not None else next(iter(unused), None)
         self.now = self._read(self.now)
         self.step = step
+        self._previous_update = None
 
-    def update(self) -> Tensor | None:
-        """x_t − x_{t−1}, or None when x_{t−1} was not taken."""
-        return None if self.prev is None else self.now - self.prev
+    def previous_update(self) -> Tensor | None:
+        """x_{t−1} − x_{t−2} (made once per step), or None when either was not taken."""
+        if self._previous_update is None and self.before is not None and self.prev is not None:
+            self._previous_update = self.prev - self.before
+        return self._previous_update
+
+    def restore(self, now: Tensor, prev: Tensor | None, step: int, previous_update: Tensor | None) -> None:
+        """Snapshots saved with a checkpoint: x_t taken after ``step``, x_{t−1}, and the update before (x_{t−2}
+        itself is not saved)."""
+        self.now, self.prev, self.before, self.step = now, prev, None, step
+        self._previous_update = previous_update
 
     def _free_buffer(self, candidate: Tensor | None) -> Tensor | None:
         """A buffer to overwrite: ``candidate`` unless a snapshot still uses it, else the spare one, else None
