@@ -16,7 +16,7 @@ from curvlab.monitor import Sharpness, StepStats, every
 L = pytest.importorskip("lightning")
 transformers = pytest.importorskip("transformers")
 
-from trainers import Classifier, classification_data, quiet_trainer  # noqa: E402
+from trainers import Classifier, classification_data, quiet_trainer, quiet_training_args  # noqa: E402
 
 from curvlab.integrations.lightning import CurvlabCallback as LightningCallback  # noqa: E402
 from curvlab.integrations.transformers import CurvlabCallback as HFCallback  # noqa: E402
@@ -94,19 +94,7 @@ def _hf_train(with_callback, tmp_path, steps=6):
     )
     model = transformers.GPT2LMHeadModel(config)
     ids = torch.randint(0, 32, (32, 12), generator=torch.Generator().manual_seed(1))
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "hf"),
-        max_steps=steps,
-        per_device_train_batch_size=8,
-        learning_rate=1e-2,
-        report_to=[],
-        use_cpu=True,
-        save_strategy="no",
-        logging_steps=2,
-        disable_tqdm=True,
-        seed=0,
-        dataloader_num_workers=0,
-    )
+    args = quiet_training_args(tmp_path / "hf", steps, logging_steps=2)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=TokenDataset(ids))
     callback = None
     if with_callback:

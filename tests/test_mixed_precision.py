@@ -17,7 +17,7 @@ from curvlab.monitor import Metric, every
 L = pytest.importorskip("lightning")
 transformers = pytest.importorskip("transformers")
 
-from trainers import Classifier, classification_data, quiet_trainer  # noqa: E402
+from trainers import Classifier, classification_data, quiet_trainer, quiet_training_args  # noqa: E402
 
 from curvlab.integrations.lightning import CurvlabCallback as LightningCallback  # noqa: E402
 from curvlab.integrations.transformers import CurvlabCallback as HFCallback  # noqa: E402
@@ -91,19 +91,7 @@ def _hf_train(callback_options, tmp_path, steps=3):
     model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**CONFIG, attn_implementation="eager"))
     ids = torch.randint(0, 32, (16, 12), generator=torch.Generator().manual_seed(1))
     rows = [{"input_ids": r, "labels": r} for r in ids]
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "hf"),
-        max_steps=steps,
-        per_device_train_batch_size=8,
-        learning_rate=1e-2,
-        report_to=[],
-        use_cpu=True,
-        bf16=True,
-        save_strategy="no",
-        disable_tqdm=True,
-        seed=0,
-        dataloader_num_workers=0,
-    )
+    args = quiet_training_args(tmp_path / "hf", steps, bf16=True)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=rows)
     batch = {"input_ids": ids[:8], "labels": ids[:8]}
     probe = LossProbe()

@@ -1,12 +1,15 @@
-"""Lightning pieces the callback tests share: a small LayerNorm classifier, its data, and a Trainer on the CPU that
-writes nothing of its own. Imported by tests that have checked ``pytest.importorskip("lightning")``."""
+"""Trainer pieces the callback tests share: a small LayerNorm classifier, its data, and a Lightning Trainer on the CPU
+that writes nothing of its own; Hugging Face training arguments of the same kind. Imported by tests that have checked
+``pytest.importorskip("lightning")`` and ``pytest.importorskip("transformers")``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+import transformers
 from torch import nn
 
 
@@ -47,3 +50,21 @@ def quiet_trainer(**options: Any) -> L.Trainer:
         enable_model_summary=False,
     )
     return L.Trainer(**{**defaults, **options})
+
+
+def quiet_training_args(output_dir: Path, steps: int, **options: Any) -> transformers.TrainingArguments:
+    """Hugging Face ``TrainingArguments`` for ``steps`` seeded steps of batch 8 on the CPU, with no report, saved
+    checkpoint, progress bar or worker process; ``options`` add to or override these."""
+    defaults = dict(
+        output_dir=str(output_dir),
+        max_steps=steps,
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
+    )
+    return transformers.TrainingArguments(**{**defaults, **options})
