@@ -177,9 +177,10 @@ def _budget_reading(rows: list[dict]) -> str:
     return (
         f"Reading: everything the Monitor does but its calibration (the first measurement of each budgeted group) "
         f"took {min(held):.1%}–{max(held):.1%} of the training time against the budget of {BUDGET:.0%}, and the "
-        "trajectories are bit-identical. The first sharpness measurement starts Lanczos from a random vector; later "
-        "ones start from the last top eigenvector and take fewer products. Three measurements (the first and two "
-        "later ones, at the median costs above) take "
+        "trajectories are bit-identical. The first sharpness measurement starts Lanczos from a random vector, later "
+        "ones from the last top eigenvector: later / first cost "
+        + ", ".join(f"{r['later sharpness / training'] / r['first sharpness / training']:.2f}" for r in rows)
+        + ". Three measurements (the first and two later ones, at the median costs above) take "
         + ", ".join(f"{t:.1%} ({r['problem'].split(' on ')[0]} / {r['optimizer']})" for t, r in zip(three, rows))
         + " of the training time; the budget schedules the second one on the first one's cost, so the sharpness's "
         f"{SHARPNESS_WEIGHT / (SHARPNESS_WEIGHT + 1):.0%} of what the per-step costs leave must first cover that. "
