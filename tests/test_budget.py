@@ -103,7 +103,8 @@ def _setup(seed=0):
     return model, x, y
 
 
-def _train(model, x, y, monitor=None, steps=60, opt=None):
+def _train(model, x, y, monitor=None, steps=60, opt=None, trajectory=None):
+    """SGD on seeded minibatches of 16; the final parameters (and each step's, appended to ``trajectory``)."""
     opt = opt or torch.optim.SGD(model.parameters(), lr=0.2)
     g = torch.Generator().manual_seed(2)
     for _ in range(steps):
@@ -114,6 +115,12 @@ def _train(model, x, y, monitor=None, steps=60, opt=None):
         opt.step()
         if monitor is not None:
             monitor.step(loss, (x[idx], y[idx]))
+        if trajectory is not None:
+            trajectory.append(_flat(model))
+    return _flat(model)
+
+
+def _flat(model):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
@@ -325,16 +332,8 @@ def test_budget_paced_metrics_copy_the_parameters_only_where_they_measure():
     copies = []
     read = monitor.snapshots._read
     monitor.snapshots._read = lambda out: copies.append(monitor.step_count) or read(out)
-    points = [torch.cat([p.detach().reshape(-1) for p in model.parameters()])]
-    g = torch.Generator().manual_seed(2)
-    for _ in range(300):  # _train's loop, keeping a copy of x after every step
-        idx = torch.randint(0, len(y), (16,), generator=g)
-        opt.zero_grad()
-        loss = cross_entropy(model(x[idx]), y[idx])
-        loss.backward()
-        opt.step()
-        monitor.step(loss, (x[idx], y[idx]))
-        points.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    points = [_flat(model)]  # x_0, then x_t after every step
+    _train(model, x, y, monitor, steps=300, opt=opt, trajectory=points)
     assert torch.equal(points[-1], plain)
     updates = {r["step"]: r["value"] for r in monitor.records if r["metric"] == "update_norm"}
     assert 5 <= len(updates) < 150  # paced: some steps, far from all
@@ -363,7 +362,7 @@ def test_measuring_on_demand_between_paced_measurements_says_the_update_is_unkno
     assert "x_{t−1} was not taken" in at_5["critical_sharpness"]["skipped"]
     state = monitor.state_dict()
     assert state["x_prev"] is None and state["snapshot_step"] == 5
-    assert torch.equal(state["x_now"], torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    assert torch.equal(state["x_now"], _flat(model))
 
 
 def test_a_rate_that_jumps_does_not_starve_a_metric(monkeypatch):

@@ -475,7 +475,7 @@ def default_metrics() -> list[Metric]:
     optimizer's stability threshold is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η for
     Adam), with that threshold. The sharpness, a solve of many curvature products, gets nine tenths of what the
     budget leaves (``SHARPNESS_WEIGHT``), the step statistics the rest: every step once a step takes some tens of
-    milliseconds, every few dozen steps on sub-millisecond ones."""
+    milliseconds, at fewer steps the shorter the step (docs/benchmarks.md, *steps with step statistics*)."""
     return [
         StepStats(schedule=budget_schedule()),
         Sharpness(schedule=budget_schedule(SHARPNESS_WEIGHT), tol=DEFAULT_SHARPNESS_TOL, plain="auto"),
