@@ -3,7 +3,7 @@
     python scripts/closer_settings.py NAME      # NAME: one of CLOSER below
 
 Runs the full reproduction on every seed with the one change below (into runs/reproduce/NAME-closer, resuming finished
-seeds) and copies its summary to docs/reproductions/closer/NAME.json, which scripts/reproductions_doc.py reports
+seeds) and copies its summary to docs/reproductions/history/closer/NAME.json, which scripts/reproductions_doc.py reports
 beside the shipped setting. The shipped setting is not changed by this: if the closer setting reproduces, shipping it
 is a separate, disclosed decision.
 """
@@ -69,7 +69,7 @@ def main(name: str) -> None:
     out = ROOT / "runs" / "reproduce" / f"{name}-closer"
     reproduce(name, out)
     summary = {**json.loads((out / "numbers.json").read_text()), "closer_setting": description}
-    saved = ROOT / "docs" / "reproductions" / "closer" / f"{name}.json"
+    saved = ROOT / "docs" / "reproductions" / "history" / "closer" / f"{name}.json"
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(summary, indent=1))
     for figure in out.glob("*.png"):

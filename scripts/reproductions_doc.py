@@ -1,8 +1,12 @@
-"""Regenerate docs/reproductions.md from the full runs' summaries in docs/reproductions/*.json.
+"""Regenerate docs/reproductions.md from the stored runs.
 
-After a full run by hand (`curvlab reproduce NAME --out runs/reproduce/NAME`, every seed), copy its numbers.json to
-docs/reproductions/NAME.json and its figures to docs/reproductions/NAME__FIGURE.png, then run this
-(`scripts/run_reproductions.sh` does all of it).
+The headline and the sections come from the pre-registered reproductions' runs on their fresh seeds,
+docs/reproductions/NAME.json (`scripts/run_reproductions.sh NAME` runs one, copies its summary and figures there and
+calls this). A stored run is refused — this script stops — when it ran under a claims file other than the current one
+(its hash differs), under an uncommitted claims file or one committed after the run started, on seeds other than the
+claims file's, at a scale other than full, or when the checks in the code now score it differently. The earlier
+settings' runs (seeds 0–2, checks partly set after a look) are kept in docs/reproductions/history/ and rendered, as
+they were stored, in the page's History section.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import math
 from pathlib import Path
 
 from curvlab.reproductions import REGISTRY
+from curvlab.reproductions.claims import load_claims
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+STORED = DOCS / "reproductions"
+HISTORY = STORED / "history"
 ORDER = [
     "edge-of-stability",
     "warmup",
@@ -140,7 +147,7 @@ def _seed_count(summary: dict) -> str:
 
 def _closer(name: str) -> dict | None:
     """The stored summary of the reproduction's one closer setting (scripts/closer_settings.py), if it ran."""
-    saved = DOCS / "reproductions" / "closer" / f"{name}.json"
+    saved = HISTORY / "closer" / f"{name}.json"
     return json.loads(saved.read_text()) if saved.exists() else None
 
 
@@ -280,67 +287,22 @@ def closer_section(name: str) -> list[str]:
         failed = [c["description"] for c in r["checks"] if not c["passed"]]
         lines.append(f"- seed {r['seed']}: {passed}/{len(r['checks'])} checks" + "".join(f"; ✘ {d}" for d in failed))
     lines.append("")
-    figures = sorted((DOCS / "reproductions" / "closer").glob(f"{name}__*.png"))
-    return lines + [f"![{name}, closer setting](reproductions/closer/{fig.name})\n" for fig in figures]
+    figures = sorted((HISTORY / "closer").glob(f"{name}__*.png"))
+    return lines + [f"![{name}, closer setting](reproductions/history/closer/{fig.name})\n" for fig in figures]
 
 
-def rescored(name: str, summary: dict) -> dict:
-    """The stored runs scored by the checks in the code now, so that each check's text follows the code. A pass or
-    fail that differs from the stored one stops the script, unless the reproduction declares checks written after a
-    look: a check changed after its run must be rerun or declared."""
-    rep = REGISTRY[name]
-    for r in summary["per_seed"]:
-        checks = [vars(c) for c in rep.checks(r["numbers"])]
-        if [c["passed"] for c in checks] != [c["passed"] for c in r["checks"]] and not rep.checks_after_first_look:
-            raise SystemExit(
-                f"{name}, seed {r['seed']}: the current checks change the stored verdict; rerun the reproduction "
-                "(scripts/run_reproductions.sh) or declare checks_after_first_look"
-            )
-        r["checks"], r["reproduced"] = checks, all(c["passed"] for c in checks)
-    summary["reproduced_seeds"] = sum(r["reproduced"] for r in summary["per_seed"])
-    summary["reproduced"] = summary["reproduced_seeds"] == len(summary["per_seed"])
-    summary["chosen_after_first_look"] = rep.chosen_after_first_look
-    summary["checks_after_first_look"] = rep.checks_after_first_look
-    return summary
-
-
-def render() -> str:
-    """docs/reproductions.md as the stored runs and the checks in the code make it."""
-    done = [n for n in ORDER if (DOCS / "reproductions" / f"{n}.json").exists()]
-    summaries = {n: rescored(n, json.loads((DOCS / "reproductions" / f"{n}.json").read_text())) for n in done}
+def history_section() -> list[str]:
+    """The earlier settings' runs as they were stored (seeds 0–2; their checks as the code then scored them)."""
+    done = [n for n in ORDER if (HISTORY / f"{n}.json").exists()]
+    summaries = {n: json.loads((HISTORY / f"{n}.json").read_text()) for n in done}
     figures = note_figures(summaries)
-    after_look = [n for n in done if summaries[n]["checks_after_first_look"]]
-    before = [n for n in done if n not in after_look]
-    everywhere = [n for n in before if summaries[n]["reproduced"]]
-    somewhere = [n for n in before if not summaries[n]["reproduced"] and summaries[n]["reproduced_seeds"] > 0]
-    chosen = [n for n in done if summaries[n]["chosen_after_first_look"]]
-    seeds = sorted({len(summaries[n]["seeds"]) for n in done})
     lines = [
-        "# Reproductions",
+        "## History: the earlier settings",
         "",
-        "`curvlab reproduce --list` lists them; `curvlab reproduce NAME [--quick] [--seeds 0 1 2]` runs one on each "
-        "seed (its data subset and initialisation) and writes each seed's `numbers.json`, then `numbers.json`, "
-        "`verdict.txt`, figures with every seed and `report.html`; a rerun resumes after the last finished seed. Each "
-        "verdict is computed from one seed's numbers by checks written in `src/curvlab/reproductions/` *before* the "
-        "run (‡ marks checks set after a look at the numbers they score), and this page re-scores the stored numbers "
-        "with the checks in the code each time it is regenerated. The `--quick` variants (one seed, small scale) "
-        "run in CI as smoke tests: they exercise the pipeline, and "
-        "their verdicts at that scale are not claims. The full runs below were made by hand on the 2-core CPU; their "
-        "numbers and figures are in `docs/reproductions/` (regenerate this page with "
-        "`python scripts/reproductions_doc.py`).",
-        "",
-        f"**Summary of the {len(before)} claims whose checks were written before the run they score: "
-        f"{len(everywhere)} reproduced on every seed** ({', '.join(everywhere) or 'none'}); "
-        f"{len(somewhere)} on some seeds only ({', '.join(somewhere) or 'none'}); the others on none. "
-        + (
-            f"**Checks set after a look** at the numbers they score (not counted above): {', '.join(after_look)}. "
-            if after_look
-            else ""
-        )
-        + "Seeds per "
-        f"reproduction: {', '.join(map(str, seeds))}. **Settings chosen after a first look at a run** (marked † below; "
-        f"each section says what was changed and why): {', '.join(chosen) or 'none'}. The other settings are the "
-        "first ones run." + closer_summary(done),
+        "The settings run before the pre-registration above, on seeds 0–2, with checks some of which were written "
+        "or changed after a look at the numbers they score (‡) and settings chosen after a first look (†). They are "
+        "kept as they were stored, scored by the checks of their time; they count in no headline. Their seeds are "
+        "the pilot seeds of the pre-registered settings.",
         "",
         "| reproduction | seeds reproduced | checks passed, per seed | time (all seeds) |",
         "|---|---|---|---|",
@@ -350,37 +312,179 @@ def render() -> str:
         per_seed = ", ".join(f"{sum(c['passed'] for c in r['checks'])}/{len(r['checks'])}" for r in s["per_seed"])
         mark = (" †" if s["chosen_after_first_look"] else "") + (" ‡" if s["checks_after_first_look"] else "")
         lines.append(
-            f"| [{n}](#{n}){mark} | {s['reproduced_seeds']} of {len(s['per_seed'])} | {per_seed} | "
-            f"{s['seconds_run']:.0f} s |"
+            f"| [{n}](#{n}-earlier-setting){mark} | {_seed_count(s)} | {per_seed} | {s['seconds_run']:.0f} s |"
         )
     lines.append("")
     for n in done:
-        rep, s = REGISTRY[n], summaries[n]
-        count, total = s["reproduced_seeds"], len(s["per_seed"])
-        verdict = f"reproduced on {count} of {total} seeds" if count else f"did not reproduce on any of {total} seeds"
-        lines += [
-            f"## {n}",
-            "",
-            f"**Claim.** {rep.claim}",
-            "",
-            f"**Paper.** {rep.source}",
-            "",
-            f"**Our setting.** {rep.setting}",
-            "",
-            f"**Verdict: {verdict}** ({s['seconds_run']:.0f} s for all seeds).",
-            "",
-        ]
+        s = summaries[n]
+        lines += [f"### {n}, earlier setting", ""]
         for r in s["per_seed"]:
             lines.append(f"Seed {r['seed']} ({'reproduced' if r['reproduced'] else 'not reproduced'}):")
             lines.append("")
             lines += [f"- {'✔' if c['passed'] else '✘'} {c['description']}" for c in r["checks"]]
             lines.append("")
-        chosen_note = "Setting chosen after a first look (disclosed). " if s["chosen_after_first_look"] else ""
-        if s["checks_after_first_look"]:
-            chosen_note += "Checks set after a look at the numbers they score (‡; not counted in the summary). "
-        lines += [f"*How the setting was chosen.* {chosen_note}{NOTES[n].format_map(figures)}", ""]
-        lines += [f"![{n}](reproductions/{fig.name})\n" for fig in sorted((DOCS / "reproductions").glob(f"{n}__*.png"))]
+        chosen = "Setting chosen after a first look (disclosed). " if s["chosen_after_first_look"] else ""
+        lines += [f"*How the setting was chosen.* {chosen}{NOTES[n].format_map(figures)}", ""]
+        lines += [f"![{n}](reproductions/history/{fig.name})\n" for fig in sorted(HISTORY.glob(f"{n}__*.png"))]
         lines += closer_section(n)
+    return lines
+
+
+class Refused(SystemExit):
+    """A stored run that cannot be reported under the current claims file."""
+
+
+def validated(name: str) -> dict:
+    """The stored fresh-seed run of pre-registered reproduction ``name``, re-scored by the checks in the code, after
+    checking that it ran under the current, committed claims file, on its seeds, at the full scale."""
+    claims = load_claims(name)
+    summary = json.loads((STORED / f"{name}.json").read_text())
+    where = f"docs/reproductions/{name}.json"
+    if summary.get("claims_sha256") != claims.sha256:
+        raise Refused(
+            f"{where}: ran under another claims file than {claims.path.name} (the checks or the setting "
+            "changed after the run): rerun it on fresh seeds (scripts/run_reproductions.sh)"
+        )
+    if summary.get("claims_uncommitted", True) or not summary.get("claims_commit"):
+        raise Refused(f"{where}: its claims file was not committed when it ran: commit the claims, then rerun")
+    if summary["claims_committed_at"] > summary["started"]:
+        raise Refused(f"{where}: its claims file was committed after the run started")
+    if summary["seeds"] != list(claims.seeds) or summary.get("scale") != "full":
+        raise Refused(
+            f"{where}: ran on seeds {summary['seeds']} at scale {summary.get('scale')!r}; the claims "
+            f"file registers seeds {list(claims.seeds)} at the full scale"
+        )
+    rep = REGISTRY[name]
+    for r in summary["per_seed"]:
+        checks = [vars(c) for c in rep.checks(r["numbers"])]
+        if [(c["id"], c["passed"]) for c in checks] != [(c.get("id"), c["passed"]) for c in r["checks"]]:
+            raise Refused(
+                f"{where}, seed {r['seed']}: the checks in the code now score it differently from the "
+                "run; checks may not change after their run: rerun on fresh seeds"
+            )
+        r["checks"] = checks
+    return summary
+
+
+def _preregistered() -> list[str]:
+    return [n for n in ORDER if REGISTRY[n].preregistered]
+
+
+def headline(summaries: dict[str, dict]) -> list[str]:
+    """The counts: pre-registered reproductions that reproduce on every fresh seed, on some, on none, not yet run,
+    and those not yet pre-registered."""
+    ran = list(summaries)
+    everywhere = [n for n in ran if summaries[n]["reproduced"]]
+    somewhere = [n for n in ran if not summaries[n]["reproduced"] and summaries[n]["reproduced_seeds"]]
+    waiting = [n for n in _preregistered() if n not in summaries]
+    pending = [n for n in ORDER if not REGISTRY[n].preregistered]
+    lines = [
+        f"**Of the {len(ran)} pre-registered reproductions run on fresh seeds, {len(everywhere)} reproduce on every "
+        f"fresh seed** ({', '.join(everywhere) or 'none'}); {len(somewhere)} on some seeds only "
+        f"({', '.join(somewhere) or 'none'}); the others on none."
+    ]
+    if waiting:
+        lines.append(f"Pre-registered, not yet run on their fresh seeds: {', '.join(waiting)}.")
+    if pending:
+        lines.append(
+            f"Not yet pre-registered (their earlier results are in the [History](#history-the-earlier-settings) "
+            f"section, where no headline counts them): {', '.join(pending)}."
+        )
+    return [" ".join(lines), ""]
+
+
+def table(summaries: dict[str, dict]) -> list[str]:
+    lines = [
+        "| reproduction | pre-registered in | fresh seeds reproduced | checks passed, per seed | time (all seeds) |",
+        "|---|---|---|---|---|",
+    ]
+    for n in _preregistered():
+        s = summaries.get(n)
+        if s is None:
+            lines.append(f"| [{n}](#{n}) | not yet committed with a run | not run | | |")
+            continue
+        per_seed = ", ".join(f"{sum(c['passed'] for c in r['checks'])}/{len(r['checks'])}" for r in s["per_seed"])
+        lines.append(
+            f"| [{n}](#{n}) | `{s['claims_commit'][:10]}` | {_seed_count(s)} | {per_seed} | {s['seconds_run']:.0f} s |"
+        )
+    return lines + [""]
+
+
+def section(name: str, summary: dict | None) -> list[str]:
+    """One pre-registered reproduction: the claim, both settings, the pre-registration, each check with what it tests
+    and why, each fresh seed's verdict, the figures."""
+    claims = load_claims(name)
+    lines = [
+        f"## {name}",
+        "",
+        f"**Claim.** {claims.claim}",
+        "",
+        f"**Paper.** {claims.paper}",
+        "",
+        f"**The paper's smallest setting.** {claims.paper_setting}",
+        "",
+        f"**Ours.** {claims.our_setting}",
+        "",
+    ]
+    if claims.disclosure:
+        lines += [f"**Disclosed.** {claims.disclosure}", ""]
+    relative = claims.path.relative_to(DOCS.parent)
+    if summary is None:
+        return lines + [f"**Pre-registration.** `{relative}`, registered {claims.registered}; not yet run.", ""]
+    count, total = summary["reproduced_seeds"], len(summary["per_seed"])
+    lines += [
+        f"**Pre-registration.** `{relative}` (SHA-256 `{claims.sha256[:12]}`), committed in "
+        f"`{summary['claims_commit'][:10]}` at {summary['claims_committed_at']}, before the run started at "
+        f"{summary['started']} on the fresh seeds {_listed([str(s) for s in summary['seeds']])}.",
+        "",
+        f"**Verdict: reproduced on {count} of {total} fresh seeds** ({summary['seconds_run']:.0f} s for all seeds).",
+        "",
+    ]
+    for spec in claims.checks:
+        lines += [
+            f"- **{spec.id}.** *“{spec.quote}”* ({spec.where}). **Statistic:** {spec.statistic} **Threshold, and "
+            f"why:** {spec.why} **Contrast** (the check must fail on it; tested): {spec.contrast} **Power:** "
+            f"{spec.power}",
+        ]
+        for r in summary["per_seed"]:
+            check = next(c for c in r["checks"] if c["id"] == spec.id)
+            lines.append(f"    - seed {r['seed']}: {'✔' if check['passed'] else '✘'} {check['description']}")
+    lines.append("")
+    missed = [(r["seed"], c) for r in summary["per_seed"] for c in r["checks"] if not c["passed"]]
+    if missed:
+        lines += ["**What did not hold.**", ""]
+        lines += [f"- seed {seed}: {c['description']}" for seed, c in missed]
+        lines.append("")
+    lines += [f"![{name}](reproductions/{fig.name})\n" for fig in sorted(STORED.glob(f"{name}__*.png"))]
+    return lines
+
+
+def render() -> str:
+    """docs/reproductions.md as the stored runs, the claims files and the checks in the code make it."""
+    summaries = {n: validated(n) for n in _preregistered() if (STORED / f"{n}.json").exists()}
+    lines = [
+        "# Reproductions",
+        "",
+        "`curvlab reproduce --list` lists them; `curvlab reproduce NAME [--scale quick|full|paper] [--seeds ...]` "
+        "runs one on each seed and writes each seed's `numbers.json`, then `numbers.json`, `verdict.txt`, figures "
+        "with every seed and `report.html`; a rerun resumes after the last finished seed.",
+        "",
+        "Each reproduction is a small pre-registered study. Its claims file (`src/curvlab/reproductions/claims/`) "
+        "quotes the paper's sentence each check tests, fixes the statistic and its threshold (and says why that "
+        "threshold is what the paper shows), names a *contrast* — a run without the phenomenon, on which the check "
+        "must fail (`tests/test_preregistration.py` runs each) — and states the check's *power* at the run's "
+        "length, from a calculation or a pilot on seeds 0–2. The file, with the setting and the fresh seeds the "
+        "verdict is computed on, is committed before those seeds run; each stored run records the file's hash and "
+        "the commit, and this page refuses a run whose claims file has changed since. `--scale quick` (one pilot "
+        "seed, small) is CI's smoke test and no claim; `--scale paper` is the paper's own setting for a GPU "
+        "(`bench/paper_scale.sh`), not run here. Regenerate this page with `python scripts/reproductions_doc.py`.",
+        "",
+        *headline(summaries),
+        *table(summaries),
+    ]
+    for n in _preregistered():
+        lines += section(n, summaries.get(n))
+    lines += history_section()
     return "\n".join(lines)
 
 

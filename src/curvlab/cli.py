@@ -27,6 +27,7 @@ from curvlab.models import BUILDERS
 from curvlab.monitor import METRICS
 from curvlab.optim import OPTIMIZERS
 from curvlab.reproductions import REGISTRY, reproduce
+from curvlab.reproductions.claims import SCALES
 from curvlab.tuners import TUNERS
 
 
@@ -85,8 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="reproduce a paper's finding, with a verdict computed from the data")
     rep.add_argument("name", nargs="?", help="which reproduction (see --list)")
     rep.add_argument("--list", action="store_true", help="list the reproductions with their claims")
-    rep.add_argument("--quick", action="store_true", help="the small variant on one seed (≤ 2 minutes)")
-    rep.add_argument("--seeds", type=int, nargs="+", help="the seeds to run (default 0 1 2; --quick: 0)")
+    rep.add_argument(
+        "--scale",
+        choices=SCALES,
+        default=None,
+        help="quick: the smoke test on one pilot seed (≤ 2 minutes); full (default): the stored runs' setting; "
+        "paper: the paper's own setting, for a GPU",
+    )
+    rep.add_argument("--quick", action="store_true", help="the same as --scale quick")
+    rep.add_argument(
+        "--seeds", type=int, nargs="+", help="the seeds to run (default: the claims file's fresh seeds; quick: 0)"
+    )
     rep.add_argument("--out", type=Path, help="output folder (default runs/reproduce/<name>); a rerun resumes")
 
     quick = sub.add_parser("quickstart", help="the main job: GD vs Adam on MNIST with sharpness against the edge")
@@ -228,7 +238,9 @@ def _reproduce(args, parser) -> int:
     seeds = tuple(args.seeds) if args.seeds else None
     if seeds is not None and any(seed < 0 for seed in seeds):
         raise InputError(f"--seeds: expected non-negative integers, got {list(seeds)}")
-    summary = reproduce(args.name, out, quick=args.quick, seeds=seeds)
+    if args.quick and args.scale not in (None, "quick"):
+        raise InputError(f"--quick: the same as --scale quick, which contradicts --scale {args.scale}")
+    summary = reproduce(args.name, out, seeds=seeds, scale="quick" if args.quick else args.scale)
     print(summary["verdict"])
     return 0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from curvlab.experiments.config import validate
 from curvlab.experiments.sweep import run_sweep
-from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
+from curvlab.reproductions.base import Check, Reproduction, by_quick_flag, pyplot, register, save_figure
 
 STEPS = 60  # per run, at full scale
 OPTIMIZERS = {
@@ -128,7 +128,7 @@ register(
         "and batch size by definitions §9's grid search (10^-3…10^0, "
         "then half powers) on the final full-training-set loss, run once per reproduction seed (the paper takes "
         "the max over 3 seeds inside each search; here each of the 3 seeds is a separate verdict)",
-        run=run,
+        run=by_quick_flag(run),
         checks=checks,
         figures=figures,
         chosen_after_first_look=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
+from curvlab.reproductions.base import Check, Reproduction, by_quick_flag, pyplot, register, save_figure
 from curvlab.reproductions.training import final_value, in_parallel, run_config, seed_colors, series, widened_grid
 
 SGD_LRS = (0.1, 0.3, 1.0)  # the starting grid; widened by ×3 steps until the best is interior
@@ -160,7 +160,7 @@ register(
         f"{list(SGD_LRS)} widened by ×{GRID_FACTOR:g} steps (up to {MAX_WIDENINGS} times) until the best final "
         "full-training-set loss is at an interior point",
         chosen_after_first_look=True,
-        run=run,
+        run=by_quick_flag(run),
         checks=checks,
         figures=figures,
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from statistics import median
 
 from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
+from curvlab.reproductions.claims import load_claims
 from curvlab.reproductions.training import seed_colors
 
 
@@ -38,7 +39,8 @@ def cdat_model(
     for _ in range(steps):
         y = eta * lam - 2
         out["eta"].append(eta), out["lam"].append(lam), out["p"].append(p), out["g"].append(g), out["y"].append(y)
-        next_eta = sigma * (lam**2 * p + nu**2 * g) / (lam**3 * p + nu**3 * g)
+        curvature = lam**3 * p + nu**3 * g  # 0 only where both components underflowed: η then stays as it was
+        next_eta = sigma * (lam**2 * p + nu**2 * g) / curvature if curvature else eta
         p, g, lam = (1 + y) ** 2 * p, (1 - eta * nu) ** 2 * g, lam + eta * (a - b * p)
         eta = next_eta
     return out
@@ -48,63 +50,78 @@ def steps_to_divergence(traj: dict) -> int | None:
     return next((i for i, p in enumerate(traj["p"]) if not math.isfinite(p) or p > 1e6), None)
 
 
-A = 3e-2  # App. C.5: the self-stabilization model's a and b for constant η
-B = 3e-1
-HORIZONS = (100, 150, 200)  # Fig. 4 shows ≈10² steps; the longer ones test whether the oscillation lasts
+NAME = "dynamical-models"
 
 
-def start_point(seed: int) -> dict:
-    """Seed 0: near the model's equilibrium p* = a/b with λ0 = 1.9 (App. C.5 gives no start); other seeds: a
-    seeded start with λ0 ∈ [1.7, 2.0] and p0 ∈ [0.5, 2]·a/b, so the verdict covers nearby starts too."""
-    if seed == 0:
-        return {"lam0": 1.9, "x0": math.sqrt(A / B)}
+def start_point(setting: dict, seed: int) -> dict:
+    """The constant-η model's start, which the paper does not give: λ0 and p0 drawn from the setting's ranges (p0 in
+    units of the equilibrium a/b) by ``seed``."""
     rng = random.Random(seed)
-    return {"lam0": rng.uniform(1.7, 2.0), "x0": math.sqrt(rng.uniform(0.5, 2.0) * A / B)}
+    equilibrium = setting["constant_a"] / setting["constant_b"] if setting["constant_b"] else 0.1
+    lam0 = rng.uniform(*setting["constant_lam0_range"])
+    return {"lam0": lam0, "x0": math.sqrt(rng.uniform(*setting["constant_p0_range"]) * equilibrium)}
 
 
-def _holds(traj: dict, steps: int) -> tuple[float, float]:
-    """(median η·λ over the second half of the first ``steps`` steps, max p over them)."""
-    eta_lam = [e * lam for e, lam in zip(traj["eta"][:steps], traj["lam"][:steps])]
-    p = traj["p"][:steps]
-    return median(eta_lam[steps // 2 :]), max(v if math.isfinite(v) else math.inf for v in p)
+def _sign_changes(values: list[float]) -> int:
+    return sum(1 for u, v in zip(values, values[1:]) if u * v < 0)
 
 
-def run(out: Path, quick: bool, seed: int) -> dict:
-    """The models are cheap and deterministic: quick runs the full variant."""
-    start = start_point(seed)
-    const = self_stabilization(a=A, b=B, eta0=1.0, steps=max(HORIZONS), rule="constant", **start)
-    longer = self_stabilization(a=A, b=B, eta0=1.0, steps=2000, rule="constant", **start)
-    edge = self_stabilization(a=1.0, b=0.5, eta0=1.0, lam0=1.5, x0=0.1, steps=100, rule="edge", eps=0.05)
-    rng = random.Random(seed)
-    jitter = (lambda: 1.0) if seed == 0 else (lambda: rng.uniform(0.8, 1.2))
-    cdat_start = {"lam0": 18.0 * jitter(), "g0": 4.0 * jitter(), "p0": 4.0 * jitter()}
-    cdat = {s: cdat_model(a=5e-2, b=1e-1, nu=0.1, eta0=0.05, sigma=s, steps=600, **cdat_start) for s in (2.0, 1.9)}
-    n_cdat = len(cdat[2.0]["y"]) // 2
-    c2, c19 = cdat[2.0], cdat[1.9]
-    lam2_tail = c2["lam"][n_cdat:]
-    numbers = {"lam0": start["lam0"], "p0": start["x0"] ** 2, **{f"cdat_{k}": v for k, v in cdat_start.items()}}
-    for steps in HORIZONS:
-        med, max_p = _holds(const, steps)
-        numbers[f"constant_median_eta_lambda_h{steps}"] = med
-        numbers[f"constant_max_p_h{steps}"] = max_p
-    numbers.update(
-        {
-            "constant_steps_to_divergence_if_run_2000_steps": steps_to_divergence(longer),
-            "edge_rule_lambda_growth": edge["lam"][-1] / edge["lam"][0],
-            "edge_rule_final_p": edge["p"][-1],
-            "cdat2_median_abs_y_last_half": median(abs(v) for v in c2["y"][n_cdat:]),
-            "cdat2_lambda_relative_range_last_half": (max(lam2_tail) - min(lam2_tail)) / median(lam2_tail),
-            "cdat19_median_y_last_half": median(c19["y"][n_cdat:]),
-            "cdat19_lambda_growth_second_half": c19["lam"][-1] / c19["lam"][n_cdat],
-            "constant_eta_lambda": [e * lam for e, lam in zip(const["eta"], const["lam"])],
-            "edge_eta_lambda": [e * lam for e, lam in zip(edge["eta"], edge["lam"])],
-            "edge_lambda": edge["lam"],
-            "constant_lambda": const["lam"],
-            "cdat2_y": c2["y"],
-            "cdat19_y": c19["y"],
-        }
+def run(out: Path, setting: dict, seed: int) -> dict:
+    """The three models at the setting's parameters from the seed's starts: cheap, deterministic, every scale alike."""
+    s, horizon = setting, setting["horizon"]
+    start = start_point(s, seed)
+    const = self_stabilization(
+        s["constant_a"], s["constant_b"], s["constant_eta"], steps=horizon, rule="constant", **start
     )
-    return numbers
+    longer = self_stabilization(
+        s["constant_a"], s["constant_b"], s["constant_eta"], steps=2000, rule="constant", **start
+    )
+    tuner = self_stabilization(
+        s["tuner_a"], s["tuner_b"], s["tuner_eta0"], s["tuner_lam0"], s["tuner_x0"], horizon, "edge", s["tuner_eps"]
+    )
+    rng = random.Random(seed)
+    cdat_start = {
+        k: s[f"cdat_{k}"] * rng.uniform(1 - s["cdat_jitter"], 1 + s["cdat_jitter"]) for k in ("lam0", "g0", "p0")
+    }
+    model = {k: s[f"cdat_{k}"] for k in ("a", "b", "nu", "eta0")}
+    edge, below = (
+        cdat_model(**model, sigma=s[key], steps=s["cdat_steps"], **cdat_start)
+        for key in ("cdat_sigma_edge", "cdat_sigma_below")
+    )
+    half = s["cdat_steps"] // 2
+    edge_tail = edge["lam"][half:]
+    eta_lambda = [e * lam for e, lam in zip(const["eta"], const["lam"])]
+    return {
+        "lam0": start["lam0"],
+        "p0": start["x0"] ** 2,
+        **{f"cdat_{k}": v for k, v in cdat_start.items()},
+        "constant_sign_changes_of_y": _sign_changes(const["y"]),
+        "constant_mean_eta_lambda": _finite_mean(eta_lambda),
+        "constant_max_lambda_growth": _finite_max(const["lam"]) / start["lam0"],
+        "constant_max_p": _finite_max(const["p"]),
+        "constant_steps_to_divergence_if_run_2000_steps": steps_to_divergence(longer),
+        "tuner_lambda_growth": tuner["lam"][-1] / tuner["lam"][0],
+        "tuner_final_p": tuner["p"][-1],
+        "cdat2_median_abs_y_last_half": median(abs(v) for v in edge["y"][half:]),
+        "cdat2_lambda_relative_range_last_half": (max(edge_tail) - min(edge_tail)) / median(edge_tail),
+        "cdat19_median_y_last_half": median(below["y"][half:]),
+        "cdat19_lambda_growth_second_half": below["lam"][-1] / below["lam"][half],
+        "constant_eta_lambda": eta_lambda,
+        "edge_eta_lambda": [e * lam for e, lam in zip(tuner["eta"], tuner["lam"])],
+        "edge_lambda": tuner["lam"],
+        "constant_lambda": const["lam"],
+        "cdat2_y": edge["y"],
+        "cdat19_y": below["y"],
+    }
+
+
+def _finite_max(values: list[float]) -> float:
+    """The largest value, +∞ where the model blew up (a non-finite value)."""
+    return max(v if math.isfinite(v) else math.inf for v in values)
+
+
+def _finite_mean(values: list[float]) -> float:
+    return sum(values) / len(values) if all(math.isfinite(v) for v in values) else math.inf
 
 
 def figures(out: Path, per_seed: dict[int, dict]) -> None:
@@ -115,11 +132,9 @@ def figures(out: Path, per_seed: dict[int, dict]) -> None:
         finite = [v if v is not None and abs(v) < 10 else math.nan for v in n["constant_eta_lambda"]]
         axes[0].plot(finite, color=c, label=f"seed {seed}: constant η")
         axes[0].plot(n["edge_eta_lambda"], color=c, ls=":", label=f"seed {seed}: η = 2(1−ε)/λ")
-        axes[1].plot(n["edge_lambda"], color=c, ls=":"), axes[1].plot(n["constant_lambda"][:100], color=c)
+        axes[1].plot(n["edge_lambda"], color=c, ls=":"), axes[1].plot(n["constant_lambda"], color=c)
         axes[2].plot(n["cdat2_y"], color=c, label=f"seed {seed}: σ = 2")
         axes[2].plot(n["cdat19_y"], color=c, ls="--", label=f"seed {seed}: σ = 1.9")
-    for h in HORIZONS:
-        axes[0].axvline(h, color="grey", lw=0.5, ls=":")
     axes[0].axhline(2, color="k", ls="--", lw=0.8), axes[0].set_ylim(0, 4), axes[0].set_xlabel("step")
     axes[0].set_title("Self-stabilization (Fig. 4): ηλ"), axes[0].legend(fontsize=6)
     axes[1].set_yscale("log"), axes[1].set_xlabel("step"), axes[1].set_title("λ (dotted: η = 2(1−ε)/λ)")
@@ -129,51 +144,68 @@ def figures(out: Path, per_seed: dict[int, dict]) -> None:
 
 
 def checks(n: dict) -> list[Check]:
-    def constant(steps: int) -> Check:
-        med, max_p = n[f"constant_median_eta_lambda_h{steps}"], n[f"constant_max_p_h{steps}"]
-        return Check(
-            f"constant η over {steps} steps: median η·λ over the second half ∈ [1.8, 2.2] (got {med:.4g}) and p "
-            f"bounded (max p = {max_p:.3g} < 10)",
-            med is not None and 1.8 <= med <= 2.2 and max_p is not None and max_p < 10,
-        )
-
+    """The pre-registered checks (claims/dynamical-models.toml), thresholds from the claims file."""
+    t = {spec.id: spec.threshold for spec in CLAIMS.checks}
+    osc, stable, runaway = t["constant-oscillates"], t["constant-lambda-stable"], t["tuner-runaway"]
+    holds, below = t["cdat-sigma-2-holds"], t["cdat-sigma-below-2"]
+    changes, mean = n["constant_sign_changes_of_y"], n["constant_mean_eta_lambda"]
+    growth, final_p = n["tuner_lambda_growth"], n["tuner_final_p"]
+    abs_y, spread = n["cdat2_median_abs_y_last_half"], n["cdat2_lambda_relative_range_last_half"]
+    y19, grow19 = n["cdat19_median_y_last_half"], n["cdat19_lambda_growth_second_half"]
+    lo, hi = osc["mean_eta_lambda_low"], osc["mean_eta_lambda_high"]
     return [
-        *(constant(steps) for steps in HORIZONS),
         Check(
-            f"η = 2(1−ε)/λ: runaway sharpening, λ grows ≥ 10× (got {n['edge_rule_lambda_growth']:.3g}×) while p → 0 "
-            f"(final p = {n['edge_rule_final_p']:.2g} < 1e-6)",
-            n["edge_rule_lambda_growth"] >= 10 and n["edge_rule_final_p"] < 1e-6,
+            f"constant η oscillates around the edge: y changes sign ≥ {osc['min_sign_changes']} times ({changes}) "
+            f"and mean η·λ ∈ [{lo:g}, {hi:g}] ({_g(mean)}) over the paper's 100 steps",
+            changes >= osc["min_sign_changes"] and _finite(mean) and lo <= mean <= hi,
+            "constant-oscillates",
         ),
         Check(
-            "CDAT model σ = 2: y held at the edge, median |y| over the last half ≤ 0.05 (got "
-            f"{n['cdat2_median_abs_y_last_half']:.3g}) and λ stable within 10% (range "
-            f"{n['cdat2_lambda_relative_range_last_half']:.3g})",
-            n["cdat2_median_abs_y_last_half"] <= 0.05 and n["cdat2_lambda_relative_range_last_half"] <= 0.1,
+            f"and λ stays stable: max λ ≤ {stable['max_growth']:g}× λ0 ({_g(n['constant_max_lambda_growth'])}×)",
+            _finite(n["constant_max_lambda_growth"]) and n["constant_max_lambda_growth"] <= stable["max_growth"],
+            "constant-lambda-stable",
         ),
         Check(
-            "CDAT model σ = 1.9: −ε ≪ y < 0, median y over the last half ∈ (−0.05, 0) (got "
-            f"{n['cdat19_median_y_last_half']:.3g}), and λ still growing "
-            f"(×{n['cdat19_lambda_growth_second_half']:.4g} over the second half)",
-            -0.05 < n["cdat19_median_y_last_half"] < 0 and n["cdat19_lambda_growth_second_half"] > 1.0,
+            f"η = 2(1−ε)/λ: λ runs away, ≥ {runaway['min_lambda_growth']:g}× in 100 steps ({_g(growth)}×), while "
+            f"p → 0 (final p {_g(final_p)} < {runaway['max_final_p']:g})",
+            _finite(growth)
+            and growth >= runaway["min_lambda_growth"]
+            and _finite(final_p)
+            and final_p < runaway["max_final_p"],
+            "tuner-runaway",
+        ),
+        Check(
+            f"CDAT model σ = 2 holds the edge: median |y| over the last half ≤ {holds['max_median_abs_y']:g} "
+            f"({_g(abs_y)}) and λ's range ≤ {holds['max_lambda_relative_range']:.0%} of its median ({_g(spread)})",
+            abs_y <= holds["max_median_abs_y"] and spread <= holds["max_lambda_relative_range"],
+            "cdat-sigma-2-holds",
+        ),
+        Check(
+            f"CDAT model σ = 1.9: median y over the last half ∈ ({below['median_y_low']:g}, "
+            f"{below['median_y_high']:g}) ({_g(y19)}) and λ still growing (×{grow19:.4g} over the second half)",
+            below["median_y_low"] < y19 < below["median_y_high"] and grow19 > below["min_lambda_growth"],
+            "cdat-sigma-below-2",
         ),
     ]
 
 
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _g(value: float | None) -> str:
+    return "non-finite" if not _finite(value) else f"{value:.3g}"
+
+
+CLAIMS = load_claims(NAME)
 register(
     Reproduction(
-        name="dynamical-models",
-        claim="In the self-stabilization model, constant η keeps ηλ oscillating around 2 while η = 2(1−ε)/λ lets "
-        "sharpness run away; "
-        "in CDAT's two-eigenvalue model σ = 2 holds y ≈ 0 with λ stable, while σ = 1.9 settles at a small negative y "
-        "with λ slowly growing.",
-        source="Roulet et al. 2024 §2.3, §3.2, Fig. 4, 9–11; parameters from App. C.5",
-        setting="exact simulations of definitions §8's models with the paper's parameters (App. C.5). Constant η: "
-        "seed 0 starts at λ0 = 1.9, p0 = a/b, seeds 1–2 at seeded starts λ0 ∈ [1.7, 2.0], p0 ∈ [0.5, 2]·a/b; checked "
-        "over 100 (Fig. 4's horizon), 150 and 200 steps. The CDAT model 600 steps (Fig. 9) from the paper's start "
-        "(seed 0) or one within ±20% (seeds 1–2).",
+        name=NAME,
+        claim=CLAIMS.claim,
+        source=CLAIMS.paper,
+        setting=CLAIMS.our_setting,
         run=run,
         checks=checks,
         figures=figures,
-        chosen_after_first_look=True,
     )
 )

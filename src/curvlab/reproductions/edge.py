@@ -9,7 +9,7 @@ from statistics import median
 
 from curvlab.experiments import edge as criteria
 from curvlab.experiments.edge import KIND_NAMES, EdgeSummary, edge_summary
-from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
+from curvlab.reproductions.base import Check, Reproduction, by_quick_flag, pyplot, register, save_figure
 from curvlab.reproductions.training import mlp_full_batch, run_config, seed_colors, tail_median
 
 GD_LR = 0.1
@@ -124,7 +124,7 @@ register(
         source="Cohen et al. 2021; Roulet et al. 2024 Fig. 1–3; Gilmer et al. 2021 §3",
         setting="tanh MLP 784-64-64-10, squared loss on one-hot targets, 2,000 MNIST images, full-batch GD η = "
         f"{GD_LR} (2/η = 20), 800 steps, λ1 every 10 steps",
-        run=run_gd,
+        run=by_quick_flag(run_gd),
         checks=checks_gd,
         figures=figures_gd,
         chosen_after_first_look=True,
@@ -138,7 +138,7 @@ register(
         source="Cohen et al. 2022; Gilmer et al. 2021 App. H",
         setting="tanh MLP 784-64-64-10, squared loss on one-hot targets, 2,000 MNIST images, full-batch Adam η = "
         f"{ADAM_LR} (β1 = 0.9), 600 steps",
-        run=run_adam,
+        run=by_quick_flag(run_adam),
         checks=checks_adam,
         figures=figures_adam,
         chosen_after_first_look=True,

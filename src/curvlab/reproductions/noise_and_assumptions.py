@@ -12,7 +12,7 @@ from curvlab.data import load_dataset
 from curvlab.geometry import gradient_noise, qq_gaussian
 from curvlab.losses import cross_entropy
 from curvlab.models import build_model
-from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
+from curvlab.reproductions.base import Check, Reproduction, by_quick_flag, pyplot, register, save_figure
 from curvlab.reproductions.training import run_config, seed_colors, series
 
 
@@ -84,7 +84,7 @@ register(
         "vs the tiny causal "
         "transformer (2×64) on 2,000 word-level King James Bible sequences of 64 (vocabulary 5,000; batch 16); tail "
         "index by Mohammadi et al. 2015",
-        run=run_noise,
+        run=by_quick_flag(run_noise),
         checks=checks_noise,
         figures=figures_noise,
         chosen_after_first_look=True,
@@ -199,7 +199,7 @@ register(
         source="Tran, Zhang & Cutkosky 2024, Empirical tests of optimization assumptions in deep learning",
         setting="ReLU MLP 784-64-64-10 on 2,000 MNIST images, batch 64, SGDM (Δ form, η = 0.05, β = 0.9) and AdamW "
         "(η = 1e-3, wd 0.01), both with random scaling s ~ Exp(1); 400 steps; windows never reset",
-        run=run_assumptions,
+        run=by_quick_flag(run_assumptions),
         checks=checks_assumptions,
         figures=figures_assumptions,
         chosen_after_first_look=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
+from curvlab.reproductions.base import Check, Reproduction, by_quick_flag, pyplot, register, save_figure
 from curvlab.reproductions.training import (
     final_value,
     mlp_full_batch,
@@ -217,7 +217,7 @@ register(
         "sharpness rises, η·λ1 stays below 2, and constant-η GD ends lower.",
         source="Roulet et al. 2024 Fig. 1, 3",
         setting=SETTING + "; linesearch with definitions §7 defaults (no cap on the reductions in full batch)",
-        run=run_classical,
+        run=by_quick_flag(run_classical),
         checks=checks_classical,
         figures=figures_classical,
         chosen_after_first_look=True,  # the constant-η baseline grid was widened after the first run
@@ -232,7 +232,7 @@ register(
         source="Roulet et al. 2024 Fig. 5, 6, 7",
         setting=SETTING
         + "; minibatch: batch 32 and 512, CDAT with EMA β = 0.9, σ ∈ {0.5, 1, 1.5, 2}, final full-batch loss",
-        run=run_cdat,
+        run=by_quick_flag(run_cdat),
         checks=checks_cdat,
         figures=figures_cdat,
         chosen_after_first_look=True,  # the constant-η baseline grid was widened after the first run

@@ -12,7 +12,7 @@ from curvlab.experiments.run import read_status
 from curvlab.geometry import sharpness
 from curvlab.losses import onehot_mse
 from curvlab.models import build_model
-from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
+from curvlab.reproductions.base import Check, Reproduction, by_quick_flag, pyplot, register, save_figure
 from curvlab.reproductions.training import mlp_full_batch, run_config, seed_colors, series
 
 PEAK_LR = 0.5
@@ -132,7 +132,7 @@ register(
         f"= {PEAK_LR} "
         f"(2/η = 4), linear warmup over {WARMUP} of {STEPS} steps; init scales 1 and 2, maximal stable η over "
         f"{list(LR_GRID)} (30 steps)",
-        run=run,
+        run=by_quick_flag(run),
         checks=checks,
         figures=figures,
     )
