@@ -330,6 +330,31 @@ def history_section() -> list[str]:
     return lines
 
 
+AFTER_RUN = {
+    "dynamical-models": "The constant-η model blew up (p became non-finite) before the paper's 100 steps from "
+    "{dyn_blown} — starts with λ0 = {dyn_blown_lam0}, in the lower part of the registered range — and held from "
+    "{dyn_held}. Eq. (4) with constant a and b is linearly unstable about its equilibrium, so how long the "
+    "oscillation lasts depends on how far the start sits from it, which the paper does not give; Fig. 4 shows one "
+    "trajectory. The tuner model's runaway and both CDAT models held on every fresh seed. *Likely cause:* the start, "
+    "not the scale: this is the paper's own setting, and a longer run only blows up sooner relative to its length.",
+}
+
+
+def after_run_figures(name: str, summary: dict) -> dict[str, str]:
+    """The figures an after-run note quotes, from the stored fresh-seed run (no typed result)."""
+    runs = summary["per_seed"]
+    if name == "dynamical-models":
+        blown = [r for r in runs if not r["checks"][0]["passed"]]
+        held = [r for r in runs if r["checks"][0]["passed"]]
+        steps = lambda r: r["numbers"]["constant_steps_to_divergence_if_run_2000_steps"]  # noqa: E731
+        return {
+            "dyn_blown": _listed([f"step {steps(r)} on seed {r['seed']}" for r in blown]) or "no start",
+            "dyn_blown_lam0": _listed([f"{r['numbers']['lam0']:.2f}" for r in blown]) or "none",
+            "dyn_held": _listed([f"seed {r['seed']} (blow-up at step {steps(r)})" for r in held]) or "none",
+        }
+    return {}
+
+
 class Refused(SystemExit):
     """A stored run that cannot be reported under the current claims file."""
 
@@ -455,6 +480,9 @@ def section(name: str, summary: dict | None) -> list[str]:
         lines += ["**What did not hold.**", ""]
         lines += [f"- seed {seed}: {c['description']}" for seed, c in missed]
         lines.append("")
+    if name in AFTER_RUN:
+        note = AFTER_RUN[name].format_map(after_run_figures(name, summary))
+        lines += [f"*Read after the run* (the checks above are as registered): {note}", ""]
     lines += [f"![{name}](reproductions/{fig.name})\n" for fig in sorted(STORED.glob(f"{name}__*.png"))]
     return lines
 

@@ -53,7 +53,7 @@ def test_reproduction_notes_quote_no_typed_result():
     import reproductions_doc
 
     typed = []
-    for name, note in reproductions_doc.NOTES.items():
+    for name, note in {**reproductions_doc.NOTES, **reproductions_doc.AFTER_RUN}.items():
         for pattern in (r"\d\.\d+–\d", r"\d+(?:\.\d+)?×", r"\d+%", r"≈ ?\d"):
             typed += [f"{name}: {m}" for m in re.findall(pattern, note)]
     allowed = {"warmup: 5×", "optimization-assumptions: 1×", "cdat: 2×"}  # a setting's ratio, check thresholds
