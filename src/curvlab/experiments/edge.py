@@ -1,12 +1,13 @@
 """The edge of stability read off a run's records: did the sharpness the optimizer's threshold is about rise to
 that threshold and hover there while the loss kept falling (definitions §9; Cohen et al. 2021, 2022)?
 
-The one owner of the edge verdict's thresholds: :func:`edge_summary` computes it from the ``ratio_to_threshold``
-rows (λ / threshold: η·λ1 / 2 for GD, the preconditioned λ1 / (38/η) for Adam) and the training loss, and the
-quickstart's report, ``curvlab report`` and the edge-of-stability reproduction all state ``at_the_edge`` with the
-thresholds below (those the reproduction fixed before its first run). The Adam reproduction tests a second, weaker
-claim, "hovers near the threshold late in training" (Cohen et al. 2022), with its own named thresholds
-(``LATE_*``); docs/definitions.md states both.
+The one owner of the edge verdict's thresholds for a user's run: :func:`edge_summary` computes it from the
+``ratio_to_threshold`` rows (λ / threshold: η·λ1 / 2 for GD, the preconditioned λ1 / (38/η) for Adam) and the
+training loss, and the quickstart's report and ``curvlab report`` state ``at_the_edge`` with the thresholds below.
+The reproductions of Cohen et al.'s findings read their own, pre-registered thresholds from their claims files
+(``curvlab/reproductions/claims/``), which test the papers' sentences more narrowly ("just above 2/η"); the
+``LATE_*`` pair states the weaker "hovers near the threshold late in training" for Adam. docs/definitions.md states
+both sets here.
 """
 
 from __future__ import annotations

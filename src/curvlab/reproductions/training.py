@@ -53,6 +53,29 @@ def mlp_full_batch(
     }
 
 
+def full_batch_config(name: str, setting: dict, optimizer: dict, seed: int) -> dict:
+    """A full-batch run of a pre-registered setting: its data (``data``, ``subset``, ``data_options``), model
+    (``model``, ``width``, ``depth``, ``activation``, ``init_scale``), loss, ``steps``, and the sharpness every
+    ``sharpness_every`` steps (an odd interval samples both parities of a period-two oscillation)."""
+    model = {"name": setting["model"], "init_scale": setting.get("init_scale", 1.0)}
+    if setting["model"] == "mlp":
+        model |= {"width": setting["width"], "depth": setting["depth"], "activation": setting["activation"]}
+    data = {"name": setting["data"], **setting.get("data_options", {})}
+    if setting.get("subset"):
+        data["subset"] = setting["subset"]
+    steps = setting["steps"]
+    return {
+        "name": name,
+        "seed": seed,
+        "data": data,
+        "model": model,
+        "loss": {"name": setting["loss"]},
+        "optimizer": optimizer,
+        "train": {"batch_size": "full", "steps": steps, "checkpoint_every": steps},
+        "monitor": {"metrics": ["sharpness"], "schedules": {"sharpness": setting["sharpness_every"]}},
+    }
+
+
 def final_value(values: list[float | None]) -> float:
     """The last value of a series; +∞ when the series is empty or ends non-finite (a diverged run, definitions §9)."""
     value = values[-1] if values else None
