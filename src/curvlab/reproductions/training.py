@@ -53,13 +53,18 @@ def mlp_full_batch(
     }
 
 
+def model_options(setting: dict) -> dict:
+    """The model builder's options a setting names: an MLP's width, depth and activation; none for other models."""
+    if setting["model"] != "mlp":
+        return {}
+    return {"width": setting["width"], "depth": setting["depth"], "activation": setting["activation"]}
+
+
 def full_batch_config(name: str, setting: dict, optimizer: dict, seed: int) -> dict:
     """A full-batch run of a pre-registered setting: its data (``data``, ``subset``, ``data_options``), model
     (``model``, ``width``, ``depth``, ``activation``, ``init_scale``), loss, ``steps``, and the sharpness every
     ``sharpness_every`` steps (an odd interval samples both parities of a period-two oscillation)."""
-    model = {"name": setting["model"], "init_scale": setting.get("init_scale", 1.0)}
-    if setting["model"] == "mlp":
-        model |= {"width": setting["width"], "depth": setting["depth"], "activation": setting["activation"]}
+    model = {"name": setting["model"], "init_scale": setting.get("init_scale", 1.0), **model_options(setting)}
     data = {"name": setting["data"], **setting.get("data_options", {})}
     if setting.get("subset"):
         data["subset"] = setting["subset"]
