@@ -21,7 +21,8 @@ from curvlab.monitor.metrics import (
 )
 from curvlab.monitor.monitor import Monitor, default_metrics
 from curvlab.monitor.records import load_records, read_records
-from curvlab.monitor.schedules import Schedule, at_steps, budget, epoch_end, every, log_spaced
+from curvlab.monitor.schedules import Schedule, at_steps, budget, epoch_end, every, every_pair, log_spaced
+from curvlab.monitor.windows import Window, windowed
 
 __all__ = [
     "METRICS",
@@ -46,9 +47,12 @@ __all__ = [
     "default_metrics",
     "epoch_end",
     "every",
+    "every_pair",
     "load_records",
     "log_spaced",
     "make_metric",
     "read_records",
     "register_metric",
+    "Window",
+    "windowed",
 ]

@@ -34,7 +34,7 @@ from curvlab.geometry import (
 from curvlab.linalg import eigs, spectral_density, trace
 from curvlab.monitor.schedules import Schedule, as_schedule, epoch_end, every
 from curvlab.monitor.step import NO_BATCH, CannotMeasure, MonitorView, StepInfo
-from curvlab.optim.introspection import learning_rate, momentum_vector, stability_threshold
+from curvlab.optim.introspection import learning_rate, momentum_vector, stability_threshold, two_step_factor
 from curvlab.registry import Registry
 
 Rows = Iterator[tuple[str, float, dict]]
@@ -234,8 +234,8 @@ class FullBatch(Metric):
 @register_metric
 class Sharpness(Metric):
     """definitions §2: top-k eigenvalues (Lanczos, warm-started from the last top eigenvector), optional
-    λ_min, the stability threshold of the optimizer with λ / threshold (and, for plain GD only, η·λ1 and
-    η·λ1 − 2), the update's alignment
+    λ_min, the stability threshold of the optimizer with λ / threshold (and, for plain GD only, η·λ1,
+    η·λ1 − 2 and, from the second step on, the two-step factor |(1 − η_{t−1}λ1)(1 − η_t λ1)|), the update's alignment
     with v1, and the preconditioned sharpness when the optimizer keeps a diagonal preconditioner.
     ``plain="auto"`` skips the plain λ1 when the optimizer's threshold is on the preconditioned sharpness
     (Adam): then only the sharpness the threshold is about is measured, at half the cost."""
@@ -279,6 +279,8 @@ class Sharpness(Metric):
         lam1 = float(res.eigenvalues[0])
         if not threshold.preconditioned and threshold.kind != "none":
             yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam1).items())
+        if threshold.kind == "gd" and info.lr_prev is not None:
+            yield "two_step_factor", two_step_factor(info.lr_prev, threshold.lr, lam1), {"kind": "gd"}
         delta = info.update
         if delta is not None and monitor.objective.dot(delta, delta) > 0:
             yield "update_alignment", alignment(delta, self.top_vector, _shared_dot(monitor.objective)), {}

@@ -122,6 +122,8 @@ class Monitor:
         self.records: list[dict] = []
         self.context = dict(context or {})
         self.step_count = start_step
+        self._lr_prev: float | None = None  # η of the step before the last (two-step stability)
+        self._lr_now: float | None = None  # η of the last step
         self.epoch = start_epoch
         keeps_before = any(m.uses_previous_update for m in self.metrics)  # else two copies of x, not three
         self.snapshots = Snapshots(objective.parameters_vector, start_step, keeps_before)
@@ -147,6 +149,7 @@ class Monitor:
         self.clock.enter()
         try:
             self.step_count += 1
+            self._lr_prev, self._lr_now = self._lr_now, learning_rate(self.optimizer)
             self._context = None
             self.last_batch = batch
             loss = _detached(loss)
@@ -169,7 +172,16 @@ class Monitor:
         self.clock.enter()
         try:
             self._context = None
-            info = StepInfo(self.step_count, self.epoch, True, self.x_prev, self.x_now, self.last_batch, self._scale())
+            info = StepInfo(
+                self.step_count,
+                self.epoch,
+                True,
+                self.x_prev,
+                self.x_now,
+                self.last_batch,
+                self._scale(),
+                lr_prev=self._lr_prev,
+            )
             due = self._agreed_schedule(self.step_count, True)[0]
             if due:
                 self._run_due(info, due)
@@ -244,6 +256,7 @@ class Monitor:
             "prev_update": self.prev_update,
             "metrics": {m.name: m.state_dict() for m in self.metrics},
             "divergence": self.divergence,
+            "lr_now": self._lr_now,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -253,6 +266,7 @@ class Monitor:
         step = state.get("snapshot_step", self.step_count)  # older checkpoints took x_t at every step
         self.snapshots.restore(state["x_now"], state["x_prev"], step, state["prev_update"])
         self.divergence = state.get("divergence")
+        self._lr_now = state.get("lr_now")
         for m in self.metrics:
             m.load_state_dict(state["metrics"].get(m.name, {}))
 
@@ -304,7 +318,17 @@ class Monitor:
 
     def _measure_step(self, due: dict[str, str], loss: float | None, batch: Any) -> None:
         """The observers, the metrics due and the budget's own record, at a step."""
-        info = StepInfo(self.step_count, self.epoch, False, self.x_prev, self.x_now, batch, self._scale(), loss)
+        info = StepInfo(
+            self.step_count,
+            self.epoch,
+            False,
+            self.x_prev,
+            self.x_now,
+            batch,
+            self._scale(),
+            loss,
+            lr_prev=self._lr_prev,
+        )
         for metric in self._observers:
             self._timed(metric.name + ".observe", lambda m=metric: m.observe(self, info), write_rows=False)
         self._run_due(info, due)
@@ -421,7 +445,7 @@ class Monitor:
     def _info_now(self, step: int | None = None, batch: Any = None) -> StepInfo:
         """The point the Monitor is at, for what it measures or writes outside a step (``measure()``, a record)."""
         step = self.step_count if step is None else step
-        return StepInfo(step, self.epoch, False, self.x_prev, self.x_now, batch, 1.0)
+        return StepInfo(step, self.epoch, False, self.x_prev, self.x_now, batch, 1.0, lr_prev=self._lr_prev)
 
     def _scale(self) -> float:
         return float(getattr(self.optimizer, "scale", 1.0))

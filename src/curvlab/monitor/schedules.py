@@ -61,6 +61,21 @@ class Every(Schedule):
         return not epoch_end and step % self.k == 0
 
 
+class EveryPair(Schedule):
+    """Due at consecutive pairs of steps, k and k + 1, 2k and 2k + 1, ... (and at step 1): both parities of a
+    period-two oscillation (a tuner whose η alternates every step) are sampled, where every(k) with an even k
+    would always read the same half of the cycle."""
+
+    def __init__(self, k: int):
+        check_int(k, "k")
+        if k < 2:
+            raise InputError(f"k: expected an interval of at least 2 steps between pairs, got {k}")
+        self.k = k
+
+    def due(self, step: int, epoch_end: bool = False) -> bool:
+        return not epoch_end and step % self.k in (0, 1)
+
+
 class AtSteps(Schedule):
     def __init__(self, steps: Iterable[int]):
         self.steps = {int(s) for s in steps}
@@ -223,6 +238,12 @@ def every(k: int) -> Schedule:
     return Every(k)
 
 
+def every_pair(k: int) -> Schedule:
+    """A schedule due at steps k and k + 1, 2k and 2k + 1, ...: consecutive pairs, so a quantity that alternates
+    every step is read on both parities (as a string in configs: ``"pairs:K"``)."""
+    return EveryPair(k)
+
+
 def at_steps(steps: Iterable[int]) -> Schedule:
     """A schedule due at the given optimizer steps only."""
     return AtSteps(steps)
@@ -251,7 +272,8 @@ def log_spaced(n: int, max_step: int) -> Schedule:
 
 
 def as_schedule(value: Schedule | int | Iterable[int] | str | None) -> Schedule:
-    """Accept a Schedule, an int k (every k), a list of steps, "epoch", "budget", or None (never)."""
+    """Accept a Schedule, an int k (every k), a list of steps, "epoch", "budget", "pairs:K" (every_pair(K)), or
+    None (never)."""
     if value is None:
         return Never()
     if isinstance(value, Schedule):
@@ -264,6 +286,10 @@ def as_schedule(value: Schedule | int | Iterable[int] | str | None) -> Schedule:
         return EpochEnd()
     if value == "budget":
         return Budgeted()
+    if isinstance(value, str) and value.startswith("pairs:") and value[len("pairs:") :].isdigit():
+        return EveryPair(int(value[len("pairs:") :]))
     if isinstance(value, str):
-        raise InputError(f"schedule: unknown schedule {value!r}; use an int, a list of steps, 'epoch' or 'budget'")
+        raise InputError(
+            f"schedule: unknown schedule {value!r}; use an int, a list of steps, 'epoch', 'budget' or 'pairs:K'"
+        )
     return AtSteps(value)

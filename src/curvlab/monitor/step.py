@@ -89,9 +89,10 @@ NO_UPDATE = (
 
 @dataclass
 class StepInfo:
-    """The step a measurement belongs to: its index, epoch, x_{t−1} and x_t, batch, random-scaling factor and
-    loss; ``cache`` shares per-step results (the batch evaluation) between the metrics of one call. ``x_prev`` is
-    None when the Monitor did not take x_{t−1} (a measurement made on demand, between budget-paced ones)."""
+    """The step a measurement belongs to: its index, epoch, x_{t−1} and x_t, batch, random-scaling factor,
+    loss and the learning rate of the step before (``lr_prev``, for two-step stability); ``cache`` shares
+    per-step results (the batch evaluation) between the metrics of one call. ``x_prev`` is None when the
+    Monitor did not take x_{t−1} (a measurement made on demand, between budget-paced ones)."""
 
     step: int
     epoch: int
@@ -102,6 +103,7 @@ class StepInfo:
     scale: float
     loss: Any = None
     cache: dict = field(default_factory=dict)
+    lr_prev: float | None = None  # η of the step before this one (None before the second step)
 
     @property
     def update(self) -> Tensor | None:

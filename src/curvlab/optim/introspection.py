@@ -132,6 +132,14 @@ class StabilityThreshold:
         return out
 
 
+def two_step_factor(lr_prev: float, lr: float, lam: float) -> float:
+    """|(1 − η_{t−1}λ)(1 − η_t λ)|: how much two consecutive GD steps at η_{t−1} then η_t amplify the component along
+    an eigenvector of eigenvalue λ of a quadratic. Above 1 the pair diverges; at constant η it is (1 − ηλ)², whose
+    edge (1) is η·λ = 2. The edge for a rule whose η alternates every step, where η·λ alone reads whichever half of
+    the cycle it is sampled on (definitions §2)."""
+    return abs((1.0 - lr_prev * lam) * (1.0 - lr * lam))
+
+
 def stability_threshold(optimizer: Any, lr: float | None = None) -> StabilityThreshold:
     """The stability threshold of the optimizer in use (definitions §2), from its first param group.
 
