@@ -56,12 +56,13 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
-def write_section(name: str, title: str, lines: list[str], command: str | None = None) -> None:
+def write_section(name: str, title: str, lines: list[str], command: str | None = None, estimated: bool = False) -> None:
     """Replace (or append) the section between this script's BEGIN/END markers in docs/benchmarks.md; ``command``
-    (default ``bench/<name>.py``) is what measured it."""
+    (default ``bench/<name>.py``) is what measured it (``estimated``: what computed an estimate, measuring nothing)."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     command = command or f"bench/{name}.py"
-    body = "\n".join([begin, f"Measured by `{command}` on: {machine_description()}.", "", *lines, end])
+    made = "Estimated by" if estimated else "Measured by"
+    body = "\n".join([begin, f"{made} `{command}` on: {machine_description()}.", "", *lines, end])
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
     if begin in text and end in text:
         text = text[: text.index(begin)] + body + text[text.index(end) + len(end) :]

@@ -113,3 +113,14 @@ def test_cli_scales():
         text=True,
     )
     assert both.returncode == 2 and "--quick" in both.stderr
+
+
+def test_the_paper_scale_estimate_covers_every_reproduction_with_a_paper_scale():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import paper_scale
+
+    with_paper = [n for n in REGISTRY if paper_scale.has_paper_scale(n)]
+    assert set(PREREGISTERED) <= set(with_paper)
+    rows = {row[0]: row for row in map(paper_scale.estimate, with_paper) if row is not None}
+    assert set(rows) == set(with_paper) - {"dynamical-models"}
+    assert all(row[-1] > 0 for row in rows.values())
