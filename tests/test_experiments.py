@@ -144,6 +144,7 @@ def test_offline_sources_load_with_deterministic_subsets(name, shape, task):
         ("kjv", {"n_sequences": 40, "context": 32}, (32,), "language_model", None),
         ("kjv", {"level": "word", "n_sequences": 20, "vocab_size": 500}, (64,), "language_model", 500),
         ("austen", {"n_sequences": 30, "context": 16}, (16,), "language_model", None),
+        ("english_words", {"n_sequences": 30}, (35,), "language_model", 10000),
         ("uci", {"table": "letter"}, (16,), "classification", 26),
         ("uci", {"table": "satellite"}, (36,), "classification", 6),
     ],
@@ -159,6 +160,18 @@ def test_debian_packaged_sources(name, options, shape, task, classes):
         assert torch.equal(d.x_train[:, 1:], d.y_train[:, :-1]) and int(d.x_train.max()) < d.n_classes
     else:
         assert d.x_test is not None and int(d.y_train.max()) < d.n_classes
+
+
+def test_the_english_word_corpus_holds_over_a_million_words():
+    """Issue 31, item 5: a word-level English corpus of ≥ 1M words for the language-model reproductions."""
+    try:
+        d = load_dataset("english_words", vocab_size=10000, context=35)
+    except MissingSource as err:
+        skip_without_debian_data(str(err))
+        raise
+    tokens = d.x_train.numel() + d.x_test.numel()
+    assert tokens > 1_000_000 and d.n_classes == 10000
+    assert d.n_train > 25_000  # sequences of 35 the paper's PTB setting trains on
 
 
 def test_a_missing_debian_package_is_named():

@@ -19,6 +19,11 @@ DATASETS.add("kjv", sources.kjv, "King James Bible, character- or word-level LM 
 DATASETS.add(
     "austen", sources.austen, "Jane Austen's six novels, character- or word-level LM (Debian r-cran-janeaustenr)"
 )
+DATASETS.add(
+    "english_words",
+    sources.english_words,
+    "word-level English, King James Bible + Jane Austen, ~1.6M words (Debian; context=, vocab_size=)",
+)
 DATASETS.add("uci", sources.uci, "UCI tables from Debian r-cran-mlbench: letter, shuttle, satellite, dna, ... (table=)")
 DATASETS.add("least_squares", sources.least_squares, "synthetic least squares y = Xw* + noise")
 DATASETS.add("arrays", sources.folder_arrays, "your .npz with x, y (needs path=)")

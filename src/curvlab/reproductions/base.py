@@ -45,7 +45,6 @@ class Reproduction:
     figures: Callable[[Path, dict[int, dict]], None]  # every seed's numbers -> the figures, all seeds in each
     chosen_after_first_look: bool = False  # the shipped setting was changed after a first run (see the docs)
     checks_after_first_look: bool = False  # the checks were (re)written after seeing numbers of the run they score
-    full_setting: dict | None = None  # the full scale's setting where there is no claims file
 
     @property
     def preregistered(self) -> bool:
@@ -67,10 +66,10 @@ def by_quick_flag(run: Callable[[Path, bool, int], dict]) -> Callable[[Path, dic
 
 
 def setting_for(name: str, scale: str = "full") -> dict:
-    """The setting a run of reproduction ``name`` at ``scale`` uses: the claims file's (or the module's) full setting,
-    with the scale's changes from scales.toml."""
-    rep = REGISTRY[name]
-    full = load_claims(name).setting if rep.preregistered else dict(rep.full_setting or {})
+    """The setting a run of reproduction ``name`` at ``scale`` uses: the claims file's full setting with the scale's
+    changes from scales.toml (a reproduction not yet pre-registered keeps its setting in its module: only the
+    scale's name)."""
+    full = load_claims(name).setting if REGISTRY[name].preregistered else {}
     return {**full, **scale_overrides(name, scale), "scale": scale}
 
 
@@ -126,7 +125,7 @@ def reproduce(
         "scale": scale,
         "setting": setting,
         "seeds": list(seeds),
-        "started": started,
+        "started": min([started, *(run.get("started", started) for run in per_seed.values())]),
         **registration,
         "seconds": time.perf_counter() - t0,
         "seconds_run": sum(r["seconds"] for r in results),
@@ -159,9 +158,11 @@ def _run_seed(rep: Reproduction, out: Path, setting: dict, seed: int, registrati
         if done.get("setting") == setting and done.get("claims_sha256") == registration.get("claims_sha256"):
             return done
     out.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     numbers = rep.run(out, setting, seed)
     run = {
+        "started": started,
         "scale": setting["scale"],
         "quick": setting["scale"] == "quick",
         "setting": setting,
