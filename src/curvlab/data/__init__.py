@@ -22,7 +22,7 @@ DATASETS.add(
 DATASETS.add(
     "english_words",
     sources.english_words,
-    "word-level English, King James Bible + Jane Austen, ~1.6M words (Debian; context=, vocab_size=)",
+    "word-level English, King James Bible + Jane Austen, ~1.5M words (Debian; context=, vocab_size=)",
 )
 DATASETS.add("uci", sources.uci, "UCI tables from Debian r-cran-mlbench: letter, shuttle, satellite, dna, ... (table=)")
 DATASETS.add("least_squares", sources.least_squares, "synthetic least squares y = Xw* + noise")
