@@ -60,6 +60,18 @@ def register(reproduction: Reproduction) -> Reproduction:
     return REGISTRY.add(reproduction.name, reproduction, reproduction.source)
 
 
+def register_preregistered(
+    name: str,
+    run: Callable[[Path, dict, int], dict],
+    checks: Callable[[dict], list[Check]],
+    figures: Callable[[Path, dict[int, dict]], None],
+) -> Reproduction:
+    """Register a pre-registered reproduction: its claim, paper and setting are its claims file's."""
+    claims = load_claims(name)
+    reproduction = Reproduction(name, claims.claim, claims.paper, claims.our_setting, run, checks, figures)
+    return register(reproduction)
+
+
 def by_quick_flag(run: Callable[[Path, bool, int], dict]) -> Callable[[Path, dict, int], dict]:
     """A run written as ``run(out, quick, seed)`` (a reproduction not yet pre-registered), called with a setting."""
     return lambda out, setting, seed: run(out, setting["scale"] == "quick", seed)

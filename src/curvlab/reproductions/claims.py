@@ -75,6 +75,11 @@ class Claims:
         return [spec.id for spec in self.checks]
 
 
+def thresholds(name: str) -> dict[str, dict[str, Any]]:
+    """Each pre-registered check's thresholds by its id, as the checks' code reads them."""
+    return {spec.id: spec.threshold for spec in load_claims(name).checks}
+
+
 def claims_path(name: str) -> Path:
     return CLAIMS_DIR / f"{name}.toml"
 

@@ -12,8 +12,8 @@ import random
 from pathlib import Path
 from statistics import median
 
-from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
-from curvlab.reproductions.claims import load_claims
+from curvlab.reproductions.base import Check, pyplot, register_preregistered, save_figure
+from curvlab.reproductions.claims import thresholds
 from curvlab.reproductions.training import seed_colors
 
 
@@ -145,7 +145,7 @@ def figures(out: Path, per_seed: dict[int, dict]) -> None:
 
 def checks(n: dict) -> list[Check]:
     """The pre-registered checks (claims/dynamical-models.toml), thresholds from the claims file."""
-    t = {spec.id: spec.threshold for spec in CLAIMS.checks}
+    t = thresholds(NAME)
     osc, stable, runaway = t["constant-oscillates"], t["constant-lambda-stable"], t["tuner-runaway"]
     holds, below = t["cdat-sigma-2-holds"], t["cdat-sigma-below-2"]
     changes, mean = n["constant_sign_changes_of_y"], n["constant_mean_eta_lambda"]
@@ -197,15 +197,4 @@ def _g(value: float | None) -> str:
     return "non-finite" if not _finite(value) else f"{value:.3g}"
 
 
-CLAIMS = load_claims(NAME)
-register(
-    Reproduction(
-        name=NAME,
-        claim=CLAIMS.claim,
-        source=CLAIMS.paper,
-        setting=CLAIMS.our_setting,
-        run=run,
-        checks=checks,
-        figures=figures,
-    )
-)
+register_preregistered(NAME, run, checks, figures)

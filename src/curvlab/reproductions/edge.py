@@ -10,8 +10,8 @@ from pathlib import Path
 from statistics import median
 
 from curvlab.experiments.edge import KIND_NAMES, EdgeSummary, edge_summary
-from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
-from curvlab.reproductions.claims import load_claims
+from curvlab.reproductions.base import Check, pyplot, register_preregistered, save_figure
+from curvlab.reproductions.claims import thresholds
 from curvlab.reproductions.training import full_batch_config, run_config, seed_colors, series, tail_median
 
 EOS, ADAM_EOS = "edge-of-stability", "adam-preconditioned-edge"
@@ -75,7 +75,7 @@ def _summary_of(df, kind: str) -> EdgeSummary:
 
 def checks_gd(n: dict) -> list[Check]:
     """The pre-registered checks (claims/edge-of-stability.toml); thresholds from the claims file."""
-    t = {spec.id: spec.threshold for spec in load_claims(EOS).checks}
+    t = thresholds(EOS)
     sharp, reach, hover = t["progressive-sharpening"], t["reaches-the-edge"], t["hovers-just-above"]
     rises, falls = t["loss-non-monotone"], t["loss-decreases-long-term"]
     after, median_after = n["measurements_after_edge"], n["median_after_edge"]
@@ -144,7 +144,7 @@ def run_adam(out: Path, setting: dict, seed: int) -> dict:
 
 def checks_adam(n: dict) -> list[Check]:
     """The pre-registered checks (claims/adam-preconditioned-edge.toml); thresholds from the claims file."""
-    t = {spec.id: spec.threshold for spec in load_claims(ADAM_EOS).checks}
+    t = thresholds(ADAM_EOS)
     rise, eq = t["rises-to-the-threshold"], t["equilibrates-at-38-over-eta"]
     late = n["values"][len(n["values"]) // 2 :]
     near = sum(eq["near_low"] <= v <= eq["near_high"] for v in late) / len(late)
@@ -169,19 +169,5 @@ def figures_adam(out: Path, per_seed: dict[int, dict]) -> None:
     _figure(out, per_seed, "adam_preconditioned_edge", "preconditioned λ1 / (38/η)", 1.0, "Full-batch Adam")
 
 
-for _name, _run, _checks, _figures in (
-    (EOS, run_gd, checks_gd, figures_gd),
-    (ADAM_EOS, run_adam, checks_adam, figures_adam),
-):
-    _claims = load_claims(_name)
-    register(
-        Reproduction(
-            name=_name,
-            claim=_claims.claim,
-            source=_claims.paper,
-            setting=_claims.our_setting,
-            run=_run,
-            checks=_checks,
-            figures=_figures,
-        )
-    )
+register_preregistered(EOS, run_gd, checks_gd, figures_gd)
+register_preregistered(ADAM_EOS, run_adam, checks_adam, figures_adam)

@@ -12,8 +12,16 @@ from curvlab.data import load_dataset
 from curvlab.geometry import gradient_noise, qq_gaussian
 from curvlab.losses import cross_entropy
 from curvlab.models import build_model
-from curvlab.reproductions.base import Check, Reproduction, by_quick_flag, pyplot, register, save_figure
-from curvlab.reproductions.claims import load_claims
+from curvlab.reproductions.base import (
+    Check,
+    Reproduction,
+    by_quick_flag,
+    pyplot,
+    register,
+    register_preregistered,
+    save_figure,
+)
+from curvlab.reproductions.claims import thresholds
 from curvlab.reproductions.training import run_config, seed_colors, series
 
 
@@ -69,7 +77,7 @@ def figures_noise(out: Path, per_seed: dict[int, dict]) -> None:
 
 def checks_noise(n: dict) -> list[Check]:
     """The pre-registered checks (claims/noise-histograms.toml); thresholds from the claims file."""
-    t = {spec.id: spec.threshold for spec in load_claims(NOISE).checks}
+    t = thresholds(NOISE)
     tail, qq = t["tail-index"], t["qq-plot"]
     a_img, a_lang = n["tail_index_image"], n["tail_index_language"]
     r_img, r_lang = n["qq_correlation_image"], n["qq_correlation_language"]
@@ -89,18 +97,7 @@ def checks_noise(n: dict) -> list[Check]:
     ]
 
 
-_noise_claims = load_claims(NOISE)
-register(
-    Reproduction(
-        name=NOISE,
-        claim=_noise_claims.claim,
-        source=_noise_claims.paper,
-        setting=_noise_claims.our_setting,
-        run=run_noise,
-        checks=checks_noise,
-        figures=figures_noise,
-    )
-)
+register_preregistered(NOISE, run_noise, checks_noise, figures_noise)
 
 
 def _assumption_config(name: str, data: dict, model: dict, optimizer: dict, steps: int, batch, seed: int) -> dict:

@@ -13,8 +13,8 @@ from curvlab.experiments.run import read_status
 from curvlab.geometry import sharpness
 from curvlab.losses import onehot_mse
 from curvlab.models import build_model
-from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
-from curvlab.reproductions.claims import load_claims
+from curvlab.reproductions.base import Check, pyplot, register_preregistered, save_figure
+from curvlab.reproductions.claims import thresholds
 from curvlab.reproductions.training import full_batch_config, model_options, run_config, seed_colors, series
 
 NAME = "warmup"
@@ -100,7 +100,7 @@ def figures(out: Path, per_seed: dict[int, dict]) -> None:
 
 def checks(n: dict) -> list[Check]:
     """The pre-registered checks (claims/warmup.toml); thresholds from the claims file."""
-    t = {spec.id: spec.threshold for spec in CLAIMS.checks}
+    t = thresholds(NAME)
     fails, trains, tracks = t["no-warmup-diverges"], t["warmup-trains"], t["tracks-2-over-eta"]
     lo, hi = tracks["low"], tracks["high"]
     during = n["eta_lambda_during_warmup"]
@@ -156,15 +156,4 @@ def _g(value: float | None) -> str:
     return "non-finite" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
-CLAIMS = load_claims(NAME)
-register(
-    Reproduction(
-        name=NAME,
-        claim=CLAIMS.claim,
-        source=CLAIMS.paper,
-        setting=CLAIMS.our_setting,
-        run=run,
-        checks=checks,
-        figures=figures,
-    )
-)
+register_preregistered(NAME, run, checks, figures)
