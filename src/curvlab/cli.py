@@ -97,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--seeds", type=int, nargs="+", help="the seeds to run (default: the claims file's fresh seeds; quick: 0)"
     )
-    rep.add_argument("--out", type=Path, help="output folder (default runs/reproduce/<name>); a rerun resumes")
+    rep.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default runs/reproduce/<name>, or <name>-<scale> for quick and paper); a rerun resumes",
+    )
 
     quick = sub.add_parser("quickstart", help="the main job: GD vs Adam on MNIST with sharpness against the edge")
     quick.add_argument("--out", type=Path, default=Path("runs/quickstart"))
@@ -234,13 +238,14 @@ def _reproduce(args, parser) -> int:
         return 0
     if not args.name:
         parser.error("reproduce: give a NAME or --list")
-    out = args.out or Path("runs/reproduce") / args.name
+    scale = "quick" if args.quick else args.scale or "full"
+    out = args.out or Path("runs/reproduce") / (args.name if scale == "full" else f"{args.name}-{scale}")
     seeds = tuple(args.seeds) if args.seeds else None
     if seeds is not None and any(seed < 0 for seed in seeds):
         raise InputError(f"--seeds: expected non-negative integers, got {list(seeds)}")
     if args.quick and args.scale not in (None, "quick"):
         raise InputError(f"--quick: the same as --scale quick, which contradicts --scale {args.scale}")
-    summary = reproduce(args.name, out, seeds=seeds, scale="quick" if args.quick else args.scale)
+    summary = reproduce(args.name, out, seeds=seeds, scale=scale)
     print(summary["verdict"])
     return 0
 
