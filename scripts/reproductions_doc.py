@@ -350,10 +350,10 @@ AFTER_RUN = {
     "stays as registered.",
     "warmup": "Every check held on every fresh seed: without warmup the peak η diverged; with it training ended at "
     "{warm_final} of its initial loss while λ1 fell from {warm_first} to {warm_end} by the warmup's end, and η_t·λ1 "
-    "sat in the registered band around 2 at {warm_near} of the warmup's measurements. Seed 3's no-warmup status reads None, not "
-    "'diverged': a paper-scale command run in the same folder during the session (since then, other scales default to "
-    "their own folder) emptied that sub-run's folder after it had diverged and before its status was read; its losses "
-    "had been read, and the check scored it from the final loss, which alone fails it.",
+    "sat in the registered band around 2 at {warm_near} of the warmup's measurements. Seed 3's no-warmup status "
+    "reads None, not 'diverged': a paper-scale command run in the same folder during the session (since then, other "
+    "scales default to their own folder) emptied that sub-run's folder after it had diverged and before its status "
+    "was read; its losses had been read, and the check scored it from the final loss, which alone fails it.",
     "noise-histograms": "Both checks held on every fresh seed: α̂ was {noise_alpha_image} for the image model and "
     "{noise_alpha_language} for the language model, and the QQ correlations {noise_r_image} against "
     "{noise_r_language}. The text is the King James Bible, not PTB; the paper's WikiText-2 and SQuAD rows are not "

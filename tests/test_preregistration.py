@@ -2,6 +2,7 @@
 seeds run only under a committed claims file, and the reproductions page refuses a stored run whose claims changed."""
 
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -131,3 +132,36 @@ def test_the_paper_scale_estimate_covers_every_reproduction_with_a_paper_scale()
     trains_one_model = {n for n in with_paper if "model" in setting_for(n, "paper")}
     assert set(rows) == trains_one_model and {"edge-of-stability", "warmup"} <= trains_one_model
     assert all(row[-1] > 0 for row in rows.values())
+
+
+STORED = Path(__file__).resolve().parent.parent / "docs" / "reproductions"
+
+
+@pytest.mark.parametrize("name", [n for n in PREREGISTERED if (STORED / f"{n}.json").exists()])
+def test_every_threshold_of_a_passing_check_decides_it(name, monkeypatch):
+    """Each threshold in a claims file is read by its check: on a stored fresh-seed run where the check passes, some
+    value of that threshold (NaN, where no comparison holds, or ±∞) makes it fail. A check whose code kept a literal
+    in place of a claims threshold fails this."""
+    from curvlab.reproductions import claims as claims_module
+
+    rep = REGISTRY[name]
+    module = sys.modules[rep.checks.__module__]
+    runs = json.loads((STORED / f"{name}.json").read_text())["per_seed"]
+    real = claims_module.thresholds
+    for spec in load_claims(name).checks:
+        passing = [r["numbers"] for r in runs if next(c for c in r["checks"] if c["id"] == spec.id)["passed"]]
+        for key in spec.threshold if passing else ():
+            decides = False
+            for value in (math.nan, math.inf, -math.inf):
+                table = {**real(name), spec.id: {**spec.threshold, key: value}}
+                monkeypatch.setattr(module, "thresholds", lambda _name, table=table: table)
+                decides |= any(not _passes(rep, numbers, spec.id) for numbers in passing)
+            assert decides, f"{name}: {spec.id} passes whatever {key} is: the threshold is not read"
+    monkeypatch.setattr(module, "thresholds", real)
+
+
+def _passes(rep, numbers: dict, check_id: str) -> bool:
+    try:
+        return next(c for c in rep.checks(numbers) if c.id == check_id).passed
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):  # a threshold no check can use (a NaN window)
+        return False
