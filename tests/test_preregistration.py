@@ -100,6 +100,18 @@ def test_the_page_refuses_a_stored_run_whose_claims_changed(tmp_path, monkeypatc
         reproductions_doc.validated(name)
 
 
+def test_cli_lists_which_reproductions_are_preregistered():
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "curvlab.cli", "reproduce", "--list"], capture_output=True, text=True)
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    for name in REGISTRY:
+        first = next(i for i, line in enumerate(lines) if line.startswith(f"{name} "))
+        said = "pre-registered, fresh seeds" if name in PREREGISTERED else "not yet pre-registered"
+        assert said in lines[first + 2], (name, lines[first : first + 3])
+
+
 def test_cli_scales(tmp_path):
     import subprocess
     import sys

@@ -27,6 +27,7 @@ from curvlab.models import BUILDERS
 from curvlab.monitor import METRICS
 from curvlab.optim import OPTIMIZERS
 from curvlab.reproductions import REGISTRY, reproduce
+from curvlab.reproductions.base import default_seeds
 from curvlab.reproductions.claims import SCALES
 from curvlab.tuners import TUNERS
 
@@ -234,7 +235,9 @@ def _spectrum(args, parser) -> int:
 def _reproduce(args, parser) -> int:
     if args.list:
         for name, rep in REGISTRY.items():
-            print(f"{name:24s} {rep.source}\n{'':24s} {rep.claim}")
+            fresh = f"pre-registered, fresh seeds {list(default_seeds(name))}"
+            status = fresh if rep.preregistered else "not yet pre-registered"
+            print(f"{name:24s} {rep.source}\n{'':24s} {rep.claim}\n{'':24s} ({status})")
         return 0
     if not args.name:
         parser.error("reproduce: give a NAME or --list")
