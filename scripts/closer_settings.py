@@ -16,38 +16,28 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from curvlab.reproductions import batch_size, reproduce, training, tuners, warmup
+from curvlab.reproductions import batch_size, reproduce, tuners
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _longer_tuner_runs() -> None:
-    shipped = tuners._scale
-    tuners._scale = lambda quick: shipped(quick) if quick else {**shipped(quick), "steps": 2000}
 
 
 def _longer_lm_runs() -> None:
     batch_size.STEPS = 120
 
 
-def _slower_warmup() -> None:
-    warmup.WARMUP, warmup.STEPS = 1000, 1300
-
-
 def _larger_initialisation() -> None:
-    shipped = training.mlp_full_batch
+    shipped_full, shipped_minibatch = tuners._legacy_setting, tuners.mlp_full_batch
 
     def scaled(*args, **kwargs) -> dict:
-        config = shipped(*args, **kwargs)
+        config = shipped_minibatch(*args, **kwargs)
         config["model"]["init_scale"] = 2.0
         return config
 
+    tuners._legacy_setting = lambda quick: {**shipped_full(quick), "init_scale": 2.0}
     tuners.mlp_full_batch = scaled
 
 
 CLOSER: dict[str, tuple[str, Callable[[], None]]] = {
-    "warmup": ("linear warmup over 1,000 of 1,300 steps (5× slower), everything else unchanged", _slower_warmup),
-    "classical-tuners": ("2,000 full-batch steps instead of 500, everything else unchanged", _longer_tuner_runs),
     "batch-size-sign-descent": (
         "120 steps per run instead of 60 (twice the training; the paper's full-batch runs take hundreds of steps), "
         "everything else unchanged",

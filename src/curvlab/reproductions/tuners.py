@@ -1,13 +1,26 @@
-"""Reproductions 3 (classical tuners undershoot the edge; Roulet et al. 2024, Fig. 1, 3) and 4 (CDAT; Roulet et al. 2024
-Fig. 5–7), full batch on the edge-of-stability setting, plus a minibatch CDAT variant."""
+"""Reproductions 3 (classical tuners undershoot the edge; Roulet et al. 2024, Fig. 1, 3; pre-registered in
+claims/classical-tuners.toml) and 4 (CDAT; Roulet et al. 2024 Fig. 5–7, not yet pre-registered), full batch, plus a
+minibatch CDAT variant."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from curvlab.reproductions.base import Check, Reproduction, by_quick_flag, pyplot, register, save_figure
+from curvlab.monitor.windows import windowed
+from curvlab.reproductions.base import (
+    Check,
+    Reproduction,
+    by_quick_flag,
+    pyplot,
+    register,
+    register_preregistered,
+    save_figure,
+)
+from curvlab.reproductions.claims import thresholds
 from curvlab.reproductions.training import (
     final_value,
+    full_batch_config,
     mlp_full_batch,
     run_config,
     seed_colors,
@@ -16,24 +29,45 @@ from curvlab.reproductions.training import (
     widened_grid,
 )
 
-CONSTANT_LRS = (0.05, 0.1, 0.2, 0.4)  # the starting grid; widened by ×2 steps until the best is interior
+CONSTANT_LRS = (0.05, 0.1, 0.2, 0.4)  # cdat's starting grid; widened by ×2 steps until the best is interior
 MAX_WIDENINGS = 3
+CLASSICAL = "classical-tuners"
 
 
 def _scale(quick: bool) -> dict:
     return {"steps": 120, "subset": 500} if quick else {"steps": 500, "subset": 2000}
 
 
-def _run(name: str, out: Path, quick: bool, seed: int, tuner: dict | None = None, lr: float = 1.0) -> dict:
-    config = mlp_full_batch(name, {"name": "sgd", "lr": lr}, **_scale(quick), seed=seed)
+def _legacy_setting(quick: bool) -> dict:
+    """cdat's setting (not yet pre-registered): the tanh MLP 784-64-64-10 on an MNIST subset, sharpness every 10."""
+    base = {"data": "mnist", "model": "mlp", "width": 64, "depth": 2, "activation": "tanh", "loss": "onehot_mse"}
+    return {**base, **_scale(quick), "sharpness_every": 10}
+
+
+def _run(name: str, out: Path, setting: dict, seed: int, tuner: dict | None = None, lr: float = 1.0) -> dict:
+    """One full-batch run of the setting (a tuner around GD, or GD at ``lr``); ``setting['measure'] = False`` runs it
+    without the sharpness (a grid point). The series the checks and figures read."""
+    config = full_batch_config(name, setting, {"name": "sgd", "lr": lr}, seed)
     if tuner:
         config["tuner"] = tuner
+    if not setting.get("measure", True):
+        config["monitor"] = {"metrics": []}
     df = run_config(config, out / name)
     steps, lam = series(df, "sharpness")
     _, edge = series(df, "lr_times_sharpness")
+    factor_steps, factor = series(df, "two_step_factor")
     loss_steps, losses = series(df, "loss")
     lrs = df[df.metric == "loss"].sort_values("step").lr.astype(float).tolist()
-    return {"steps": steps, "lambda": lam, "edge": edge, "loss_steps": loss_steps, "loss": losses, "lr": lrs}
+    return {
+        "steps": steps,
+        "lambda": lam,
+        "edge": edge,
+        "factor_steps": factor_steps,
+        "two_step_factor": factor,
+        "loss_steps": loss_steps,
+        "loss": losses,
+        "lr": lrs,
+    }
 
 
 def _final(run: dict) -> float:
@@ -41,14 +75,17 @@ def _final(run: dict) -> float:
     return final_value(run["loss"])
 
 
-def _best_constant(out: Path, quick: bool, seed: int) -> tuple[float, dict, list[float]]:
-    """Constant-η GD tuned on a grid widened until its best final loss is at an interior point (as a tuned
-    baseline must be); returns (best η, its run, the grid)."""
-    runs = widened_grid(
-        lambda lr: _run(f"gd_lr{lr:g}", out, quick, seed, lr=lr), _final, CONSTANT_LRS, 2.0, MAX_WIDENINGS
-    )
+def _best_constant(
+    out: Path, setting: dict, seed: int, grid: tuple[float, ...] = CONSTANT_LRS, widenings: int = MAX_WIDENINGS
+) -> tuple[float, dict, list[float]]:
+    """Constant-η GD tuned on a grid widened by ×2 until its best final loss is at an interior point (as a tuned
+    baseline must be), each grid point run without measuring; the best η is run again with the sharpness (the same
+    trajectory: runs are deterministic). Returns (best η, its measured run, the grid)."""
+    quiet = {**setting, "measure": False}
+    runs = widened_grid(lambda lr: _run(f"gd_lr{lr:g}", out, quiet, seed, lr=lr), _final, grid, 2.0, widenings)
     best = min(runs, key=lambda lr: _final(runs[lr]))
-    return best, runs[best], list(runs)
+    measured = _run(f"gd_lr{best:g}", out, setting, seed, lr=best) if setting.get("measure", True) else runs[best]
+    return best, measured, list(runs)
 
 
 def _plot(out: Path, name: str, per_seed: dict[int, dict]) -> None:
@@ -69,29 +106,43 @@ def _plot(out: Path, name: str, per_seed: dict[int, dict]) -> None:
     save_figure(fig, out / f"{name}.png")
 
 
-def run_classical(out: Path, quick: bool, seed: int) -> dict:
-    best_lr, const, grid = _best_constant(out, quick, seed)
+def run_classical(out: Path, setting: dict, seed: int) -> dict:
+    """The tuned constant-η baseline and each tuner of the setting (``none``: GD at the baseline's η), with the
+    series the windowed checks read: η at every step, λ1 and the two-step factor on consecutive pairs of steps."""
+    best_lr, const, grid = _best_constant(out, setting, seed, tuple(setting["constant_grid"]), setting["widenings"])
     runs = {
-        "linesearch": _run("linesearch", out, quick, seed, {"name": "linesearch"}),
-        "quadratically_greedy": _run("quadratically_greedy", out, quick, seed, {"name": "quadratically_greedy"}),
+        name: const if name == "none" else _run(name, out, setting, seed, {"name": name}) for name in setting["tuners"]
     }
-    numbers = {
+    return {
+        "tuners": list(runs),
         "constant_grid": grid,
         "best_constant_lr": best_lr,
         "best_constant_is_interior": grid[0] < best_lr < grid[-1],
         "best_constant_final_loss": _final(const),
+        **{f"{name}_final_loss": _final(r) for name, r in runs.items()},
         "series": {f"constant η = {best_lr:g}": const, **runs},
     }
-    for name, r in runs.items():
-        numbers.update(
-            {
-                f"{name}_lr_final_over_max": r["lr"][-1] / max(r["lr"]),
-                f"{name}_sharpness_growth": r["lambda"][-1] / r["lambda"][0],
-                f"{name}_median_eta_lambda_last_half": tail_median(r["edge"]),
-                f"{name}_final_loss": _final(r),
-            }
-        )
-    return numbers
+
+
+def effective_eta_lambda(factor: float) -> float:
+    """The constant η·λ whose two steps amplify as much as the pair measured: |1 − η·λ|² = the two-step factor, on
+    the branch η·λ ≥ 1 (the edge, factor 1, at 2)."""
+    return 1.0 + math.sqrt(factor)
+
+
+def _late_effective(run: dict) -> float:
+    """Median over the last half of the pairs of the effective η·λ1 (+∞ when nothing was measured)."""
+    values = [effective_eta_lambda(f) for f in run["two_step_factor"]]
+    return tail_median(values) if values else math.inf
+
+
+def _last_over_first(windows: list) -> float:
+    return windows[-1].value / windows[0].value if len(windows) > 1 else 1.0
+
+
+def _falling_fraction(windows: list) -> float:
+    """The share of consecutive windows whose value is below the window before."""
+    return sum(b.value < a.value for a, b in zip(windows, windows[1:])) / max(1, len(windows) - 1)
 
 
 def figures_classical(out: Path, per_seed: dict[int, dict]) -> None:
@@ -99,26 +150,54 @@ def figures_classical(out: Path, per_seed: dict[int, dict]) -> None:
 
 
 def checks_classical(n: dict) -> list[Check]:
-    tuners = ("linesearch", "quadratically_greedy")
-    fmt = lambda key: ", ".join(f"{t}: {n[f'{t}_{key}']:.3g}" for t in tuners)  # noqa: E731
+    """The pre-registered checks (claims/classical-tuners.toml): windowed statistics of η and λ1 and the two-step
+    factor, which read both halves of a period-two η; thresholds from the claims file."""
+    t = thresholds(CLASSICAL)
+    falls, sharpens, below, lower = (
+        t["eta-falls"],
+        t["sharpness-rises"],
+        t["just-below-the-edge"],
+        t["constant-ends-lower"],
+    )
+    series_ = n["series"]
+    baseline = series_[f"constant η = {n['best_constant_lr']:g}"]
+    tuners = n["tuners"]
+    eta = {
+        k: windowed(series_[k]["loss_steps"], series_[k]["lr"], falls["window_steps"], "geometric_mean") for k in tuners
+    }
+    lam = {k: windowed(series_[k]["steps"], series_[k]["lambda"], sharpens["window_steps"]) for k in tuners}
+    eta_ratio, lam_ratio = ({k: _last_over_first(w) for k, w in d.items()} for d in (eta, lam))
+    eta_falling = {k: _falling_fraction(w) for k, w in eta.items()}
+    effective = {name: _late_effective(series_[name]) for name in tuners}
+    reference = _late_effective(baseline)
+    fmt = lambda d: ", ".join(f"{k}: {v:.3g}" for k, v in d.items())  # noqa: E731
     return [
         Check(
-            "the learning rate falls by an order of magnitude or more: final / max η ≤ 0.1 "
-            f"({fmt('lr_final_over_max')})",
-            all(n[f"{t}_lr_final_over_max"] <= 0.1 for t in tuners),
+            f"η falls: its geometric mean over the last {falls['window_steps']}-step window ≤ "
+            f"{falls['max_ratio']:g}× the first's ({fmt(eta_ratio)}), falling from window to window at ≥ "
+            f"{falls['min_falling_fraction']:.0%} of them ({fmt(eta_falling)})",
+            all(eta_ratio[k] <= falls["max_ratio"] and eta_falling[k] >= falls["min_falling_fraction"] for k in tuners),
+            "eta-falls",
         ),
         Check(
-            f"sharpness rises: last λ1 ≥ 2× the first ({fmt('sharpness_growth')})",
-            all(n[f"{t}_sharpness_growth"] >= 2 for t in tuners),
+            f"while λ1 rises: its median over the last {sharpens['window_steps']}-step window ≥ "
+            f"{sharpens['min_ratio']:g}× the first's ({fmt(lam_ratio)})",
+            all(lam_ratio[k] >= sharpens["min_ratio"] for k in tuners),
+            "sharpness-rises",
         ),
         Check(
-            f"η·λ1 stays below the edge: median over the last half < 2 ({fmt('median_eta_lambda_last_half')})",
-            all(n[f"{t}_median_eta_lambda_last_half"] < 2 for t in tuners),
+            "just below the edge: the two-step effective η·λ1 (1 + √|(1 − η_{t−1}λ1)(1 − η_tλ1)|), median over the "
+            f"last half, ∈ [{below['low']:g}, {below['high']:g}] and below constant η's ({fmt(effective)}; constant "
+            f"η: {reference:.3g})",
+            all(below["low"] <= effective[k] <= below["high"] and effective[k] < reference for k in tuners),
+            "just-below-the-edge",
         ),
         Check(
             f"constant-η GD ends lower: best constant η = {n['best_constant_lr']:g} "
-            f"({n['best_constant_final_loss']:.4g}, grid {n['constant_grid']}) < each tuner ({fmt('final_loss')})",
-            all(n["best_constant_final_loss"] < n[f"{t}_final_loss"] for t in tuners),
+            f"({n['best_constant_final_loss']:.4g}, grid {n['constant_grid']}) < each tuner "
+            f"({fmt({k: n[f'{k}_final_loss'] for k in tuners})}) by ≥ {lower['min_gap_fraction']:.0%}",
+            all(n["best_constant_final_loss"] < (1 - lower["min_gap_fraction"]) * n[f"{k}_final_loss"] for k in tuners),
+            "constant-ends-lower",
         ),
     ]
 
@@ -139,10 +218,10 @@ SIGMAS = (0.5, 1.0, 1.5, 2.0)
 
 
 def run_cdat(out: Path, quick: bool, seed: int) -> dict:
-    best_lr, const, grid = _best_constant(out, quick, seed)
+    best_lr, const, grid = _best_constant(out, _legacy_setting(quick), seed)
     runs = {
-        "cdat_sigma2": _run("cdat_sigma2", out, quick, seed, {"name": "cdat", "sigma": 2.0}),
-        "cdat_sigma1": _run("cdat_sigma1", out, quick, seed, {"name": "cdat", "sigma": 1.0}),
+        "cdat_sigma2": _run("cdat_sigma2", out, _legacy_setting(quick), seed, {"name": "cdat", "sigma": 2.0}),
+        "cdat_sigma1": _run("cdat_sigma1", out, _legacy_setting(quick), seed, {"name": "cdat", "sigma": 1.0}),
     }
     lrs = runs["cdat_sigma2"]["lr"]
     minibatch = {b: {s: _minibatch_sigma(out, quick, seed, b, s) for s in SIGMAS} for b in (32, 512)}
@@ -209,20 +288,7 @@ SETTING = (
     f"constant-η GD tuned over η ∈ {list(CONSTANT_LRS)}, widened by factors of 2 (up to {MAX_WIDENINGS} times) "
     "until the best final loss is at an interior point"
 )
-register(
-    Reproduction(
-        name="classical-tuners",
-        claim="Full-batch linesearch and quadratically greedy GD undershoot the edge: their learning rate falls by "
-        "orders of magnitude, "
-        "sharpness rises, η·λ1 stays below 2, and constant-η GD ends lower.",
-        source="Roulet et al. 2024 Fig. 1, 3",
-        setting=SETTING + "; linesearch with definitions §7 defaults (no cap on the reductions in full batch)",
-        run=by_quick_flag(run_classical),
-        checks=checks_classical,
-        figures=figures_classical,
-        chosen_after_first_look=True,  # the constant-η baseline grid was widened after the first run
-    )
-)
+register_preregistered(CLASSICAL, run_classical, checks_classical, figures_classical)
 register(
     Reproduction(
         name="cdat",
