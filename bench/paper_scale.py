@@ -54,8 +54,27 @@ def parameters(setting: dict) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def training_runs(name: str, setting: dict) -> tuple[int, int]:
+    """(training runs per seed, how many of them measure λ1): warmup trains with and without warmup (the latter
+    diverges at once); the classical tuners train a baseline grid unmeasured, its best again, and each tuner (whose
+    extra evaluations per step are not counted)."""
+    if name == "warmup":
+        return 2, 1
+    if name == "classical-tuners":
+        tuners = len(setting["tuners"])
+        return len(setting["constant_grid"]) + 1 + tuners, 1 + tuners
+    return 1, 1
+
+
+def measurements_per_run(steps: int, schedule: int | str) -> int:
+    """λ1 measurements of one run: every k steps, or two every k steps for ``"pairs:K"``."""
+    if isinstance(schedule, str) and schedule.startswith("pairs:"):
+        return 2 * math.ceil(steps / int(schedule.split(":")[1]))
+    return math.ceil(steps / schedule)
+
+
 def estimate(name: str) -> list[object] | None:
-    """[name, model, parameters, examples, steps, sharpness measurements, seeds, GPU-hours] for the paper scale of a
+    """[name, model, parameters, examples, runs × steps, λ1 measurements, seeds, GPU-hours] for the paper scale of a
     training reproduction (None for one that trains nothing, such as the dynamical models)."""
     setting = setting_for(name, "paper")
     if "model" not in setting:
@@ -63,13 +82,22 @@ def estimate(name: str) -> list[object] | None:
     params = parameters(setting)
     examples = setting.get("subset") or SHAPES[setting["data"]][2]
     steps = setting["steps"]
-    runs = 2 if name == "warmup" else 1  # warmup trains with and without warmup (the latter diverges at once)
-    measurements = math.ceil(steps / setting["sharpness_every"])
+    runs, measured = training_runs(name, setting)
+    measurements = measured * measurements_per_run(steps, setting["sharpness_every"])
     step_flops = 6 * params * examples
     flops = runs * steps * step_flops + measurements * LANCZOS_PRODUCTS * 2 * step_flops
     seeds = len(default_seeds(name, "paper"))
     hours = seeds * flops / (SUSTAINED_TFLOPS * 1e12) / 3600
-    return [name, setting["model"], f"{params:,}", f"{examples:,}", f"{steps:,}", f"{measurements:,}", seeds, hours]
+    return [
+        name,
+        setting["model"],
+        f"{params:,}",
+        f"{examples:,}",
+        f"{runs} × {steps:,}",
+        f"{measurements:,}",
+        seeds,
+        hours,
+    ]
 
 
 def main() -> None:
@@ -84,7 +112,16 @@ def main() -> None:
             print(f"{name}: {summary['verdict'].splitlines()[0]}")
         return
     rows = [row for row in map(estimate, names) if row is not None]
-    header = ["reproduction", "model", "parameters", "examples", "steps", "λ1 measurements", "seeds", "GPU-hours"]
+    header = [
+        "reproduction",
+        "model",
+        "parameters",
+        "examples",
+        "runs × steps",
+        "λ1 measurements",
+        "seeds",
+        "GPU-hours",
+    ]
     table = markdown_table(header, rows)
     without = [n for n in REGISTRY if not has_paper_scale(n)]
     lines = [
