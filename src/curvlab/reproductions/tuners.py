@@ -88,7 +88,10 @@ def _best_constant(
     return best, measured, list(runs)
 
 
-def _plot(out: Path, name: str, per_seed: dict[int, dict]) -> None:
+def _plot(out: Path, name: str, per_seed: dict[int, dict], window: int | None = None) -> None:
+    """Loss, η and η·λ1 of every run of every seed. With ``window``, η is drawn as its geometric mean over windows
+    of that many steps and the edge as the two-step effective η·λ1 (1 + √factor, read on pairs), so that an η which
+    alternates every step is drawn as what the checks read rather than as a band."""
     colors = seed_colors(per_seed)
     styles = ("-", "--", ":")
     fig, axes = pyplot().subplots(1, 3, figsize=(14, 3.6))
@@ -96,11 +99,19 @@ def _plot(out: Path, name: str, per_seed: dict[int, dict]) -> None:
         for style, (label, r) in zip(styles, n["series"].items()):
             kwargs = {"color": colors[seed], "ls": style, "label": f"seed {seed}: {label}"}
             axes[0].plot(r["loss_steps"], r["loss"], **kwargs)
-            axes[1].plot(r["loss_steps"], r["lr"], **kwargs)
-            axes[2].plot(r["steps"], r["edge"], **kwargs)
+            if window is None:
+                axes[1].plot(r["loss_steps"], r["lr"], **kwargs)
+                axes[2].plot(r["steps"], r["edge"], **kwargs)
+                continue
+            eta = windowed(r["loss_steps"], r["lr"], window, "geometric_mean")
+            axes[1].plot([(w.start + w.stop) / 2 for w in eta], [w.value for w in eta], marker=".", **kwargs)
+            effective = [effective_eta_lambda(f) for f in r["two_step_factor"]]
+            axes[2].plot(r["factor_steps"], effective, lw=0.8, **kwargs)
     axes[0].set_yscale("log"), axes[0].set_title("training loss")
-    axes[1].set_yscale("log"), axes[1].set_title("learning rate")
-    axes[2].axhline(2, color="k", ls="--", lw=0.8), axes[2].set_title("η·λ1")
+    axes[1].set_yscale("log")
+    axes[1].set_title("learning rate" if window is None else f"η, geometric mean over {window}-step windows")
+    axes[2].axhline(2, color="k", ls="--", lw=0.8)
+    axes[2].set_title("η·λ1" if window is None else "two-step effective η·λ1 (read on pairs)")
     for ax in axes:
         ax.set_xlabel("step"), ax.legend(fontsize=5)
     save_figure(fig, out / f"{name}.png")
@@ -146,7 +157,7 @@ def _falling_fraction(windows: list) -> float:
 
 
 def figures_classical(out: Path, per_seed: dict[int, dict]) -> None:
-    _plot(out, "classical_tuners", per_seed)
+    _plot(out, "classical_tuners", per_seed, window=thresholds(CLASSICAL)["eta-falls"]["window_steps"])
 
 
 def checks_classical(n: dict) -> list[Check]:
