@@ -106,11 +106,11 @@ def reproduce(
     setting = setting_for(name, scale)
     seeds = tuple(seeds) if seeds is not None else default_seeds(name, scale)
     registration = _registration(rep)
-    if registration.get("claims_uncommitted") and scale != "quick" and set(seeds) & set(load_claims(name).seeds):
+    fresh = default_seeds(name, "full")
+    if registration.get("claims_uncommitted") and scale != "quick" and set(seeds) & set(fresh):
         raise InputError(
-            f"seeds: {name}'s claims file has changes not committed; its fresh seeds "
-            f"{list(load_claims(name).seeds)} run only under a committed pre-registration (commit it first; "
-            "--scale quick and the pilot seeds 0–2 run at any time)"
+            f"seeds: {name}'s claims file has changes not committed; its fresh seeds {list(fresh)} run only under a "
+            "committed pre-registration (commit it first; --scale quick and the pilot seeds 0–2 run at any time)"
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -210,10 +210,6 @@ def _jsonable(x):
     return None if isinstance(x, float) and not math.isfinite(x) else str(x)
 
 
-def _setting_text(rep: Reproduction) -> str:
-    return load_claims(rep.name).our_setting if rep.preregistered else rep.setting
-
-
 def _page(rep: Reproduction, summary: dict, figure_names: list[str]) -> str:
     results = summary["per_seed"]
     checks = "".join(
@@ -226,7 +222,7 @@ def _page(rep: Reproduction, summary: dict, figure_names: list[str]) -> str:
     verdict = f"Reproduced on {count} of {n} seeds" if count == n else f"Did not reproduce on {n - count} of {n} seeds"
     intro = (
         f"<p><b>Claim.</b> {pages.text(rep.claim)}</p><p><b>Source.</b> {pages.text(rep.source)}</p>"
-        f"<p><b>Setting.</b> {pages.text(_setting_text(rep))} (scale: {summary['scale']})</p>"
+        f"<p><b>Setting.</b> {pages.text(rep.setting)} (scale: {summary['scale']})</p>"
     )
     table = [
         {"quantity": k, **{f"seed {r['seed']}": scalars(r["numbers"]).get(k) for r in results}}

@@ -44,13 +44,15 @@ def _legacy_setting(quick: bool) -> dict:
     return {**base, **_scale(quick), "sharpness_every": 10}
 
 
-def _run(name: str, out: Path, setting: dict, seed: int, tuner: dict | None = None, lr: float = 1.0) -> dict:
-    """One full-batch run of the setting (a tuner around GD, or GD at ``lr``); ``setting['measure'] = False`` runs it
-    without the sharpness (a grid point). The series the checks and figures read."""
+def _run(
+    name: str, out: Path, setting: dict, seed: int, tuner: dict | None = None, lr: float = 1.0, measure: bool = True
+) -> dict:
+    """One full-batch run of the setting (a tuner around GD, or GD at ``lr``; ``measure=False``: without the
+    sharpness, a grid point). The series the checks and figures read."""
     config = full_batch_config(name, setting, {"name": "sgd", "lr": lr}, seed)
     if tuner:
         config["tuner"] = tuner
-    if not setting.get("measure", True):
+    if not measure:
         config["monitor"] = {"metrics": []}
     df = run_config(config, out / name)
     steps, lam = series(df, "sharpness")
@@ -81,11 +83,10 @@ def _best_constant(
     """Constant-η GD tuned on a grid widened by ×2 until its best final loss is at an interior point (as a tuned
     baseline must be), each grid point run without measuring; the best η is run again with the sharpness (the same
     trajectory: runs are deterministic). Returns (best η, its measured run, the grid)."""
-    quiet = {**setting, "measure": False}
-    runs = widened_grid(lambda lr: _run(f"gd_lr{lr:g}", out, quiet, seed, lr=lr), _final, grid, 2.0, widenings)
+    point = lambda lr: _run(f"gd_lr{lr:g}", out, setting, seed, lr=lr, measure=False)  # noqa: E731
+    runs = widened_grid(point, _final, grid, 2.0, widenings)
     best = min(runs, key=lambda lr: _final(runs[lr]))
-    measured = _run(f"gd_lr{best:g}", out, setting, seed, lr=best) if setting.get("measure", True) else runs[best]
-    return best, measured, list(runs)
+    return best, _run(f"gd_lr{best:g}", out, setting, seed, lr=best), list(runs)
 
 
 def _plot(out: Path, name: str, per_seed: dict[int, dict], window: int | None = None) -> None:
