@@ -10,6 +10,7 @@ from pathlib import Path
 from statistics import median
 
 from curvlab.experiments.edge import KIND_NAMES, EdgeSummary, edge_summary
+from curvlab.monitor.windows import windowed
 from curvlab.reproductions.base import Check, pyplot, register_preregistered, save_figure
 from curvlab.reproductions.claims import thresholds
 from curvlab.reproductions.training import full_batch_config, run_config, seed_colors, series, tail_median
@@ -46,17 +47,6 @@ def _losses_after(steps: list[int], losses: list[float], start: int | None) -> l
     return [(s, v) for s, v in zip(steps, losses) if start is not None and s >= start]
 
 
-def _window_means(pairs: list[tuple[int, float]], window: int) -> list[float]:
-    """Mean loss over consecutive whole windows of ``window`` steps (a last partial window is left out)."""
-    if not pairs:
-        return []
-    start, means = pairs[0][0], []
-    for k in range((pairs[-1][0] - start + 1) // window):
-        inside = [v for s, v in pairs if start + k * window <= s < start + (k + 1) * window]
-        means.append(sum(inside) / len(inside) if inside and all(math.isfinite(v) for v in inside) else math.inf)
-    return means
-
-
 def run_gd(out: Path, setting: dict, seed: int) -> dict:
     config = full_batch_config("gd", setting, {"name": "sgd", "lr": setting["lr"]}, seed)
     df = run_config(config, out / "gd")
@@ -79,7 +69,10 @@ def checks_gd(n: dict) -> list[Check]:
     sharp, reach, hover = t["progressive-sharpening"], t["reaches-the-edge"], t["hovers-just-above"]
     rises, falls = t["loss-non-monotone"], t["loss-decreases-long-term"]
     after, median_after = n["measurements_after_edge"], n["median_after_edge"]
-    means = _window_means(_losses_after(n["loss_steps"], n["losses"], n["first_step_at_edge"]), falls["window_steps"])
+    after_edge = _losses_after(n["loss_steps"], n["losses"], n["first_step_at_edge"])
+    means = [
+        w.value for w in windowed([s for s, _ in after_edge], [v for _, v in after_edge], falls["window_steps"], "mean")
+    ]
     windows, lower = len(means), sum(1 for a, b in zip(means, means[1:]) if b < a)
     return [
         Check(
