@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from curvlab.reproductions import batch_size, reproduce, tuners
+from curvlab.reproductions import batch_size, reproduce
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,28 +25,11 @@ def _longer_lm_runs() -> None:
     batch_size.STEPS = 120
 
 
-def _larger_initialisation() -> None:
-    shipped_full, shipped_minibatch = tuners._legacy_setting, tuners.mlp_full_batch
-
-    def scaled(*args, **kwargs) -> dict:
-        config = shipped_minibatch(*args, **kwargs)
-        config["model"]["init_scale"] = 2.0
-        return config
-
-    tuners._legacy_setting = lambda quick: {**shipped_full(quick), "init_scale": 2.0}
-    tuners.mlp_full_batch = scaled
-
-
 CLOSER: dict[str, tuple[str, Callable[[], None]]] = {
     "batch-size-sign-descent": (
         "120 steps per run instead of 60 (twice the training; the paper's full-batch runs take hundreds of steps), "
         "everything else unchanged",
         _longer_lm_runs,
-    ),
-    "cdat": (
-        "the network's initial weights ×2 (init_scale = 2, where λ1 starts ≈ 9× higher and first falls), in every run "
-        "of the reproduction, everything else unchanged",
-        _larger_initialisation,
     ),
 }
 

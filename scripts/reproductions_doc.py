@@ -18,7 +18,7 @@ from pathlib import Path
 from curvlab.monitor.windows import windowed
 from curvlab.reproductions import REGISTRY
 from curvlab.reproductions.claims import load_claims, thresholds
-from curvlab.reproductions.tuners import _last_over_first, _late_effective
+from curvlab.reproductions.tuners import last_over_first, late_effective
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 STORED = DOCS / "reproductions"
@@ -425,13 +425,13 @@ def classical_figures(runs: list[dict]) -> dict[str, str]:
     for r in runs:
         n = r["numbers"]
         baseline = n["series"][f"constant η = {n['best_constant_lr']:g}"]
-        constant.append(_late_effective(baseline))
+        constant.append(late_effective(baseline))
         for k in n["tuners"]:
             run = n["series"][k]
             window = t["eta-falls"]["window_steps"]
-            eta.append(_last_over_first(windowed(run["loss_steps"], run["lr"], window, "geometric_mean")))
-            lam.append(_last_over_first(windowed(run["steps"], run["lambda"], t["sharpness-rises"]["window_steps"])))
-            effective.append(_late_effective(run))
+            eta.append(last_over_first(windowed(run["loss_steps"], run["lr"], window, "geometric_mean")))
+            lam.append(last_over_first(windowed(run["steps"], run["lambda"], t["sharpness-rises"]["window_steps"])))
+            effective.append(late_effective(run))
             final.append(n["best_constant_final_loss"] / n[f"{k}_final_loss"])
     return {
         "ct_eta": _span(eta),

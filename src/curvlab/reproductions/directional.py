@@ -1,87 +1,107 @@
-"""Reproduction 7: directional sharpness of the optimizers' updates (Pan & Li 2022, Tables 3–6)."""
+"""Reproduction 7: directional sharpness of the optimizers' updates (Pan & Li 2022, Tables 3–6, §3–4, App. A.3,
+B.3), pre-registered in claims/directional-sharpness.toml, with the paper's protocol: 10 batches an epoch, 5 of
+them sampled in each listed epoch, each optimizer's pseudo-update measured on the same geometry, its ratio to SGD's
+averaged over the sampled batches of an epoch and then over the epochs."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+from statistics import mean
 
-from curvlab.reproductions.base import Check, Reproduction, by_quick_flag, pyplot, register, save_figure
-from curvlab.reproductions.training import final_value, in_parallel, run_config, seed_colors, series, widened_grid
+from curvlab.reproductions.base import Check, pyplot, register_preregistered, save_figure
+from curvlab.reproductions.claims import thresholds
+from curvlab.reproductions.training import final_value, run_config, seed_colors, series, widened_grid
 
-SGD_LRS = (0.1, 0.3, 1.0)  # the starting grid; widened by ×3 steps until the best is interior
-GRID_FACTOR, MAX_WIDENINGS = 3.0, 3
-REDUCERS = ("adam", "normalized_sgd", "sgd_clip")
+NAME = "directional-sharpness"
 
 
-def _lm_config(name: str, optimizer: dict, steps: int, n_seq: int, monitor: dict, seed: int) -> dict:
-    return {
+def _sgd(lr: float, clip_percent: float = 0.0) -> dict:
+    opt = {"name": "heavy_ball", "lr": lr, "momentum": 0.9, "dampening": True}  # Pan & Li 2022, Alg. 1
+    return {**opt, "clip_percent": clip_percent} if clip_percent else opt
+
+
+def batch_size(setting: dict) -> int:
+    """The batch size that makes ``batches_per_epoch`` batches of the training set (Pan & Li: 10 of 1,024)."""
+    return max(1, setting["train_size"] // setting["batches_per_epoch"])
+
+
+def measured_steps(setting: dict, seed: int) -> dict[int, list[int]]:
+    """By listed epoch, the steps measured: ``sampled_batches`` of its ``batches_per_epoch`` batches, drawn with
+    the seed (steps count from 1: step s trains on batch (s − 1) mod k of epoch (s − 1) // k + 1, for k batches an
+    epoch; the incomplete last batch of an epoch is dropped)."""
+    k, rng, sampled = setting["batches_per_epoch"], random.Random(seed), setting["sampled_batches"]
+    return {e: sorted((e - 1) * k + b + 1 for b in rng.sample(range(k), sampled)) for e in setting["epochs"]}
+
+
+def _config(name: str, setting: dict, optimizer: dict, monitor: dict, seed: int) -> dict:
+    steps = max(setting["epochs"]) * setting["batches_per_epoch"]
+    data = {"name": setting["data"], **setting.get("data_options", {})}
+    data.update(subset=setting["train_size"], measure_subset=setting["measure_subset"])
+    config = {
         "name": name,
         "seed": seed,
-        "data": {
-            "name": "kjv",
-            "level": "word",
-            "vocab_size": 2000,
-            "context": 32,
-            "n_sequences": n_seq,
-            "measure_subset": 64,
-        },
-        "model": {"name": "transformer", "size": "tiny"},
+        "data": data,
+        "model": {"name": setting["model"], **setting.get("model_options", {})},
         "optimizer": optimizer,
-        "train": {"batch_size": 16, "steps": steps, "checkpoint_every": steps},
+        "train": {"batch_size": batch_size(setting), "steps": steps, "checkpoint_every": steps},
         "monitor": monitor,
     }
+    if "loss" in setting:
+        config["loss"] = {"name": setting["loss"]}
+    return config
 
 
-def _sgd(lr: float, clip: bool = False) -> dict:
-    opt = {"name": "heavy_ball", "lr": lr, "momentum": 0.9, "dampening": True}  # Pan & Li 2022, Alg. 1
-    return {**opt, "clip_percent": 5} if clip else opt
-
-
-def _scale(quick: bool) -> dict:
-    return {"steps": 80, "n_seq": 256, "every": 20} if quick else {"steps": 300, "n_seq": 1024, "every": 30}
-
-
-def _mean_ratios(traj: str, opt: dict, out: Path, quick: bool, seed: int) -> dict[str, float]:
-    """One trajectory with the directional metric: each shadow's mean directional sharpness ratio to SGD's."""
-    scale = _scale(quick)
-    monitor = {"metrics": ["directional"], "schedules": {"directional": scale["every"]}}
-    df = run_config(_lm_config(traj, opt, scale["steps"], scale["n_seq"], monitor, seed), out / traj)
+def _epoch_ratios(out: Path, setting: dict, seed: int, trajectory: str, optimizer: dict) -> dict[str, dict[str, float]]:
+    """One trajectory with the shadows measured at the sampled steps: by optimizer, by epoch, the mean over the
+    sampled batches of the ratio of its directional sharpness to SGD's."""
+    steps = measured_steps(setting, seed)
+    monitor = {"metrics": ["directional"], "schedules": {"directional": sorted(s for v in steps.values() for s in v)}}
+    df = run_config(_config(trajectory, setting, optimizer, monitor, seed), out / trajectory)
     rows = df[df.metric == "sharpness_ratio_to_sgd"]
-    return {name: float(group.value.mean()) for name, group in rows.groupby("optimizer") if name != "actual"}
+    epoch_of = {s: e for e, listed in steps.items() for s in listed}
+    table: dict[str, dict[str, float]] = {}
+    for name, group in rows.groupby("optimizer"):
+        if name == "actual":
+            continue
+        by_epoch = group.assign(epoch=group.step.astype(int).map(epoch_of)).groupby("epoch").value.mean()
+        table[name] = {str(int(e)): float(v) for e, v in by_epoch.items()}
+    return table
 
 
-def _final_loss(name: str, optimizer: dict, out: Path, quick: bool, seed: int) -> float:
+def _final_loss(out: Path, setting: dict, seed: int, name: str, optimizer: dict) -> float:
     """The final full-training-set loss of one run (+∞ when it diverged)."""
-    scale = _scale(quick)
+    steps = max(setting["epochs"]) * setting["batches_per_epoch"]
     monitor = {
         "metrics": ["full_batch"],
-        "schedules": {"full_batch": [scale["steps"]]},
+        "schedules": {"full_batch": [steps]},
         "options": {"full_batch": {"gradients": False}},
     }
-    df = run_config(_lm_config(name, optimizer, scale["steps"], scale["n_seq"], monitor, seed), out / name)
-    _, loss = series(df, "loss_full")
+    _, loss = series(run_config(_config(name, setting, optimizer, monitor, seed), out / name), "loss_full")
     return final_value(loss)
 
 
-def _tuned(label: str, clip: bool, out: Path, quick: bool, seed: int) -> dict[float, float]:
-    """SGD (clipped or not) tuned on the widened grid: final loss by η."""
+def _tuned(out: Path, setting: dict, seed: int, label: str, clip_percent: float) -> dict[float, float]:
+    """SGD (coordinate-clipped or not) on the widened grid: final loss by η."""
 
     def run_at(lr: float) -> float:
-        return _final_loss(f"{label}_lr{lr:g}", _sgd(lr, clip), out, quick, seed)
+        return _final_loss(out, setting, seed, f"{label}_lr{lr:g}", _sgd(lr, clip_percent))
 
-    return widened_grid(run_at, lambda loss: loss, SGD_LRS, GRID_FACTOR, MAX_WIDENINGS)
-
-
-TRAJECTORIES = {"sgd_trajectory": _sgd(0.3), "adam_trajectory": {"name": "adam", "lr": 1e-3}}
-TUNED = {"sgd": False, "sgd_clip": True}
+    grid = tuple(setting["lr_grid"])
+    return widened_grid(run_at, lambda loss: loss, grid, setting["grid_factor"], setting["widenings"])
 
 
-def run(out: Path, quick: bool, seed: int) -> dict:
-    jobs = [(_mean_ratios, (traj, opt, out, quick, seed)) for traj, opt in TRAJECTORIES.items()]
-    jobs += [(_tuned, (label, clip, out, quick, seed)) for label, clip in TUNED.items()]
-    results = in_parallel(jobs)
-    ratios = dict(zip(TRAJECTORIES, results[: len(TRAJECTORIES)]))
-    numbers = {f"{traj}_mean_ratio_{name}": v for traj, r in ratios.items() for name, v in r.items()}
-    for label, finals in zip(TUNED, results[len(TRAJECTORIES) :]):
+def _trajectory_optimizer(optimizer: dict, tuned_lr: float) -> dict:
+    """A trajectory's optimizer, its ``lr = "tuned"`` replaced by SGD's tuned η."""
+    return {**optimizer, "lr": tuned_lr} if optimizer["lr"] == "tuned" else optimizer
+
+
+def run(out: Path, setting: dict, seed: int) -> dict:
+    """SGD and clipped SGD each at its best η of the widened grid, then both trajectories' epoch ratios (a
+    trajectory whose ``lr`` is ``"tuned"`` runs at SGD's best η)."""
+    numbers: dict = {"measured_steps": {str(e): s for e, s in measured_steps(setting, seed).items()}}
+    for label, clip in (("sgd", 0.0), ("sgd_clip", setting["clip_percent"])):
+        finals = _tuned(out, setting, seed, label, clip)
         best = min(finals, key=finals.get)
         numbers.update(
             {
@@ -91,77 +111,65 @@ def run(out: Path, quick: bool, seed: int) -> dict:
                 f"{label}_final_losses": {f"{lr:g}": loss for lr, loss in finals.items()},
             }
         )
-    numbers["ratios"] = ratios
+    trajectories = {k: _trajectory_optimizer(o, numbers["best_sgd_lr"]) for k, o in setting["trajectories"].items()}
+    ratios = {name: _epoch_ratios(out, setting, seed, name, optimizer) for name, optimizer in trajectories.items()}
+    for trajectory, table in ratios.items():
+        numbers.update({f"{trajectory}_mean_ratio_{name}": mean(t.values()) for name, t in table.items()})
+    numbers.update(trajectory_lrs={k: o["lr"] for k, o in trajectories.items()}, ratios=ratios)
     return numbers
 
 
 def figures(out: Path, per_seed: dict[int, dict]) -> None:
+    """Each optimizer's ratio to SGD by epoch, one panel per trajectory, every seed."""
     colors = seed_colors(per_seed)
-    fig, axes = pyplot().subplots(1, 2, figsize=(12, 3.8))
-    width = 0.8 / len(per_seed)
-    for ax, traj in zip(axes, ("sgd_trajectory", "adam_trajectory")):
-        names = sorted(next(iter(per_seed.values()))["ratios"][traj])
-        for k, (seed, n) in enumerate(per_seed.items()):
-            r = n["ratios"][traj]
-            ax.barh(
-                [i + k * width for i in range(len(names))],
-                [r.get(m, float("nan")) for m in names],
-                height=width,
-                color=colors[seed],
-                label=f"seed {seed}",
-            )
-        ax.set_yticks([i + width * (len(per_seed) - 1) / 2 for i in range(len(names))], names)
-        ax.set_xscale("log"), ax.axvline(1, color="k", lw=0.8), ax.legend(fontsize=7)
-        ax.set_title(f"{traj.replace('_', ' ')}: directional sharpness / SGD's"), ax.set_xlabel("mean ratio")
+    trajectories = list(next(iter(per_seed.values()))["ratios"])
+    fig, axes = pyplot().subplots(1, len(trajectories), figsize=(6 * len(trajectories), 4), squeeze=False)
+    for ax, trajectory in zip(axes[0], trajectories):
+        for seed, n in per_seed.items():
+            for k, (name, by_epoch) in enumerate(sorted(n["ratios"][trajectory].items())):
+                if name == "sgd":
+                    continue
+                epochs = [int(e) for e in by_epoch]
+                kwargs = {"color": f"C{k}", "marker": "o", "ls": ("-", "--", ":")[list(colors).index(seed) % 3]}
+                ax.plot(epochs, list(by_epoch.values()), label=f"{name} (seed {seed})", **kwargs)
+        ax.set_yscale("log"), ax.axhline(1, color="k", lw=0.8), ax.set_xlabel("epoch (10 batches)")
+        ax.set_ylabel("mean directional sharpness / SGD's"), ax.set_title(trajectory.replace("_", " "))
+        ax.legend(fontsize=5, ncol=2)
     save_figure(fig, out / "directional_sharpness.png")
 
 
 def checks(n: dict) -> list[Check]:
-    trajs = ("sgd_trajectory", "adam_trajectory")
-
-    def others(t: str) -> dict:
-        """Each other optimizer's mean ratio to SGD on trajectory t."""
-        prefix = f"{t}_mean_ratio_"
-        ratios = {k.removeprefix(prefix): v for k, v in n.items() if k.startswith(prefix)}
-        return {name: v for name, v in ratios.items() if name != "sgd"}  # SGD's own ratio is 1 by definition
-
+    """The pre-registered checks (claims/directional-sharpness.toml), thresholds from the claims file."""
+    t = thresholds(NAME)
+    sharper, clipping, faster = t["sgd-much-sharper"], t["clipping-reduces-sharpness"], t["clipped-sgd-trains-faster"]
+    trajectories = list(n["ratios"])
+    ratio = lambda trajectory, name: n[f"{trajectory}_mean_ratio_{name}"]  # noqa: E731
+    adaptive = {(tr, o): ratio(tr, o) for tr in trajectories for o in ("adam", "normalized_sgd", "adafactor")}
+    pairs = (("sgd", "sgd_clip"), ("normalized_sgd", "normalized_sgd_clip"), ("adafactor", "adafactor_clip"))
+    clipped = {(tr, b): ratio(tr, c) / ratio(tr, b) for tr in trajectories for b, c in pairs}
+    fmt = lambda d: "; ".join(f"{tr} {o}: {v:.3g}" for (tr, o), v in d.items())  # noqa: E731
+    sgd, clip = n["best_sgd_final_loss"], n["best_sgd_clip_final_loss"]
     return [
         Check(
-            "SGD's update has the largest directional sharpness on both trajectories: every other optimizer's mean "
-            "ratio < 1 (" + "; ".join(f"{t}: max {max(others(t).values()):.3g}" for t in trajs) + ")",
-            all(max(others(t).values()) < 1 for t in trajs),
+            f"SGD's update is much sharper: the epoch-averaged ratio to SGD's ≤ {sharper['max_ratio']:g} for Adam, "
+            f"normalized SGD and Adafactor on both trajectories ({fmt(adaptive)})",
+            all(v <= sharper["max_ratio"] for v in adaptive.values()),
+            "sgd-much-sharper",
         ),
         Check(
-            "Adam, normalized SGD and top-5% clipping reduce it by large factors: mean ratio < 0.5 ("
-            + "; ".join(f"{t}: " + ", ".join(f"{r} {n[f'{t}_mean_ratio_{r}']:.3g}" for r in REDUCERS) for t in trajs)
-            + ")",
-            all(n[f"{t}_mean_ratio_{r}"] < 0.5 for t in trajs for r in REDUCERS),
+            f"5% coordinate clipping reduces it: clipped over unclipped ≤ {clipping['max_ratio']:g} for SGD, "
+            f"normalized SGD and Adafactor on both trajectories ({fmt(clipped)})",
+            all(v <= clipping["max_ratio"] for v in clipped.values()),
+            "clipping-reduces-sharpness",
         ),
         Check(
-            f"clipped SGD trains faster: best final loss {n['best_sgd_clip_final_loss']:.4g} "
-            f"(η = {n['best_sgd_clip_lr']:g} of {', '.join(n['sgd_clip_final_losses'])}) < SGD's "
-            f"{n['best_sgd_final_loss']:.4g} (η = {n['best_sgd_lr']:g} of {', '.join(n['sgd_final_losses'])})",
-            n["best_sgd_clip_final_loss"] < n["best_sgd_final_loss"],
+            f"clipped SGD trains faster: best final loss {clip:.4g} (η = {n['best_sgd_clip_lr']:g} of "
+            f"{', '.join(n['sgd_clip_final_losses'])}) ≤ {1 - faster['min_gap_fraction']:g} × SGD's {sgd:.4g} "
+            f"(η = {n['best_sgd_lr']:g} of {', '.join(n['sgd_final_losses'])})",
+            clip <= (1 - faster["min_gap_fraction"]) * sgd,
+            "clipped-sgd-trains-faster",
         ),
     ]
 
 
-register(
-    Reproduction(
-        name="directional-sharpness",
-        claim="Along both an SGD and an Adam trajectory, SGD's update has the largest directional sharpness; Adam, "
-        "normalized SGD and "
-        "top-5% coordinate clipping reduce it by large factors; clipped SGD trains faster.",
-        source="Pan & Li 2022 Tables 3–6, §4",
-        setting="tiny causal transformer (2×64) on word-level King James Bible (vocabulary 2,000, 1,024 sequences of "
-        "32), batch 16, 300 steps; "
-        "SGD = Pan & Li 2022, Alg. 1 (momentum 0.9, dampened) at η = 0.3, Adam η = 1e-3; pseudo-update shadows "
-        "measured every 30 steps on 64 sequences; SGD and clipped SGD compared at their best η, each tuned on "
-        f"{list(SGD_LRS)} widened by ×{GRID_FACTOR:g} steps (up to {MAX_WIDENINGS} times) until the best final "
-        "full-training-set loss is at an interior point",
-        chosen_after_first_look=True,
-        run=by_quick_flag(run),
-        checks=checks,
-        figures=figures,
-    )
-)
+register_preregistered(NAME, run, checks, figures)

@@ -1,6 +1,5 @@
-"""Reproductions 3 (classical tuners undershoot the edge; Roulet et al. 2024, Fig. 1, 3; pre-registered in
-claims/classical-tuners.toml) and 4 (CDAT; Roulet et al. 2024 Fig. 5–7, not yet pre-registered), full batch, plus a
-minibatch CDAT variant."""
+"""Reproduction 3: classical tuners undershoot the edge (Roulet et al. 2024, Fig. 1, 3; pre-registered in
+claims/classical-tuners.toml), and the full-batch runs it shares with reproduction 4 (CDAT, cdat.py)."""
 
 from __future__ import annotations
 
@@ -8,20 +7,11 @@ import math
 from pathlib import Path
 
 from curvlab.monitor.windows import windowed
-from curvlab.reproductions.base import (
-    Check,
-    Reproduction,
-    by_quick_flag,
-    pyplot,
-    register,
-    register_preregistered,
-    save_figure,
-)
+from curvlab.reproductions.base import Check, pyplot, register_preregistered, save_figure
 from curvlab.reproductions.claims import thresholds
 from curvlab.reproductions.training import (
     final_value,
     full_batch_config,
-    mlp_full_batch,
     run_config,
     seed_colors,
     series,
@@ -29,27 +19,18 @@ from curvlab.reproductions.training import (
     widened_grid,
 )
 
-CONSTANT_LRS = (0.05, 0.1, 0.2, 0.4)  # cdat's starting grid; widened by ×2 steps until the best is interior
-MAX_WIDENINGS = 3
 CLASSICAL = "classical-tuners"
 
 
-def _scale(quick: bool) -> dict:
-    return {"steps": 120, "subset": 500} if quick else {"steps": 500, "subset": 2000}
-
-
-def _legacy_setting(quick: bool) -> dict:
-    """cdat's setting (not yet pre-registered): the tanh MLP 784-64-64-10 on an MNIST subset, sharpness every 10."""
-    base = {"data": "mnist", "model": "mlp", "width": 64, "depth": 2, "activation": "tanh", "loss": "onehot_mse"}
-    return {**base, **_scale(quick), "sharpness_every": 10}
-
-
-def _run(
+def full_batch_run(
     name: str, out: Path, setting: dict, seed: int, tuner: dict | None = None, lr: float = 1.0, measure: bool = True
 ) -> dict:
     """One full-batch run of the setting (a tuner around GD, or GD at ``lr``; ``measure=False``: without the
     sharpness, a grid point). The series the checks and figures read."""
-    config = full_batch_config(name, setting, {"name": "sgd", "lr": lr}, seed)
+    optimizer = {"name": "sgd", "lr": lr}
+    if "weight_decay" in setting:
+        optimizer["weight_decay"] = setting["weight_decay"]
+    config = full_batch_config(name, setting, optimizer, seed)
     if tuner:
         config["tuner"] = tuner
     if not measure:
@@ -77,19 +58,19 @@ def _final(run: dict) -> float:
     return final_value(run["loss"])
 
 
-def _best_constant(
-    out: Path, setting: dict, seed: int, grid: tuple[float, ...] = CONSTANT_LRS, widenings: int = MAX_WIDENINGS
+def best_constant(
+    out: Path, setting: dict, seed: int, grid: tuple[float, ...], widenings: int
 ) -> tuple[float, dict, list[float]]:
     """Constant-η GD tuned on a grid widened by ×2 until its best final loss is at an interior point (as a tuned
     baseline must be), each grid point run without measuring; the best η is run again with the sharpness (the same
     trajectory: runs are deterministic). Returns (best η, its measured run, the grid)."""
-    point = lambda lr: _run(f"gd_lr{lr:g}", out, setting, seed, lr=lr, measure=False)  # noqa: E731
+    point = lambda lr: full_batch_run(f"gd_lr{lr:g}", out, setting, seed, lr=lr, measure=False)  # noqa: E731
     runs = widened_grid(point, _final, grid, 2.0, widenings)
     best = min(runs, key=lambda lr: _final(runs[lr]))
-    return best, _run(f"gd_lr{best:g}", out, setting, seed, lr=best), list(runs)
+    return best, full_batch_run(f"gd_lr{best:g}", out, setting, seed, lr=best), list(runs)
 
 
-def _plot(out: Path, name: str, per_seed: dict[int, dict], window: int | None = None) -> None:
+def plot_runs(out: Path, name: str, per_seed: dict[int, dict], window: int | None = None) -> None:
     """Loss, η and η·λ1 of every run of every seed. With ``window``, η is drawn as its geometric mean over windows
     of that many steps and the edge as the two-step effective η·λ1 (1 + √factor, read on pairs), so that an η which
     alternates every step is drawn as what the checks read rather than as a band."""
@@ -121,9 +102,10 @@ def _plot(out: Path, name: str, per_seed: dict[int, dict], window: int | None = 
 def run_classical(out: Path, setting: dict, seed: int) -> dict:
     """The tuned constant-η baseline and each tuner of the setting (``none``: GD at the baseline's η), with the
     series the windowed checks read: η at every step, λ1 and the two-step factor on consecutive pairs of steps."""
-    best_lr, const, grid = _best_constant(out, setting, seed, tuple(setting["constant_grid"]), setting["widenings"])
+    best_lr, const, grid = best_constant(out, setting, seed, tuple(setting["constant_grid"]), setting["widenings"])
     runs = {
-        name: const if name == "none" else _run(name, out, setting, seed, {"name": name}) for name in setting["tuners"]
+        name: const if name == "none" else full_batch_run(name, out, setting, seed, {"name": name})
+        for name in setting["tuners"]
     }
     return {
         "tuners": list(runs),
@@ -142,13 +124,13 @@ def effective_eta_lambda(factor: float) -> float:
     return 1.0 + math.sqrt(factor)
 
 
-def _late_effective(run: dict) -> float:
+def late_effective(run: dict) -> float:
     """Median over the last half of the pairs of the effective η·λ1 (+∞ when nothing was measured)."""
     values = [effective_eta_lambda(f) for f in run["two_step_factor"]]
     return tail_median(values) if values else math.inf
 
 
-def _last_over_first(windows: list) -> float:
+def last_over_first(windows: list) -> float:
     return windows[-1].value / windows[0].value if len(windows) > 1 else 1.0
 
 
@@ -158,7 +140,7 @@ def _falling_fraction(windows: list) -> float:
 
 
 def figures_classical(out: Path, per_seed: dict[int, dict]) -> None:
-    _plot(out, "classical_tuners", per_seed, window=thresholds(CLASSICAL)["eta-falls"]["window_steps"])
+    plot_runs(out, "classical_tuners", per_seed, window=thresholds(CLASSICAL)["eta-falls"]["window_steps"])
 
 
 def checks_classical(n: dict) -> list[Check]:
@@ -178,10 +160,10 @@ def checks_classical(n: dict) -> list[Check]:
         k: windowed(series_[k]["loss_steps"], series_[k]["lr"], falls["window_steps"], "geometric_mean") for k in tuners
     }
     lam = {k: windowed(series_[k]["steps"], series_[k]["lambda"], sharpens["window_steps"]) for k in tuners}
-    eta_ratio, lam_ratio = ({k: _last_over_first(w) for k, w in d.items()} for d in (eta, lam))
+    eta_ratio, lam_ratio = ({k: last_over_first(w) for k, w in d.items()} for d in (eta, lam))
     eta_falling = {k: _falling_fraction(w) for k, w in eta.items()}
-    effective = {name: _late_effective(series_[name]) for name in tuners}
-    reference = _late_effective(baseline)
+    effective = {name: late_effective(series_[name]) for name in tuners}
+    reference = late_effective(baseline)
     fmt = lambda d: ", ".join(f"{k}: {v:.3g}" for k, v in d.items())  # noqa: E731
     return [
         Check(
@@ -214,105 +196,4 @@ def checks_classical(n: dict) -> list[Check]:
     ]
 
 
-def _minibatch_sigma(out: Path, quick: bool, seed: int, batch: int, sigma: float) -> float:
-    scale = _scale(quick)
-    config = mlp_full_batch(
-        f"cdat_b{batch}_s{sigma}", {"name": "sgd", "lr": 1.0}, steps=scale["steps"], subset=scale["subset"], seed=seed
-    )
-    config["train"]["batch_size"] = batch
-    config["tuner"] = {"name": "cdat", "sigma": sigma, "beta": 0.9}
-    config["monitor"] = {"metrics": ["full_batch"], "schedules": {"full_batch": [scale["steps"]]}}
-    _, loss = series(run_config(config, out / config["name"]), "loss_full")
-    return final_value(loss)
-
-
-SIGMAS = (0.5, 1.0, 1.5, 2.0)
-
-
-def run_cdat(out: Path, quick: bool, seed: int) -> dict:
-    best_lr, const, grid = _best_constant(out, _legacy_setting(quick), seed)
-    runs = {
-        "cdat_sigma2": _run("cdat_sigma2", out, _legacy_setting(quick), seed, {"name": "cdat", "sigma": 2.0}),
-        "cdat_sigma1": _run("cdat_sigma1", out, _legacy_setting(quick), seed, {"name": "cdat", "sigma": 1.0}),
-    }
-    lrs = runs["cdat_sigma2"]["lr"]
-    minibatch = {b: {s: _minibatch_sigma(out, quick, seed, b, s) for s in SIGMAS} for b in (32, 512)}
-    return {
-        "constant_grid": grid,
-        "best_constant_lr": best_lr,
-        "best_constant_is_interior": grid[0] < best_lr < grid[-1],
-        "best_constant_final_loss": _final(const),
-        "sigma2_final_loss": _final(runs["cdat_sigma2"]),
-        "sigma1_final_loss": _final(runs["cdat_sigma1"]),
-        "sigma2_early_lr_rise": max(lrs[: max(2, len(lrs) // 4)]) / lrs[0],
-        "best_sigma_batch32": min(minibatch[32], key=minibatch[32].get),
-        "best_sigma_batch512": min(minibatch[512], key=minibatch[512].get),
-        "minibatch_final_losses": {str(b): {str(s): v for s, v in losses.items()} for b, losses in minibatch.items()},
-        "series": {f"constant η = {best_lr:g}": const, **runs},
-    }
-
-
-def figures_cdat(out: Path, per_seed: dict[int, dict]) -> None:
-    _plot(out, "cdat_full_batch", per_seed)
-    colors = seed_colors(per_seed)
-    fig, ax = pyplot().subplots(figsize=(6, 3.6))
-    for seed, n in per_seed.items():
-        for style, (batch, losses) in zip(("-", "--"), n["minibatch_final_losses"].items()):
-            ax.plot(
-                [float(s) for s in losses],
-                list(losses.values()),
-                marker="o",
-                color=colors[seed],
-                ls=style,
-                label=f"seed {seed}, batch {batch}",
-            )
-    ax.set_yscale("log"), ax.set_xlabel("σ"), ax.set_ylabel("final loss (full batch)")
-    ax.set_title("Minibatch CDAT: the best σ shifts with batch size"), ax.legend(fontsize=6)
-    save_figure(fig, out / "cdat_minibatch.png")
-
-
-def checks_cdat(n: dict) -> list[Check]:
-    return [
-        Check(
-            f"σ = 2 beats σ = 1: final loss {n['sigma2_final_loss']:.4g} < {n['sigma1_final_loss']:.4g}",
-            n["sigma2_final_loss"] < n["sigma1_final_loss"],
-        ),
-        Check(
-            f"σ = 2 matches or beats tuned constant η (within 10%): {n['sigma2_final_loss']:.4g} ≤ 1.1 × "
-            f"{n['best_constant_final_loss']:.4g} (η = {n['best_constant_lr']:g}, grid {n['constant_grid']})",
-            n["sigma2_final_loss"] <= 1.1 * n["best_constant_final_loss"],
-        ),
-        Check(
-            "its learning rate rises early, like a warmup: max η over the first quarter ≥ 2× the first η "
-            f"({n['sigma2_early_lr_rise']:.3g}×)",
-            n["sigma2_early_lr_rise"] >= 2,
-        ),
-        Check(
-            f"minibatch: the best σ is smaller at batch 32 ({n['best_sigma_batch32']}) than at batch 512 "
-            f"({n['best_sigma_batch512']})",
-            n["best_sigma_batch32"] < n["best_sigma_batch512"],
-        ),
-    ]
-
-
-SETTING = (
-    "tanh MLP 784-64-64-10, squared loss on one-hot targets, 2,000 MNIST images, full batch, 500 steps; "
-    f"constant-η GD tuned over η ∈ {list(CONSTANT_LRS)}, widened by factors of 2 (up to {MAX_WIDENINGS} times) "
-    "until the best final loss is at an interior point"
-)
 register_preregistered(CLASSICAL, run_classical, checks_classical, figures_classical)
-register(
-    Reproduction(
-        name="cdat",
-        claim="CDAT with σ = 2 beats σ = 1 and matches or beats tuned constant η in full batch, its learning rate "
-        "rising early like a warmup; "
-        "in minibatch the best σ shifts with the batch size.",
-        source="Roulet et al. 2024 Fig. 5, 6, 7",
-        setting=SETTING
-        + "; minibatch: batch 32 and 512, CDAT with EMA β = 0.9, σ ∈ {0.5, 1, 1.5, 2}, final full-batch loss",
-        run=by_quick_flag(run_cdat),
-        checks=checks_cdat,
-        figures=figures_cdat,
-        chosen_after_first_look=True,  # the constant-η baseline grid was widened after the first run
-    )
-)
