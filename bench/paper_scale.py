@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, write_section  # noqa: E402
 
 from curvlab.data.base import DataSet  # noqa: E402
-from curvlab.models import build_model  # noqa: E402
+from curvlab.models import build_model, transformer_lm  # noqa: E402
 from curvlab.reproductions import REGISTRY, reproduce  # noqa: E402
 from curvlab.reproductions.base import default_seeds, setting_for  # noqa: E402
 from curvlab.reproductions.claims import scale_overrides  # noqa: E402
@@ -47,23 +47,19 @@ def has_paper_scale(name: str) -> bool:
 
 def parameters(setting: dict) -> int:
     """Parameters of the setting's model, built on a stand-in data set of the right shapes (no data read)."""
+    if setting["model"] == "transformer":
+        options = setting["data_options"]
+        return sum(
+            p.numel()
+            for p in transformer_lm(
+                options["vocab_size"], options["context"], **setting.get("model_options", {})
+            ).parameters()
+        )
     shape, classes, _ = SHAPES[setting["data"]]
     stand_in = DataSet(setting["data"], "classification", torch.zeros(2, *shape), torch.zeros(2, dtype=torch.long))
     stand_in.n_classes = classes
     model = build_model(setting["model"], stand_in, **model_options(setting))
     return sum(p.numel() for p in model.parameters())
-
-
-def training_runs(name: str, setting: dict) -> tuple[int, int]:
-    """(training runs per seed, how many of them measure λ1): warmup trains with and without warmup (the latter
-    diverges at once); the classical tuners train a baseline grid unmeasured, its best again, and each tuner (whose
-    extra evaluations per step are not counted)."""
-    if name == "warmup":
-        return 2, 1
-    if name == "classical-tuners":
-        tuners = len(setting["tuners"])
-        return len(setting["constant_grid"]) + 1 + tuners, 1 + tuners
-    return 1, 1
 
 
 def measurements_per_run(steps: int, schedule: int | str) -> int:
@@ -73,31 +69,52 @@ def measurements_per_run(steps: int, schedule: int | str) -> int:
     return math.ceil(steps / schedule)
 
 
+def workload(name: str, setting: dict) -> tuple[str, float, float]:
+    """(the runs as "runs × steps", the examples (tokens for a language model) that training passes through,
+    summed over the runs; the examples that Hessian-vector products pass through, at ``LANCZOS_PRODUCTS`` per λ1
+    estimate). Warmup trains with and without warmup; the classical tuners and CDAT train a constant-η grid
+    unmeasured, its best again and each tuner (the tuners' extra evaluations per step not counted), CDAT then its
+    minibatch grid; the directional reproduction tunes SGD and clipped SGD on a grid (counted with one widening) and
+    measures every shadow's direction at the sampled steps of two trajectories."""
+    if name == "directional-sharpness":
+        steps = max(setting["epochs"]) * setting["batches_per_epoch"]
+        tokens = setting["data_options"]["context"]
+        runs = 2 * (len(setting["lr_grid"]) + 1) + len(setting["trajectories"])
+        products = len(setting["trajectories"]) * len(setting["epochs"]) * setting["sampled_batches"] * 8
+        step = setting["train_size"] // setting["batches_per_epoch"] * tokens
+        return f"{runs} × {steps:,}", runs * steps * step, products * 2 * setting["measure_subset"] * tokens
+    examples, steps = setting.get("subset") or SHAPES[setting["data"]][2], setting["steps"]
+    runs, measured, extra = 1, 1, 0.0
+    if name == "warmup":
+        runs = 2
+    if name in ("classical-tuners", "cdat"):
+        tuners = len(setting["tuners"]) if name == "classical-tuners" else 2 + len(setting["warmup_sigmas"]) - 1
+        runs, measured = (
+            len(setting["constant_grid"]) + 1 + tuners,
+            1 + (len(setting["tuners"]) if name == "classical-tuners" else 2),
+        )
+    if name == "cdat":
+        extra = len(setting["minibatch_sigmas"]) * setting["minibatch_steps"] * sum(setting["minibatch_batches"])
+    measurements = measured * measurements_per_run(steps, setting["sharpness_every"])
+    text = f"{runs} × {steps:,}" + (
+        f" + {len(setting['minibatch_sigmas']) * len(setting['minibatch_batches'])} minibatch" if extra else ""
+    )
+    return text, runs * steps * examples + extra, measurements * LANCZOS_PRODUCTS * 2 * examples
+
+
 def estimate(name: str) -> list[object] | None:
-    """[name, model, parameters, examples, runs × steps, λ1 measurements, seeds, GPU-hours] for the paper scale of a
-    training reproduction (None for one that trains nothing, such as the dynamical models)."""
+    """[name, model, parameters, examples, runs × steps, seeds, GPU-hours] for the paper scale of a training
+    reproduction (None for one that trains nothing, such as the dynamical models)."""
     setting = setting_for(name, "paper")
     if "model" not in setting:
         return None
     params = parameters(setting)
-    examples = setting.get("subset") or SHAPES[setting["data"]][2]
-    steps = setting["steps"]
-    runs, measured = training_runs(name, setting)
-    measurements = measured * measurements_per_run(steps, setting["sharpness_every"])
-    step_flops = 6 * params * examples
-    flops = runs * steps * step_flops + measurements * LANCZOS_PRODUCTS * 2 * step_flops
+    examples = setting.get("subset") or setting.get("train_size") or SHAPES[setting["data"]][2]
+    runs, trained, measured = workload(name, setting)
+    flops = 6 * params * (trained + measured)
     seeds = len(default_seeds(name, "paper"))
     hours = seeds * flops / (SUSTAINED_TFLOPS * 1e12) / 3600
-    return [
-        name,
-        setting["model"],
-        f"{params:,}",
-        f"{examples:,}",
-        f"{runs} × {steps:,}",
-        f"{measurements:,}",
-        seeds,
-        hours,
-    ]
+    return [name, setting["model"], f"{params:,}", f"{examples:,}", runs, seeds, hours]
 
 
 def main() -> None:
@@ -118,7 +135,6 @@ def main() -> None:
         "parameters",
         "examples",
         "runs × steps",
-        "λ1 measurements",
         "seeds",
         "GPU-hours",
     ]
