@@ -29,6 +29,7 @@ from curvlab.data.base import DataSet  # noqa: E402
 from curvlab.models import build_model, transformer_lm  # noqa: E402
 from curvlab.reproductions import REGISTRY, reproduce  # noqa: E402
 from curvlab.reproductions.base import default_seeds, setting_for  # noqa: E402
+from curvlab.reproductions.batch_size import steps_for  # noqa: E402
 from curvlab.reproductions.claims import scale_overrides  # noqa: E402
 from curvlab.reproductions.training import model_options  # noqa: E402
 
@@ -74,8 +75,10 @@ def workload(name: str, setting: dict) -> tuple[str, float, float]:
     summed over the runs; the examples that Hessian-vector products pass through, at ``LANCZOS_PRODUCTS`` per λ1
     estimate). Warmup trains with and without warmup; the classical tuners and CDAT train a constant-η grid
     unmeasured, its best again and each tuner (the tuners' extra evaluations per step not counted), CDAT then its
-    minibatch grid; the directional reproduction tunes SGD and clipped SGD on a grid (counted with one widening) and
-    measures every shadow's direction at the sampled steps of two trajectories."""
+    minibatch grid; the batch-size reproduction searches the step size (powers of 10, then two half powers) for
+    each optimizer and batch size at that size's steps; the assumption tests evaluate about 3 more gradients a step
+    (two points, two batches); the directional reproduction tunes SGD and clipped SGD on a grid (counted with one
+    widening) and measures every shadow's direction at the sampled steps of two trajectories."""
     if name == "directional-sharpness":
         steps = max(setting["epochs"]) * setting["batches_per_epoch"]
         tokens = setting["data_options"]["context"]
@@ -83,6 +86,17 @@ def workload(name: str, setting: dict) -> tuple[str, float, float]:
         products = len(setting["trajectories"]) * len(setting["epochs"]) * setting["sampled_batches"] * 8
         step = setting["train_size"] // setting["batches_per_epoch"] * tokens
         return f"{runs} × {steps:,}", runs * steps * step, products * 2 * setting["measure_subset"] * tokens
+    if name == "batch-size-sign-descent":
+        context, sequences = setting["data_options"]["context"], setting["data_options"]["n_sequences"]
+        sizes = {k: sequences if v == "full" else v for k, v in setting["batch_sizes"].items()}
+        searches = {k: 6 if k in (next(iter(sizes)), "Full") else 4 for k in sizes}  # with and without momentum
+        per_search = len(setting["lr_powers"]) + 2  # powers of 10, then two half powers
+        runs = sum(searches.values()) * per_search
+        tokens = sum(searches[k] * per_search * steps_for(setting, k) * sizes[k] * context for k in sizes)
+        return f"{runs} (steps by batch size)", tokens, 0.0
+    if name == "optimization-assumptions":
+        runs, steps, batch = len(setting["optimizers"]), setting["steps"], setting["batch_size"]
+        return f"{runs} × {steps:,}", runs * steps * batch, runs * steps * batch * 3  # 3 more passes a step
     examples, steps = setting.get("subset") or SHAPES[setting["data"]][2], setting["steps"]
     runs, measured, extra = 1, 1, 0.0
     if name == "warmup":
@@ -109,7 +123,8 @@ def estimate(name: str) -> list[object] | None:
     if "model" not in setting:
         return None
     params = parameters(setting)
-    examples = setting.get("subset") or setting.get("train_size") or SHAPES[setting["data"]][2]
+    examples = setting.get("subset") or setting.get("train_size") or setting.get("data_options", {}).get("n_sequences")
+    examples = examples or SHAPES[setting["data"]][2]
     runs, trained, measured = workload(name, setting)
     flops = 6 * params * (trained + measured)
     seeds = len(default_seeds(name, "paper"))
@@ -147,6 +162,9 @@ def main() -> None:
         "--run` on a GPU machine with CIFAR-10 in `data/cifar10`.",
         "",
         table,
+        "",
+        "6·P operations per example undercount a convolutional model, whose weights are used at every position: "
+        "the resnet rows are lower bounds.",
         "",
         f"The dynamical models' paper scale is their full setting (no training). Without a paper scale yet: "
         f"{', '.join(without) or 'none'}.",

@@ -1,12 +1,13 @@
 """Reproductions of the five papers' findings: ``curvlab reproduce --list``."""
 
 from curvlab.reproductions import (  # noqa: F401  (each registers itself)
+    assumptions,
     batch_size,
     cdat,
     directional,
     dynamics,
     edge,
-    noise_and_assumptions,
+    noise,
     tuners,
     warmup,
 )

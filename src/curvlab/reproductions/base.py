@@ -72,15 +72,10 @@ def register_preregistered(
     return register(reproduction)
 
 
-def by_quick_flag(run: Callable[[Path, bool, int], dict]) -> Callable[[Path, dict, int], dict]:
-    """A run written as ``run(out, quick, seed)`` (a reproduction not yet pre-registered), called with a setting."""
-    return lambda out, setting, seed: run(out, setting["scale"] == "quick", seed)
-
-
 def setting_for(name: str, scale: str = "full") -> dict:
     """The setting a run of reproduction ``name`` at ``scale`` uses: the claims file's full setting with the scale's
-    changes from scales.toml (a reproduction not yet pre-registered keeps its setting in its module: only the
-    scale's name)."""
+    changes from scales.toml (a reproduction not yet pre-registered keeps its full setting in its module, which
+    applies these changes to it)."""
     full = load_claims(name).setting if REGISTRY[name].preregistered else {}
     return {**full, **scale_overrides(name, scale), "scale": scale}
 

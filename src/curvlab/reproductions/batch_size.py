@@ -1,6 +1,7 @@
 """Reproduction 5: batch size and sign descent (Kunstner et al. 2023, Fig. 3–7), with the
 paper's protocol: step sizes grid-searched per optimizer and batch size (powers of 10, then half
-powers; 3 seeds; the max over seeds of the final training loss; diverged = +∞)."""
+powers; 3 seeds; the max over seeds of the final training loss; diverged = +∞). Not yet pre-registered: its
+setting is FULL below, changed by scales.toml at the quick and paper scales."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from pathlib import Path
 
 from curvlab.experiments.config import validate
 from curvlab.experiments.sweep import run_sweep
-from curvlab.reproductions.base import Check, Reproduction, by_quick_flag, pyplot, register, save_figure
+from curvlab.reproductions.base import Check, Reproduction, pyplot, register, save_figure
 
-STEPS = 60  # per run, at full scale
 OPTIMIZERS = {
     "sgd+m": {"name": "heavy_ball", "momentum": 0.9},
     "sign+m": {"name": "sign", "momentum": 0.9},
@@ -19,15 +19,25 @@ OPTIMIZERS = {
     "sgd-m": {"name": "heavy_ball", "momentum": 0.0},
     "sign-m": {"name": "sign", "momentum": 0.0},
 }
+FULL = {  # the full setting (not yet pre-registered); scales.toml changes it for the quick and paper scales
+    "data": "kjv",
+    "data_options": {"level": "word", "vocab_size": 500, "context": 32, "n_sequences": 64},
+    "model": "transformer",
+    "model_options": {"size": "tiny"},
+    "batch_sizes": {"S": 8, "M": 16, "L": 32, "Full": "full"},
+    "steps": 60,  # per run: one number, or one per batch-size label (Kunstner et al.'s Table 1)
+    "lr_powers": [-3, -2, -1, 0],
+    "workers": 2,
+}
 
 
-def _base(opt: dict, steps: int, n_seq: int) -> dict:
+def _base(setting: dict, opt: dict, steps: int, seed: int) -> dict:
     return validate(
         {
             "name": "lm",
-            "seed": 0,
-            "data": {"name": "kjv", "level": "word", "vocab_size": 500, "context": 32, "n_sequences": n_seq},
-            "model": {"name": "transformer", "size": "tiny"},
+            "seed": seed,
+            "data": {"name": setting["data"], **setting["data_options"]},
+            "model": {"name": setting["model"], **setting["model_options"]},
             "optimizer": {**opt, "lr": 1e-2},
             "train": {"batch_size": 16, "steps": steps, "checkpoint_every": steps},
             "monitor": {
@@ -39,29 +49,37 @@ def _base(opt: dict, steps: int, n_seq: int) -> dict:
     )
 
 
-def run(out: Path, quick: bool, seed: int) -> dict:
-    steps, n_seq = (20, 64) if quick else (STEPS, 64)
-    sizes = {"S": 8, "Full": "full"} if quick else {"S": 8, "M": 16, "L": 32, "Full": "full"}
-    powers = [-3, -2, -1] if quick else [-3, -2, -1, 0]
+def steps_for(setting: dict, label: str) -> int:
+    """The steps of a run at batch-size ``label``: the setting's one number, or its entry for the label."""
+    steps = setting["steps"]
+    return int(steps[label]) if isinstance(steps, dict) else int(steps)
+
+
+def run(out: Path, setting: dict, seed: int) -> dict:
+    """For each optimizer and batch size, the best final full-training-set loss of the step-size search (one
+    reproduction seed per search: the three seeds are the reproduction's); without momentum, the smallest and the
+    full batch only."""
+    s = {**FULL, **{k: v for k, v in setting.items() if k != "scale"}}
+    sizes = s["batch_sizes"]
     best: dict[str, dict[str, float]] = {}
     for label, opt in OPTIMIZERS.items():
-        use = sizes if not label.endswith("-m") else {"S": sizes["S"], "Full": "full"}
-        sweep = {
-            "kind": "lr_search",
-            "seeds": [seed],  # one seed per reproduction seed: the three seeds are the reproduction's
-            "lr_powers": powers,
-            "values": {"train.batch_size": list(use.values())},
-            "workers": 1 if quick else 2,
-            "executor": "process",
-            "quiet": True,
-        }
-        base = _base(opt, steps, n_seq)
-        base["seed"] = seed
-        summary = run_sweep(base, sweep, out / "sweeps" / label.replace("+", "_p").replace("-", "_m"))
-        by_size = {str(r["settings"]["train.batch_size"]): r["best_score"] for r in summary["results"]}
-        best[label] = {name: by_size[str(size)] for name, size in use.items()}
+        use = sizes if not label.endswith("-m") else {k: sizes[k] for k in (next(iter(sizes)), "Full")}
+        best[label] = {}
+        for size_label, size in use.items():
+            sweep = {
+                "kind": "lr_search",
+                "seeds": [seed],
+                "lr_powers": s["lr_powers"],
+                "values": {"train.batch_size": [size]},
+                "workers": s["workers"],
+                "executor": "process",
+                "quiet": True,
+            }
+            folder = out / "sweeps" / label.replace("+", "_p").replace("-", "_m") / size_label
+            summary = run_sweep(_base(s, opt, steps_for(s, size_label), seed), sweep, folder)
+            best[label][size_label] = summary["results"][0]["best_score"]
     numbers = {f"{label}_{size}": value for label, values in best.items() for size, value in values.items()}
-    numbers.update({"steps": steps, "sequences": n_seq, "best": best})
+    numbers.update({"steps": s["steps"], "sequences": s["data_options"].get("n_sequences"), "best": best})
     return numbers
 
 
@@ -124,11 +142,11 @@ register(
         "normalized GD lies in between; momentum helps more at large batch.",
         source="Kunstner et al. 2023 Fig. 3–7",
         setting="tiny causal transformer (2×64) on word-level King James Bible (vocabulary 500, 64 sequences of 32); "
-        f"batch 8, 16, 32 and full (1/8, 1/4, 1/2 and all of the data); {STEPS} steps each; step size per optimizer "
-        "and batch size by definitions §9's grid search (10^-3…10^0, "
+        f"batch 8, 16, 32 and full (1/8, 1/4, 1/2 and all of the data); {FULL['steps']} steps each; step size per "
+        "optimizer and batch size by definitions §9's grid search (10^-3…10^0, "
         "then half powers) on the final full-training-set loss, run once per reproduction seed (the paper takes "
         "the max over 3 seeds inside each search; here each of the 3 seeds is a separate verdict)",
-        run=by_quick_flag(run),
+        run=run,
         checks=checks,
         figures=figures,
         chosen_after_first_look=True,
