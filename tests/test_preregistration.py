@@ -112,14 +112,18 @@ def test_cli_lists_which_reproductions_are_preregistered():
         assert said in lines[first + 2], (name, lines[first : first + 3])
 
 
-def test_cli_scales(tmp_path):
+def test_cli_scales(tmp_path, monkeypatch, capsys):
     import subprocess
     import sys
 
-    out = subprocess.run(
-        [sys.executable, "-m", "curvlab.cli", "reproduce", "cdat", "--scale", "paper"], capture_output=True, text=True
-    )
-    assert out.returncode == 2 and "has no 'paper' setting" in out.stderr
+    from curvlab import cli
+    from curvlab.reproductions import claims as claims_module
+
+    scales = tmp_path / "scales.toml"  # every shipped reproduction has a paper scale: one without it, refused
+    scales.write_text(claims_module.SCALES_FILE.read_text().replace("[cdat.paper]", "[cdat.other]"))
+    monkeypatch.setattr(claims_module, "SCALES_FILE", scales)
+    assert cli.main(["reproduce", "cdat", "--scale", "paper", "--out", str(tmp_path / "out")]) == 2
+    assert "has no 'paper' setting" in capsys.readouterr().err
     cifar = subprocess.run(  # the paper scale reads CIFAR-10 from a folder the user provides: a one-line error
         [sys.executable, "-m", "curvlab.cli", "reproduce", "warmup", "--scale", "paper", "--out", str(tmp_path)],
         capture_output=True,
