@@ -18,6 +18,7 @@ from pathlib import Path
 from curvlab.monitor.windows import windowed
 from curvlab.reproductions import REGISTRY
 from curvlab.reproductions.assumptions import positive_beyond_rounding
+from curvlab.reproductions.cdat import statistics as cdat_statistics
 from curvlab.reproductions.claims import load_claims, thresholds
 from curvlab.reproductions.tuners import last_over_first, late_effective
 
@@ -364,15 +365,19 @@ AFTER_RUN = {
     "({ct_constant}): the paper's 'just below' is, at this resolution, 'at and not beyond'. The constant η ended at "
     "{ct_final_ratio} of the tuners' final loss.",
     "directional-sharpness": "Two of the three checks held on every fresh seed, and the third failed on one of its "
-    "six ratios only. Adam's direction was far less sharp than SGD's on both trajectories ({dir_adam} of it), "
-    "Adafactor's {dir_adafactor}; clipping the top 5 per cent of the coordinates cut SGD's to {dir_clip_sgd} of its own and Adafactor's to "
-    "{dir_clip_adafactor}; clipped SGD ended at {dir_final} of SGD's final loss. What did not hold: normalized SGD's "
-    "ratio on SGD's trajectory was {dir_nsgd_sgd}, just above the registered half (on Adam's trajectory "
-    "{dir_nsgd_adam}), where the paper's tables give at most 0.31. Normalized SGD (Pan & Li's Alg. 2) normalizes each "
-    "tensor, and this model has few, large ones (its embedding and output matrices hold most of its weights), so the "
-    "normalization spreads its direction less than on t5-small or DistilRoBERTa; the model, not the run's length, is "
-    "the likely cause, which the paper scale (the tutorial transformer, two layers of width 200) would test. Clipped SGD's best η was "
-    "{dir_clip_lr} against SGD's {dir_sgd_lr} ({dir_clip_interior} in the widened grid).",
+    "six ratios only. Adam's direction was far less sharp than SGD's on both trajectories "
+    "({dir_adam} of it), Adafactor's {dir_adafactor}; clipping the top 5 per cent of the "
+    "coordinates cut SGD's to {dir_clip_sgd} of its own and Adafactor's to "
+    "{dir_clip_adafactor}; clipped SGD ended at {dir_final} of SGD's final loss. What did "
+    "not hold: normalized SGD's ratio on SGD's trajectory was {dir_nsgd_sgd}, just above "
+    "the registered half (on Adam's trajectory {dir_nsgd_adam}), where the paper's tables "
+    "give at most 0.31. Normalized SGD (Pan & Li's Alg. 2) normalizes each tensor, and "
+    "this model has few, large ones (its embedding and output matrices hold most of its "
+    "weights), so the normalization spreads its direction less than on t5-small or "
+    "DistilRoBERTa; the model, not the run's length, is the likely cause, which the paper "
+    "scale (the tutorial transformer, two layers of width 200) would test. Clipped SGD's "
+    "best η was {dir_clip_lr} against SGD's {dir_sgd_lr} ({dir_clip_interior} in the "
+    "widened grid).",
     "noise-histograms": "Both checks held on every fresh seed: α̂ was {noise_alpha_image} for the image model and "
     "{noise_alpha_language} for the language model, and the QQ correlations {noise_r_image} against "
     "{noise_r_language}. The text is the King James Bible, not PTB; the paper's WikiText-2 and SQuAD rows are not "
@@ -420,6 +425,8 @@ def after_run_figures(name: str, summary: dict) -> dict[str, str]:
         }
     if name == "classical-tuners":
         return classical_figures(runs)
+    if name == "cdat":
+        return cdat_figures(runs)
     if name == "directional-sharpness":
         return directional_figures(runs)
     if name == "optimization-assumptions":
@@ -454,6 +461,23 @@ def classical_figures(runs: list[dict]) -> dict[str, str]:
         "ct_effective": _span(effective, 2),
         "ct_constant": _span(constant, 2),
         "ct_final_ratio": _span(final),
+    }
+
+
+def cdat_figures(runs: list[dict]) -> dict[str, str]:
+    """CDAT's after-run figures, with the checks' own statistics (curvlab.reproductions.cdat.statistics)."""
+    numbers = [r["numbers"] for r in runs]
+    stats = [cdat_statistics(n) for n in numbers]
+    rises = [rise for s in stats for rise, _ in s["rise"].values()]
+    return {
+        "cdat_greedy": _span([n["edge_final_loss"] / n["greedy_final_loss"] for n in numbers], 2),
+        "cdat_on_par": _span([n["edge_final_loss"] / n["best_constant_final_loss"] for n in numbers], 1),
+        "cdat_constant_lr": _listed(sorted({f"{n['best_constant_lr']:g}" for n in numbers})),
+        "cdat_rise": _span(rises, 1),
+        "cdat_lambda": _span([s["lambda_ratio"] for s in stats], 2),
+        "cdat_effective": _span([s["effective"] for s in stats], 2),
+        "cdat_best_small": _listed([f"{next(iter(n['best_sigma_by_batch'].values())):g}" for n in numbers]),
+        "cdat_best_large": _listed([f"{list(n['best_sigma_by_batch'].values())[-1]:g}" for n in numbers]),
     }
 
 

@@ -121,6 +121,23 @@ def figures_cdat(out: Path, per_seed: dict[int, dict]) -> None:
     save_figure(fig, out / "cdat_minibatch.png")
 
 
+def statistics(n: dict) -> dict:
+    """What the checks read from one seed's numbers besides its final losses: by σ around the edge, η's largest
+    rise over windows and the share of windows rising on the way (``rise``); λ1's last-window median over its
+    first's (``lambda_ratio``) and the two-step effective η·λ1 (``effective``), both of the on-edge run. The
+    windows are the claims file's."""
+    t = thresholds(NAME)
+    rises, falls = t["eta-rises-like-warmup"], t["sharpness-does-not-rise"]
+    edge_run = n["series"][f"CDAT {_label(n['edge_sigma'])} (on edge)"]
+    windows = {label: _eta_windows(r, rises["window_steps"]) for label, r in n["warmup_eta"].items()}
+    lam = windowed(edge_run["steps"], edge_run["lambda"], falls["window_steps"])
+    return {
+        "rise": {label: _rise(w, int(rises["min_span_windows"])) for label, w in windows.items()},
+        "lambda_ratio": last_over_first(lam) if lam else math.nan,
+        "effective": late_effective(edge_run),
+    }
+
+
 def checks_cdat(n: dict) -> list[Check]:
     """The pre-registered checks (claims/cdat.toml), thresholds from the claims file."""
     t = thresholds(NAME)
@@ -135,13 +152,9 @@ def checks_cdat(n: dict) -> list[Check]:
             "best-sigma-shifts-with-batch",
         )
     )
-    edge_run = n["series"][f"CDAT {_label(n['edge_sigma'])} (on edge)"]
     edge, greedy, constant = n["edge_final_loss"], n["greedy_final_loss"], n["best_constant_final_loss"]
-    windows = {label: _eta_windows(r, rises["window_steps"]) for label, r in n["warmup_eta"].items()}
-    rise = {label: _rise(w, int(rises["min_span_windows"])) for label, w in windows.items()}
-    lam = windowed(edge_run["steps"], edge_run["lambda"], falls["window_steps"])
-    lam_ratio = last_over_first(lam) if lam else math.nan
-    effective = late_effective(edge_run)
+    stats = statistics(n)
+    rise, lam_ratio, effective = stats["rise"], stats["lambda_ratio"], stats["effective"]
     best = n["best_sigma_by_batch"]
     by_batch = [math.nan if v is None else v for v in best.values()]  # a stored NaN reads back as None
     small, large = by_batch[0], by_batch[-1]
