@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _longer_lm_runs() -> None:
-    batch_size.STEPS = 120
+    batch_size.FULL["steps"] = 120
 
 
 CLOSER: dict[str, tuple[str, Callable[[], None]]] = {

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from curvlab.monitor.windows import windowed
 from curvlab.reproductions import REGISTRY
-from curvlab.reproductions.assumptions import positive_beyond_rounding
+from curvlab.reproductions.assumptions import statistics as assumptions_statistics
 from curvlab.reproductions.cdat import statistics as cdat_statistics
 from curvlab.reproductions.claims import load_claims, thresholds
+from curvlab.reproductions.directional import statistics as directional_statistics
 from curvlab.reproductions.tuners import last_over_first, late_effective
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -503,20 +504,24 @@ def cdat_figures(runs: list[dict]) -> dict[str, str]:
     }
 
 
+TRAJECTORIES = ("sgd_trajectory", "adam_trajectory")  # the directional reproduction's, in its setting's order
+
+
 def directional_figures(runs: list[dict]) -> dict[str, str]:
-    """The directional reproduction's after-run figures, from the stored epoch-averaged ratios and final losses."""
-    ratio = lambda n, t, o: n[f"{t}_mean_ratio_{o}"]  # noqa: E731
-    trajectories = ("sgd_trajectory", "adam_trajectory")
+    """The directional reproduction's after-run figures, with the checks' own statistics
+    (curvlab.reproductions.directional.statistics), and the tuned final losses."""
     numbers = [r["numbers"] for r in runs]
+    stats = [directional_statistics(n) for n in numbers]
+    of = lambda key, optimizer, trajectories=TRAJECTORIES: [  # noqa: E731
+        s[key][(t, optimizer)] for s in stats for t in trajectories
+    ]
     return {
-        "dir_nsgd_sgd": _span([ratio(n, "sgd_trajectory", "normalized_sgd") for n in numbers], 2),
-        "dir_nsgd_adam": _span([ratio(n, "adam_trajectory", "normalized_sgd") for n in numbers], 2),
-        "dir_adam": _span([ratio(n, t, "adam") for n in numbers for t in trajectories], 3),
-        "dir_adafactor": _span([ratio(n, t, "adafactor") for n in numbers for t in trajectories], 2),
-        "dir_clip_sgd": _span([ratio(n, t, "sgd_clip") for n in numbers for t in trajectories], 2),
-        "dir_clip_adafactor": _span(
-            [ratio(n, t, "adafactor_clip") / ratio(n, t, "adafactor") for n in numbers for t in trajectories], 2
-        ),
+        "dir_nsgd_sgd": _span(of("adaptive", "normalized_sgd", ["sgd_trajectory"]), 2),
+        "dir_nsgd_adam": _span(of("adaptive", "normalized_sgd", ["adam_trajectory"]), 2),
+        "dir_adam": _span(of("adaptive", "adam"), 3),
+        "dir_adafactor": _span(of("adaptive", "adafactor"), 2),
+        "dir_clip_sgd": _span(of("clipped", "sgd"), 2),
+        "dir_clip_adafactor": _span(of("clipped", "adafactor"), 2),
         "dir_final": _span([n["best_sgd_clip_final_loss"] / n["best_sgd_final_loss"] for n in numbers], 2),
         "dir_clip_lr": _listed(sorted({f"{n['best_sgd_clip_lr']:g}" for n in numbers})),
         "dir_sgd_lr": _listed(sorted({f"{n['best_sgd_lr']:g}" for n in numbers})),
@@ -525,20 +530,13 @@ def directional_figures(runs: list[dict]) -> dict[str, str]:
 
 
 def assumptions_figures(runs: list[dict]) -> dict[str, str]:
-    """The assumption tests' after-run figures: each optimizer's share of positive gaps (the check's own
-    statistic) and the identity's z, from the stored series."""
-    t = thresholds("optimization-assumptions")["convexity-fails"]
-    share = {o: [] for o in runs[0]["numbers"]["optimizers"]}
-    z = {o: [] for o in share}
-    for r in runs:
-        n = r["numbers"]
-        for o in share:
-            gaps, losses = n["series"][o]["inst_gap"], n["series"][o]["gap_loss"]
-            share[o].append(100 * positive_beyond_rounding(gaps, losses, t["rounding"], t["float_rounding"]))
-            z[o].append(n[f"{o}_identity_z"])
+    """The assumption tests' after-run figures, with the checks' own statistics
+    (curvlab.reproductions.assumptions.statistics)."""
+    stats = [assumptions_statistics(r["numbers"]) for r in runs]
+    names = runs[0]["numbers"]["optimizers"]
     return {
-        **{f"as_share_{o}": _span(v, 1) + " per cent" for o, v in share.items()},
-        **{f"as_z_{o}": _span(v, 2) for o, v in z.items()},
+        **{f"as_share_{o}": _span([100 * s["positive"][o] for s in stats], 1) + " per cent" for o in names},
+        **{f"as_z_{o}": _span([s["z"][o] for s in stats], 2) for o in names},
     }
 
 

@@ -99,16 +99,26 @@ def figures(out: Path, per_seed: dict[int, dict]) -> None:
     save_figure(fig, out / "random_scaling.png")
 
 
+def statistics(n: dict) -> dict[str, dict[str, float]]:
+    """What the checks read from one seed's numbers, by optimizer: the share of positive gaps beyond the claims
+    file's rounding floors (``positive``) and the identity's z (``z``; a stored NaN reads back as None)."""
+    convexity = thresholds(NAME)["convexity-fails"]
+    rounding, floor = convexity["rounding"], convexity["float_rounding"]
+    positive, z = {}, {}
+    for o in n["optimizers"]:
+        gaps = [math.nan if g is None else g for g in n["series"][o]["inst_gap"]]
+        positive[o] = positive_beyond_rounding(gaps, n["series"][o]["gap_loss"], rounding, floor)
+        z[o] = math.nan if n[f"{o}_identity_z"] is None else n[f"{o}_identity_z"]
+    return {"positive": positive, "z": z}
+
+
 def checks(n: dict) -> list[Check]:
     """The pre-registered checks (claims/optimization-assumptions.toml), thresholds from the claims file."""
     t = thresholds(NAME)
     convexity, identity = t["convexity-fails"], t["random-scaling-identity-holds"]
-    names = n["optimizers"]
-    gaps = {o: [math.nan if g is None else g for g in n["series"][o]["inst_gap"]] for o in names}
-    losses = {o: n["series"][o]["gap_loss"] for o in names}
     rounding, floor = convexity["rounding"], convexity["float_rounding"]
-    positive = {o: positive_beyond_rounding(g, losses[o], rounding, floor) for o, g in gaps.items()}
-    z = {o: n[f"{o}_identity_z"] if n[f"{o}_identity_z"] is not None else math.nan for o in names}
+    stats = statistics(n)
+    positive, z = stats["positive"], stats["z"]
     return [
         Check(
             f"convexity fails along the trajectory: inst_gap > {rounding:g}·median|inst_gap| and > {floor:g}·loss "

@@ -138,15 +138,27 @@ def figures(out: Path, per_seed: dict[int, dict]) -> None:
     save_figure(fig, out / "directional_sharpness.png")
 
 
+ADAPTIVE = ("adam", "normalized_sgd", "adafactor")
+CLIPPED = {"sgd": "sgd_clip", "normalized_sgd": "normalized_sgd_clip", "adafactor": "adafactor_clip"}
+
+
+def statistics(n: dict) -> dict[str, dict[tuple[str, str], float]]:
+    """What the first two checks read, by (trajectory, optimizer): the epoch-averaged ratio to SGD of each adaptive
+    optimizer (``adaptive``) and the clipped variant's over the unclipped one's (``clipped``)."""
+    ratio = lambda trajectory, name: n[f"{trajectory}_mean_ratio_{name}"]  # noqa: E731
+    trajectories = list(n["ratios"])
+    return {
+        "adaptive": {(tr, o): ratio(tr, o) for tr in trajectories for o in ADAPTIVE},
+        "clipped": {(tr, b): ratio(tr, c) / ratio(tr, b) for tr in trajectories for b, c in CLIPPED.items()},
+    }
+
+
 def checks(n: dict) -> list[Check]:
     """The pre-registered checks (claims/directional-sharpness.toml), thresholds from the claims file."""
     t = thresholds(NAME)
     sharper, clipping, faster = t["sgd-much-sharper"], t["clipping-reduces-sharpness"], t["clipped-sgd-trains-faster"]
-    trajectories = list(n["ratios"])
-    ratio = lambda trajectory, name: n[f"{trajectory}_mean_ratio_{name}"]  # noqa: E731
-    adaptive = {(tr, o): ratio(tr, o) for tr in trajectories for o in ("adam", "normalized_sgd", "adafactor")}
-    pairs = (("sgd", "sgd_clip"), ("normalized_sgd", "normalized_sgd_clip"), ("adafactor", "adafactor_clip"))
-    clipped = {(tr, b): ratio(tr, c) / ratio(tr, b) for tr in trajectories for b, c in pairs}
+    stats = statistics(n)
+    adaptive, clipped = stats["adaptive"], stats["clipped"]
     fmt = lambda d: "; ".join(f"{tr} {o}: {v:.3g}" for (tr, o), v in d.items())  # noqa: E731
     sgd, clip = n["best_sgd_final_loss"], n["best_sgd_clip_final_loss"]
     return [

@@ -29,30 +29,6 @@ def series(df: Any, metric: str) -> tuple[list[int], list[float]]:
     return rows.step.astype(int).tolist(), rows.value.astype(float).tolist()
 
 
-def mlp_full_batch(
-    name: str,
-    optimizer: dict,
-    steps: int,
-    subset: int,
-    loss: str = "onehot_mse",
-    every: int = 10,
-    width: int = 64,
-    seed: int = 0,
-) -> dict:
-    """A full-batch run of a tanh MLP on an MNIST subset (``seed``: the subset and the initialisation), sharpness
-    every ``every`` steps."""
-    return {
-        "name": name,
-        "seed": seed,
-        "data": {"name": "mnist", "subset": subset},
-        "model": {"name": "mlp", "width": width, "depth": 2, "activation": "tanh"},
-        "loss": {"name": loss},
-        "optimizer": optimizer,
-        "train": {"batch_size": "full", "steps": steps, "checkpoint_every": steps},
-        "monitor": {"metrics": ["sharpness"], "schedules": {"sharpness": every}},
-    }
-
-
 def model_options(setting: dict) -> dict:
     """The model builder's options a setting names: an MLP's width, depth and activation; none for other models."""
     if setting["model"] != "mlp":
