@@ -390,3 +390,41 @@ def test_a_rate_that_jumps_does_not_starve_a_metric(monkeypatch):
     later = [s for s in hinted if s > 100]
     assert later[0] <= 110  # the rate tested at step ~100 would have put it 10,000 steps off
     assert len(later) >= 240  # then about one per 10 s of training
+
+
+class SlowWriter:
+    """A record sink whose writes take ``seconds`` each (a slow disk, a remote logger)."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.written = seconds, 0
+
+    def write_record(self, record: dict) -> None:
+        time.sleep(self.seconds)
+        self.written += 1
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_records_written_between_the_monitors_calls_count_inside_it_not_as_training():
+    """A trainer's own log (``add_record``), a ``diverged`` record and what the callbacks send to their loggers
+    (``monitor.charged()``) are written between the Monitor's calls: their time is the Monitor's, charged against
+    its budget, and not training time. Counted as training, 0.3 s of slow writes would appear as training here."""
+    model = nn.Linear(4, 2)
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    writer = SlowWriter(0.1)
+    monitor = curvlab.Monitor(curvlab.Objective(model, cross_entropy, (x, y)), opt, metrics=[], writer=writer)
+    monitor.step()
+    inside = monitor.clock.inside
+    monitor.add_record("loss", 1.0, "trainer")
+    with monitor.charged():
+        time.sleep(0.1)
+    monitor.mark_diverged("a test")
+    monitor.step()
+    assert writer.written >= 2
+    assert monitor.clock.inside - inside >= 0.3
+    assert monitor.clock.training < 0.1 and monitor.clock.intervals == 1

@@ -4,7 +4,9 @@ attention kernel) or silently (a custom backward that is not differentiable)."""
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,8 +38,15 @@ def test_finite_difference_products_match_the_explicit_hessian(name):
         assert torch.equal(p, value) and p._version == version  # never written, not even and restored
 
 
+def documented_step_factor() -> float:
+    """c as docs/core.md states it ("ε = c · u^(1/3) · … with c = 0.1")."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "core.md").read_text()
+    return float(re.search(r"/ ‖v‖ with c = ([0-9.]+)", text).group(1))
+
+
 def test_the_step_follows_the_dtype_and_the_norms():
-    c = STEP_FACTOR
+    c = documented_step_factor()  # the documented constant, not the code's: a changed c fails here
+    assert c == STEP_FACTOR == 0.1
     x = [torch.full((4,), 3.0, dtype=torch.float64)]  # root-mean-square 3
     v = [torch.full((4,), 0.5, dtype=torch.float64)]  # ‖v‖ = 1
     assert finite_difference_step(x, v) == pytest.approx(c * torch.finfo(torch.float64).eps ** (1 / 3) * 3.0)

@@ -7,6 +7,8 @@ checkpoint of a sharded run (torch's distributed checkpoint). The Monitor's Obje
 from __future__ import annotations
 
 import contextlib
+import io
+import pickle
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from curvlab.experiments.run_dir import UnsafeCheckpoint, load_untrusted
 from curvlab.files import atomic_write
 
 PARALLEL = ("ddp", "fsdp")
@@ -86,11 +89,75 @@ def load_sharded(run_dir: Path, model: nn.Module, optimizer: Any) -> dict | None
     folder = latest(run_dir)
     if folder is None:
         return None
+    rank_state = load_untrusted(folder / f"rank{dist.get_rank()}.pt")
+    check_metadata(folder / ".metadata")
     model_state, optimizer_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optimizer": optimizer_state}
-    dcp.load(state, checkpoint_id=folder)
+    try:
+        dcp.load(state, checkpoint_id=folder, planner=_weights_only_planner())
+    except dcp.api.CheckpointException as err:  # torch gathers every rank's failure into one exception
+        refused = [exc for exc, _ in err.failures.values() if isinstance(exc, UnsafeCheckpoint)]
+        if refused:
+            raise refused[0] from None
+        raise
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
-    return torch.load(folder / f"rank{dist.get_rank()}.pt", weights_only=False)
+    return rank_state
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Builds a distributed checkpoint's index and nothing else: torch's checkpoint dataclasses, sizes, dtypes,
+    layouts and paths."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        index = module.startswith("torch.distributed.checkpoint.") and isinstance(found, type)
+        tensor_type = module == "torch" and (found is torch.Size or isinstance(found, torch.dtype))
+        plain = (module, name) in {("torch.serialization", "_get_layout"), ("collections", "OrderedDict")}
+        if index or tensor_type or plain or (module == "pathlib" and name in ("PosixPath", "WindowsPath")):
+            return found
+        raise pickle.UnpicklingError(f"Unsupported global: {module}.{name}")
+
+
+def check_metadata(path: Path) -> None:
+    """Refuse a distributed checkpoint's ``.metadata`` (which torch unpickles unrestricted) that holds more than
+    the checkpoint's index, with :class:`UnsafeCheckpoint`, before torch reads it."""
+    try:
+        with open(path, "rb") as f:
+            _MetadataUnpickler(f).load()
+    except (pickle.UnpicklingError, AttributeError, EOFError) as err:
+        raise UnsafeCheckpoint(
+            f"checkpoint: {path} holds more than a checkpoint's index ({err}); it is not loaded, since loading it "
+            "could run code"
+        ) from None
+
+
+def _weights_only_planner() -> Any:
+    """torch's default load planner, except that it reads the non-tensor items (an optimizer's step count, its
+    param groups) as tensors and plain data only (torch reads them with ``weights_only=False``)."""
+    from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+
+    class WeightsOnlyLoadPlanner(DefaultLoadPlanner):
+        def load_bytes(self, read_item: Any, value: io.BytesIO) -> None:
+            checked = _plain_bytes(value, read_item.dest_index.fqn)
+            super().load_bytes(read_item, checked)
+
+    return WeightsOnlyLoadPlanner()
+
+
+def _plain_bytes(value: io.BytesIO, fqn: str) -> io.BytesIO:
+    """``value`` as torch saved it, after checking that it holds tensors and plain data only."""
+    try:
+        plain = torch.load(value, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        raise UnsafeCheckpoint(
+            f"checkpoint: the entry {fqn} holds more than tensors and plain data ({reason}); it is not loaded, "
+            "since loading it could run code"
+        ) from None
+    buffer = io.BytesIO()
+    torch.save(plain, buffer)
+    buffer.seek(0)
+    return buffer
 
 
 def latest(run_dir: Path) -> Path | None:

@@ -1,16 +1,22 @@
 """A run directory: the resolved config, the records, the latest checkpoint and the status, each file
-replaced atomically so that a killed run can always be resumed from what is on disk."""
+replaced atomically so that a killed run can always be resumed from what is on disk.
+
+Opening a run directory trusts none of its files to run code: the config is parsed as TOML, records and status as
+JSON, and checkpoints load with ``torch.load(weights_only=True)``, which builds tensors and plain data only (and the
+few classes in ``CHECKPOINT_CLASSES``); a checkpoint that asks for anything else is refused with
+:class:`UnsafeCheckpoint` before any of it runs."""
 
 from __future__ import annotations
 
 import json
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from curvlab.errors import MissingInputFile
+from curvlab.errors import InputError, MissingInputFile
 from curvlab.files import atomic_write, atomic_write_text
 from curvlab.monitor.records import RECORDS_FILE
 
@@ -50,7 +56,41 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
     atomic_write(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
 
 
+class UnsafeCheckpoint(InputError):
+    """A checkpoint that holds more than tensors and plain data: loading it could run code, so it is not loaded."""
+
+
+def _checkpoint_classes() -> list:
+    """The classes beside tensors and plain data that a checkpoint may hold: curvlab's own running sums (plain
+    attributes, restored without running any of their code), and NumPy arrays (the NumPy RNG state of checkpoints
+    written before it was stored as a tensor)."""
+
+    import numpy as np
+
+    from curvlab.geometry.assumptions import AssumptionTracker, L0L1Fit
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # NumPy 1
+        from numpy.core.multiarray import _reconstruct
+    return [AssumptionTracker, L0L1Fit, np.ndarray, np.dtype, _reconstruct, type(np.dtype(np.uint32))]
+
+
+def load_untrusted(path: Path) -> Any:
+    """``torch.load`` of a file from a run directory, which may come from anyone: tensors, plain data and
+    ``_checkpoint_classes()`` only; anything else is refused with :class:`UnsafeCheckpoint`, naming the file."""
+    try:
+        with torch.serialization.safe_globals(_checkpoint_classes()):
+            return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        raise UnsafeCheckpoint(
+            f"checkpoint: {path} holds more than tensors and plain data ({reason}); it is not loaded, since loading "
+            "it could run code. Open only run directories you trust with torch.load(..., weights_only=False)"
+        ) from None
+
+
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     """The latest checkpoint, or None when the run was killed before its first one."""
     path = run_dir / CHECKPOINT
-    return torch.load(path, weights_only=False) if path.exists() else None
+    return load_untrusted(path) if path.exists() else None

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from curvlab.core.objective import Objective
 from curvlab.errors import MissingInputFile
 from curvlab.experiments.build import build_data, build_loss, build_model_from
 from curvlab.experiments.config import load_config
+from curvlab.experiments.run_dir import load_untrusted
 from curvlab.linalg import eigs, spectral_density, trace
 from curvlab.plotting import pyplot, save_figure
 
@@ -24,7 +23,7 @@ def spectrum_of_run(run_dir: str | Path, k: int = 5, density_path: str | Path | 
     config = load_config(run_dir / "config.toml")
     _, measure = build_data(config)
     model = build_model_from(config, measure)
-    model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
+    model.load_state_dict(load_untrusted(checkpoint)["model"])
     objective = Objective(
         model,
         build_loss(config, measure),

@@ -240,7 +240,7 @@ class Trainer:
             "order_gen": self.order_gen.get_state(),
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
             "monitor": self.monitor.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_rng_state()},
         }
 
     def _load_checkpoint(self) -> None:
@@ -268,7 +268,8 @@ class Trainer:
         self.monitor.load_state_dict(state["monitor"])
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
+        name, keys, *rest = state["rng"]["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
         if self.rank == 0:
             truncate_records(self.run_dir, self.step)
 
@@ -305,3 +306,9 @@ def accumulation_chunks(batch: int, max_chunk: int) -> list[tuple[int, int]]:
             f"config: train.max_chunk: {max_chunk} would drop more than 0.5% of a batch of {batch}; raise it"
         )
     return [(i * size, (i + 1) * size) for i in range(k)]
+
+
+def _numpy_rng_state() -> tuple:
+    """NumPy's global RNG state with its key array as a tensor: a checkpoint holds tensors and plain data only."""
+    name, keys, *rest = np.random.get_state()
+    return (name, torch.from_numpy(keys.astype(np.int64)), *rest)

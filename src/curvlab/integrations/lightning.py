@@ -182,7 +182,8 @@ class CurvlabCallback(*(package.Callback for package in PACKAGES)):
         return trainer.precision_plugin.forward_context() if self.autocast else contextlib.nullcontext()
 
     def _send(self, trainer: pl.Trainer) -> None:
-        scalars = self._cursor.new_scalars()
-        if self.log and scalars and trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_metrics(scalars, step=trainer.global_step)
+        with self.monitor.charged():
+            scalars = self._cursor.new_scalars()
+            if self.log and scalars and trainer.is_global_zero:
+                for logger in trainer.loggers:
+                    logger.log_metrics(scalars, step=trainer.global_step)

@@ -152,9 +152,10 @@ class CurvlabCallback(TrainerCallback):
     def _send(self, state: Any) -> None:
         if self._cursor is None:
             return
-        scalars = self._cursor.new_scalars()
-        if scalars and self.trainer is not None and state.is_world_process_zero:
-            self.trainer.log(scalars)
+        with self.monitor.charged():
+            scalars = self._cursor.new_scalars()
+            if scalars and self.trainer is not None and state.is_world_process_zero:
+                self.trainer.log(scalars)
 
 
 def _autocast_wrapped(model: Any) -> list[Any]:

@@ -27,6 +27,7 @@ trajectory, bit for bit, as one without.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -194,10 +195,17 @@ class Monitor:
 
     def add_record(self, metric: str, value: float, group: str, **context: Any) -> None:
         """Write a value measured outside the Monitor (a trainer's own log: its loss, its gradient norm before
-        clipping) as a tidy row at the current step, with ``group`` saying where it came from."""
-        self._context = None
-        self._write(self._info_now(), metric, float(value), {"group": group, **context})
-        self._flush()
+        clipping) as a tidy row at the current step, with ``group`` saying where it came from. Writing it counts
+        inside the Monitor, against its budget."""
+        with self.clock.apart():
+            self._context = None
+            self._write(self._info_now(), metric, float(value), {"group": group, **context})
+            self._flush()
+
+    def charged(self) -> contextlib.AbstractContextManager:
+        """A block whose time counts inside the Monitor, not as training (an integration sending the Monitor's
+        records to its trainer's loggers)."""
+        return self.clock.apart()
 
     @property
     def diverged(self) -> bool:
@@ -212,9 +220,10 @@ class Monitor:
             return
         self.divergence = reason
         step = self.step_count if step is None else step
-        info = self._info_now(step)
-        self._write(info, "diverged", 1.0, {"group": "monitor", "reason": reason})
-        self._flush()
+        with self.clock.apart():
+            info = self._info_now(step)
+            self._write(info, "diverged", 1.0, {"group": "monitor", "reason": reason})
+            self._flush()
 
     @property
     def prev_update(self) -> Tensor | None:

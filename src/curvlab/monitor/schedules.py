@@ -4,9 +4,10 @@ Steps count optimizer steps taken (from 1)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from curvlab.checks import check_int, is_number
 from curvlab.errors import InputError, InputTypeError
@@ -114,6 +115,7 @@ class CostClock:
         self.budgeted: list[Budgeted] = []  # the budget-scheduled parts sharing what the fixed costs leave
         self._left_at: float | None = None
         self._entered_at = 0.0
+        self._is_inside = False
 
     def enter(self) -> None:
         now = time.perf_counter()
@@ -121,11 +123,30 @@ class CostClock:
             self.training += now - self._left_at
             self.intervals += 1
         self._entered_at = now
+        self._is_inside = True
 
     def leave(self) -> None:
         now = time.perf_counter()
         self.inside += now - self._entered_at
         self._left_at = now
+        self._is_inside = False
+
+    @contextlib.contextmanager
+    def apart(self) -> Iterator[None]:
+        """Time spent in the block (a record written between the Monitor's calls: a trainer's own log, scalars
+        sent to its loggers) counts inside the Monitor, not as training; no training interval ends. Inside a
+        Monitor call it is counted there already."""
+        if self._is_inside:
+            yield
+            return
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - start
+            self.inside += spent
+            if self._left_at is not None:
+                self._left_at += spent
 
     def charge(self, seconds: float) -> None:
         self.charged += seconds
