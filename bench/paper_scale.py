@@ -29,7 +29,7 @@ from curvlab.data.base import DataSet  # noqa: E402
 from curvlab.models import build_model, transformer_lm  # noqa: E402
 from curvlab.reproductions import REGISTRY, reproduce  # noqa: E402
 from curvlab.reproductions.base import default_seeds, setting_for  # noqa: E402
-from curvlab.reproductions.batch_size import steps_for  # noqa: E402
+from curvlab.reproductions.batch_size import lr_powers_for, steps_for  # noqa: E402
 from curvlab.reproductions.claims import scale_overrides  # noqa: E402
 from curvlab.reproductions.training import model_options  # noqa: E402
 
@@ -90,7 +90,7 @@ def workload(name: str, setting: dict) -> tuple[str, float, float]:
         context, sequences = setting["data_options"]["context"], setting["data_options"]["n_sequences"]
         sizes = {k: sequences if v == "full" else v for k, v in setting["batch_sizes"].items()}
         searches = {k: 6 if k in (next(iter(sizes)), "Full") else 4 for k in sizes}  # with and without momentum
-        per_search = len(setting["lr_powers"]) + 2  # powers of 10, then two half powers
+        per_search = len(lr_powers_for(setting, "adam")) + 2  # powers of 10, then two half powers
         runs = sum(searches.values()) * per_search
         tokens = sum(searches[k] * per_search * steps_for(setting, k) * sizes[k] * context for k in sizes)
         return f"{runs} (steps by batch size)", tokens, 0.0

@@ -18,6 +18,7 @@ from pathlib import Path
 from curvlab.monitor.windows import windowed
 from curvlab.reproductions import REGISTRY
 from curvlab.reproductions.assumptions import statistics as assumptions_statistics
+from curvlab.reproductions.batch_size import statistics as batch_size_statistics
 from curvlab.reproductions.cdat import statistics as cdat_statistics
 from curvlab.reproductions.claims import load_claims, thresholds
 from curvlab.reproductions.directional import statistics as directional_statistics
@@ -151,7 +152,7 @@ def _seed_count(summary: dict) -> str:
 
 
 def _closer(name: str) -> dict | None:
-    """The stored summary of the reproduction's one closer setting (scripts/closer_settings.py), if it ran."""
+    """The stored summary of the reproduction's one closer setting (history/closer/NAME.json), if it ran."""
     saved = HISTORY / "closer" / f"{name}.json"
     return json.loads(saved.read_text()) if saved.exists() else None
 
@@ -276,13 +277,13 @@ def closer_summary(names: list[str]) -> str:
 
 
 def closer_section(name: str) -> list[str]:
-    """The one closer setting's result (scripts/closer_settings.py), when it ran: its verdict and failed checks."""
+    """The one closer setting's result, when it ran: its verdict and failed checks."""
     s = _closer(name)
     if s is None:
         return []
     count, total = s["reproduced_seeds"], len(s["per_seed"])
     lines = [
-        f"**The one closer setting** (`python scripts/closer_settings.py {name}`, written down before it ran): "
+        f"**The one closer setting** (written down before it ran, by the `scripts/closer_settings.py` of its time): "
         f"{s['closer_setting']}. **Result: reproduced on {count} of {total} seeds** ({s['seconds_run']:.0f} s for all "
         f"seeds){'; the first setting stays shipped' if count < total else ''}.",
         "",
@@ -454,6 +455,8 @@ def after_run_figures(name: str, summary: dict) -> dict[str, str]:
         return directional_figures(runs)
     if name == "optimization-assumptions":
         return assumptions_figures(runs)
+    if name == "batch-size-sign-descent":
+        return batch_size_figures(runs)
     if name == "noise-histograms":
         return {
             f"noise_{key}_{arm}": _span([r["numbers"][f"{stat}_{arm}"] for r in runs], digits)
@@ -537,6 +540,30 @@ def assumptions_figures(runs: list[dict]) -> dict[str, str]:
     return {
         **{f"as_share_{o}": _span([100 * s["positive"][o] for s in stats], 1) + " per cent" for o in names},
         **{f"as_z_{o}": _span([s["z"][o] for s in stats], 2) for o in names},
+    }
+
+
+def batch_size_figures(runs: list[dict]) -> dict[str, str]:
+    """The batch-size reproduction's after-run figures, with the checks' own statistics
+    (curvlab.reproductions.batch_size.statistics), and how many step-size searches ended inside their grid."""
+    numbers = [r["numbers"] for r in runs]
+    stats = [batch_size_statistics(n) for n in numbers]
+    sizes = list(numbers[0]["best"]["sgd+m"])
+    interior = [v for n in numbers for by_size in n["interior"].values() for v in by_size.values()]
+    full = lambda key: _span([n[key] for n in numbers], 2)  # noqa: E731
+    return {
+        "bs_growth": _span([s["gap_growth"] for s in stats], 1),
+        "bs_sign_small": _span([s["sign_over_normalized_S"] for s in stats], 2),
+        "bs_sign_full": _span([s["sign_over_normalized_Full"] for s in stats], 2),
+        "bs_closed": _span([s["gap_closed"] for s in stats], 2),
+        "bs_normalized": _span([s[f"normalized_over_sgd_{k}"] for s in stats for k in sizes], 2),
+        **{f"bs_{o}_full": full(f"{o}_Full") for o in ("sgd+m", "sign+m", "normalized+m", "adam")},
+        **{
+            f"bs_gain_{o}_{k}": _span([s[f"momentum_gain_{o}_{size}"] for s in stats], 2)
+            for o in ("sgd+m", "adam")
+            for k, size in (("small", sizes[0]), ("full", "Full"))
+        },
+        "bs_interior": f"{sum(interior)} of {len(interior)}",
     }
 
 
