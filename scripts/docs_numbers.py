@@ -21,6 +21,7 @@ from pathlib import Path
 
 import critical_sharpness_figure
 import curvatures_figure
+import fsdp_errors
 import stopping_rules
 
 from curvlab.experiments.quickstart import run_quickstart, summary_paragraph
@@ -51,6 +52,7 @@ BLOCKS = {
     "critical-sharpness-runs": Block(
         "docs/metrics/critical_sharpness.md", critical_sharpness_figure.paragraph, critical_sharpness_figure.measure
     ),
+    "fsdp-errors": Block("docs/distributed.md", fsdp_errors.paragraph, fsdp_errors.measure),
 }
 
 

@@ -11,14 +11,13 @@ import pytest
 import torch
 
 import curvlab
-from curvlab.geometry import directional_sharpness, preconditioned_sharpness
 
 SCRIPTS = Path(__file__).parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
-from fsdp_measure import lm_loss, make_model_and_data  # noqa: E402
+from fsdp_measure import one_process_reference  # noqa: E402
 from ranks import run_torchrun  # noqa: E402
 
-TOL = 1e-6  # relative: the central difference in float64 is good to ~1e-9 here, the solves to 1e-9
+TOL = 1e-8  # relative, as docs/distributed.md states it: the central difference in float64 and the solves reach ~1e-9
 
 
 def run_sharded(world: int, out: Path) -> list[dict]:
@@ -27,32 +26,6 @@ def run_sharded(world: int, out: Path) -> list[dict]:
         errors = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if "Error" in line]
         pytest.fail(f"torchrun with {world} processes failed:\n" + "\n".join(errors[-20:]))
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
-
-
-def one_process_reference(state: dict) -> dict:
-    model, data = make_model_and_data()
-    model.load_state_dict(state["params"], strict=False)
-    params = dict(model.named_parameters())
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for name, entries in state["adam"].items():
-        optimizer.state[params[name]] = dict(entries)
-    objective = curvlab.Objective(model, lm_loss, data, batch_size=2, hvp_engine="reverse")
-    grad = objective.grad()
-    return {
-        "size": objective.dim,
-        "loss": objective.loss(),
-        "grad_norm": float(grad.norm()),
-        "top3": curvlab.eigs(objective.hessian(), k=3, tol=1e-10).eigenvalues.tolist(),
-        "trace": curvlab.trace(objective.hessian(), n_probes=6, seed=3).estimate,
-        "trace_hutchpp": curvlab.trace(objective.hessian(), method="hutch++", n_probes=6, seed=3).estimate,
-        "density_nodes": curvlab.spectral_density(objective.hessian(), n_probes=2, n_steps=6, seed=4).ritz_values,
-        "preconditioned": float(preconditioned_sharpness(objective, optimizer, tol=1e-10).eigenvalues[0]),
-        "directional": directional_sharpness(objective, grad),
-        "critical": curvlab.critical_sharpness(objective, -0.1 * grad, 0.1, max_evals=12, rtol=1e-4).value,
-        "blocks": {
-            n: float(r.eigenvalues[0]) for n, r in curvlab.block_eigs(objective, "transformer", tol=1e-6).items()
-        },
-    }
 
 
 def close(a: float, b: float, tol: float = TOL) -> bool:
@@ -80,13 +53,13 @@ def test_sharded_measurements_equal_one_process_exact_ones(world, tmp_path):
     assert close(first["trace"], reference["trace"])  # the same probes, cut from one vector on every rank
     assert close(first["trace_hutchpp"], reference["trace_hutchpp"])
     nodes = torch.tensor(first["density_nodes"], dtype=torch.float64)
-    assert torch.allclose(nodes, reference["density_nodes"], atol=1e-6, equal_nan=True)
+    assert torch.allclose(nodes, reference["density_nodes"], rtol=TOL, atol=TOL, equal_nan=True)
     assert close(first["preconditioned"], reference["preconditioned"])
     assert close(first["directional"], reference["directional"])
     assert close(first["critical"], reference["critical"], 1e-9)  # forward passes only: the same search, step by step
     assert first["blocks"].keys() == reference["blocks"].keys()  # the split cuts in_proj, which the shards cut too
     for name, value in reference["blocks"].items():
-        assert close(first["blocks"][name], value, 1e-5), name
+        assert close(first["blocks"][name], value), name
     reverse, ggn, plain, monitor = first["errors"]
     assert "ShardedObjective" in plain
     assert "['assumptions']" in monitor and "sharpness" in monitor

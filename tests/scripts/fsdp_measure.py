@@ -16,6 +16,7 @@ import curvlab
 from curvlab.distributed import rank_shard
 from curvlab.errors import InputError
 from curvlab.fsdp import ShardedObjective
+from curvlab.geometry import directional_sharpness, preconditioned_sharpness
 from curvlab.models.transformer import CausalLM
 
 
@@ -28,6 +29,34 @@ def make_model_and_data():
     model = CausalLM(vocab=11, context=8, d_model=6, n_layers=2, n_heads=2, d_ff=10).double()
     tokens = torch.randint(0, 11, (10, 9), generator=torch.Generator().manual_seed(1))
     return model, (tokens[:, :-1], tokens[:, 1:])
+
+
+def one_process_reference(state: dict) -> dict:
+    """The same measurements by one process, exactly (double backward), on the unsharded model with the parameters
+    and Adam state of ``state`` (what rank 0 wrote to state.pt), on the whole data."""
+    model, data = make_model_and_data()
+    model.load_state_dict(state["params"], strict=False)
+    params = dict(model.named_parameters())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for name, entries in state["adam"].items():
+        optimizer.state[params[name]] = dict(entries)
+    objective = curvlab.Objective(model, lm_loss, data, batch_size=2, hvp_engine="reverse")
+    grad = objective.grad()
+    return {
+        "size": objective.dim,
+        "loss": objective.loss(),
+        "grad_norm": float(grad.norm()),
+        "top3": curvlab.eigs(objective.hessian(), k=3, tol=1e-10).eigenvalues.tolist(),
+        "trace": curvlab.trace(objective.hessian(), n_probes=6, seed=3).estimate,
+        "trace_hutchpp": curvlab.trace(objective.hessian(), method="hutch++", n_probes=6, seed=3).estimate,
+        "density_nodes": curvlab.spectral_density(objective.hessian(), n_probes=2, n_steps=6, seed=4).ritz_values,
+        "preconditioned": float(preconditioned_sharpness(objective, optimizer, tol=1e-10).eigenvalues[0]),
+        "directional": directional_sharpness(objective, grad),
+        "critical": curvlab.critical_sharpness(objective, -0.1 * grad, 0.1, max_evals=12, rtol=1e-4).value,
+        "blocks": {
+            n: float(r.eigenvalues[0]) for n, r in curvlab.block_eigs(objective, "transformer", tol=1e-6).items()
+        },
+    }
 
 
 def _error(call) -> str:
