@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint docs bench bench-llm docs-numbers install clean
+.PHONY: demo test lint docs bench bench-llm docs-numbers mutation-check install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ lint: install
 # link or anchor, a docstring naming a parameter the signature lacks) fails the build.
 docs: install
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
+
+# Each numerical claim broken by the size it rules out, in a copy of the source, against the tests that back it
+# (scripts/mutation_check.py): fails when a mutation survives; writes docs/mutation-check.md. Not part of CI.
+mutation-check: install
+	$(BIN)/python scripts/mutation_check.py
 
 bench: $(VENV)/.installed-bench
 	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_scaling.py && ../$(BIN)/python bench_monitor.py && ../$(BIN)/python bench_finite_difference.py && ../$(BIN)/python bench_fsdp.py

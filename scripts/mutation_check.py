@@ -1,0 +1,167 @@
+"""Mutations of the size each numerical claim rules out, each applied to a copy of the source, each against the tests
+that back the claim: a mutation the tests still pass *survives*, and the claim is stricter than its tests.
+
+    python scripts/mutation_check.py            # every mutation (several minutes); writes docs/mutation-check.md
+    python scripts/mutation_check.py NAME ...   # some of them
+    make mutation-check
+
+Exits 1 when any mutation survives. Each mutation replaces one exact piece of a source file (the script stops if
+the piece is no longer there, so a mutation cannot silently stop applying); the copy is imported first
+(``PYTHONPATH``), ahead of the installed package. Not run in CI: run it before calling a numerical change done.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "docs" / "mutation-check.md"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    claim: str  # what the docs or a test promise, which the mutation breaks by the size it rules out
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]  # pytest arguments: the tests that back the claim
+
+
+MUTATIONS = (
+    Mutation(
+        "finite-difference-step",
+        "the finite-difference step uses c = 0.1 (docs/core.md); c = 1 is ten times the documented step",
+        "src/curvlab/core/hvp.py",
+        "STEP_FACTOR = 0.1 ",
+        "STEP_FACTOR = 1.0 ",
+        ("tests/test_finite_difference.py",),
+    ),
+    Mutation(
+        "hessian-product-scale",
+        "Hessian-vector products equal the explicit float64 Hessian's to 1e-8 and better; scaled by 1 + 1e-6",
+        "src/curvlab/core/objective.py",
+        '        return checked_finite(product, "Hessian-vector product", lambda: self.loss(at))',
+        '        return checked_finite(product * (1 + 1e-6), "Hessian-vector product", lambda: self.loss(at))',
+        ("tests/test_hvp.py",),
+    ),
+    Mutation(
+        "fsdp-product-scale",
+        "sharded products equal the one-process exact ones to 1e-8 (docs/distributed.md); scaled by 1 + 5e-7",
+        "src/curvlab/fsdp.py",
+        "            product = self._difference(v)\n",
+        "            product = self._difference(v) * (1 + 5e-7)\n",
+        ("tests/test_fsdp.py", "-k", "equal_one_process"),
+    ),
+    Mutation(
+        "monitor-write-outside-clock",
+        "every record the Monitor writes counts inside its clock (docs/metrics/monitor.md); add_record's not",
+        "src/curvlab/monitor/monitor.py",
+        "        with self.clock.apart():\n            self._context = None",
+        "        with contextlib.nullcontext():\n            self._context = None",
+        ("tests/test_budget.py",),
+    ),
+    Mutation(
+        "budget-granted-1.5x",
+        "the Monitor spends at most its budget of the training time; granted 1.5 times it",
+        "src/curvlab/monitor/schedules.py",
+        "        self.budget = float(budget)\n",
+        "        self.budget = 1.5 * float(budget)\n",
+        ("tests/test_budget.py",),
+    ),
+    Mutation(
+        "checkpoint-loads-code",
+        "opening a run directory runs none of its code (docs/experiments.md); checkpoints unpickled unrestricted",
+        "src/curvlab/experiments/run_dir.py",
+        "            return torch.load(path, weights_only=True)",
+        "            return torch.load(path, weights_only=False)",
+        ("tests/test_run_dir_safety.py",),
+    ),
+    Mutation(
+        "lanczos-extra-vectors",
+        "a Lanczos solve holds no more than docs/scale.md's formula; two extra float64 vectors held through the solve",
+        "src/curvlab/linalg/lanczos.py",
+        "        q = self._vectors[j].to(F64)\n",
+        "        q = self._vectors[j].to(F64)\n        self._held = [q.clone(), q.clone()]\n",
+        ("tests/test_solver_memory.py", "-k", "memory_formula"),
+    ),
+)
+
+
+def apply(mutation: Mutation, tree: Path) -> None:
+    path = tree / mutation.file
+    text = path.read_text()
+    if text.count(mutation.old) != 1:
+        sys.exit(f"{mutation.name}: {mutation.file} holds {text.count(mutation.old)} copies of the piece to mutate")
+    path.write_text(text.replace(mutation.old, mutation.new))
+
+
+def run(mutation: Mutation) -> tuple[bool, float]:
+    """(caught, seconds): whether the mutated copy fails the mutation's tests."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "copy"
+        shutil.copytree(ROOT / "src", tree / "src")
+        apply(mutation, tree)
+        env = {**os.environ, "PYTHONPATH": str(tree / "src"), "OMP_NUM_THREADS": "1"}
+        where = subprocess.run(
+            [sys.executable, "-c", "import curvlab; print(curvlab.__file__)"], env=env, capture_output=True, text=True
+        )
+        if not where.stdout.strip().startswith(str(tree)):  # the tests would run the unmutated package
+            sys.exit(f"{mutation.name}: the copy is not the curvlab imported ({where.stdout.strip()})")
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *mutation.tests],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        return done.returncode != 0, time.perf_counter() - t0
+
+
+def page(rows: list[tuple[Mutation, bool, float]]) -> str:
+    caught = sum(c for _, c, _ in rows)
+    lines = [
+        "# Mutation check",
+        "",
+        "Written by `python scripts/mutation_check.py` (`make mutation-check`) on "
+        f"{datetime.now(UTC).date().isoformat()}: each mutation breaks one numerical claim by the size the claim "
+        "rules out, in a copy of the source, and runs the tests that back the claim. **Caught** means they failed, "
+        f"as they must. **{caught} of {len(rows)} caught.**",
+        "",
+        "| mutation | claim it breaks | file | tests | result | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m, c, seconds in rows:
+        result = "caught" if c else "**survived**"
+        lines.append(f"| {m.name} | {m.claim} | `{m.file}` | `{' '.join(m.tests)}` | {result} | {seconds:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(names: list[str]) -> int:
+    unknown = set(names) - {m.name for m in MUTATIONS}
+    if unknown:
+        sys.exit(f"names: expected some of {[m.name for m in MUTATIONS]}, got {sorted(unknown)}")
+    rows = []
+    for mutation in MUTATIONS:
+        if names and mutation.name not in names:
+            continue
+        caught, seconds = run(mutation)
+        print(f"{mutation.name}: {'caught' if caught else 'SURVIVED'} ({seconds:.0f} s)", flush=True)
+        rows.append((mutation, caught, seconds))
+    if not names:
+        PAGE.write_text(page(rows))
+        print(f"wrote {PAGE}")
+    return 0 if all(c for _, c, _ in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
