@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint docs bench bench-llm docs-numbers mutation-check install clean
+.PHONY: demo test lint docs bench bench-llm docs-numbers docs-numbers-check mutation-check install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: install
 # Measure again the figures README and docs quote from generated blocks (scripts/docs_numbers.py), and re-render them.
 docs-numbers: install
 	$(BIN)/python scripts/docs_numbers.py --run
+
+# Measure every generated block again and compare with its stored numbers (2 threads, fixed seeds); writes nothing.
+docs-numbers-check: install
+	$(BIN)/python scripts/docs_numbers.py --check
 
 # Lint and format gate (ruff, configured in pyproject.toml), then the tests. The report test opens the HTML
 # report in Debian's headless Chromium: installed here when run as root.

@@ -5,6 +5,11 @@ docs/generated/NAME.json. tests/test_docs_numbers.py fails when a block differs 
     python scripts/docs_numbers.py          # re-render every block from the stored numbers
     python scripts/docs_numbers.py --run    # measure again first (all blocks: a few minutes)
     python scripts/docs_numbers.py --run NAME   # measure one block again
+    python scripts/docs_numbers.py --check [NAME ...]   # measure again, compare with the stored numbers, store nothing
+
+Every measurement runs with ``THREADS`` torch threads (a reduction's order, hence the last bits of a sum, depends
+on the thread count, and training at the edge of stability amplifies them) and the seeds its generator fixes.
+``--check`` exits 1 when a number differs from the stored one by more than ``RTOL`` relative (integers: exactly).
 
 ``make docs-numbers`` runs the second.
 """
@@ -23,11 +28,14 @@ import critical_sharpness_figure
 import curvatures_figure
 import fsdp_errors
 import stopping_rules
+import torch
 
 from curvlab.experiments.quickstart import run_quickstart, summary_paragraph
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE = ROOT / "docs" / "generated"
+THREADS = 2  # the thread count every block is measured with
+RTOL = 1e-6  # --check: the largest relative difference from the stored numbers a measurement may show
 
 
 def _measure_quickstart() -> dict:
@@ -86,16 +94,48 @@ def write(name: str) -> None:
     path.write_text(path.read_text().replace(current, rendered(name)))
 
 
+def measured(name: str) -> dict:
+    """The block's numbers measured again, with ``THREADS`` threads, as JSON would store them."""
+    torch.set_num_threads(THREADS)
+    return json.loads(json.dumps(BLOCKS[name].measure()))
+
+
+def differences(stored: object, again: object, where: str = "") -> list[str]:
+    """Where the numbers measured again differ from the stored ones (beyond ``RTOL`` for floats, timings skipped)."""
+    if isinstance(stored, dict) and isinstance(again, dict):
+        if stored.keys() != again.keys():
+            return [f"{where or 'top'}: keys {sorted(stored)} against {sorted(again)}"]
+        keys = [k for k in stored if "second" not in k and "time" not in k]  # wall-clock figures are not numbers
+        return [d for k in keys for d in differences(stored[k], again[k], f"{where}.{k}" if where else k)]
+    if isinstance(stored, list) and isinstance(again, list):
+        if len(stored) != len(again):
+            return [f"{where}: {len(stored)} entries against {len(again)}"]
+        return [d for i, (a, b) in enumerate(zip(stored, again)) for d in differences(a, b, f"{where}[{i}]")]
+    if isinstance(stored, float) or isinstance(again, float):
+        a, b = float(stored), float(again)
+        same = a == b or (a != a and b != b) or abs(a - b) <= RTOL * max(abs(a), abs(b))
+        return [] if same else [f"{where}: stored {a!r}, measured {b!r}"]
+    return [] if stored == again else [f"{where}: stored {stored!r}, measured {again!r}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="store_true", help="measure the numbers again before rendering")
+    parser.add_argument("--check", action="store_true", help="measure again and compare; store and write nothing")
     parser.add_argument("names", nargs="*", help=f"blocks (default: all of {sorted(BLOCKS)})")
     args = parser.parse_args()
+    failed = False
     for name in args.names or BLOCKS:
+        if args.check:
+            found = differences(stored(name), measured(name))
+            print(f"{name}: " + ("measures again" if not found else "DIFFERS\n  " + "\n  ".join(found[:20])))
+            failed |= bool(found)
+            continue
         if args.run:
-            (STORE / f"{name}.json").write_text(json.dumps(BLOCKS[name].measure(), indent=1) + "\n")
+            (STORE / f"{name}.json").write_text(json.dumps(measured(name), indent=1) + "\n")
         write(name)
         print(f"{BLOCKS[name].file}: {name} block written from docs/generated/{name}.json")
+    raise SystemExit(1 if failed else 0)
 
 
 if __name__ == "__main__":
