@@ -18,6 +18,7 @@ import torch
 
 from curvlab.errors import InputError, MissingInputFile
 from curvlab.files import atomic_write, atomic_write_text
+from curvlab.geometry.assumptions import AssumptionTracker, L0L1Fit
 from curvlab.monitor.records import RECORDS_FILE
 
 CHECKPOINT, STATUS, CONFIG = "checkpoint.pt", "status.json", "config.toml"
@@ -66,8 +67,6 @@ def _checkpoint_classes() -> list:
     written before it was stored as a tensor)."""
 
     import numpy as np
-
-    from curvlab.geometry.assumptions import AssumptionTracker, L0L1Fit
 
     try:
         from numpy._core.multiarray import _reconstruct
