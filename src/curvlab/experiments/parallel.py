@@ -146,14 +146,7 @@ def _weights_only_planner() -> Any:
 
 def _plain_bytes(value: io.BytesIO, fqn: str) -> io.BytesIO:
     """``value`` as torch saved it, after checking that it holds tensors and plain data only."""
-    try:
-        plain = torch.load(value, weights_only=True)
-    except pickle.UnpicklingError as err:
-        reason = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
-        raise UnsafeCheckpoint(
-            f"checkpoint: the entry {fqn} holds more than tensors and plain data ({reason}); it is not loaded, "
-            "since loading it could run code"
-        ) from None
+    plain = load_untrusted(value, f"the entry {fqn}")
     buffer = io.BytesIO()
     torch.save(plain, buffer)
     buffer.seek(0)

@@ -12,7 +12,7 @@ import json
 import math
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -75,17 +75,19 @@ def _checkpoint_classes() -> list:
     return [AssumptionTracker, L0L1Fit, np.ndarray, np.dtype, _reconstruct, type(np.dtype(np.uint32))]
 
 
-def load_untrusted(path: Path) -> Any:
-    """``torch.load`` of a file from a run directory, which may come from anyone: tensors, plain data and
-    ``_checkpoint_classes()`` only; anything else is refused with :class:`UnsafeCheckpoint`, naming the file."""
+def load_untrusted(source: Path | BinaryIO, name: str | None = None) -> Any:
+    """``torch.load`` of a file from a run directory (or of one entry of it, ``name`` saying which), which may come
+    from anyone: tensors, plain data and ``_checkpoint_classes()`` only; anything else is refused with
+    :class:`UnsafeCheckpoint`, naming it."""
     try:
         with torch.serialization.safe_globals(_checkpoint_classes()):
-            return torch.load(path, weights_only=True)
+            return torch.load(source, weights_only=True)
     except pickle.UnpicklingError as err:
         reason = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
         raise UnsafeCheckpoint(
-            f"checkpoint: {path} holds more than tensors and plain data ({reason}); it is not loaded, since loading "
-            "it could run code. Open only run directories you trust with torch.load(..., weights_only=False)"
+            f"checkpoint: {name or source} holds more than tensors and plain data ({reason}); it is not loaded, "
+            "since loading it could run code. Open only run directories you trust with torch.load(..., "
+            "weights_only=False)"
         ) from None
 
 
