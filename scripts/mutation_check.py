@@ -81,8 +81,8 @@ MUTATIONS = (
         "checkpoint-loads-code",
         "opening a run directory runs none of its code (docs/experiments.md); checkpoints unpickled unrestricted",
         "src/curvlab/experiments/run_dir.py",
-        "            return torch.load(path, weights_only=True)",
-        "            return torch.load(path, weights_only=False)",
+        "            return torch.load(source, weights_only=True)",
+        "            return torch.load(source, weights_only=False)",
         ("tests/test_run_dir_safety.py",),
     ),
     Mutation(
@@ -92,6 +92,22 @@ MUTATIONS = (
         "        q = self._vectors[j].to(F64)\n",
         "        q = self._vectors[j].to(F64)\n        self._held = [q.clone(), q.clone()]\n",
         ("tests/test_solver_memory.py", "-k", "memory_formula"),
+    ),
+    Mutation(
+        "lanczos-keeps-start",
+        "a Lanczos solve holds no more than docs/scale.md's formula; the float64 start vector held for the whole solve",
+        "src/curvlab/linalg/lanczos.py",
+        "        del q, v0\n",
+        "        self._held = q.to(F64).clone()\n        del q, v0\n",
+        ("tests/test_solver_memory.py", "-k", "memory_formula"),
+    ),
+    Mutation(
+        "hutchinson-holds-two-probes",
+        "Hutchinson holds one probe and its product at a time (docs/scale.md); the previous probe kept while drawing",
+        "src/curvlab/linalg/trace.py",
+        "        del z  # freed",
+        "        pass  # freed",
+        ("tests/test_solver_memory.py", "-k", "trace_estimate"),
     ),
 )
 

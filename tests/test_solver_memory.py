@@ -17,6 +17,7 @@ import curvlab
 from curvlab.errors import InputError
 from curvlab.linalg import lanczos
 from curvlab.linalg.operator import MatrixOperator
+from curvlab.linalg.trace import peak_bytes as trace_peak_bytes
 
 MEASURE = r"""
 import json, sys, torch, curvlab
@@ -43,7 +44,7 @@ elif what == "density":
     result = curvlab.spectral_density(op, n_probes=1, n_steps=12, basis=basis)
     steps, value = 12, float(result.ritz_values[0].max())
 else:
-    result = curvlab.trace(op, n_probes=6)
+    result = curvlab.trace(op, n_probes=int(vectors), method=what)
     steps, value = 0, result.estimate
 print(json.dumps({"extra": memory("VmHWM") - before, "steps": steps, "value": value}))
 """
@@ -51,8 +52,11 @@ print(json.dumps({"extra": memory("VmHWM") - before, "steps": steps, "value": va
 DIM = 4_000_000  # 32 MB a float64 vector
 
 
-def _measure(basis: str, what: str = "eigs", dtype: str = "float64", vectors: bool = True) -> dict:
-    command = [sys.executable, "-c", MEASURE, str(DIM), dtype, basis, what, "1" if vectors else "0"]
+def _measure(basis: str, what: str = "eigs", dtype: str = "float64", vectors: bool | str = True) -> dict:
+    """The peak extra resident memory of one solve (``what``: eigs, density, or a trace method; ``vectors``: whether
+    eigs returns eigenvectors, or a trace's probe count)."""
+    count = vectors if isinstance(vectors, str) else "1" if vectors else "0"
+    command = [sys.executable, "-c", MEASURE, str(DIM), dtype, basis, what, count]
     # a fixed mmap threshold: every vector is its own mapping, returned to the system when freed (glibc's dynamic
     # threshold would otherwise keep freed vectors of up to 32 MiB in the heap, resident)
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
@@ -64,14 +68,23 @@ def _measure(basis: str, what: str = "eigs", dtype: str = "float64", vectors: bo
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self high-water mark")
 @pytest.mark.parametrize(
     "basis, dtype, vectors",
-    [("float64", "float64", True), ("float32", "float64", True), ("none", "float32", True), ("none", "float64", False)],
+    [
+        ("float64", "float64", True),
+        ("float32", "float64", True),
+        ("float64", "float32", True),
+        ("none", "float32", True),
+        ("none", "float64", False),
+    ],
 )
 def test_a_lanczos_solve_stays_within_its_memory_formula(basis, dtype, vectors):
     measured = _measure(basis, dtype=dtype, vectors=vectors)
     itemsize = getattr(torch, dtype).itemsize
-    allowed = lanczos.peak_bytes(basis, DIM, measured["steps"], itemsize, k=1 if vectors else 0)
+    formula = lanczos.peak_bytes(basis, DIM, measured["steps"], itemsize, k=1 if vectors else 0)
     assert measured["value"] == pytest.approx(2.0, rel=1e-6)
-    assert measured["extra"] <= allowed + 16 * 2**20, (measured, allowed)  # 16 MiB for the interpreter's own
+    assert formula <= measured["extra"] <= formula + SPARE, (measured, formula)
+
+
+SPARE = 16 * 2**20  # ≈ 4 bytes a parameter: one float32 vector, half a float64 one (the operator's finiteness checks)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self high-water mark")
@@ -79,11 +92,23 @@ def test_no_stored_basis_holds_a_fixed_few_vectors_where_a_stored_one_grows():
     stored, recurrence = _measure("float64", vectors=False), _measure("none", vectors=False)
     vector = DIM * 8
     assert stored["extra"] >= (stored["steps"] - 1) * vector  # the stored basis is really there: the test can see it
-    assert recurrence["extra"] <= 5 * vector + 16 * 2**20  # v0, start, the last two, the new one
-    density = _measure("none", what="density")
-    assert density["extra"] <= lanczos.peak_bytes("none", DIM, 12, 8, k=0) + 16 * 2**20
-    trace = _measure("auto", what="trace")
-    assert trace["extra"] <= 4 * vector  # Hutchinson draws one probe at a time
+    assert recurrence["extra"] <= 3 * vector + SPARE  # the last two vectors and the new one
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self high-water mark")
+@pytest.mark.parametrize("basis", ["none", "float64"])
+def test_a_spectral_density_stays_within_its_memory_formula(basis):
+    """SLQ is Lanczos without Ritz vectors, one probe at a time: no start vector kept, no earlier probe's."""
+    formula = lanczos.peak_bytes(basis, DIM, 12, 8, k=0)
+    assert formula <= _measure(basis, what="density")["extra"] <= formula + SPARE
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self high-water mark")
+@pytest.mark.parametrize("method, n_probes", [("hutchinson", 6), ("hutch++", 6), ("hutch++", 12)])
+def test_a_trace_estimate_stays_within_its_memory_formula(method, n_probes):
+    """Hutchinson: one probe and its product at a time; Hutch++: the larger of its QR and its last phase."""
+    formula = trace_peak_bytes(method, DIM, n_probes)
+    assert formula <= _measure("auto", what=method, vectors=str(n_probes))["extra"] <= formula + SPARE
 
 
 def _matrix(n=60, seed=0):

@@ -98,11 +98,13 @@ def spectral_density(
     bar = progress_bar(n_probes * steps, "spectral density", progress)
     try:
         for p in range(n_probes):
-            process = LanczosProcess(op, op.random("gaussian", gen), gen, mode)
+            # only T is needed: no start vector kept for Ritz vectors, and each probe's vectors freed before the next
+            process = LanczosProcess(op, op.random("gaussian", gen), gen, mode, keep_start=False)
             while process.steps < steps and not process.exhausted:
                 process.step()
                 bar.update()
             theta, s, _ = process.ritz()
+            del process
             nodes[p, : theta.numel()] = theta.cpu()
             weights[p, : theta.numel()] = s[0].cpu() ** 2
     finally:

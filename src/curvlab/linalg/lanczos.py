@@ -56,17 +56,23 @@ def choose_basis(basis: str, op: LinearOperator, max_steps: int, k: int = 1) -> 
 def peak_bytes(basis: str, dim: int, steps: int, op_itemsize: int, k: int = 1) -> int:
     """The most memory a Lanczos solve of ``steps`` steps holds besides the operator's own products, in bytes:
     ``dim`` × (bytes per parameter), the formulas of docs/scale.md; s is the operator's bytes per entry, b the
-    kept vectors' (the basis dtype's; without a stored basis the operator's, at least 4). Stored basis:
-    (steps + 1)·b for the basis, 8·3 for the float64 working vector and its casts, 2·s for the product and its
-    input, b·k for the Ritz vectors. No stored basis: 3·b (the last two vectors and the new one) + s for the
-    product, and with k Ritz vectors asked for, b more for the kept start vector and b·k for them. The float64
-    start vector drawn at the beginning (8) is freed before the first product."""
+    kept vectors' (the basis dtype's; without a stored basis the operator's, at least 4).
+
+    Stored basis: the larger of the last step's and the end's. In the last step, steps·b for the basis so far,
+    8 for the new float64 vector w (with b = 8 it becomes the next basis vector itself), and, where b < 8, 8 for the
+    float64 copy of the current vector and 8 more for the float64 copy of the previous one (or, where s < 8, s for
+    the product before its float64 copy, whichever is larger). At the end, (steps + 1)·b for the basis and b·k for
+    the Ritz vectors. No stored basis: 3·b (the last two vectors and the new one) + s for the product where its
+    dtype differs from b, and with k Ritz vectors asked for, b more for the kept start vector and b·k for them."""
+    s = op_itemsize
     if basis == "none":
-        b = max(op_itemsize, 4)
-        per_parameter = 3 * b + op_itemsize + (b + b * k if k else 0)
+        b = max(s, 4)
+        per_parameter = 3 * b + (s if s != b else 0) + (b + b * k if k else 0)
     else:
         b = BASIS_DTYPES[basis].itemsize
-        per_parameter = (steps + 1) * b + 3 * 8 + 2 * op_itemsize + b * k
+        widened = 8 if b < 8 else 0  # a float64 copy of a kept vector
+        in_step = steps * b + 8 + widened + max(s if s < 8 else 0, widened)
+        per_parameter = max(in_step, (steps + 1) * b + b * k)
     return dim * per_parameter
 
 

@@ -52,11 +52,14 @@ def random_vector(
     the same whatever the split (:class:`curvlab.linalg.vectors.Sharding`)."""
     draw = DRAWS[kind]
     ranges = list(ranges) if ranges is not None else [(0, size)]
-    parts: list[Tensor] = []
+    out = torch.empty(sum(max(0, min(b, size) - max(a, 0)) for a, b in ranges), dtype=torch.float64)
+    filled = 0  # written in place, chunk by chunk: the vector is held once, never as parts and their concatenation
     for start in range(0, size, DRAW_CHUNK):
         stop = min(start + DRAW_CHUNK, size)
         piece = draw((stop - start,), gen, torch.device("cpu"))
-        parts.extend(piece[max(a, start) - start : min(b, stop) - start] for a, b in ranges if a < stop and b > start)
-    if not parts:
-        return torch.zeros(0, dtype=torch.float64, device=device)
-    return (parts[0] if len(parts) == 1 else torch.cat(parts)).to(device)
+        for a, b in ranges:
+            if a < stop and b > start:
+                part = piece[max(a, start) - start : min(b, stop) - start]
+                out[filled : filled + part.numel()] = part
+                filled += part.numel()
+    return out.to(device)

@@ -77,6 +77,17 @@ def trace(
     return TraceResult(exact + float(samples.mean()), stderr, op.n_matvecs - used_before, method, samples)
 
 
+def peak_bytes(method: str, dim: int, n_probes: int) -> int:
+    """The most memory a trace estimate holds besides the operator's own products, in bytes (docs/scale.md):
+    Hutchinson one float64 probe and its product at a time; Hutch++ with n = ⌊probes/3⌋, the larger of its QR
+    (A·S and Q, 2n float64 vectors) and its last phase (Q, a probe, its projection onto Q and the projected probe:
+    n + 3)."""
+    if method == "hutchinson":
+        return dim * 2 * 8
+    n = n_probes // 3
+    return dim * 8 * max(2 * n, n + 3)
+
+
 def _apply(op: LinearOperator, v: Tensor) -> Tensor:
     return op.matvec(v.to(op.dtype)).to(F64)
 
@@ -85,17 +96,23 @@ def _quadratic_forms(op: LinearOperator, probes: Iterable[Tensor], bar: Any) -> 
     values = []
     for z in probes:
         values.append(op.dot(z, _apply(op, z)))
+        del z  # freed before the next probe is drawn: one probe and its product at a time
         bar.update()
     return torch.tensor(values, dtype=F64)
 
 
 def _hutchpp(op: LinearOperator, n_probes: int, gen: torch.Generator, bar: Any) -> tuple[float, Tensor]:
     n_sketch = n_probes // 3
-    sketch = [op.random("rademacher", gen) for _ in range(n_sketch)]
-    range_ = torch.stack([_apply(op, s) for s in sketch], dim=1)
-    del sketch
+    range_: Tensor | None = None  # A·S, one column at a time; each sketch probe is dropped once multiplied
+    for j in range(n_sketch):
+        product = _apply(op, op.random("rademacher", gen))
+        if range_ is None:  # column-major, as QR takes it
+            range_ = torch.empty((n_sketch, product.numel()), dtype=F64, device=product.device).T
+        range_[:, j] = product
+        del product
     bar.update(n_sketch)
     q = orthonormal_columns(op, range_)
+    del range_
     exact = sum(op.dot(qi, _apply(op, qi)) for qi in q.T)
     bar.update(n_sketch)
     n_rest = n_probes - 2 * n_sketch
