@@ -140,7 +140,9 @@ def run(mutation: Mutation) -> tuple[bool, float]:
             capture_output=True,
             text=True,
         )
-        return done.returncode != 0, time.perf_counter() - t0
+        if done.returncode not in (0, 1):  # 1: tests failed; no tests, or an error collecting them, is no verdict
+            sys.exit(f"{mutation.name}: pytest exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        return done.returncode == 1, time.perf_counter() - t0
 
 
 def page(rows: list[tuple[Mutation, bool, float]]) -> str:
