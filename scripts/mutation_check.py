@@ -65,7 +65,7 @@ MUTATIONS = (
         "monitor-write-outside-clock",
         "every record the Monitor writes counts inside its clock (docs/metrics/monitor.md); add_record's not",
         "src/curvlab/monitor/monitor.py",
-        "        with self.clock.apart():\n            self._context = None",
+        "        with self.charged():\n            self._context = None",
         "        with contextlib.nullcontext():\n            self._context = None",
         ("tests/test_budget.py",),
     ),

@@ -50,6 +50,7 @@ print(json.dumps({"extra": memory("VmHWM") - before, "steps": steps, "value": va
 """
 
 DIM = 4_000_000  # 32 MB a float64 vector
+SPARE = 16 * 2**20  # ≈ 4 bytes a parameter: one float32 vector, half a float64 one (the operator's finiteness checks)
 
 
 def _measure(basis: str, what: str = "eigs", dtype: str = "float64", vectors: bool | str = True) -> dict:
@@ -82,9 +83,6 @@ def test_a_lanczos_solve_stays_within_its_memory_formula(basis, dtype, vectors):
     formula = lanczos.peak_bytes(basis, DIM, measured["steps"], itemsize, k=1 if vectors else 0)
     assert measured["value"] == pytest.approx(2.0, rel=1e-6)
     assert formula <= measured["extra"] <= formula + SPARE, (measured, formula)
-
-
-SPARE = 16 * 2**20  # ≈ 4 bytes a parameter: one float32 vector, half a float64 one (the operator's finiteness checks)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self high-water mark")

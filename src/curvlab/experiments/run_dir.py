@@ -3,7 +3,7 @@ replaced atomically so that a killed run can always be resumed from what is on d
 
 Opening a run directory trusts none of its files to run code: the config is parsed as TOML, records and status as
 JSON, and checkpoints load with ``torch.load(weights_only=True)``, which builds tensors and plain data only (and the
-few classes in ``CHECKPOINT_CLASSES``); a checkpoint that asks for anything else is refused with
+few classes ``_checkpoint_classes`` allows); a checkpoint that asks for anything else is refused with
 :class:`UnsafeCheckpoint` before any of it runs."""
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ class Monitor:
         """Write a value measured outside the Monitor (a trainer's own log: its loss, its gradient norm before
         clipping) as a tidy row at the current step, with ``group`` saying where it came from. Writing it counts
         inside the Monitor, against its budget."""
-        with self.clock.apart():
+        with self.charged():
             self._context = None
             self._write(self._info_now(), metric, float(value), {"group": group, **context})
             self._flush()
@@ -220,7 +220,7 @@ class Monitor:
             return
         self.divergence = reason
         step = self.step_count if step is None else step
-        with self.clock.apart():
+        with self.charged():
             info = self._info_now(step)
             self._write(info, "diverged", 1.0, {"group": "monitor", "reason": reason})
             self._flush()
