@@ -23,7 +23,7 @@ import math
 import time
 
 import torch
-from common import interleaved_medians, markdown_table, write_section
+from common import interleaved_medians, markdown_table, parse_pinned, write_section
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -486,7 +486,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per solver run (median)")
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
-    args = parser.parse_args()
+    args = parse_pinned(parser)
     sections = []
     for make in (mlp_problem, lm_problem):
         name, model, x, y = make()

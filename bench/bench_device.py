@@ -10,7 +10,7 @@ import argparse
 
 import torch
 from bench_core import lm_problem, mlp_problem
-from common import interleaved_medians, markdown_table, write_section
+from common import interleaved_medians, markdown_table, parse_pinned, write_section
 
 import curvlab
 from curvlab.losses import cross_entropy
@@ -56,7 +56,7 @@ def measure(make, device: torch.device) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
-    args = parser.parse_args()
+    args = parse_pinned(parser)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name_of_device = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     rows = [measure(make, device) for make in (mlp_problem, lm_problem)]

@@ -16,7 +16,7 @@ import statistics
 
 import torch
 from bench_core import lm_problem, mlp_problem
-from common import markdown_table, write_section
+from common import markdown_table, parse_pinned, write_section
 
 import curvlab
 from curvlab.losses import cross_entropy
@@ -102,7 +102,7 @@ def step_factor_sweep(name, model, x, y) -> list[list[object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = parse_pinned(parser)
     rows = []
     for make in (mlp_problem, lm_problem, gpt2_problem):
         name, model, x, y = make()

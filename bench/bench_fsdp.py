@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, write_section  # noqa: E402
+from common import markdown_table, parse_pinned, write_section  # noqa: E402
 
 WORLDS = (1, 2, 4)
 MODEL = dict(vocab=4096, context=64, d_model=384, n_layers=4, n_heads=6, d_ff=1536, activation="gelu")
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--worker")
     parser.add_argument("--worlds", type=int, nargs="+", default=list(WORLDS))
     parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = parse_pinned(parser)
     if args.worker:
         worker(Path(args.worker))
         return

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
-from common import markdown_table, write_section
+from common import markdown_table, parse_pinned, write_section
 
 TOKENS = (2, 128)
 TARGET_TOL = 1e-3
@@ -138,7 +137,6 @@ def run_he(layers: int, steps: int, method: str) -> dict:
 
 
 def child(task: dict) -> None:
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
     kind = task.pop("kind")
     runners = {"curvlab": run_curvlab, "he_scan": run_he_scan, "he": run_he}
     out = runners[kind](**task)
@@ -281,7 +279,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--section", default="bench_llm", help="the docs/benchmarks.md section to write")
     parser.add_argument("--fresh", action="store_true", help="measure again the runs bench/SECTION.runs.json holds")
-    args = parser.parse_args()
+    args = parse_pinned(parser)
     if args.child:
         child(json.loads(args.child))
         return

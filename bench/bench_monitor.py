@@ -15,7 +15,7 @@ import time
 
 import torch
 from bench_core import TinyLM
-from common import markdown_table, write_section
+from common import markdown_table, parse_pinned, write_section
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--lm-steps", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = parse_pinned(parser)
     mlp, lm = mlp_setup(), lm_setup()
     rows = [
         default_overhead(mlp, "SGD", args.steps, args.rounds),

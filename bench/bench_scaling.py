@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import markdown_table, write_section
+from common import markdown_table, parse_pinned, write_section
 
 EXAMPLES = (1024, 2048, 4096, 8192, 16384, 32768)
 WIDTHS = {  # hidden widths of the MLP 784-…-10 for about 10k, 100k, 1M and 10M parameters
@@ -247,7 +247,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=0)
     parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = parse_pinned(parser)
     if args.worker:
         print(json.dumps(worker(args.worker, tuple(int(h) for h in args.hidden.split(",")), args.n, args.steps)))
         return

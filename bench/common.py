@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -11,6 +12,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+THREADS = 2  # torch threads every benchmark runs with unless --threads says otherwise (CI's machine has 2 cores)
+
+
+def parse_pinned(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line with a ``--threads`` option added, and pin torch's thread count to it here and in
+    the processes the benchmark starts (``BENCH_THREADS``): a ratio timed with 16 threads on one machine and 2 on
+    another is not the same figure, and docs/benchmarks.md records the count with each section."""
+    default = int(os.environ.get("BENCH_THREADS", THREADS))  # a benchmark's own child process inherits its count
+    parser.add_argument("--threads", type=int, default=default, help=f"torch threads (default {default})")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ["BENCH_THREADS"] = str(args.threads)
+    return args
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int = 9, warmup: int = 1) -> dict[str, float]:

@@ -9,7 +9,8 @@ docs/generated/NAME.json. tests/test_docs_numbers.py fails when a block differs 
 
 Every measurement runs with ``THREADS`` torch threads (a reduction's order, hence the last bits of a sum, depends
 on the thread count, and training at the edge of stability amplifies them) and the seeds its generator fixes.
-``--check`` exits 1 when a number differs from the stored one by more than ``RTOL`` relative (integers: exactly).
+``--check`` exits 1 when a number differs from the stored one by more than its block's ``rtol`` relative (``RTOL``
+unless the block says otherwise; integers: exactly).
 
 ``make docs-numbers`` runs the second.
 """
@@ -51,6 +52,7 @@ class Block:
     file: str
     render: Callable[[dict], str]
     measure: Callable[[], dict]
+    rtol: float = RTOL  # --check's tolerance on each number
 
 
 BLOCKS = {
@@ -60,7 +62,9 @@ BLOCKS = {
     "critical-sharpness-runs": Block(
         "docs/metrics/critical_sharpness.md", critical_sharpness_figure.paragraph, critical_sharpness_figure.measure
     ),
-    "fsdp-errors": Block("docs/distributed.md", fsdp_errors.paragraph, fsdp_errors.measure),
+    # its numbers are rounding errors (differences of near-equal values across gloo reductions): they repeat to
+    # about 1e-5 of themselves, and the page shows one significant figure
+    "fsdp-errors": Block("docs/distributed.md", fsdp_errors.paragraph, fsdp_errors.measure, rtol=1e-2),
 }
 
 
@@ -100,20 +104,20 @@ def measured(name: str) -> dict:
     return json.loads(json.dumps(BLOCKS[name].measure()))
 
 
-def differences(stored: object, again: object, where: str = "") -> list[str]:
-    """Where the numbers measured again differ from the stored ones (beyond ``RTOL`` for floats, timings skipped)."""
+def differences(stored: object, again: object, where: str = "", rtol: float = RTOL) -> list[str]:
+    """Where the numbers measured again differ from the stored ones (beyond ``rtol`` for floats, timings skipped)."""
     if isinstance(stored, dict) and isinstance(again, dict):
         if stored.keys() != again.keys():
             return [f"{where or 'top'}: keys {sorted(stored)} against {sorted(again)}"]
         keys = [k for k in stored if "second" not in k and "time" not in k]  # wall-clock figures are not numbers
-        return [d for k in keys for d in differences(stored[k], again[k], f"{where}.{k}" if where else k)]
+        return [d for k in keys for d in differences(stored[k], again[k], f"{where}.{k}" if where else k, rtol)]
     if isinstance(stored, list) and isinstance(again, list):
         if len(stored) != len(again):
             return [f"{where}: {len(stored)} entries against {len(again)}"]
-        return [d for i, (a, b) in enumerate(zip(stored, again)) for d in differences(a, b, f"{where}[{i}]")]
+        return [d for i, (a, b) in enumerate(zip(stored, again)) for d in differences(a, b, f"{where}[{i}]", rtol)]
     if isinstance(stored, float) or isinstance(again, float):
         a, b = float(stored), float(again)
-        same = a == b or (a != a and b != b) or abs(a - b) <= RTOL * max(abs(a), abs(b))
+        same = a == b or (a != a and b != b) or abs(a - b) <= rtol * max(abs(a), abs(b))
         return [] if same else [f"{where}: stored {a!r}, measured {b!r}"]
     return [] if stored == again else [f"{where}: stored {stored!r}, measured {again!r}"]
 
@@ -127,7 +131,7 @@ def main() -> None:
     failed = False
     for name in args.names or BLOCKS:
         if args.check:
-            found = differences(stored(name), measured(name))
+            found = differences(stored(name), measured(name), rtol=BLOCKS[name].rtol)
             print(f"{name}: " + ("measures again" if not found else "DIFFERS\n  " + "\n  ".join(found[:20])))
             failed |= bool(found)
             continue

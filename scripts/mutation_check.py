@@ -78,6 +78,14 @@ MUTATIONS = (
         ("tests/test_budget.py",),
     ),
     Mutation(
+        "budget-granted-1.25x-real-clock",
+        "on a real clock the Monitor spends at most its budget (the real-clock test alone); granted 1.25 times it",
+        "src/curvlab/monitor/schedules.py",
+        "        self.budget = float(budget)\n",
+        "        self.budget = 1.25 * float(budget)\n",
+        ("tests/test_budget.py", "-k", "real_clock"),
+    ),
+    Mutation(
         "checkpoint-loads-code",
         "opening a run directory runs none of its code (docs/experiments.md); checkpoints unpickled unrestricted",
         "src/curvlab/experiments/run_dir.py",
