@@ -16,6 +16,7 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[data,test,lightning,transformers,wandb,docs]'
+	$(PIP) uninstall -y -q torchvision  # pulled by curvlinops' BackPACK (test extra): see .installed-bench
 	@! $(BIN)/python -c "import torchvision" 2>/dev/null || (echo "torchvision is installed: it breaks transformers beside the CPU torch; pip uninstall torchvision" && false)
 	-apt-get update -qq >/dev/null 2>&1
 	$(BIN)/python -m curvlab.data.debian || echo "curvlab: the optional Debian data is missing (above); run python -m curvlab.data.debian to retry"
@@ -25,7 +26,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 # removed again, curvlinops and backpack run without it.
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PIP) install -q -c constraints.txt -e '.[bench]'
-	$(PIP) uninstall -y -q torchvision
+	$(PIP) uninstall -y -q torchvision 2>/dev/null || true
 	touch $@
 
 install: $(VENV)/.installed

@@ -12,7 +12,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from zoo import CASES, make_case
 
 import curvlab
-from curvlab.core.fisher import _generator, sample_targets
+from curvlab.core.fisher import _generator
 from curvlab.losses import mse
 
 
@@ -114,7 +114,7 @@ def test_monte_carlo_fisher_matches_per_example_gradients_of_its_samples(name):
     op = objective_for(case).fisher("mc", n_samples=3, seed=4)
     outputs, x0 = measurement_copy(case)
     generator = _generator(4, 0, torch.device("cpu"))
-    samples = sample_targets(case.loss_fn, op.likelihood, outputs(x0, case.inputs), case.targets, 3, generator)
+    samples = op.predictive.sample(outputs(x0, case.inputs), case.targets, 3, generator)
     grads = torch.cat([per_example_gradients(case, s) for s in samples])
     assert rel_err(dense(op), grads.T @ grads / len(grads)) < 1e-10
     assert op.likelihood == ("gaussian" if name.endswith("mse") else "categorical")

@@ -22,6 +22,7 @@ from curvlab.core.hessian import HessianOperator
 from curvlab.core.hvp import ENGINES, HVP_ENGINES, fresh_leaves, gradient, hvp_from_grads
 from curvlab.core.memory import resolve_graph_memory
 from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
+from curvlab.core.reduction import refuse_declared_sum, refuse_probed_sum, repeat_factor
 from curvlab.core.state import BN_MODES, measurement_mode, preserved_rng, seed_rng
 from curvlab.errors import InputError, InputTypeError
 from curvlab.linalg.operator import all_finite
@@ -36,7 +37,8 @@ class Objective:
     Args:
         model: any ``nn.Module``; it is left exactly as found (parameters, ``requires_grad``, modes,
             buffers, global RNG state).
-        loss_fn: ``loss_fn(outputs, targets)`` returning the *mean* loss of the batch as a scalar; or
+        loss_fn: ``loss_fn(outputs, targets)`` returning the *mean* loss of the batch as a scalar (a sum is
+            refused: :mod:`curvlab.core.reduction`); or
             None for a model that computes its own loss (a Hugging Face model given ``labels``): each
             batch is then called as ``model(**batch)`` (dict) or ``model(*batch)`` (tuple), and the loss
             is the output itself when it is a scalar tensor, else its ``.loss`` attribute or ``["loss"]``.
@@ -97,8 +99,11 @@ class Objective:
             raise InputError(f"bn_mode: expected one of {BN_MODES}, got {bn_mode!r}")
         if not isinstance(dropout, bool):
             raise InputTypeError(f"dropout: expected a bool, got {type(dropout).__name__}")
+        if loss_fn is not None:
+            refuse_declared_sum(loss_fn)
         self.model = model
         self.loss_fn = loss_fn
+        self._mean_probed = loss_fn is None  # a sum-reduced loss_fn is refused at the first outputs (core.reduction)
         self.weight = weight
         if weight is None and loss_fn is None:
             weight = label_tokens(shifted=is_causal_lm(model))
@@ -313,14 +318,16 @@ class Objective:
         likelihood: str = "auto",
         cache: bool | str = "auto",
     ) -> FisherOperator:
-        """The Fisher at the current parameters, (1/N) Σᵢ ∇ℓᵢ ∇ℓᵢᵀ over the N examples, ℓᵢ the loss
-        of example i alone (``loss_fn`` on a batch of one).
+        """The Fisher at the current parameters.
 
-        ``kind="empirical"``: with the data's targets. ``kind="mc"``: with ``n_samples`` targets per
-        example drawn from the model's predictive distribution (``likelihood``: ``"categorical"``
-        for cross-entropy, ``"gaussian"`` for squared error, ``"auto"`` to tell from ``loss_fn``),
-        seeded by ``seed`` and the chunk index; averaged over the samples. Shared like
-        :meth:`hessian`."""
+        ``kind="empirical"``: (1/N) Σᵢ ∇ℓᵢ ∇ℓᵢᵀ over the N examples with the data's targets, ℓᵢ the loss of
+        example i alone (``loss_fn`` on a batch of one). ``kind="mc"``: with ``n_samples`` targets per example
+        drawn from the model's predictive distribution (``likelihood``: ``"categorical"`` for cross-entropy,
+        ``"bernoulli"`` for binary cross-entropy, ``"gaussian"`` for squared error, ``"auto"`` to tell from
+        ``loss_fn``: :mod:`curvlab.core.likelihood`), seeded by ``seed`` and the chunk index, each example weighted
+        by the likelihood terms its loss averages (tokens, binary outputs) so that its expectation is the
+        Fisher: the Gauss–Newton matrix for a loss on logits or a Gaussian's mean (:mod:`curvlab.core.fisher`).
+        Shared like :meth:`hessian`."""
         self._need_loss_fn("fisher")
         key = ("fisher", kind, n_samples, seed, likelihood, cache)
         return self._shared(key, lambda: FisherOperator(self, kind, n_samples, seed, likelihood, cache))
@@ -339,7 +346,8 @@ class Objective:
         raise InputError(f"curvature: expected one of {CURVATURES}, got {name!r}")
 
     def loss_roundoff(self) -> float:
-        """The unit roundoff of the loss as computed: the parameters' dtype's, or the loss's own when coarser (a
+        """The machine epsilon of the loss as computed (``torch.finfo(dtype).eps``, twice the unit roundoff of
+        round-to-nearest): the parameters' dtype's, or the loss's own when coarser (a
         Hugging Face model computes its loss in float32 whatever its parameters). Read once, from a forward pass on
         the first chunk; it sets the finite-difference step (:func:`curvlab.core.hvp.finite_difference_step`)."""
         if self._roundoff is None:
@@ -404,9 +412,15 @@ class Objective:
         overrides = {name: p.detach() for name, p in self.model.named_parameters()}
         overrides.update(zip(self.names, leaves))
         try:
-            return functional_call(self.model, overrides, chunk.args, chunk.kwargs)
+            outputs = functional_call(self.model, overrides, chunk.args, chunk.kwargs)
         except RuntimeError as err:
             raise explain_error(err) from err
+        if not self._mean_probed and not _in_transform(outputs):  # a transform's or compiled pass: a later one probes
+            self._mean_probed = True
+            factor = repeat_factor(self.loss_fn, outputs, chunk.targets)
+            if factor is not None:
+                refuse_probed_sum(self.loss_fn, factor)
+        return outputs
 
     def _chunk_loss(self, leaves: Sequence[Tensor], chunk: Chunk) -> Tensor:
         outputs = self._chunk_outputs(leaves, chunk)
@@ -458,6 +472,13 @@ class Objective:
         """Combine this process's means over its ``n`` examples into the measurement set's: here they
         are the whole set; :class:`curvlab.distributed.DistributedObjective` all-reduces across ranks."""
         return loss, vector
+
+
+def _in_transform(outputs: Any) -> bool:
+    """Outputs computed inside a ``torch.func`` transform or a compiled graph (their values cannot be read there)."""
+    if torch.compiler.is_compiling():
+        return True
+    return isinstance(outputs, Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(outputs)
 
 
 def _is_dtensor(t: Tensor) -> bool:
