@@ -136,7 +136,7 @@ def test_preconditioned_sharpness_matches_explicit_matrix_after_adam_steps():
 
     H = explicit_hessian(case)
     v_hat = torch.cat([(opt.state[p]["exp_avg_sq"] / (1 - 0.999**4)).reshape(-1) for p in model.parameters()])
-    d = (v_hat.sqrt() + 1e-8).rsqrt()
+    d = ((1 - 0.9**4) * (v_hat.sqrt() + 1e-8)).rsqrt()  # P carries Adam's first-moment bias factor (Cohen et al.)
     expected = torch.linalg.eigvalsh(d[:, None] * H * d[None, :])[-1]
     obj = Objective(model, case.loss_fn, (case.inputs, case.targets))
     res = preconditioned_sharpness(obj, opt, tol=1e-10)

@@ -287,6 +287,41 @@ def test_both_callbacks_check_their_arguments_when_made(make):
     assert callback.sinks["tensorboard"] and callback.objective_options == {"batch_size": 2}
 
 
+@pytest.mark.parametrize("make", [LightningCallback, HFCallback])
+def test_both_callbacks_refuse_gauss_newton_and_fisher_without_a_loss_fn_when_made(make):
+    """Measuring the model's own loss (loss_fn=None) there is no split of outputs and loss: the Gauss–Newton and
+    the Fisher are refused when the callback is made, not at the first measurement in the middle of fit."""
+    from curvlab.monitor import BlockSharpness, Curvatures
+
+    data = [{"input_ids": torch.zeros(1, 4, dtype=torch.long)}]
+    for metrics in (
+        ["curvatures"],
+        [Curvatures(curvatures=("hessian", "fisher_mc"))],
+        [BlockSharpness(curvature="ggn")],
+    ):
+        with pytest.raises(ValueError, match="loss_fn"):
+            make(data, metrics=metrics)
+    make(data, metrics=[Curvatures(curvatures=("hessian",))])  # the Hessian needs no split
+    make(data, loss_fn=nn.functional.cross_entropy, metrics=["curvatures"])
+
+
+def test_a_monitor_of_the_models_own_loss_refuses_gauss_newton_and_fisher():
+    class OwnLoss(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, x, y):
+            return nn.functional.mse_loss(self.linear(x), y)
+
+    model = OwnLoss()
+    objective = curvlab.Objective(model, None, [(torch.zeros(2, 4), torch.zeros(2, 2))])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="loss_fn"):
+        curvlab.Monitor(objective, optimizer, metrics=["curvatures"])
+    curvlab.Monitor(objective, optimizer, metrics=["sharpness"])
+
+
 BLOCK_LIGHTNING = """
 import importlib.abc, sys
 

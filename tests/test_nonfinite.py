@@ -164,3 +164,18 @@ def test_the_finiteness_check_finds_each_bad_entry_and_passes_finite_sums_that_o
     both_infinities = torch.tensor([math.inf, -math.inf, 1.0])  # their sum is NaN, not ±inf: still caught
     assert not all_finite(both_infinities)
     assert all_finite(torch.arange(10))  # integers are always finite
+
+
+def test_the_error_tells_float16_overflow_from_bfloat16_precision():
+    """float16 overflows (largest value 65,504); bfloat16 has float32's range, so its error does not say overflow."""
+    from curvlab.core.curvature import nonfinite_error
+
+    nan = torch.tensor([math.nan, 1.0])
+    half = str(nonfinite_error(nan.half(), "Hessian-vector product"))
+    assert "float16" in half and "65,504" in half and "float32 copy" in half
+    brain = str(nonfinite_error(nan.bfloat16(), "Hessian-vector product"))
+    assert "float32's range" in brain and "not an overflow" in brain
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = str(nonfinite_error(nan, "Hessian-vector product"))
+    assert "autocast" in under and "not an overflow" in under and "outside the autocast" in under
+    assert "float16" not in str(nonfinite_error(nan, "Hessian-vector product"))  # float32: nothing about precision

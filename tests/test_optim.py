@@ -258,7 +258,7 @@ def test_diagonal_preconditioners():
     grads = set_grads(params, 0)
     adam.step()
     p_diag = diagonal_preconditioner(adam)
-    assert torch.allclose(p_diag[0], (grads[0] ** 2 * 0.001 / (1 - 0.999)).sqrt() + 1e-8)
+    assert torch.allclose(p_diag[0], (1 - 0.9) * ((grads[0] ** 2 * 0.001 / (1 - 0.999)).sqrt() + 1e-8))
     rms = torch.optim.RMSprop(params, lr=1e-3, alpha=0.9, eps=1e-6)
     set_grads(params, 1)
     rms.step()

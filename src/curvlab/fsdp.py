@@ -156,8 +156,8 @@ class ShardedObjective(Objective):
         raise InputError(_NO_SPLIT.format(what="fisher"))
 
     def loss_roundoff(self) -> float:
-        """The unit roundoff of the computation: the parameters', the loss's or FSDP2's compute dtype's, whichever is
-        coarsest (a mixed-precision policy computes in its ``param_dtype``)."""
+        """The machine epsilon (finfo.eps, twice the unit roundoff) of the computation: the parameters', the loss's
+        or FSDP2's compute dtype's, whichever is coarsest (a mixed-precision policy computes in its ``param_dtype``)."""
         if self._roundoff is None:
             with self._measuring(), torch.no_grad():
                 chunk = next(iter(self._chunks()))

@@ -224,19 +224,26 @@ def checked_loss(loss: Tensor, quantity: str) -> Tensor:
 
 
 def _low_precision_remedy(dtype: torch.dtype) -> str | None:
-    """Why a value can overflow where float32 would not (autocast, or half-precision parameters), or None."""
+    """What half precision (autocast, or half-precision parameters) may have to do with a non-finite value, or
+    None: float16 overflows (its largest value is 65,504); bfloat16 has float32's range but an 8-bit mantissa."""
     autocast = low_precision_dtype()
-    if autocast is not None:
+    low = autocast if autocast is not None else dtype if dtype in LOW_PRECISION else None
+    if low is None:
+        return None
+    where = f"the products ran under {low} autocast" if autocast is not None else f"the model's parameters are {low}"
+    remedy = (
+        "measure in float32 (call curvlab outside the autocast context)"
+        if autocast is not None
+        else "measure on a float32 copy of the model (copy.deepcopy(model).float())"
+    )
+    if low == torch.float16:
         return (
-            f"the products ran under {autocast} autocast, whose range second derivatives overflow long before "
-            "float32's; measure in float32 (call curvlab outside the autocast context)"
+            f"{where}, whose range (largest value 65,504) second derivatives overflow long before float32's; {remedy}"
         )
-    if dtype in LOW_PRECISION:
-        return (
-            f"the model's parameters are {dtype}, whose range second derivatives overflow long before "
-            "float32's; measure on a float32 copy of the model (copy.deepcopy(model).float())"
-        )
-    return None
+    return (
+        f"{where}: bfloat16 has float32's range, so this is not an overflow of the format, but its 8-bit mantissa "
+        f"loses differences of large terms; {remedy} to tell whether the model itself is at fault"
+    )
 
 
 def _loss_or_error(loss: Callable[[], float]) -> str:

@@ -99,10 +99,11 @@ STEP_FACTOR = 0.1  # c in ε = c·u^(1/3)·max(1, rms(x))/‖v‖: bench/bench_f
 
 def finite_difference_step(params: Sequence[Tensor], vs: Sequence[Tensor], roundoff: float | None = None) -> float:
     """ε = c · u^(1/3) · max(1, ‖x‖/√n) / ‖v‖ with c = 0.1: the step εv has length c·u^(1/3) times the parameters'
-    root-mean-square size (at least 1), u the unit roundoff of the loss as computed, n the number of parameters
-    (docs/core.md). u^(1/3) balances the central difference's truncation error (∝ ε²) against the gradients'
-    rounding error (∝ u/ε); the constant c = 0.1 because along the sharpest directions, which λ1 is about, the
-    loss's third derivatives are large and truncation dominates at c = 1. The length is per parameter, not ‖x‖:
+    root-mean-square size (at least 1), u the machine epsilon of the loss as computed (``finfo.eps``: twice the
+    unit roundoff), n the number of parameters (docs/core.md). u^(1/3) balances the central difference's truncation
+    error (ε²/6 times the loss's fourth derivative along v) against the gradients' rounding error (∝ u/ε); the
+    constant c = 0.1 because along the sharpest directions, which λ1 is about, the loss's higher derivatives are
+    large and truncation dominates at c = 1. The length is per parameter, not ‖x‖:
     the loss's curvature scale does not grow with the number of parameters. ``roundoff``: u when the loss is
     computed in a coarser dtype than the parameters' (a Hugging Face model's loss is float32 whatever its
     parameters); default the parameters' dtype's. Norms in float64."""

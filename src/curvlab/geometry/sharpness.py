@@ -30,7 +30,7 @@ def lambda_min(objective: Objective, tol: float = 1e-3, **kwargs: Any) -> EigRes
 
 
 def preconditioned_hessian(objective: Objective, optimizer: Any) -> LinearOperator:
-    """P^{-1/2} H P^{-1/2} with P the optimizer's diagonal preconditioner (Adam/AdamW: √v̂ + ε,
+    """P^{-1/2} H P^{-1/2} with P the optimizer's diagonal preconditioner (Adam/AdamW: (1 − β1^t)(√v̂ + ε),
     RMSprop: √v + ε, curvlab Adafactor: √V̂), in the Objective's parameter order."""
     params = [p for _, p in objective.parameters]
     diag = objective.flatten(diagonal_preconditioner(optimizer, params))

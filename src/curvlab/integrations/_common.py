@@ -8,6 +8,7 @@ from typing import Any
 
 from curvlab.core.objective import Objective
 from curvlab.errors import InputError, InputTypeError
+from curvlab.monitor.metrics import make_metric, refuse_without_loss_fn
 from curvlab.monitor.records import logger_name
 
 TRAINER_GROUP = "trainer"  # records of what the trainer itself logged (its loss, its gradient norm)
@@ -29,9 +30,9 @@ class ScalarCursor:
         }
 
 
-def check_callback_arguments(data: Any, objective_options: dict) -> None:
+def check_callback_arguments(data: Any, objective_options: dict, loss_fn: Any = None, metrics: Any = None) -> None:
     """What a callback can check when it is made, rather than when ``fit`` starts: the measurement set is not a
-    string, and every extra option is one the Objective takes."""
+    string, every extra option is one the Objective takes, and without ``loss_fn`` no metric needs it."""
     if isinstance(data, (str, bytes)):
         raise InputTypeError(
             f"data: expected the measurement set (a list of batches, an (inputs, targets) pair, a Dataset or a "
@@ -45,3 +46,5 @@ def check_callback_arguments(data: Any, objective_options: dict) -> None:
             "loss_fn, metrics, budget, run_dir, tensorboard, wandb, autocast and the Objective's options "
             f"{sorted(known)}"
         )
+    if loss_fn is None and metrics is not None and not isinstance(metrics, str):  # a string: the Monitor says so
+        refuse_without_loss_fn([make_metric(m) for m in metrics])

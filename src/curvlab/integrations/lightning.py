@@ -113,7 +113,7 @@ class CurvlabCallback(*(package.Callback for package in PACKAGES)):
         autocast: bool = False,
         **objective_options: Any,
     ):
-        check_callback_arguments(data, objective_options)
+        check_callback_arguments(data, objective_options, loss_fn, metrics)
         self.data, self.loss_fn, self.metrics, self.autocast = data, loss_fn, metrics, autocast
         self.budget, self.run_dir, self.log = budget, run_dir, log
         self.sinks = {"tensorboard": tensorboard, "wandb": wandb}

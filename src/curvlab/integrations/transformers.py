@@ -68,7 +68,7 @@ class CurvlabCallback(TrainerCallback):
         autocast: bool = False,
         **objective_options: Any,
     ):
-        check_callback_arguments(data, objective_options)
+        check_callback_arguments(data, objective_options, loss_fn, metrics)
         _refuse_batch_metrics(metrics)
         self.autocast = autocast
         self._model: Any = None

@@ -57,6 +57,7 @@ class Metric:
     shards = False  # measures an FSDP2-sharded model (curvlab.fsdp.ShardedObjective) from this rank's shards
     uses_previous_update = False  # reads monitor.prev_update (the Monitor then keeps x_{t−2} as well)
     needs_batch = False  # measures on the step's own batch: nothing without one (raises CannotMeasure)
+    needs_loss_fn = False  # needs the split of outputs and loss (Gauss–Newton, Fisher): no model's own loss
     uses_curvature = False  # takes curvature products (the Monitor resolves hvp_engine="auto" when it is made)
 
     def __init__(self, schedule: Schedule | int | list | str | None = None):
@@ -331,6 +332,7 @@ class Curvatures(Metric):
         if unknown or not curvatures:
             raise InputError(f"curvatures: expected a non-empty list from {CURVATURES}, got {list(curvatures)}")
         self.curvatures, self.tol, self.mc_samples = tuple(curvatures), tol, mc_samples
+        self.needs_loss_fn = any(c != "hessian" for c in self.curvatures)
         self.v0: dict[str, Tensor] = {}
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
@@ -358,6 +360,7 @@ class BlockSharpness(Metric):
         if curvature not in CURVATURES:
             raise InputError(f"curvature: expected one of {CURVATURES}, got {curvature!r}")
         self.blocks, self.curvature, self.tol = blocks, curvature, tol
+        self.needs_loss_fn = curvature != "hessian"
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         blocks = block_eigs(monitor.objective, self.blocks, curvature=self.curvature, tol=self.tol, vectors=False)
@@ -590,6 +593,19 @@ class Histogram(Metric):
 def _shared_dot(objective: Any) -> Any:
     """The Objective's inner product where the vectors are split across ranks (None: this process's own)."""
     return objective.dot if objective.sharding is not None else None
+
+
+def refuse_without_loss_fn(metrics: list[Metric]) -> None:
+    """An :class:`InputError` naming the metrics that need ``loss_fn`` (the Gauss–Newton or Fisher), for a
+    measurement of the model's own loss (``loss_fn=None``), before any training step rather than at the first
+    measurement."""
+    needing = [m.name for m in metrics if m.needs_loss_fn]
+    if needing:
+        raise InputError(
+            f"metrics: {needing} measure the Gauss–Newton or Fisher, which need the split of outputs and loss; "
+            "with loss_fn=None (the model's own loss) pass loss_fn(outputs, targets), or measure only the Hessian "
+            "(e.g. Curvatures(curvatures=('hessian',)))"
+        )
 
 
 def make_metric(spec: Any) -> Metric:

@@ -40,7 +40,7 @@ from curvlab.checks import is_int
 from curvlab.core.objective import Objective
 from curvlab.distributed import rank, rank0_decides
 from curvlab.errors import InputError, InputTypeError, NonFiniteError
-from curvlab.monitor.metrics import METRICS, Metric, Sharpness, StepStats, make_metric
+from curvlab.monitor.metrics import METRICS, Metric, Sharpness, StepStats, make_metric, refuse_without_loss_fn
 from curvlab.monitor.records import RecordWriter
 from curvlab.monitor.schedules import Budgeted, CostClock, Never
 from curvlab.monitor.schedules import budget as budget_schedule
@@ -99,6 +99,8 @@ class Monitor:
                 "metrics: expected a list of names or Metric objects, got a string; write [" + repr(metrics) + "]"
             )
         self.metrics: list[Metric] = default_metrics() if metrics is None else [make_metric(m) for m in metrics]
+        if objective.loss_fn is None:
+            refuse_without_loss_fn(self.metrics)
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise InputError(f"metrics: each metric group once, got {names}")

@@ -8,7 +8,9 @@ The measurements that depend on the optimizer in use ask here, never by their ow
   tuners), not through wrappers that change the direction (clipping, random scaling).
 - :func:`momentum_vector`: the momentum it keeps (``momentum_buffer``, ``exp_avg`` or ``delta``).
 - :func:`diagonal_preconditioner`: P of an adaptive optimizer, read from its state (Adam/AdamW:
-  √v̂_t + ε with v̂_t = v_t / (1 − β₂ᵗ); RMSprop: √v_t + ε; curvlab's Adafactor: √V̂_t).
+  (1 − β₁ᵗ)(√v̂_t + ε) with v̂_t = v_t / (1 − β₂ᵗ), so that Adam's step is x −= η P⁻¹ m_t with m_t its
+  uncorrected first moment, preconditioned heavy-ball momentum as Cohen et al. 2022 write it; RMSprop: √v_t + ε;
+  curvlab's Adafactor: √V̂_t).
 - :func:`stability_threshold`: where GD-like dynamics on a quadratic turn unstable.
 """
 
@@ -103,8 +105,8 @@ def _adam(state: dict, group: dict, optimizer: Any) -> Tensor:
     if group.get("amsgrad"):
         v = state["max_exp_avg_sq"]
     step = float(state["step"])
-    beta2 = group["betas"][1]
-    return (v / (1 - beta2**step)).sqrt() + group["eps"]
+    beta1, beta2 = group["betas"]
+    return ((v / (1 - beta2**step)).sqrt() + group["eps"]) * (1 - beta1**step)
 
 
 def _adafactor(p: Tensor, state: dict, optimizer: Any) -> Tensor:
