@@ -38,6 +38,31 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "mc-fisher-unweighted",
+        "the MC Fisher averages to the Gauss-Newton matrix for sequences and multi-output BCE (docs/core.md); "
+        "each example's gradient left unweighted by its likelihood terms",
+        "src/curvlab/core/fisher.py",
+        "    return losses * terms.to(losses.dtype), n_samples * float(terms.sum())\n",
+        "    return losses, n_samples * float(len(terms))\n",
+        ("tests/test_peer_cases.py", "-k", "monte_carlo"),
+    ),
+    Mutation(
+        "sum-reduction-accepted",
+        "a loss that is not a mean over examples is refused (docs/which-curvature.md); a probed sum accepted",
+        "src/curvlab/core/reduction.py",
+        "PROBE_RTOL = 1e-3 ",
+        "PROBE_RTOL = 1.5 ",
+        ("tests/test_peer_cases.py", "-k", "refused"),
+    ),
+    Mutation(
+        "adam-p-without-bias-factor",
+        "Adam's P carries the first moment's bias factor (definitions §2, Cohen et al. 2022); left out",
+        "src/curvlab/optim/introspection.py",
+        '    return ((v / (1 - beta2**step)).sqrt() + group["eps"]) * (1 - beta1**step)\n',
+        '    return (v / (1 - beta2**step)).sqrt() + group["eps"]\n',
+        ("tests/test_paper_formulas.py", "-k", "adams_step"),
+    ),
+    Mutation(
         "finite-difference-step",
         "the finite-difference step uses c = 0.1 (docs/core.md); c = 1 is ten times the documented step",
         "src/curvlab/core/hvp.py",

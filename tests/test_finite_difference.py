@@ -238,3 +238,24 @@ def test_the_step_follows_the_loss_precision_when_it_is_coarser_than_the_paramet
     assert objective_for(case, hvp_engine="finite_difference").loss_roundoff() == torch.finfo(torch.float64).eps
     v = torch.randn(coarse.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert rel_err(coarse.hvp(v), cached_hessian("tanh_mlp_ce") @ v) < 1e-4
+
+
+def test_the_truncation_error_is_the_fourth_derivative_term_of_the_documented_bound():
+    """docs/core.md: the central difference of gradients differs from Hv by (ε²/6) ∇⁴F[v, v, v, ·] + O(ε⁴). On
+    F(x) = Σ cᵢ xᵢ⁴ that term is 4 c v³ ε² exactly (no higher term), and on a cubic F the difference is exact: the
+    third derivative does not enter. Computed here in closed form, at a step large enough for truncation to dominate
+    rounding."""
+    from curvlab.core.hvp import hvp_finite_difference
+
+    g = torch.Generator().manual_seed(0)
+    c, x, v = (torch.randn(6, generator=g, dtype=torch.float64) for _ in range(3))
+    quartic = lambda ps: (c * ps[0] ** 4).sum()  # noqa: E731
+    cubic = lambda ps: (c * ps[0] ** 3).sum()  # noqa: E731
+    scale = 1e5  # ε = 1e5 × the default step (~0.03): truncation ~1e-3 of the product, rounding ~1e-13
+    eps = scale * finite_difference_step([x], [v])
+    product = hvp_finite_difference(quartic, [x], [v], scale=scale)[1][0]
+    exact = 12 * c * x**2 * v
+    assert torch.allclose(product - exact, 4 * c * v**3 * eps**2, rtol=1e-8, atol=1e-13)
+    assert (product - exact).abs().max() > 1e-4  # the term is there to be seen
+    cubic_product = hvp_finite_difference(cubic, [x], [v], scale=scale)[1][0]
+    assert torch.allclose(cubic_product, 6 * c * x * v, rtol=1e-12, atol=1e-13)

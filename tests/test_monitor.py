@@ -333,3 +333,71 @@ def test_adam_before_its_first_step_says_it_has_no_preconditioner_yet():
     mon.measure()
     (row,) = [r for r in mon.records if r["metric"] == "sharpness"]
     assert "no step yet" in row["skipped"] and "preconditioned" in row["skipped"]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_each_sharpness_record_states_its_accuracy_and_the_next_solve_starts_from_the_block(k):
+    """Every sharpness row carries the stopping rule's bound on |λ − θ| (``error_bound``) and the products its solve
+    took; the bound holds against the explicit Hessian's eigenvalues at the same parameters, at every measurement.
+    With k > 1 the next solve starts from the sum of the k eigenvectors, so its Krylov space holds the block."""
+    from zoo import explicit_hessian, make_case
+
+    from curvlab.monitor import Sharpness, every
+
+    case = make_case("tanh_mlp_ce")
+    model = case.model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    metric = Sharpness(schedule=every(5), k=k, tol=1e-3)
+    monitor = Monitor(Objective(model, case.loss_fn, (case.inputs, case.targets)), optimizer, metrics=[metric])
+    for step in range(1, 16):
+        optimizer.zero_grad()
+        loss = case.loss_fn(model(case.inputs), case.targets)
+        loss.backward()
+        optimizer.step()
+        monitor.step(loss, (case.inputs, case.targets))
+        if step % 5 == 0:
+            eigenvalues = torch.linalg.eigvalsh(explicit_hessian(case)).flip(0)
+            rows = [r for r in monitor.records if r["metric"] == "sharpness" and r["step"] == step]
+            assert [r["index"] for r in rows] == list(range(1, k + 1))
+            for r in rows:
+                assert 0 <= r["error_bound"] <= 1e-3 * abs(r["value"]) and r["products"] > 0
+                assert abs(r["value"] - float(eigenvalues[r["index"] - 1])) <= r["error_bound"] + 1e-12
+            cosine = float(metric.v0 @ metric.top_vector / (metric.v0.norm() * metric.top_vector.norm()))
+            assert cosine == pytest.approx(k**-0.5, abs=1e-6)  # the sum of k orthonormal vectors: 1/√k on each
+
+
+def test_tracked_sharpness_follows_lambda1_a_few_products_a_step_within_its_stated_bound():
+    """Four products per measurement, every step, from the last Ritz vector: each value lies within its stated
+    residual bound of an eigenvalue of the explicit Hessian at the same parameters, the bound shrinks as the vector
+    settles, and after the first steps the value is λ1 itself to 1e-6; the training is bit for bit the same."""
+    from zoo import explicit_hessian, make_case
+
+    from curvlab.monitor import TrackedSharpness, every
+
+    def run(monitored: bool):
+        case = make_case("tanh_mlp_ce")
+        optimizer = torch.optim.SGD(case.model.parameters(), lr=0.5)
+        objective = Objective(case.model, case.loss_fn, (case.inputs, case.targets))
+        monitor = Monitor(objective, optimizer, metrics=[TrackedSharpness(every(1))]) if monitored else None
+        tops, gaps = [], []
+        for _ in range(30):
+            optimizer.zero_grad()
+            loss = case.loss_fn(case.model(case.inputs), case.targets)
+            loss.backward()
+            optimizer.step()
+            if monitor is not None:
+                monitor.step(loss, (case.inputs, case.targets))
+                row = [r for r in monitor.records if r["metric"] == "tracked_sharpness"][-1]
+                eigenvalues = torch.linalg.eigvalsh(explicit_hessian(case))
+                assert float((eigenvalues - row["value"]).abs().min()) <= row["error_bound"] + 1e-12
+                assert row["products"] <= 4 and row["operator"] == "hessian" and row["threshold"] == 4.0
+                tops.append(float(eigenvalues[-1]))
+                gaps.append(abs(row["value"] - tops[-1]) / tops[-1])
+        return torch.cat([p.detach().reshape(-1) for p in case.model.parameters()]), monitor, gaps
+
+    plain, _, _ = run(False)
+    watched, monitor, gaps = run(True)
+    assert torch.equal(plain, watched)
+    bounds = [r["error_bound"] for r in monitor.records if r["metric"] == "tracked_sharpness"]
+    assert bounds[-1] < 0.1 * bounds[0]
+    assert max(gaps[10:]) < 1e-6

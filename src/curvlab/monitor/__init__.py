@@ -16,6 +16,7 @@ from curvlab.monitor.metrics import (
     Sharpness,
     StepStats,
     Trace,
+    TrackedSharpness,
     make_metric,
     register_metric,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Sharpness",
     "StepStats",
     "Trace",
+    "TrackedSharpness",
     "at_steps",
     "budget",
     "default_metrics",

@@ -274,9 +274,10 @@ class Sharpness(Metric):
 
     def _plain(self, monitor: MonitorView, info: StepInfo, threshold) -> Rows:
         res = eigs(monitor.objective.hessian(), k=self.k, tol=self.tol, v0=self.v0)
-        self.v0 = self.top_vector = res.eigenvectors[:, 0]
+        self.top_vector = res.eigenvectors[:, 0]
+        self.v0 = block_start(res.eigenvectors)
         for i, lam in enumerate(res.eigenvalues.tolist()):
-            yield "sharpness", lam, {"index": i + 1, "converged": res.converged}
+            yield "sharpness", lam, {"index": i + 1, "converged": res.converged, **accuracy(res, i)}
         lam1 = float(res.eigenvalues[0])
         if not threshold.preconditioned and threshold.kind != "none":
             yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam1).items())
@@ -302,9 +303,46 @@ class Sharpness(Metric):
         res = eigs(op, tol=self.tol, v0=self.v0_pre)
         self.v0_pre = res.eigenvectors[:, 0]
         lam = float(res.eigenvalues[0])
-        yield "preconditioned_sharpness", lam, {"converged": res.converged}
+        yield "preconditioned_sharpness", lam, {"converged": res.converged, **accuracy(res, 0)}
         if threshold.preconditioned:
             yield from ((k, v, {"kind": threshold.kind}) for k, v in threshold.report(lam).items())
+
+
+@register_metric
+class TrackedSharpness(Metric):
+    """The sharpness the optimizer's threshold is about (λ1 of the Hessian; for Adam, of the preconditioned Hessian),
+    followed along training a few products at a time (the scheme of Ramasinghe et al. 2026): each measurement runs
+    ``products`` Lanczos steps from the last Ritz vector and stops there, converged or not. Each record states the
+    residual ‖Hv − θv‖ of its value (``error_bound``: an eigenvalue lies within it of θ), the products, and the
+    threshold. Cheap enough to draw a curve rather than a few points; read the bound, and check against a full
+    ``sharpness`` solve now and then: a value can also sit on another eigenvalue until the vector finds the top."""
+
+    name = "tracked_sharpness"
+    uses_curvature = True
+    shards = True
+    description = "λ1 followed a few products per measurement from the last Ritz vector, with its residual bound"
+    _state = ("v0",)
+
+    def __init__(self, schedule: Any = None, products: int = 4):
+        super().__init__(schedule)
+        if isinstance(products, bool) or not isinstance(products, int) or products < 1:
+            raise InputError(f"products: expected a positive integer (Lanczos steps per measurement), got {products!r}")
+        self.products = products
+        self.v0: Tensor | None = None
+
+    def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
+        threshold = stability_threshold(monitor.optimizer)
+        operator, name = monitor.objective.hessian(), "hessian"
+        if threshold.preconditioned:
+            try:
+                operator, name = preconditioned_hessian(monitor.objective, monitor.optimizer), "preconditioned"
+            except (TypeError, ValueError) as err:  # Adam before its first step
+                raise CannotMeasure(f"tracked sharpness: {err}") from err
+        res = eigs(operator, tol=1e-12, max_iter=self.products, v0=self.v0)  # stops at `products`, not on a bound
+        self.v0 = res.eigenvectors[:, 0]
+        bound = float(res.residuals[0])
+        context = {"operator": name, "error_bound": bound, "products": int(res.n_matvecs)}
+        yield "tracked_sharpness", float(res.eigenvalues[0]), context | {"threshold": threshold.threshold}
 
 
 @register_metric
@@ -593,6 +631,20 @@ class Histogram(Metric):
 def _shared_dot(objective: Any) -> Any:
     """The Objective's inner product where the vectors are split across ranks (None: this process's own)."""
     return objective.dot if objective.sharding is not None else None
+
+
+def block_start(eigenvectors: Tensor) -> Tensor:
+    """The next solve's start: the sum of the last solve's k eigenvectors (the first alone for k = 1), so that its
+    Krylov space holds the whole top-k block from the first product on, not only the top vector."""
+    return eigenvectors[:, 0] if eigenvectors.shape[1] == 1 else eigenvectors.sum(dim=1)
+
+
+def accuracy(result: Any, index: int) -> dict[str, Any]:
+    """What a record says of one eigenvalue's accuracy: the stopping rule's bound on |λ − θ| (``error_bound``, an
+    eigenvalue lies within it) and the products the solve took (``products``)."""
+    bounds = getattr(result, "error_bounds", None)
+    bound = float(bounds[index]) if bounds is not None and index < len(bounds) else math.nan
+    return {"error_bound": bound, "products": int(result.n_matvecs)}
 
 
 def refuse_without_loss_fn(metrics: list[Metric]) -> None:

@@ -1,0 +1,131 @@
+"""Tracking solves: what a sharpness measurement along training costs when it starts from the last one (as the
+Monitor's ``Sharpness`` metric does), and how far its value lies from a cold solve to 1e-6 at the same parameters.
+
+On bench_monitor's three problems, trains 1,500 steps and every 100 steps solves for λ1 of the Hessian on the
+measurement set: warm chains (each solve started from its chain's last eigenvectors; the first one cold) at
+tol 1e-3 and 1e-2 (the default Monitor's), with k = 1 and with k = 3 (started from the sum of the last three
+eigenvectors), and the tracked chain of ``TrackedSharpness`` (4 Lanczos steps from the last Ritz vector every 10
+steps, unconverged), beside a cold solve to tol 1e-6. The training is the same for every chain (no solve changes it).
+Reports the products of the first solve and of the later ones, their ratio, and the drift |warm − cold| / |cold|.
+
+Run: ``python bench/bench_tracking.py`` (after ``make install``). Writes its section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from bench_monitor import OPTIMIZERS, lm_setup, mlp_setup
+from common import markdown_table, parse_pinned, write_section
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import curvlab
+from curvlab.losses import cross_entropy
+from curvlab.monitor.metrics import block_start
+
+STEPS, EVERY = 1500, 100
+CHAINS = {"tol 1e-3, k 1": (1e-3, 1), "tol 1e-2, k 1": (1e-2, 1), "tol 1e-3, k 3": (1e-3, 3)}
+COLD_TOL = 1e-6
+TRACKED_PRODUCTS = 4  # TrackedSharpness's default
+TRACKED_EVERY = 10  # the tracked chain measures every 10 steps: TrackedSharpness(every(10))
+TRACKED = f"tracked, {TRACKED_PRODUCTS} products every {TRACKED_EVERY} steps"
+
+
+def track(setup, optimizer: str, steps: int, every: int) -> list[dict]:
+    """Train ``steps`` steps; every ``every`` steps, one solve per chain and one cold solve. Rows per chain."""
+    name, make, x, y, batch, measure_n = setup
+    torch.manual_seed(0)
+    model = make()
+    opt = OPTIMIZERS[optimizer](model.parameters())
+    objective = curvlab.Objective(model, cross_entropy, (x[:measure_n], y[:measure_n]))
+    gen = torch.Generator().manual_seed(0)
+    starts: dict[str, torch.Tensor | None] = dict.fromkeys(CHAINS)
+    solves: dict[str, list[dict]] = {chain: [] for chain in (*CHAINS, TRACKED)}
+    tracked_start = None
+    with sdpa_kernel([SDPBackend.MATH]):
+        for step in range(1, steps + 1):
+            idx = torch.randint(0, len(y), (batch,), generator=gen)
+            opt.zero_grad()
+            cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+            if step % TRACKED_EVERY == 0 or step == 1:
+                t0 = time.perf_counter()
+                tracked = curvlab.eigs(objective.hessian(), tol=1e-12, max_iter=TRACKED_PRODUCTS, v0=tracked_start)
+                tracked_seconds = time.perf_counter() - t0
+                tracked_start = tracked.eigenvectors[:, 0]
+            if step % every and step != 1:
+                objective.release()
+                continue
+            cold = float(curvlab.eigs(objective.hessian(), tol=COLD_TOL).eigenvalues[0])
+            solves[TRACKED].append(_solve(tracked, tracked_seconds, cold, float(tracked.residuals[0])))
+            for chain, (tol, k) in CHAINS.items():
+                t0 = time.perf_counter()
+                res = curvlab.eigs(objective.hessian(), k=k, tol=tol, v0=starts[chain])
+                seconds = time.perf_counter() - t0
+                starts[chain] = block_start(res.eigenvectors)
+                solves[chain].append(_solve(res, seconds, cold, float(res.error_bounds[0])))
+            objective.release()
+    return [_row(name, optimizer, chain, solves[chain]) for chain in (*CHAINS, TRACKED)]
+
+
+def _solve(result, seconds: float, cold: float, bound: float) -> dict:
+    """One solve's products, seconds, drift from the cold value and bound (both relative to the value)."""
+    value = float(result.eigenvalues[0])
+    return {
+        "products": result.n_matvecs,
+        "seconds": seconds,
+        "drift": abs(value - cold) / abs(cold),
+        "bound": bound / abs(value),
+    }
+
+
+def _row(problem: str, optimizer: str, chain: str, solves: list[dict]) -> dict:
+    first, later = solves[0], solves[1:]
+    return {
+        "problem": f"{problem}, {optimizer}",
+        "solve": chain,
+        "measurements": len(solves),
+        "first: products": first["products"],
+        "later: products (median)": statistics.median(s["products"] for s in later),
+        "later / first, products": statistics.median(s["products"] for s in later) / first["products"],
+        "later / first, seconds": statistics.median(s["seconds"] for s in later) / first["seconds"],
+        "drift from cold, first": first["drift"],
+        "drift from cold, later (median)": statistics.median(s["drift"] for s in later),
+        "drift from cold, later (max)": max(s["drift"] for s in later),
+        "bound, later (max)": max(s["bound"] for s in later),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--every", type=int, default=EVERY)
+    parser.add_argument("--no-write", action="store_true")
+    args = parse_pinned(parser)
+    rows = []
+    for setup, optimizer in ((mlp_setup(), "SGD"), (mlp_setup(), "Adam"), (lm_setup(), "Adam")):
+        for row in track(setup, optimizer, args.steps, args.every):
+            print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+            rows.append(row)
+    table = markdown_table(list(rows[0]), [list(r.values()) for r in rows])
+    lines = [
+        f"`bench/bench_tracking.py`: λ1 along {args.steps} training steps of bench_monitor's problems, measured at "
+        f"step 1 and every {args.every} steps by warm-started chains (each solve starts from its chain's last "
+        f"eigenvectors; k = 3 from the sum of the three) beside a cold solve to tol {COLD_TOL:g} at the same "
+        "parameters. Products and seconds of the later solves are medians, as ratios to the chain's first (cold) "
+        "solve; the drift is |warm − cold| / |cold|; the bound is the "
+        "stopping rule's bound on |λ − θ| over |θ|, which every record of the Monitor's sharpness now states (for the "
+        "tracked chain, measured every 10 steps, its residual; its first solve is its first 4 products).",
+        "",
+        table,
+        "",
+    ]
+    if not args.no_write:
+        write_section("bench_tracking", "Tracking solves: warm-started λ1 along training", lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""What a wheel of curvlab holds: every data file under src/curvlab (configs, claims files, the typing marker) is
+declared in pyproject.toml's package-data, so that a file the code reads cannot be left out of an install that is
+not editable (the tests run on an editable install, which would not notice)."""
+
+import fnmatch
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "curvlab"
+
+
+def test_every_data_file_of_the_package_is_declared_for_the_wheel():
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["curvlab"]
+    data = [
+        p.relative_to(PACKAGE).as_posix()
+        for p in PACKAGE.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    ]
+    assert "py.typed" in data  # the package says it is typed (PEP 561)
+    undeclared = [f for f in data if not any(fnmatch.fnmatch(f, pattern) for pattern in declared)]
+    assert not undeclared, f"pyproject.toml's package-data leaves these out of the wheel: {undeclared}"
