@@ -140,7 +140,7 @@ def test_edge_rule_plain_and_preconditioned():
     pre = EdgeRule(adam, sigma=2.0, preconditioned=True, tol=1e-10)
     g = q2.grad()
     pre.step(make_closure(q2, pre))
-    p_diag = g.abs() + 1e-8  # after one step: √v̂ = |g|
+    p_diag = (1 - 0.9) * (g.abs() + 1e-8)  # after one step: √v̂ = |g|, and P carries the factor 1 − β1
     scaled = q2.A / torch.sqrt(p_diag)[:, None] / torch.sqrt(p_diag)[None, :]
     assert pre.stats["lambda_max"] == pytest.approx(float(torch.linalg.eigvalsh(scaled)[-1]), rel=1e-8)
 
