@@ -1,6 +1,7 @@
 """curvlab inside the Hugging Face Trainer, on a model that computes its own loss from ``labels``.
 
-A small GPT-2 (built from a config: nothing is downloaded) learns Jane Austen's text, character by character.
+A small GPT-2 (built from a config: nothing is downloaded) learns the Python language reference's text
+(``pydoc_data``, in every Python: no apt needed), character by character.
 The callback measures the model's own loss on 16 held sequences, weighting batches by their label tokens,
 and logs through ``Trainer.log`` (so to every ``report_to`` integration and ``trainer.state.log_history``).
 
@@ -33,7 +34,7 @@ parser.add_argument("--steps", type=int, default=300)
 parser.add_argument("--out", default="runs/hf_trainer")
 args = parser.parse_args()
 
-text = load_dataset("austen", subset=1024, level="char", context=32)
+text = load_dataset("python_docs", subset=1024, level="char", context=32)  # in every Python: no apt, no download
 ids = torch.cat([text.x_train[:, :1], text.y_train], dim=1)  # 33-token sequences
 vocab = text.n_classes
 torch.manual_seed(0)

@@ -162,6 +162,18 @@ def test_debian_packaged_sources(name, options, shape, task, classes):
         assert d.x_test is not None and int(d.y_train.max()) < d.n_classes
 
 
+@pytest.mark.parametrize("level, options", [("char", {"context": 32}), ("word", {"vocab_size": 500})])
+def test_python_docs_is_text_for_language_models_without_apt(level, options, monkeypatch, tmp_path):
+    """The Python language reference (pydoc_data) loads where no Debian data is (CURVLAB_DATA empty): next-token
+    windows, targets the inputs shifted by one, a test set from the text's end, the same for the same seed."""
+    monkeypatch.setenv("CURVLAB_DATA", str(tmp_path))
+    d = load_dataset("python_docs", level=level, n_sequences=40, seed=1, **options)
+    assert d.task == "language_model" and d.name == f"python_docs_{level}" and d.n_train == 40
+    assert torch.equal(d.x_train[:, 1:], d.y_train[:, :-1]) and int(d.x_train.max()) < d.n_classes
+    assert d.x_test is not None and len(d.x_test) > 0
+    assert torch.equal(d.x_train, load_dataset("python_docs", level=level, n_sequences=40, seed=1, **options).x_train)
+
+
 def test_the_english_word_corpus_holds_over_a_million_words():
     """Issue 31, item 5: a word-level English corpus of ≥ 1M words for the language-model reproductions."""
     try:

@@ -20,6 +20,11 @@ DATASETS.add(
     "austen", sources.austen, "Jane Austen's six novels, character- or word-level LM (Debian r-cran-janeaustenr)"
 )
 DATASETS.add(
+    "python_docs",
+    sources.python_docs,
+    "the Python language reference's text, character- or word-level LM (pydoc_data: no apt; level=, context=)",
+)
+DATASETS.add(
     "english_words",
     sources.english_words,
     "word-level English, King James Bible + Jane Austen, ~1.5M words (Debian; context=, vocab_size=)",

@@ -218,6 +218,21 @@ def kjv(
     return language_model(kjv_text(), "kjv", level, context, vocab_size, n_sequences, seed)
 
 
+def python_docs_text() -> str:
+    """The Python language reference's topics (about 465,000 characters of English prose and code), from the
+    ``pydoc_data`` package of the running CPython: present wherever Python is, no apt and no download."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[name] for name in sorted(topics))
+
+
+def python_docs(
+    seed: int = 0, level: str = "char", context: int = 64, vocab_size: int = 5000, n_sequences: int | None = None
+) -> DataSet:
+    """Character- or word-level language modelling on the Python language reference (``pydoc_data``)."""
+    return language_model(python_docs_text(), "python_docs", level, context, vocab_size, n_sequences, seed)
+
+
 def english_words(seed: int = 0, context: int = 35, vocab_size: int = 10000, n_sequences: int | None = None) -> DataSet:
     """Word-level English for language models: the King James Bible followed by Jane Austen's six novels (about
     1.5 million words: 792,655 and 729,322). Licences: the KJV text's copyright has expired (Debian's
