@@ -20,3 +20,15 @@ def test_every_data_file_of_the_package_is_declared_for_the_wheel():
     assert "py.typed" in data  # the package says it is typed (PEP 561)
     undeclared = [f for f in data if not any(fnmatch.fnmatch(f, pattern) for pattern in declared)]
     assert not undeclared, f"pyproject.toml's package-data leaves these out of the wheel: {undeclared}"
+
+
+def test_the_version_has_one_source():
+    """pyproject.toml reads the version from curvlab.__version__, and the installed metadata says the same."""
+    from importlib.metadata import version
+
+    import curvlab
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "curvlab.__version__"}
+    assert version("curvlab") == curvlab.__version__
