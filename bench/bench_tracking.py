@@ -18,13 +18,15 @@ import statistics
 import time
 
 import torch
-from bench_monitor import OPTIMIZERS, lm_setup, mlp_setup
+from bench_monitor import OPTIMIZERS, lm_setup, mlp_setup, train
 from common import markdown_table, parse_pinned, write_section
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import curvlab
+from curvlab.geometry.sharpness import preconditioned_hessian
 from curvlab.losses import cross_entropy
 from curvlab.monitor.metrics import block_start
+from curvlab.monitor.monitor import DEFAULT_WARM_PRODUCTS
 
 STEPS, EVERY = 1500, 100
 CHAINS = {"tol 1e-3, k 1": (1e-3, 1), "tol 1e-2, k 1": (1e-2, 1), "tol 1e-3, k 3": (1e-3, 3)}
@@ -99,12 +101,75 @@ def _row(problem: str, optimizer: str, chain: str, solves: list[dict]) -> dict:
     }
 
 
+CAPS = (4, 6, 8, None)  # products of a warm-started solve at most (None: until the residual reaches tol)
+CAP_EVERY, CAP_SEED = 75, 1  # 20 measurements per 1,500 steps (bench_monitor's target); not bench_monitor's seed
+
+
+def cap_sweep(setup, optimizer: str, steps: int) -> list[dict]:
+    """The default Monitor's solve (tol 1e-2, warm-started from the last Ritz vector, on the operator its threshold
+    is about: the preconditioned Hessian for Adam) every ``CAP_EVERY`` steps with each cap of ``CAPS``, against a
+    cold solve to ``COLD_TOL``: the products a later solve takes and its error."""
+    name, make, x, y, batch, measure_n = setup
+    starts: dict = dict.fromkeys(CAPS)
+    solves: dict = {cap: [] for cap in CAPS}
+
+    def solve_all(step, objective, opt):
+        if step % CAP_EVERY and step != 1:
+            return
+        operator = lambda: preconditioned_hessian(objective, opt) if optimizer == "Adam" else objective.hessian()  # noqa: E731
+        cold = float(curvlab.eigs(operator(), tol=COLD_TOL, max_iter=600).eigenvalues[0])
+        for cap in CAPS:
+            warm = starts[cap] is not None
+            res = curvlab.eigs(operator(), tol=1e-2, v0=starts[cap], max_iter=cap if warm else None)
+            starts[cap] = res.eigenvectors[:, 0]
+            solves[cap].append((int(res.n_matvecs), abs(float(res.eigenvalues[0]) - cold) / abs(cold)))
+        objective.release()
+
+    train(make, x, y, batch, measure_n, steps, None, optimizer, after_step=solve_all, seed=CAP_SEED)
+    rows = []
+    for cap in CAPS:
+        later = solves[cap][1:]
+        rows.append(
+            {
+                "problem": f"{name.split(' on ')[0]}, {optimizer}",
+                "cap": "none" if cap is None else cap,
+                "first: products": solves[cap][0][0],
+                "later: products (median)": statistics.median(p for p, _ in later),
+                "later: products (max)": max(p for p, _ in later),
+                "error (median)": statistics.median(e for _, e in later),
+                "error (max)": max(e for _, e in later),
+                "points off by > 1e-2": sum(e > 1e-2 for _, e in later),
+            }
+        )
+    return rows
+
+
+def _cap_reading(sweep: list[dict]) -> str:
+    """Which cap is the smallest with no point off by more than 1e-2 on any row, beside the default's."""
+    clean = [
+        cap for cap in CAPS if cap is not None and not any(r["points off by > 1e-2"] for r in sweep if r["cap"] == cap)
+    ]
+    smallest = f"{min(clean)}" if clean else "none of the caps"
+    at_default = ", ".join(
+        f"{r['problem']}: {r['points off by > 1e-2']}" for r in sweep if r["cap"] == DEFAULT_WARM_PRODUCTS
+    )
+    return (
+        f"Smallest cap with no point off by more than 1e-2 on any row here: {smallest}; the default "
+        f"(`DEFAULT_WARM_PRODUCTS`) is {DEFAULT_WARM_PRODUCTS}, with points off by more than 1e-2 at it: {at_default}."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--every", type=int, default=EVERY)
     parser.add_argument("--no-write", action="store_true")
     args = parse_pinned(parser)
+    sweep = []
+    for setup, optimizer in ((mlp_setup(), "SGD"), (mlp_setup(), "Adam"), (lm_setup(), "Adam")):
+        for row in cap_sweep(setup, optimizer, args.steps):
+            print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+            sweep.append(row)
     rows = []
     for setup, optimizer in ((mlp_setup(), "SGD"), (mlp_setup(), "Adam"), (lm_setup(), "Adam")):
         for row in track(setup, optimizer, args.steps, args.every):
@@ -121,6 +186,16 @@ def main() -> None:
         "tracked chain, measured every 10 steps, its residual; its first solve is its first 4 products).",
         "",
         table,
+        "",
+        "### The cap of the default Monitor's warm solves",
+        "",
+        f"The default Monitor's sharpness solve (residual tolerance 1e-2, started from the last Ritz vector, on the "
+        "operator its threshold is about: the Hessian for SGD, Adam's preconditioned Hessian for Adam) every "
+        f"{CAP_EVERY} steps of {args.steps} (20 points per 1,500 steps, bench_monitor's target) on seed {CAP_SEED} "
+        f"(bench_monitor trains seed 0), stopped after at most *cap* products, against a cold solve to {COLD_TOL:g} "
+        "at the same parameters; errors relative, over the later points. " + _cap_reading(sweep),
+        "",
+        markdown_table(list(sweep[0]), [list(r.values()) for r in sweep]),
         "",
     ]
     if not args.no_write:

@@ -70,6 +70,26 @@ def test_fixed_costs_come_out_of_the_budget_first():
             assert clock.inside <= 0.1 * clock.training + 5.0  # at most one measurement's overshoot
 
 
+def test_a_cold_first_measurement_does_not_delay_the_warm_ones_it_announces():
+    """A metric whose first measurement (a cold solve, 20 s) costs more than its later ones (5 s) says so through
+    ``record_cost(seconds, expected)``: the second is due once 5 s is earned (50 s of training at 0.1), not 20 s
+    (200 s); told nothing, the schedule waits for the first's cost. Later ones are planned on their own cost."""
+    for expected, second in ((5.0, 51), (None, 201)):
+        clock = FakeClock(0.1)
+        schedule = Budgeted()
+        schedule.clock, clock.budgeted = clock, [schedule]
+        due_steps = []
+        for step in range(1, 400):
+            clock.tick(1.0)
+            if schedule.due(step):
+                cost = 20.0 if not due_steps else 5.0
+                due_steps.append(step)
+                schedule.record_cost(cost, expected if len(due_steps) == 1 else None)
+                clock.charge(cost)
+        assert due_steps[:2] == [1, second]
+        assert clock.charged - clock.calibration <= 0.1 * clock.training + 5.0
+
+
 def test_banked_allowance_does_not_make_bursts():
     clock = FakeClock(0.5)
     schedule = Budgeted()

@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from curvlab import Objective
+from curvlab.errors import InputError
 from curvlab.losses import cross_entropy, half_mse
 from curvlab.monitor import (
     BlockSharpness,
@@ -364,6 +365,48 @@ def test_each_sharpness_record_states_its_accuracy_and_the_next_solve_starts_fro
                 assert abs(r["value"] - float(eigenvalues[r["index"] - 1])) <= r["error_bound"] + 1e-12
             cosine = float(metric.v0 @ metric.top_vector / (metric.v0.norm() * metric.top_vector.norm()))
             assert cosine == pytest.approx(k**-0.5, abs=1e-6)  # the sum of k orthonormal vectors: 1/√k on each
+
+
+def test_sharpness_max_products_caps_warm_solves_only_and_each_record_holds_its_bound():
+    """``max_products``: the first solve is cold and runs to ``tol``; every later one starts from the last Ritz
+    vector and stops after at most that many products, converged or not. Each value lies within its stated bound
+    of an eigenvalue of the explicit Hessian, the training is bit for bit the same, and the budget plans the
+    second measurement on the cap (the first's cost per product times the cap), not on another cold solve."""
+    from zoo import explicit_hessian, make_case
+
+    from curvlab.monitor import budget
+
+    def run(schedule, steps=12):
+        case = make_case("tanh_mlp_ce")
+        optimizer = torch.optim.SGD(case.model.parameters(), lr=0.5)
+        objective = Objective(case.model, case.loss_fn, (case.inputs, case.targets))
+        metric = Sharpness(schedule, tol=1e-6, max_products=3) if schedule is not None else None
+        monitor = Monitor(objective, optimizer, metrics=[metric]) if metric is not None else None
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = case.loss_fn(case.model(case.inputs), case.targets)
+            loss.backward()
+            optimizer.step()
+            if monitor is not None:
+                monitor.step(loss, (case.inputs, case.targets))
+                rows = [r for r in monitor.records if r["metric"] == "sharpness" and r["step"] == monitor.step_count]
+                for row in rows:
+                    eigenvalues = torch.linalg.eigvalsh(explicit_hessian(case))
+                    assert float((eigenvalues - row["value"]).abs().min()) <= row["error_bound"] + 1e-12
+        return torch.cat([p.detach().reshape(-1) for p in case.model.parameters()]), monitor, metric
+
+    plain, _, _ = run(None)
+    watched, monitor, _ = run(every(2))
+    assert torch.equal(plain, watched)
+    rows = [r for r in monitor.records if r["metric"] == "sharpness"]
+    assert rows[0]["products"] > 3 and rows[0]["converged"]
+    assert all(r["products"] <= 3 for r in rows[1:]) and not all(r["converged"] for r in rows[1:])
+    _, monitor, metric = run(budget(), steps=1)  # the calibration only: a cold solve
+    first = next(r for r in monitor.records if r["metric"] == "sharpness")
+    cost = next(r["value"] for r in monitor.records if r["metric"] == "cost_seconds" and r["group"] == "sharpness")
+    assert metric.schedule.expected_cost == pytest.approx(cost * 3 / first["products"])
+    with pytest.raises(InputError, match="max_products"):
+        Sharpness(max_products=1)
 
 
 def test_tracked_sharpness_follows_lambda1_a_few_products_a_step_within_its_stated_bound():

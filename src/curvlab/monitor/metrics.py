@@ -79,6 +79,11 @@ class Metric:
         """Called at each epoch end: a metric that keeps per-window sums restarts them."""
         pass
 
+    def next_cost(self, seconds: float) -> float | None:
+        """What the next measurement is expected to cost, given that this one cost ``seconds``; None: the same
+        (a budget-paced schedule plans the next one on it)."""
+        return None
+
     def state_dict(self) -> dict:
         """State that must survive a checkpoint (the attributes named in ``_state``)."""
         return {k: copy.deepcopy(getattr(self, k)) for k in self._state}
@@ -239,7 +244,9 @@ class Sharpness(Metric):
     η·λ1 − 2 and, from the second step on, the two-step factor |(1 − η_{t−1}λ1)(1 − η_t λ1)|), the update's alignment
     with v1, and the preconditioned sharpness when the optimizer keeps a diagonal preconditioner.
     ``plain="auto"`` skips the plain λ1 when the optimizer's threshold is on the preconditioned sharpness
-    (Adam): then only the sharpness the threshold is about is measured, at half the cost."""
+    (Adam): then only the sharpness the threshold is about is measured, at half the cost. ``max_products``: a
+    warm-started solve (every one after the first) stops after that many products even short of ``tol`` (a
+    tracking solve; the record says ``converged`` and states its bound); None: always to ``tol``."""
 
     name = "sharpness"
     uses_curvature = True
@@ -257,14 +264,41 @@ class Sharpness(Metric):
         lambda_min: bool = False,
         preconditioned: bool | str = "auto",
         plain: bool | str = True,
+        max_products: int | None = None,
     ):
         super().__init__(schedule)
         if plain not in (True, False, "auto"):
             raise InputError(f"plain: expected True, False or 'auto', got {plain!r}")
+        if max_products is not None and (
+            isinstance(max_products, bool) or not isinstance(max_products, int) or max_products < 2
+        ):
+            raise InputError(
+                f"max_products: expected None or an integer ≥ 2 (products of a warm-started solve), "
+                f"got {max_products!r}"
+            )
         self.k, self.tol, self.with_min, self.preconditioned, self.plain = k, tol, lambda_min, preconditioned, plain
+        self.max_products = max_products
         self.v0: Tensor | None = None
         self.v0_pre: Tensor | None = None
         self.top_vector: Tensor | None = None
+        self._solves: list[tuple[bool, int]] = []  # this measurement's solves: (warm-started, products)
+
+    def _solve(self, operator: Any, v0: Tensor | None, k: int = 1) -> Any:
+        """One top-k solve to ``tol``; warm-started ones (``v0`` given) stop after ``max_products`` products when
+        set, converged or not (the record says which, with its error bound)."""
+        max_iter = self.max_products if v0 is not None else None
+        res = eigs(operator, k=k, tol=self.tol, v0=v0, max_iter=max_iter)
+        self._solves.append((v0 is not None, int(res.n_matvecs)))
+        return res
+
+    def next_cost(self, seconds: float) -> float | None:
+        """After a cold solve, with ``max_products`` set: the same cost per product at the warm solves' cap (an
+        upper estimate, so that budget pacing does not wait as for another cold solve); otherwise the same."""
+        solves, self._solves = self._solves, []
+        if self.max_products is None or not solves or all(warm for warm, _ in solves):
+            return None
+        products = sum(n for _, n in solves)
+        return seconds * min(1.0, self.max_products * len(solves) / max(products, 1))
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         threshold = stability_threshold(monitor.optimizer)
@@ -273,7 +307,7 @@ class Sharpness(Metric):
         yield from self._preconditioned(monitor, threshold)
 
     def _plain(self, monitor: MonitorView, info: StepInfo, threshold) -> Rows:
-        res = eigs(monitor.objective.hessian(), k=self.k, tol=self.tol, v0=self.v0)
+        res = self._solve(monitor.objective.hessian(), self.v0, self.k)
         self.top_vector = res.eigenvectors[:, 0]
         self.v0 = block_start(res.eigenvectors)
         for i, lam in enumerate(res.eigenvalues.tolist()):
@@ -300,7 +334,7 @@ class Sharpness(Metric):
             if threshold.preconditioned:  # the optimizer has a preconditioner, but not yet (Adam before its step)
                 raise CannotMeasure(f"preconditioned sharpness: {err}") from err
             return
-        res = eigs(op, tol=self.tol, v0=self.v0_pre)
+        res = self._solve(op, self.v0_pre)
         self.v0_pre = res.eigenvectors[:, 0]
         lam = float(res.eigenvalues[0])
         yield "preconditioned_sharpness", lam, {"converged": res.converged, **accuracy(res, 0)}

@@ -360,7 +360,7 @@ class Monitor:
                 metric.schedule.record_cost(time.perf_counter() - t0)
                 continue
             seconds = self._timed(metric.name, lambda m=metric: m.measure(self, info), info=info, schedule=kind)
-            metric.schedule.record_cost(seconds)
+            metric.schedule.record_cost(seconds, metric.next_cost(seconds))
             self.clock.charge(seconds)
         batch = info.cache.get("batch")
         if batch is not None and batch.passes:  # what the step's metrics and observers asked of the batch
@@ -502,6 +502,7 @@ class Monitor:
 
 SHARPNESS_WEIGHT = 9.0  # the default sharpness' weight in the budget, against 1 for the step statistics
 DEFAULT_SHARPNESS_TOL = 1e-2  # residual ≤ 1% of λ1: λ1 within 1% (Bauer–Fike), in practice within ~1e-4
+DEFAULT_WARM_PRODUCTS = 8  # a warm-started solve's cap (docs/metrics/monitor.md: how it was chosen)
 
 
 def default_metrics() -> list[Metric]:
@@ -510,11 +511,16 @@ def default_metrics() -> list[Metric]:
     optimizer's stability threshold is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η for
     Adam), with that threshold. The sharpness, a solve of many curvature products, gets nine tenths of what the
     budget leaves (``SHARPNESS_WEIGHT``), the step statistics the rest: every step once a step takes some tens of
-    milliseconds, at fewer steps the shorter the step (docs/benchmarks.md, *steps with step statistics*)."""
-    return [
-        StepStats(schedule=budget_schedule()),
-        Sharpness(schedule=budget_schedule(SHARPNESS_WEIGHT), tol=DEFAULT_SHARPNESS_TOL, plain="auto"),
-    ]
+    milliseconds, at fewer steps the shorter the step (docs/benchmarks.md, *steps with step statistics*). The first
+    sharpness solve is cold, to a residual of 1% of λ; each later one starts from the last Ritz vector and stops at
+    that residual or after ``DEFAULT_WARM_PRODUCTS`` products, whichever comes first (the record says which)."""
+    sharpness = Sharpness(
+        schedule=budget_schedule(SHARPNESS_WEIGHT),
+        tol=DEFAULT_SHARPNESS_TOL,
+        plain="auto",
+        max_products=DEFAULT_WARM_PRODUCTS,
+    )
+    return [StepStats(schedule=budget_schedule()), sharpness]
 
 
 def _collect(run: Callable[[], Iterable | None]) -> tuple[list, NonFiniteError | CannotMeasure | None]:

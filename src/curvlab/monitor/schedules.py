@@ -22,8 +22,9 @@ class Schedule:
         """Whether a measurement is due after optimizer step ``step`` (``epoch_end``: that step ended an epoch)."""
         raise NotImplementedError
 
-    def record_cost(self, seconds: float) -> None:
-        """Told the cost of each measurement it triggered (only cost-aware schedules use it)."""
+    def record_cost(self, seconds: float, expected: float | None = None) -> None:
+        """Told the cost of each measurement it triggered, and what the metric expects its next one to cost when it
+        knows better than "the same" (only cost-aware schedules use them)."""
 
     def parts(self) -> Iterable[Schedule]:
         """The simple schedules this one is made of."""
@@ -44,9 +45,9 @@ class AnyOf(Schedule):
             self.kind = first.kind  # the part that triggered this measurement
         return first is not None
 
-    def record_cost(self, seconds: float) -> None:
+    def record_cost(self, seconds: float, expected: float | None = None) -> None:
         for s in self.schedules:
-            s.record_cost(seconds)
+            s.record_cost(seconds, expected)
 
     def parts(self) -> Iterable[Schedule]:
         for s in self.schedules:
@@ -237,16 +238,16 @@ class Budgeted(Schedule):
         measurement will cost, so that a cheap metric never spends what an expensive one is saving up for."""
         return max(0.0, self.share * free - self.spent - (self.expected_cost or 0.0))
 
-    def record_cost(self, seconds: float) -> None:
+    def record_cost(self, seconds: float, expected: float | None = None) -> None:
         clock = self._attached_clock()
         if self.expected_cost is None:
             self.first_cost = seconds
         else:
             self.spent += seconds
-        self.expected_cost = seconds
+        self.expected_cost = seconds if expected is None else expected
         self.training_at_last = clock.training
         # (2) cannot hold before: no metric's rate exceeds the budget
-        self.not_before = max(self.training_at_last + seconds / clock.budget, math.nextafter(0.0, 1.0))
+        self.not_before = max(self.training_at_last + self.expected_cost / clock.budget, math.nextafter(0.0, 1.0))
 
     def _attached_clock(self) -> CostClock:
         if self.clock is None:
