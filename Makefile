@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint docs bench bench-llm docs-numbers docs-numbers-check mutation-check install clean
+.PHONY: demo test lint docs wheel-check bench bench-llm docs-numbers docs-numbers-check mutation-check install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,9 +44,23 @@ docs-numbers-check: install
 
 # Lint and format gate (ruff, configured in pyproject.toml), then the tests. The report test opens the HTML
 # report in Debian's headless Chromium: installed here when run as root.
-test: install lint docs
+test: install lint docs wheel-check
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest -q
+
+# The release as a lab installs it: wheel and sdist built (python -m build) and checked (twine check --strict), the
+# wheel installed with its data extra in a fresh virtual environment (not editable; torch first, as above), then
+# `curvlab list`, `curvlab quickstart` and scripts/installed_check.py run from it outside the repository.
+WHEEL_CHECK := .wheel-check
+wheel-check: install
+	rm -rf $(WHEEL_CHECK) dist
+	$(BIN)/python -m build --no-isolation --outdir dist . >/dev/null
+	$(BIN)/python -m twine check --strict dist/*
+	$(PYTHON) -m venv $(WHEEL_CHECK)/venv
+	$(WHEEL_CHECK)/venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(WHEEL_CHECK)/venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt "$$(ls dist/*.whl)[data]"
+	cd $(WHEEL_CHECK) && venv/bin/curvlab list >/dev/null && venv/bin/curvlab quickstart --out quickstart --quiet
+	cd $(WHEEL_CHECK) && venv/bin/python ../scripts/installed_check.py
 
 lint: install
 	$(BIN)/ruff check .
@@ -70,4 +84,4 @@ bench-llm: $(VENV)/.installed-bench
 	cd bench && ../$(BIN)/python bench_llm.py --layers medium --no-compare --section bench_llm_medium
 
 clean:
-	rm -rf $(VENV) runs site
+	rm -rf $(VENV) runs site $(WHEEL_CHECK) dist
