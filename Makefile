@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint docs wheel-check bench bench-llm docs-numbers docs-numbers-check mutation-check install clean
+.PHONY: demo test lint typecheck docs wheel-check bench bench-llm docs-numbers docs-numbers-check mutation-check install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ docs-numbers-check: install
 
 # Lint and format gate (ruff, configured in pyproject.toml), then the tests. The report test opens the HTML
 # report in Debian's headless Chromium: installed here when run as root.
-test: install lint docs wheel-check
+test: install lint typecheck docs wheel-check
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest -q
 
@@ -61,6 +61,11 @@ wheel-check: install
 	$(WHEEL_CHECK)/venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt "$$(ls dist/*.whl)[data]"
 	cd $(WHEEL_CHECK) && venv/bin/curvlab list >/dev/null && venv/bin/curvlab quickstart --out quickstart --quiet
 	cd $(WHEEL_CHECK) && venv/bin/python ../scripts/installed_check.py
+
+# The type checker (mypy, configured in pyproject.toml): all of src/ at its default checks, the public operator
+# core, solvers, geometry, losses and tuners under the flags of --strict.
+typecheck: install
+	$(BIN)/python -m mypy
 
 lint: install
 	$(BIN)/ruff check .

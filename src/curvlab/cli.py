@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import curvlab
 from curvlab.data import DATASETS
@@ -33,7 +34,7 @@ from curvlab.tuners import TUNERS
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         self.exit(2, f"curvlab: error: {message}\n")
 
 

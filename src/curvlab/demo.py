@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,7 +42,7 @@ def run_demo(out_dir: Path, steps: int = 100, lr: float = 0.5, k: int = 5, quiet
     density = spectral_density(hessian, n_probes=5, n_steps=60)
     seconds = time.perf_counter() - t0
 
-    summary = {
+    summary: dict[str, Any] = {
         "loss": objective.loss(),
         "top_eigenvalues": top.eigenvalues.tolist(),
         "lambda_min": float(bottom.eigenvalues[0]),

@@ -55,7 +55,7 @@ class DistributedObjective(Objective):
         dist.all_reduce(total, group=self.group)
         return float(total)
 
-    def _combine(self, loss: float, vector: Tensor | None, n: int) -> tuple[float, Tensor | None]:
+    def _combine(self, loss: float, vector: Tensor | None, n: float) -> tuple[float, Tensor | None]:
         sums = torch.tensor([loss * n, float(n)], dtype=torch.float64, device=self.space.device)
         dist.all_reduce(sums, group=self.group)
         total_n = float(sums[1])

@@ -43,7 +43,7 @@ class NonFiniteError(FloatingPointError):
         super().__init__(f"{message}: {remedy}" if remedy else message)
 
 
-def nonfinite_detail(values: object) -> str:
+def nonfinite_detail(values: torch.Tensor | float) -> str:
     """'(3 NaN and 1 ±inf of 1,024 entries)' for a tensor; '(nan)' for a number."""
     if isinstance(values, torch.Tensor) and values.numel() > 1:
         nan = int(torch.isnan(values).sum())

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -85,6 +85,7 @@ class ShardedObjective(Objective):
     @property
     def size(self) -> int:
         """Entries of the whole x, over every rank (``dim`` is this rank's share)."""
+        assert self.sharding is not None  # set when made
         return self.sharding.size
 
     @property
@@ -125,7 +126,9 @@ class ShardedObjective(Objective):
     def loss_and_grad(self, at: Tensor | None = None) -> tuple[float, Tensor]:
         self.counts["grad"] += 1
         with self._at(at):
-            return self._pass(backward=True)
+            loss, grad = self._pass(backward=True)
+        assert grad is not None  # backward=True
+        return loss, grad
 
     def hvp(self, v: Tensor, at: Tensor | None = None) -> Tensor:
         """∇²F(x) v by the central difference of two gradients through the sharded model (module docs)."""
@@ -144,7 +147,7 @@ class ShardedObjective(Objective):
     def grad_and_quads(self, directions: Sequence[Tensor], at: Tensor | None = None) -> tuple[Tensor, list[float]]:
         return self.grad(at), [self.quad(u, at) for u in directions]
 
-    def hessian(self, cache: bool | str = "auto") -> ShardedHessian:
+    def hessian(self, cache: bool | str = "auto") -> ShardedHessian:  # type: ignore[override]
         """∇²F at the current parameters as an operator on the local shards (``cache`` has no effect: nothing is
         kept between products). Changing the parameters makes it stale: a product then raises."""
         return self._shared(("hessian",), lambda: ShardedHessian(self))
@@ -216,6 +219,7 @@ class ShardedObjective(Objective):
         for chunk in self._chunks():
             done, last = done + 1, chunk
             yield chunk
+        assert self._passes is not None and last is not None  # agreed first; a rank without chunks raised there
         for _ in range(self._passes - done):
             yield Chunk(last.args, last.kwargs, last.targets, 0.0)
 
@@ -224,6 +228,7 @@ class ShardedObjective(Objective):
         backward) per chunk, each chunk's loss weighted so that FSDP2's reduce-scatter yields the weighted mean."""
         self._agree_on_passes()
         total_n = self._total_weight
+        assert total_n is not None  # set by _agree_on_passes
         saved = [p.grad for _, p in self._selected]
         local_loss = 0.0
         try:
@@ -253,11 +258,13 @@ class ShardedObjective(Objective):
         x = self.parameters_vector()
         rms = (self.dot(x, x) / self.size) ** 0.5
         eps = STEP_FACTOR * self.loss_roundoff() ** (1 / 3) * max(rms, 1.0) / v_norm
-        halves = []
+        halves: list[Tensor] = []
         with self._writing() as write:
             for sign in (1.0, -1.0):
                 write(x + (sign * eps) * v)
-                halves.append(self._pass(backward=True)[1])
+                grad = self._pass(backward=True)[1]
+                assert grad is not None  # backward=True
+                halves.append(grad)
         return (halves[0] - halves[1]).div_(2 * eps)
 
     @contextlib.contextmanager
@@ -306,7 +313,12 @@ class ShardedHessian(AtOnePoint, LinearOperator):
 
     def __init__(self, objective: ShardedObjective):
         space = objective.space
-        options = {"dtype": space.dtype, "device": space.device, "name": "Hessian", "sharding": objective.sharding}
+        options: dict[str, Any] = {
+            "dtype": space.dtype,
+            "device": space.device,
+            "name": "Hessian",
+            "sharding": objective.sharding,
+        }
         super().__init__(self._product, objective.dim, **options)
         self.bind(objective)
         self.across = objective.smallest_across
@@ -346,7 +358,8 @@ def _global_ranges(
 ) -> tuple[int, tuple[tuple[int, int], ...]]:
     """(length of the whole flat vector, positions of this rank's entries in it): each parameter's rows
     [start, start + local rows), FSDP2 cutting dimension 0 like ``torch.chunk``."""
-    rank, world = selected[0][1].device_mesh.get_local_rank(), selected[0][1].device_mesh.size()
+    mesh = cast(Any, selected[0][1]).device_mesh  # a DTensor's
+    rank, world = mesh.get_local_rank(), mesh.size()
     offset, ranges = 0, []
     for (name, p), block in zip(selected, locals_):
         rows = p.shape[0] if p.dim() else 1

@@ -24,20 +24,22 @@ from curvlab.checks import is_int, is_number
 from curvlab.errors import InputError, InputTypeError
 
 TARGET_KEYS = ("targets", "target", "labels", "label", "y")
-WeightFn = Callable[[Any], int | float | Tensor]
+WeightFn = Callable[[Any], int | float | Tensor | None]  # None: count the examples
 
 
 @dataclass(frozen=True)
 class Chunk:
     """One batch, ready for ``loss_fn(model(*args, **kwargs), targets)`` (targets None: the model's own loss)."""
 
-    args: tuple
-    kwargs: dict
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
     targets: Any
     size: float
 
     def to(self, device: torch.device) -> Chunk:
-        move = lambda t: t.to(device) if isinstance(t, Tensor) else t  # noqa: E731
+        def move(t: Any) -> Any:
+            return t.to(device) if isinstance(t, Tensor) else t
+
         return Chunk(
             tuple(move(a) for a in self.args),
             {k: move(v) for k, v in self.kwargs.items()},
@@ -173,11 +175,12 @@ class ChunkStream:
                 yield chunk
 
 
-def _make_source(data: Any, batch_size: int | None, read: Callable[[Any], Chunk]) -> Callable[[], Iterable]:
+def _make_source(data: Any, batch_size: int | None, read: Callable[[Any], Chunk]) -> Callable[[], Iterable[Any]]:
     if data is None:
         raise InputError("data: expected tensors, a Dataset, a DataLoader or an iterable of batches, got None")
     if _is_tensor_pair(data):
-        return _tensor_source(*data, batch_size)
+        inputs, targets = data
+        return _tensor_source(inputs, targets, batch_size)
     if isinstance(data, DataLoader):
         if batch_size is not None:
             raise InputError("batch_size: a DataLoader already fixes its batch size; leave batch_size=None")
@@ -203,7 +206,7 @@ def _make_source(data: Any, batch_size: int | None, read: Callable[[Any], Chunk]
     )
 
 
-def _tensor_source(inputs: Tensor, targets: Tensor, batch_size: int | None) -> Callable[[], Iterable]:
+def _tensor_source(inputs: Tensor, targets: Tensor, batch_size: int | None) -> Callable[[], Iterable[Any]]:
     n = _leading_size(targets)
     if _leading_size(inputs) != n:
         raise InputError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -28,10 +28,10 @@ class WeightedMean:
 
     def __init__(self) -> None:
         self.total: Tensor | None = None
-        self.n = 0
+        self.n: float = 0
         self.count = 0
 
-    def add(self, vec: Tensor, size: int) -> None:
+    def add(self, vec: Tensor, size: float) -> None:
         if self.total is None:
             self.total = vec
         else:
@@ -43,10 +43,11 @@ class WeightedMean:
 
     def result(self) -> Tensor:
         nonempty(self.n)
+        assert self.total is not None  # n > 0: something was added
         return self.total if self.count == 1 else self.total.div_(self.n)
 
 
-def nonempty(n: int) -> int:
+def nonempty(n: float) -> float:
     if n == 0:
         raise InputError("data: the measurement set is empty (no examples)")
     return n
@@ -64,7 +65,7 @@ class AtOnePoint:
 
     @property
     def stale(self) -> bool:
-        return self.objective.point_versions() != self.versions
+        return bool(self.objective.point_versions() != self.versions)
 
     def check_fresh(self) -> None:
         if self.stale:
@@ -128,7 +129,9 @@ class CurvatureOperator(AtOnePoint, LinearOperator):
             # all-reduce; a NaN share makes the combined product non-finite on every rank, and matvec raises there
             self.release()
             local, n = torch.full((obj.dim,), math.nan, dtype=obj.space.dtype, device=obj.space.device), 1
-        return obj._combine(0.0, local, n)[1]  # matvec checks it: see _nonfinite
+        combined = obj._combine(0.0, local, n)[1]  # matvec checks it: see _nonfinite
+        assert combined is not None  # a vector in, a vector out
+        return cast(Tensor, combined)
 
     def _nonfinite(self, product: Tensor) -> NonFiniteError:
         """The one finiteness check of a product is LinearOperator.matvec's; this names the point, the loss there
@@ -137,7 +140,7 @@ class CurvatureOperator(AtOnePoint, LinearOperator):
 
     def _states_for_product(self) -> Iterator[tuple[float, Any]]:
         """(chunk weight, chunk state) for every chunk: kept ones first built and then reused."""
-        if self._complete:
+        if self._complete and self._states is not None:
             yield from self._states
             return
         obj, keep = self.objective, self.cache is not False

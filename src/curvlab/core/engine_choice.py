@@ -25,12 +25,14 @@ import torch
 from torch import Tensor
 
 from curvlab.core.hvp import hvp_finite_difference, hvp_reverse
-from curvlab.linalg.lanczos import norms64
+from curvlab.linalg.vectors import norms64
 
 AGREEMENT = 10.0  # an exact product further from every finite difference than this × their spread is wrong
 UNRELIABLE = 1e-2  # a spread of the finite differences beyond this (relative) is worth a caution
 STEPS = (1.0, 0.25, 1 / 16)  # finite-difference steps, × the rule's ε: kinks (ReLU) and rounding make them differ
-_CHOSEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → {selected names: engine}
+_CHOSEN: weakref.WeakKeyDictionary[Any, dict[Any, str]] = (
+    weakref.WeakKeyDictionary()
+)  # model → {selected names: engine}
 
 
 def choose_engine(objective: Any) -> str:
@@ -75,12 +77,14 @@ def _check(objective: Any) -> tuple[str | None, str | None]:
             return None, None
         # per-parameter tensors in the parameters' dtype, two estimates at a time: the check costs a few copies of
         # the parameters, not a float64 vector per estimate
-        mismatch, spread, previous = math.inf, 0.0, None
+        mismatch, spread = math.inf, 0.0
+        previous: list[Tensor] | None = None
         for scale in STEPS:
             estimate = hvp_finite_difference(loss_of, params, vs, scale=scale, roundoff=objective.loss_roundoff())[1]
             mismatch = min(mismatch, _distance(exact, estimate))
             spread += _distance(previous, estimate) if previous is not None else 0.0  # ≥ the largest pairwise one
             previous = estimate
+    assert previous is not None  # STEPS is not empty
     size = max(norms64(previous), 1e-300)
     rounding = 100 * objective.loss_roundoff() ** (2 / 3) * size  # the finite differences' own error order
     if not math.isfinite(norms64(exact)) or mismatch > AGREEMENT * spread + rounding:

@@ -86,7 +86,7 @@ def weighted_sample_losses(
     return losses * terms.to(losses.dtype), n_samples * float(terms.sum())
 
 
-def per_example_losses(loss_fn: Callable, outputs: Tensor, targets: Any) -> Tensor:
+def per_example_losses(loss_fn: Callable[..., Tensor], outputs: Tensor, targets: Any) -> Tensor:
     """The vector of ``loss_fn`` on each example alone (a batch of one), from the chunk's outputs."""
     if not isinstance(targets, Tensor):
         raise InputTypeError(

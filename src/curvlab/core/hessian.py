@@ -7,7 +7,7 @@ backward pass through that graph (double backward without the forward and first 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -34,5 +34,5 @@ class HessianOperator(CurvatureOperator):
         if self.cache is False or self.objective.hvp_engine != "reverse":
             if self.stale:
                 return super()._product(v)  # raises the staleness error
-            return self.objective.hvp(v)  # the Objective's engine, nothing kept
+            return cast(Tensor, self.objective.hvp(v))  # the Objective's engine, nothing kept
         return super()._product(v)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from curvlab.linalg.lanczos import norms64
+from curvlab.linalg.vectors import norms64
 
 LossOf = Callable[[Sequence[Tensor]], Tensor]
 
@@ -70,17 +70,17 @@ def hvp_forward(loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor])
     """Forward-over-reverse with ``torch.func``: returns (loss, H v)."""
     from torch.func import grad, jvp
 
-    def loss_with_aux(ps):
+    def loss_with_aux(ps: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         loss = loss_of(ps)
         return loss, loss.detach()
 
     primals = tuple(p.detach() for p in params)
     tangents = tuple(v.to(p.dtype) for v, p in zip(vs, params))
-    _, hv, loss = jvp(grad(loss_with_aux, has_aux=True), (primals,), (tangents,), has_aux=True)
+    _, hv, loss = jvp(grad(loss_with_aux, has_aux=True), (primals,), (tangents,), has_aux=True)  # type: ignore[misc]
     return loss, [h.detach() for h in hv]
 
 
-_compiled_forward: Callable | None = None
+_compiled_forward: Callable[..., tuple[Tensor, list[Tensor]]] | None = None
 
 
 def hvp_compiled(loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
@@ -113,7 +113,7 @@ def finite_difference_step(params: Sequence[Tensor], vs: Sequence[Tensor], round
     n = sum(p.numel() for p in params)
     rms = norms64(params) / max(n, 1) ** 0.5
     u = torch.finfo(params[0].dtype).eps if roundoff is None else roundoff
-    return STEP_FACTOR * u ** (1 / 3) * max(rms, 1.0) / v_norm
+    return float(STEP_FACTOR * u ** (1 / 3) * max(rms, 1.0) / v_norm)
 
 
 def hvp_finite_difference(
@@ -127,14 +127,14 @@ def hvp_finite_difference(
         with torch.enable_grad():
             loss = loss_of(fresh_leaves(params))
         return loss.detach(), [torch.zeros_like(p) for p in params]
-    total, halves = None, []
+    total, halves = torch.zeros(()), []
     for sign in (1.0, -1.0):
         shifted = [(p.detach() + (sign * eps) * v.to(p.dtype)).requires_grad_(True) for p, v in zip(params, vs)]
         with torch.enable_grad():
             loss = loss_of(shifted)
             grads = gradient(loss, shifted)
         del shifted
-        total = loss.detach() if total is None else total + loss.detach()
+        total = loss.detach() if sign > 0 else total + loss.detach()
         halves.append(grads)
     product = [(gp - gm).div_(2 * eps) for gp, gm in zip(*halves)]
     return total / 2, product

@@ -148,7 +148,7 @@ def gaussian_scale(loss_fn: Any, outputs: Tensor, targets: Tensor) -> float:
         raise InputError(
             "likelihood='gaussian': loss_fn is not a squared error in the outputs (its curvature is not positive)"
         )
-    return h**-0.5
+    return float(h**-0.5)
 
 
 def _name(loss_fn: Any) -> str:

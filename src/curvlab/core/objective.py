@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -26,8 +26,10 @@ from curvlab.core.reduction import refuse_declared_sum, refuse_probed_sum, repea
 from curvlab.core.state import BN_MODES, measurement_mode, preserved_rng, seed_rng
 from curvlab.errors import InputError, InputTypeError
 from curvlab.linalg.operator import all_finite
+from curvlab.linalg.vectors import Sharding
 
 LossFn = Callable[[Any, Any], Tensor]
+Op = TypeVar("Op")  # an operator kept by _shared
 CURVATURES = ("hessian", "ggn", "fisher", "fisher_mc")
 
 
@@ -71,7 +73,9 @@ class Objective:
     """
 
     collective = False  # every evaluation is a collective over processes (a DistributedObjective)
-    sharding = None  # where this process's part of the flat vectors sits in the whole (a sharded model's Objective)
+    sharding: Sharding | None = (
+        None  # where this process's part of the flat vectors sits in the whole (a sharded model's Objective)
+    )
     measures_shards = False  # takes a model whose parameters are DTensor shards (curvlab.fsdp.ShardedObjective)
 
     def __init__(
@@ -127,8 +131,8 @@ class Objective:
         self._graph_budget: float | None = None
         resolve_graph_memory(graph_memory, self.space.device)  # validate now
         self.counts = {"loss": 0, "grad": 0, "hvp": 0, "ggn": 0, "fisher": 0}
-        self._operators: dict[tuple, CurvatureOperator] = {}  # shared by the metrics measured at one point
-        self._flat_key: tuple | None = None  # parameters_vector's flat views, valid while the storages are
+        self._operators: dict[tuple[Any, ...], Any] = {}  # shared by the metrics measured at one point
+        self._flat_key: tuple[Any, ...] | None = None  # parameters_vector's flat views, valid while the storages are
         self._flat_views: list[Tensor] = []
 
     def on(self, data: Any, batch_size: int | None = None) -> Objective:
@@ -172,7 +176,7 @@ class Objective:
         return self.space.names
 
     @property
-    def settings(self) -> dict:
+    def settings(self) -> dict[str, Any]:
         """The measurement choices to store beside every record (definitions §1)."""
         return {"bn_mode": self.bn_mode, "dropout": self.dropout, "hvp_engine": self.hvp_engine, "dim": self.dim}
 
@@ -217,7 +221,7 @@ class Objective:
         self.counts["loss"] += 1
         params = self._params(at)
         with self._measuring():
-            total, n = 0.0, 0
+            total, n = 0.0, 0.0
             for chunk in self._chunks():
                 with torch.no_grad():
                     total += chunk.size * float(self._chunk_loss(params, chunk))
@@ -246,7 +250,7 @@ class Objective:
         vs = self.unflatten(self.space.check_vector(v, "v"))
         params = self._params(at)
         self.counts["hvp"] += 1
-        engine = HVP_ENGINES[self.hvp_engine]
+        engine: Callable[..., tuple[Tensor, list[Tensor]]] = HVP_ENGINES[self.hvp_engine]
         if self.hvp_engine == "finite_difference":
             engine = functools.partial(engine, roundoff=self.loss_roundoff())
         product = self._accumulate(lambda chunk: engine(lambda ps: self._chunk_loss(ps, chunk), params, vs))[1]
@@ -276,7 +280,10 @@ class Objective:
                 loss = self._chunk_loss(leaves, chunk)
                 grads = gradient(loss, leaves, create_graph=True)
                 quads = [
-                    sum(torch.sum(h * v) for h, v in zip(hvp_from_grads(grads, leaves, u, retain_graph=True), u))
+                    sum(
+                        (torch.sum(h * v) for h, v in zip(hvp_from_grads(grads, leaves, u, retain_graph=True), u)),
+                        leaves[0].new_zeros(()),  # 0 + x: exact, in the parameters' dtype
+                    )
                     for u in us
                 ]
             return loss.detach(), [
@@ -372,13 +379,15 @@ class Objective:
             self._graph_budget = resolve_graph_memory(self.graph_memory, self.space.device)
         return self._graph_budget
 
-    def _shared(self, key: tuple, make: Callable[[], CurvatureOperator]) -> Any:
+    def _shared(self, key: tuple[Any, ...], make: Callable[[], Op]) -> Op:
+        """The operator kept under ``key`` at the current point, made anew (and the stale ones released) after the
+        parameters changed."""
         operator = self._operators.get(key)
         if operator is None or operator.stale:
             if operator is not None:
                 self.release()  # a new point: drop every stale operator's graphs
             operator = self._operators[key] = make()
-        return operator
+        return cast(Op, operator)
 
     def _need_loss_fn(self, what: str) -> None:
         if self.loss_fn is None:
@@ -450,7 +459,9 @@ class Objective:
                 mean.add(flatten(parts), chunk.size)
                 total_loss += chunk.size * float(loss)
         n = nonempty(mean.n)
-        return self._combine(total_loss / n, mean.result(), n)
+        mean_loss, vector = self._combine(total_loss / n, mean.result(), n)
+        assert vector is not None  # a vector in, a vector out
+        return mean_loss, vector
 
     def count(self) -> float:
         """The measurement set's size (the sum of the chunk weights: examples, or ``weight``), over every process."""
@@ -468,7 +479,7 @@ class Objective:
         """This process's count is the whole set's; a DistributedObjective sums it across ranks."""
         return n
 
-    def _combine(self, loss: float, vector: Tensor | None, n: int) -> tuple[float, Tensor | None]:
+    def _combine(self, loss: float, vector: Tensor | None, n: float) -> tuple[float, Tensor | None]:
         """Combine this process's means over its ``n`` examples into the measurement set's: here they
         are the whole set; :class:`curvlab.distributed.DistributedObjective` all-reduces across ranks."""
         return loss, vector
@@ -499,7 +510,7 @@ def model_loss(outputs: Any) -> Tensor:
     or ``outputs["loss"]`` (Hugging Face models return it there when given ``labels``)."""
     if isinstance(outputs, Tensor) and outputs.numel() == 1:
         return outputs
-    loss = getattr(outputs, "loss", None)
+    loss: Any = getattr(outputs, "loss", None)
     if loss is None and isinstance(outputs, dict):
         loss = outputs.get("loss")
     if loss is None:
@@ -507,7 +518,7 @@ def model_loss(outputs: Any) -> Tensor:
             f"loss_fn=None: the model's output ({type(outputs).__name__}) is neither a scalar loss nor has a .loss or "
             "['loss'] entry; give the batch its labels (e.g. a 'labels' key) or pass a loss_fn"
         )
-    return loss
+    return cast(Tensor, loss)
 
 
 @contextlib.contextmanager

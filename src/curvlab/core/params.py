@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -67,7 +68,7 @@ def select_parameters(model: nn.Module, params: ParamSelector) -> list[tuple[str
 
     ``None`` selects every parameter with ``requires_grad`` (the trainable ones).
     """
-    named = list(model.named_parameters())
+    named: list[tuple[str, Tensor]] = list(model.named_parameters())
     if params is None:
         chosen = [(n, p) for n, p in named if p.requires_grad]
     elif callable(params):
@@ -85,7 +86,7 @@ def select_parameters(model: nn.Module, params: ParamSelector) -> list[tuple[str
     return chosen
 
 
-def _select_listed(named: list[tuple[str, Tensor]], items: list) -> list[tuple[str, Tensor]]:
+def _select_listed(named: list[tuple[str, Tensor]], items: list[Any]) -> list[tuple[str, Tensor]]:
     if all(isinstance(i, str) for i in items):
         known = dict(named)
         unknown = [i for i in items if i not in known]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,7 +47,7 @@ def seed_rng(seed: int, device: torch.device) -> None:
         torch.cuda.manual_seed(seed)
 
 
-def _numpy_state():
+def _numpy_state() -> Any:
     try:
         import numpy as np
     except ImportError:  # pragma: no cover - numpy is a dependency

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -251,13 +253,18 @@ def _r_lazyload(base: Path) -> dict:
     import zlib
 
     rdata = require("rdata", "rdata: pip install rdata")
-    read = lambda raw: rdata.conversion.convert(rdata.parser.parse_data(raw))  # noqa: E731
+    read: Callable[[bytes], Any] = lambda raw: rdata.conversion.convert(rdata.parser.parse_data(raw))  # noqa: E731
     index = read(gzip.decompress(base.with_suffix(".rdx").read_bytes()))
     blob = base.with_suffix(".rdb").read_bytes()
     out = {}
     for name, (offset, length) in index["variables"].items():
         chunk = blob[int(offset) : int(offset) + int(length)]
-        typed = {b"Z": zlib.decompress, b"2": bz2.decompress, b"X": lzma.decompress}.get(chunk[4:5])
+        decompress: dict[bytes, Callable[[bytes], bytes]] = {
+            b"Z": zlib.decompress,
+            b"2": bz2.decompress,
+            b"X": lzma.decompress,
+        }
+        typed = decompress.get(chunk[4:5])
         out[str(name)] = read(typed(chunk[5:]) if typed else zlib.decompress(chunk[4:]))
     return out
 

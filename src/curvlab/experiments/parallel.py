@@ -12,7 +12,7 @@ import pickle
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -100,7 +100,9 @@ def load_sharded(run_dir: Path, model: nn.Module, optimizer: Any) -> dict | None
         if refused:
             raise refused[0] from None
         raise
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+    set_state_dict(
+        model, optimizer, model_state_dict=cast(Any, state["model"]), optim_state_dict=cast(Any, state["optimizer"])
+    )
     return rank_state
 
 

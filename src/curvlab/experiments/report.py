@@ -334,16 +334,16 @@ def key_numbers(name: str, run_dir: Path, df: Any, edge: EdgeSummary | None) -> 
 
 def write_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, title: str | None = None) -> Path:
     """Figures and ``report.html`` for one run (in its directory) or several (overlaid, in ``out_dir``)."""
-    run_dirs = [Path(d) for d in run_dirs]
-    for d in run_dirs:
+    dirs = [Path(d) for d in run_dirs]
+    for d in dirs:
         if not (d / "records.jsonl").exists():
             raise MissingInputFile(f"run_dir: {d} holds no records.jsonl")
-    out = Path(out_dir) if out_dir is not None else run_dirs[0]
-    runs = {d.name: load_records(d) for d in run_dirs}
+    out = Path(out_dir) if out_dir is not None else dirs[0]
+    runs = {d.name: load_records(d) for d in dirs}
     edges = {name: edge_summary(name, df) for name, df in runs.items()}
     measured = [e for e in edges.values() if e is not None]
     figures = make_figures(runs, out / FIGURES, measured)
-    numbers = [key_numbers(name, d, df, edges[name]) for (name, df), d in zip(runs.items(), run_dirs)]
+    numbers = [key_numbers(name, d, df, edges[name]) for (name, df), d in zip(runs.items(), dirs)]
     findings = [e.sentence() for e in measured]
     page = _html(title or " vs ".join(runs), findings, numbers, [f.relative_to(out) for f in figures])
     (out / "report.html").write_text(page)

@@ -71,7 +71,7 @@ def _checkpoint_classes() -> list:
     try:
         from numpy._core.multiarray import _reconstruct
     except ImportError:  # NumPy 1
-        from numpy.core.multiarray import _reconstruct
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
     return [AssumptionTracker, L0L1Fit, np.ndarray, np.dtype, _reconstruct, type(np.dtype(np.uint32))]
 
 

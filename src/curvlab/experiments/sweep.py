@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import functools
 import itertools
 import json
 import math
@@ -212,6 +213,11 @@ def _score(rows: list[dict]) -> float:
     return max(r["final_loss"] for r in rows)
 
 
+def _score_at(rows: list[dict], power: float) -> float:
+    """The score of the runs at η = 10^power."""
+    return _score([r for r in rows if math.isclose(r["lr"], 10.0**power)])
+
+
 def _lr_search(base, sweep, grid, seeds, sweep_dir) -> dict:
     """Per setting of the other swept keys: powers of 10, then half powers around the best. Every setting's
     first phase runs as one batch, then every second phase: the workers wait only twice."""
@@ -226,10 +232,7 @@ def _lr_search(base, sweep, grid, seeds, sweep_dir) -> dict:
 
     powers = sweep["lr_powers"]
     phase1 = runs_for([powers] * len(grid))
-    best_powers = [
-        min(powers, key=lambda p, rows=rows: _score([r for r in rows if math.isclose(r["lr"], 10.0**p)]))
-        for rows in phase1
-    ]
+    best_powers = [min(powers, key=functools.partial(_score_at, rows)) for rows in phase1]
     phase2 = runs_for([[p - 0.5, p + 0.5] for p in best_powers])
     results = []
     for settings, rows in zip(grid, (a + b for a, b in zip(phase1, phase2))):
@@ -237,7 +240,7 @@ def _lr_search(base, sweep, grid, seeds, sweep_dir) -> dict:
         for r in rows:
             by_lr.setdefault(r["lr"], []).append(r)
         scores = {lr: _score(rs) for lr, rs in sorted(by_lr.items())}
-        best = min(scores, key=scores.get)
+        best = min(scores, key=lambda lr: scores[lr])
         results.append(
             {"settings": settings, "best_lr": best, "best_score": scores[best], "scores": scores, "runs": rows}
         )

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -86,7 +86,9 @@ class Trainer:
             self._measurement_objective(measure.x_train, measure.y_train),
             self.optimizer,
             metrics=build_metrics(config, measure),
-            writer=self.writer if self.rank == 0 else None,  # the other ranks keep the same records in memory only
+            writer=cast(RecordWriter, self.writer)
+            if self.rank == 0
+            else None,  # the other ranks keep the same records in memory only
             reset=config["monitor"]["reset"],
             context={"run": config["name"]},
         )
@@ -152,7 +154,7 @@ class Trainer:
                 self._write("loss", loss, lr=learning_rate(self.optimizer))
                 self.monitor.step(loss, (x, y))
                 if self.monitor.diverged:  # a measurement met a non-finite value: the records say which
-                    return self._diverged(self.monitor.divergence, loss)
+                    return self._diverged(self.monitor.divergence or "diverged", loss)
                 if self.schedule is not None:
                     self.schedule.step()  # the next step's learning rate
                 if self.position == 0:  # the epoch just ended
@@ -310,5 +312,5 @@ def accumulation_chunks(batch: int, max_chunk: int) -> list[tuple[int, int]]:
 
 def _numpy_rng_state() -> tuple:
     """NumPy's global RNG state with its key array as a tensor: a checkpoint holds tensors and plain data only."""
-    name, keys, *rest = np.random.get_state()
+    name, keys, *rest = cast(tuple, np.random.get_state())
     return (name, torch.from_numpy(keys.astype(np.int64)), *rest)

@@ -1,6 +1,8 @@
 """Geometry of training (definitions §2–§5): each measurement is a function usable on its own; the
 :class:`curvlab.Monitor` schedules them along a training run."""
 
+from typing import Any
+
 from curvlab.geometry.assumptions import AssumptionTracker, L0L1Fit, norms, pl_ratio
 from curvlab.geometry.blocks import block_eigs, block_indices, diagonal_block, module_blocks
 from curvlab.geometry.critical_sharpness import CriticalSharpnessResult, critical_sharpness
@@ -27,7 +29,7 @@ from curvlab.optim.introspection import StabilityThreshold, stability_threshold 
 _RENAMED = {"CriticalSharpness": "CriticalSharpnessResult"}  # old name → new, kept for one release
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """Deprecated aliases: ``curvlab.geometry.CriticalSharpness`` (the result of :func:`critical_sharpness`) is now
     ``CriticalSharpnessResult``, so that it cannot be mistaken for the Monitor's metric
     ``curvlab.monitor.CriticalSharpness``."""

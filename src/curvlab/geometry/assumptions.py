@@ -27,6 +27,7 @@ default in the Monitor).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -100,11 +101,11 @@ class AssumptionTracker:
             "loss_diff_sum": self.sum_loss_diff,
         }
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """The running sums and EMAs, for a checkpoint."""
         return dict(vars(self))
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved."""
         vars(self).update(state)
 

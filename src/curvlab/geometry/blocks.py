@@ -28,7 +28,7 @@ def module_blocks(objective: Objective) -> dict[str, list[str]]:
     return blocks
 
 
-def block_indices(objective: Objective, blocks: str | dict = "module") -> dict[str, Tensor]:
+def block_indices(objective: Objective, blocks: str | dict[str, Any] = "module") -> dict[str, Tensor]:
     """{block name: positions of its entries in the Objective's flat vectors}."""
     if blocks == "transformer":
         return transformer_blocks(objective)
@@ -75,7 +75,7 @@ def diagonal_block(op: LinearOperator, index: Tensor) -> LinearOperator:
 
 def block_eigs(
     objective: Objective,
-    blocks: str | dict = "module",
+    blocks: str | dict[str, Any] = "module",
     k: int = 1,
     curvature: str = "hessian",
     tol: float = 1e-3,

@@ -27,7 +27,7 @@ class TailIndex:
     def __init__(self, block: int):
         check_int(block, "block", 2)
         self.block = block
-        self._sum = None
+        self._sum: Tensor | None = None
         self._in_block = 0
         self.log_x = 0.0
         self.n_x = 0
@@ -40,10 +40,10 @@ class TailIndex:
         nonzero = x[x != 0]
         self.log_x += float(nonzero.abs().log().sum())
         self.n_x += nonzero.numel()
-        self._sum = x.clone() if self._sum is None else self._sum.add_(x)
+        total = self._sum = x.clone() if self._sum is None else self._sum.add_(x)
         self._in_block += 1
         if self._in_block == self.block:
-            y = self._sum[self._sum != 0]
+            y = total[total != 0]
             self.log_y += float(y.abs().log().sum())
             self.n_y += y.numel()
             self._sum, self._in_block = None, 0

@@ -26,7 +26,7 @@ OptimizerFactory = Callable[[list[Tensor]], Any]
 def default_shadows() -> dict[str, OptimizerFactory]:
     """The optimizers of Pan & Li 2022, Tables 3–6 (momentum defaults; lr 1 — sharpness is scale-free)."""
 
-    def sgd(ps):
+    def sgd(ps: list[Tensor]) -> HeavyBall:
         return HeavyBall(ps, lr=1.0, momentum=0.9, dampening=True)
 
     return {
@@ -52,9 +52,9 @@ class PseudoUpdates:
         self,
         shapes: Iterable[torch.Size],
         shadows: dict[str, OptimizerFactory] | None = None,
-        dtype=torch.float32,
-        device="cpu",
-    ):
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.shapes = [torch.Size(s) for s in shapes]
         self.params = [torch.zeros(s, dtype=dtype, device=device, requires_grad=True) for s in self.shapes]
         factories = default_shadows() if shadows is None else shadows

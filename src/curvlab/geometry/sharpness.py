@@ -54,5 +54,5 @@ def cosine(a: Tensor, b: Tensor, dot: Dot | None = None) -> float:
     """⟨a, b⟩ / (‖a‖ ‖b‖), e.g. between successive updates u_t and u_{t−1} (``dot`` as in :func:`alignment`)."""
     a, b = a.to(torch.float64), b.to(a.device, torch.float64)
     if dot is not None:
-        return dot(a, b) / max((dot(a, a) * dot(b, b)) ** 0.5, 1e-300)
+        return float(dot(a, b) / max((dot(a, a) * dot(b, b)) ** 0.5, 1e-300))
     return float(torch.dot(a, b) / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b)).clamp_min(1e-300))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import Tensor, nn
 
@@ -48,7 +48,10 @@ def _lightning_packages() -> list[Any]:
 
 
 PACKAGES = _lightning_packages()
-pl = PACKAGES[0]
+if TYPE_CHECKING:  # the annotations name lightning.pytorch's types; at run time, whichever package is installed
+    import lightning.pytorch as pl
+else:
+    pl = PACKAGES[0]
 
 
 class TrainingStepLoss(nn.Module):
@@ -63,20 +66,20 @@ class TrainingStepLoss(nn.Module):
         batch = kwargs if kwargs else (args[0] if len(args) == 1 else args)
         with _silenced_logging(self.module):
             out = self.module.training_step(batch, 0)
-        return out["loss"] if isinstance(out, Mapping) else out
+        return cast(Tensor, out["loss"] if isinstance(out, Mapping) else out)
 
 
 @contextlib.contextmanager
 def _silenced_logging(module: pl.LightningModule) -> Iterator[None]:
     """Measuring must not log: ``log`` and ``log_dict`` are no-ops on this instance meanwhile."""
-    module.log = module.log_dict = lambda *a, **k: None
+    module.log = module.log_dict = lambda *a, **k: None  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
         del module.log, module.log_dict
 
 
-class CurvlabCallback(*(package.Callback for package in PACKAGES)):
+class CurvlabCallback(*(package.Callback for package in PACKAGES)):  # type: ignore[misc]
     """Measure curvature along a Lightning ``fit``.
 
     Every argument after ``data`` is keyword-only, as in the Hugging Face callback.
@@ -116,7 +119,7 @@ class CurvlabCallback(*(package.Callback for package in PACKAGES)):
         check_callback_arguments(data, objective_options, loss_fn, metrics)
         self.data, self.loss_fn, self.metrics, self.autocast = data, loss_fn, metrics, autocast
         self.budget, self.run_dir, self.log = budget, run_dir, log
-        self.sinks = {"tensorboard": tensorboard, "wandb": wandb}
+        self.sinks: dict[str, Any] = {"tensorboard": tensorboard, "wandb": wandb}
         self.objective_options = objective_options
         self.monitor: Monitor | None = None
         self._cursor: ScalarCursor | None = None
@@ -148,7 +151,7 @@ class CurvlabCallback(*(package.Callback for package in PACKAGES)):
         the trainer logs: Lightning calls this hook after the (accumulated) backward and before it clips. The step
         statistics' ``grad_norm`` is the norm after clipping, the gradient the optimizer used."""
         clipping = trainer.gradient_clip_val is not None and trainer.gradient_clip_val > 0
-        if self.monitor is None or not clipping or (trainer.global_step + 1) % trainer.log_every_n_steps:
+        if self.monitor is None or not clipping or (trainer.global_step + 1) % _log_every(trainer):
             return
         self._norm_before_clipping = summed_squares(self.monitor.objective, gradients(self.monitor.objective))[0] ** 0.5
 
@@ -164,7 +167,7 @@ class CurvlabCallback(*(package.Callback for package in PACKAGES)):
         if self._norm_before_clipping is not None:
             self.monitor.add_record("grad_norm_before_clipping", self._norm_before_clipping, TRAINER_GROUP)
             self._norm_before_clipping = None
-        if trainer.global_step % trainer.log_every_n_steps == 0:
+        if trainer.global_step % _log_every(trainer) == 0:
             self._send(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -182,8 +185,15 @@ class CurvlabCallback(*(package.Callback for package in PACKAGES)):
         return trainer.precision_plugin.forward_context() if self.autocast else contextlib.nullcontext()
 
     def _send(self, trainer: pl.Trainer) -> None:
+        if self.monitor is None or self._cursor is None:
+            return
         with self.monitor.charged():
             scalars = self._cursor.new_scalars()
             if self.log and scalars and trainer.is_global_zero:
                 for logger in trainer.loggers:
                     logger.log_metrics(scalars, step=trainer.global_step)
+
+
+def _log_every(trainer: pl.Trainer) -> int:
+    """The trainer's ``log_every_n_steps`` (set by its logger connector; not in its declared attributes)."""
+    return int(cast(Any, trainer).log_every_n_steps)

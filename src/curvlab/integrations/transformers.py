@@ -73,7 +73,7 @@ class CurvlabCallback(TrainerCallback):
         self.autocast = autocast
         self._model: Any = None
         self.data, self.metrics, self.budget, self.run_dir, self.loss_fn = data, metrics, budget, run_dir, loss_fn
-        self.sinks = {"tensorboard": tensorboard, "wandb": wandb}
+        self.sinks: dict[str, Any] = {"tensorboard": tensorboard, "wandb": wandb}
         self.trainer = trainer
         self.objective_options = objective_options
         self.monitor: Monitor | None = None
@@ -150,7 +150,7 @@ class CurvlabCallback(TrainerCallback):
                 m.forward = forward
 
     def _send(self, state: Any) -> None:
-        if self._cursor is None:
+        if self._cursor is None or self.monitor is None:
             return
         with self.monitor.charged():
             scalars = self._cursor.new_scalars()

@@ -18,10 +18,11 @@ from torch import Tensor
 
 from curvlab.checks import check_int
 from curvlab.errors import InputError
-from curvlab.linalg.lanczos import F64, LanczosProcess, choose_basis
+from curvlab.linalg.lanczos import LanczosProcess, choose_basis
 from curvlab.linalg.operator import as_operator
 from curvlab.linalg.progress import progress_bar
 from curvlab.linalg.random import make_generator
+from curvlab.linalg.vectors import F64
 
 
 @dataclass

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
 from curvlab.checks import check_int
 from curvlab.errors import InputError, InputTypeError
-from curvlab.linalg.lanczos import F64, LanczosProcess, choose_basis
+from curvlab.linalg.lanczos import LanczosProcess, choose_basis
 from curvlab.linalg.operator import LinearOperator, as_operator
 from curvlab.linalg.progress import progress_bar
 from curvlab.linalg.random import make_generator
+from curvlab.linalg.vectors import F64
 
 WHICH = ("LA", "SA", "LM")
 METHODS = ("lanczos", "power")
@@ -215,7 +216,17 @@ class StoppingRule:
         return bool((bounds <= torch.clamp(self.tol * theta[idx].abs(), min=self.atol)).all())
 
 
-def _lanczos(op, k, rule: StoppingRule, max_iter, start: list, gen, progress, basis: str, vectors: bool) -> EigResult:
+def _lanczos(
+    op: LinearOperator,
+    k: int,
+    rule: StoppingRule,
+    max_iter: int,
+    start: list[Tensor],
+    gen: torch.Generator,
+    progress: bool,
+    basis: str,
+    vectors: bool,
+) -> EigResult:
     """``start``: a one-element list holding the start vector, emptied here so that no float64 copy of it
     outlives the process's own."""
     used_before = op.n_matvecs
@@ -246,7 +257,7 @@ def _lanczos(op, k, rule: StoppingRule, max_iter, start: list, gen, progress, ba
     elif vectors:
         process.forget()  # keep only the start vector until the vectors are asked for
 
-        def rebuild(wanted=s[:, idx]) -> tuple[Tensor, int]:
+        def rebuild(wanted: Tensor = s[:, idx]) -> tuple[Tensor, int]:
             before = op.n_matvecs
             return process.ritz_vectors(wanted), op.n_matvecs - before
 
@@ -255,29 +266,37 @@ def _lanczos(op, k, rule: StoppingRule, max_iter, start: list, gen, progress, ba
 
 
 def _with_copies(
-    op: LinearOperator, found: EigResult, rule: StoppingRule, max_iter, gen, progress, basis: str
+    op: LinearOperator,
+    found: EigResult,
+    rule: StoppingRule,
+    max_iter: int,
+    gen: torch.Generator,
+    progress: bool,
+    basis: str,
 ) -> EigResult:
     """Search the orthogonal complement of the eigenvectors found for further wanted eigenvalues (another
     copy of a repeated one, which the first Krylov space cannot see) and merge each one that beats the k-th."""
     used_before = op.n_matvecs - found.n_matvecs
     k = found.eigenvalues.numel()
     values, vectors, residuals, bounds = found.eigenvalues, found.eigenvectors, found.residuals, found.error_bounds
-    basis_mode, basis, n_iter, converged = basis, vectors, found.n_iter, found.converged
-    while basis.shape[1] < op.size:
-        q = orthonormal_columns(op, basis)
+    assert vectors is not None and bounds is not None  # a top-k solve with copies keeps its eigenvectors
+    basis_mode, span, n_iter, converged = basis, vectors, found.n_iter, found.converged
+    while span.shape[1] < op.size:
+        q = orthonormal_columns(op, span)
         start = _project(op, op.random("gaussian", gen), q)
         kth = float(_wanted_key(values, rule.which)[-1])
         search = replace(rule, to_beat=kth)  # only whether the complement holds a value beating the k-th
-        steps = min(max_iter, op.size - basis.shape[1])
+        steps = min(max_iter, op.size - span.shape[1])
         extra = _lanczos(_deflated(op, q), 1, search, steps, [start], gen, progress, basis_mode, True)
         n_iter += extra.n_iter
+        assert extra.eigenvectors is not None and extra.error_bounds is not None
         vector = _project(op, extra.eigenvectors, q)  # a restart vector may have brought span(Q) back in: drop it
         norm = op.norm(vector.reshape(-1))
         if norm < 0.5 or not float(_wanted_key(extra.eigenvalues, rule.which)[0]) > kth:
             break
         converged = converged and extra.converged
         vector = vector / norm
-        basis = torch.cat([basis, vector], dim=1)
+        span = torch.cat([span, vector], dim=1)
         values = torch.cat([values, extra.eigenvalues])
         vectors = torch.cat([vectors, vector], dim=1)
         residuals, bounds = torch.cat([residuals, extra.residuals]), torch.cat([bounds, extra.error_bounds])
@@ -303,7 +322,7 @@ def orthonormal_columns(op: LinearOperator, basis: Tensor) -> Tensor:
     split vectors, Cholesky QR done twice (its Gram matrix is one all-reduce; the columns here are Ritz vectors,
     orthonormal to working precision already, so the Gram matrix is well conditioned)."""
     if op.sharding is None:
-        return torch.linalg.qr(basis).Q
+        return cast(Tensor, torch.linalg.qr(basis).Q)
     q = basis.to(F64)
     for _ in range(2):
         factor = torch.linalg.cholesky(op.inner(q, q))
@@ -327,10 +346,15 @@ def _block_settled(process: LanczosProcess, k: int, rule: StoppingRule) -> bool:
     return rule.settled(theta, res, min(k, theta.numel()))
 
 
-def _power(op, k, tol, atol, max_iter, start, progress) -> EigResult:
+def _power(
+    op: LinearOperator, k: int, tol: float, atol: float, max_iter: int, start: Tensor, progress: bool
+) -> EigResult:
     """Power iteration with Hotelling deflation; one eigenpair at a time."""
     used_before = op.n_matvecs
-    values, vectors, residuals, total_iter, all_converged = [], [], [], 0, True
+    values: list[float] = []
+    vectors: list[Tensor] = []
+    residuals: list[float] = []
+    total_iter, all_converged = 0, True
     bar = progress_bar(None, "power iteration", progress)
     try:
         for _ in range(k):
@@ -358,7 +382,16 @@ def _power(op, k, tol, atol, max_iter, start, progress) -> EigResult:
     )
 
 
-def _power_one(op, start, values, vectors, tol, atol, max_iter, bar):
+def _power_one(
+    op: LinearOperator,
+    start: Tensor,
+    values: list[float],
+    vectors: list[Tensor],
+    tol: float,
+    atol: float,
+    max_iter: int,
+    bar: Any,
+) -> tuple[float, Tensor, float, int, bool]:
     def deflated(v: Tensor) -> Tensor:
         w = op.matvec(v.to(op.dtype)).to(F64)
         for lam, u in zip(values, vectors):

@@ -20,6 +20,8 @@ the Ritz pairs (θ_i, Q s_i) of T = QᵀAQ have residual norms ‖A y_i − θ_i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
@@ -219,11 +221,12 @@ class LanczosProcess:
                 out[:, i].add_(q, alpha=coefficient)  # float32 entries added into float64 with no copy
         return out
 
-    def _basis_again(self):
+    def _basis_again(self) -> Iterator[Tensor]:
         if self.stores_basis:
             yield from self._vectors[: self.steps]
             return
         prev, q = None, self.start
+        assert q is not None  # kept whenever no basis is stored
         for j in range(self.steps):
             yield q
             if j + 1 == self.steps:

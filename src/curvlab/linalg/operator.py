@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -83,7 +83,7 @@ class LinearOperator:
 
     def norm(self, a: Tensor) -> float:
         """The norm ‖a‖ in the operator's inner product (summed across ranks for a sharded space)."""
-        return max(self.dot(a, a), 0.0) ** 0.5
+        return float(max(self.dot(a, a), 0.0) ** 0.5)
 
     def inner(self, q: Tensor, v: Tensor) -> Tensor:
         """Qᵀv for the columns of ``q`` (one all-reduce for all of them when the vectors are split)."""
@@ -175,7 +175,7 @@ def as_operator(op: Any, dim: int | None = None) -> LinearOperator:
     if isinstance(op, LinearOperator):
         return op
     if callable(getattr(op, "hessian", None)):
-        return op.hessian()
+        return cast(LinearOperator, op.hessian())
     if isinstance(op, (Tensor, np.ndarray)):
         return MatrixOperator(op)
     if callable(op):

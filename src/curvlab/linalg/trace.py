@@ -13,10 +13,10 @@ from torch import Tensor
 from curvlab.checks import check_int
 from curvlab.errors import InputError
 from curvlab.linalg.eigs import orthonormal_columns
-from curvlab.linalg.lanczos import F64
 from curvlab.linalg.operator import LinearOperator, as_operator
 from curvlab.linalg.progress import progress_bar
 from curvlab.linalg.random import make_generator
+from curvlab.linalg.vectors import F64
 
 TRACE_METHODS = ("hutchinson", "hutch++")
 
@@ -111,6 +111,7 @@ def _hutchpp(op: LinearOperator, n_probes: int, gen: torch.Generator, bar: Any) 
         range_[:, j] = product
         del product
     bar.update(n_sketch)
+    assert range_ is not None  # n_sketch ≥ 1: n_probes ≥ 3 is checked for Hutch++
     q = orthonormal_columns(op, range_)
     del range_
     exact = sum(op.dot(qi, _apply(op, qi)) for qi in q.T)

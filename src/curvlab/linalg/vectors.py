@@ -31,7 +31,7 @@ def dot64(a: Tensor, b: Tensor) -> float:
 
 
 def norm64(a: Tensor) -> float:
-    return dot64(a, a) ** 0.5
+    return float(dot64(a, a) ** 0.5)
 
 
 def norms64(tensors: Iterable[Tensor]) -> float:
@@ -73,8 +73,8 @@ class Sharding:
     def rank_major(self, local_size: int) -> Sharding:
         """The split, over the same processes, of vectors with no layout of their own (e.g. a diagonal block of the
         operator): the whole vector is the processes' parts one after the other in rank order (one all-reduce)."""
-        sizes = torch.zeros(self.world, dtype=F64)
-        sizes[self.rank] = local_size
-        sizes = [int(s) for s in self.total(sizes).tolist()]
+        mine = torch.zeros(self.world, dtype=F64)
+        mine[self.rank] = local_size
+        sizes = [int(s) for s in self.total(mine).tolist()]
         start = sum(sizes[: self.rank])
         return Sharding(self.total, sum(sizes), ((start, start + local_size),), self.rank, self.world)

@@ -4,12 +4,14 @@ curvlab runs under the MATH backend, so every model here is twice differentiable
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from curvlab.errors import InputError
 
-SIZES = {
+SIZES: dict[str, dict[str, Any]] = {
     "tutorial": dict(d_model=200, n_layers=2, n_heads=2, d_ff=200),
     "nanolm": dict(d_model=128, n_layers=6, n_heads=4, d_ff=512),
     "tiny": dict(d_model=64, n_layers=2, n_heads=2, d_ff=256),

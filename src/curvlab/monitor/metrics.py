@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -39,12 +39,14 @@ from curvlab.registry import Registry
 
 Rows = Iterator[tuple[str, float, dict]]
 
-METRICS: Registry[type] = Registry("metric", "metrics")
+METRICS: Registry[type[Metric]] = Registry("metric", "metrics")
+MetricClass = TypeVar("MetricClass", bound="type[Metric]")
 
 
-def register_metric(cls: type) -> type:
+def register_metric(cls: MetricClass) -> MetricClass:
     """Class decorator: make a Metric subclass known by its ``name`` (to configs, ``curvlab list``, reports)."""
-    return METRICS.add(cls.name, cls, cls.description)
+    METRICS.add(cls.name, cls, cls.description)
+    return cls
 
 
 class Metric:
@@ -139,7 +141,7 @@ def summed_squares(objective: Any, *groups: list[Tensor]) -> list[float]:
     """Σ‖t‖² over each group of tensors, in float64 (per tensor, then summed), added up over the ranks' shards
     when the Objective is sharded (a collective: every rank calls it)."""
     flat = [t for group in groups for t in group]
-    norms = _as_floats(torch._foreach_norm(flat)) if flat else []
+    norms = _as_floats(list(torch._foreach_norm(flat))) if flat else []
     squares, start = [], 0
     for group in groups:
         squares.append(math.fsum(n * n for n in norms[start : start + len(group)]))
@@ -220,7 +222,7 @@ class FullBatch(Metric):
         yield "pl_ratio", pl_ratio(loss, grad, self.f_star), {}
         delta = info.update
         moved = delta is not None and float(torch.linalg.vector_norm(delta)) > 0
-        if moved:
+        if moved and delta is not None:
             old_loss, old_grad = obj.loss_and_grad(at=info.x_prev)
             smooth = float(torch.linalg.vector_norm(grad - old_grad) / torch.linalg.vector_norm(delta))
             yield "inst_gap_full", loss - old_loss - float(torch.dot(grad, delta)), {}
@@ -366,13 +368,15 @@ class TrackedSharpness(Metric):
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         threshold = stability_threshold(monitor.optimizer)
-        operator, name = monitor.objective.hessian(), "hessian"
+        operator: Any = monitor.objective.hessian()
+        name = "hessian"
         if threshold.preconditioned:
             try:
                 operator, name = preconditioned_hessian(monitor.objective, monitor.optimizer), "preconditioned"
             except (TypeError, ValueError) as err:  # Adam before its first step
                 raise CannotMeasure(f"tracked sharpness: {err}") from err
         res = eigs(operator, tol=1e-12, max_iter=self.products, v0=self.v0)  # stops at `products`, not on a bound
+        assert res.eigenvectors is not None
         self.v0 = res.eigenvectors[:, 0]
         bound = float(res.residuals[0])
         context = {"operator": name, "error_bound": bound, "products": int(res.n_matvecs)}
@@ -410,6 +414,7 @@ class Curvatures(Metric):
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         for name in self.curvatures:
             res = eigs(monitor.objective.curvature(name, n_samples=self.mc_samples), tol=self.tol, v0=self.v0.get(name))
+            assert res.eigenvectors is not None
             self.v0[name] = res.eigenvectors[:, 0]
             yield "top_eigenvalue", float(res.eigenvalues[0]), {"curvature": name, "converged": res.converged}
 
@@ -507,7 +512,8 @@ class Directional(Metric):
         if self.pseudo is None:
             space = monitor.objective.space
             self.pseudo = PseudoUpdates(space.shapes, self.shadow_factories, dtype=space.dtype, device=space.device)
-            self._restore(monitor)
+            self._restore(monitor, self.pseudo)
+        assert info.x_prev is not None  # a batch evaluation needs it
         self.updates = self.pseudo.update(info.x_prev, ev.g_old)
 
     def state_dict(self) -> dict:
@@ -519,12 +525,12 @@ class Directional(Metric):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self._pending = state
+        self._pending: dict | None = state
 
-    def _restore(self, monitor: MonitorView) -> None:
+    def _restore(self, monitor: MonitorView, pseudo: PseudoUpdates) -> None:
         state = getattr(self, "_pending", None)
         if state:
-            for name, opt in self.pseudo.optimizers.items():
+            for name, opt in pseudo.optimizers.items():
                 opt.load_state_dict(copy.deepcopy(state["shadows"][name]))
             self.updates = state["updates"]
         self._pending = None
@@ -634,8 +640,8 @@ class Landscape(Metric):
         )
         if top is not None:
             directions["top_eigenvector"] = top.to(obj.space.dtype)
-        directions = {k: d for k, d in directions.items() if d is not None and obj.dot(d, d) > 0}
-        for name, losses in landscape_1d(obj, directions, self.alphas).items():
+        given = {k: d for k, d in directions.items() if d is not None and obj.dot(d, d) > 0}
+        for name, losses in landscape_1d(obj, given, self.alphas).items():
             for alpha, value in zip(self.alphas, losses):
                 yield "landscape_loss", value, {"direction": name, "alpha": alpha}
 

@@ -28,11 +28,12 @@ trajectory, bit for bit, as one without.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor
 
@@ -320,12 +321,11 @@ class Monitor:
     def _rank0_decides(self, due: dict[str, str], say_budget: bool, nonfinite_loss: bool) -> tuple[dict, bool, bool]:
         """Rank 0's schedules and budget record, and whether any rank's loss was non-finite (one collective)."""
         codes = [1 + kinds.index(due[m.name]) if m.name in due else 0 for m, kinds in zip(self.metrics, self._kinds)]
-        codes, alarms = rank0_decides(
-            [*codes, int(say_budget)], [nonfinite_loss], self.objective.group, self.objective.space.device
-        )
-        *codes, say_budget = codes
+        group = cast(Any, self.objective).group  # a DistributedObjective's: this runs only across processes
+        decided, alarms = rank0_decides([*codes, int(say_budget)], [nonfinite_loss], group, self.objective.space.device)
+        *codes, say = decided
         due = {m.name: kinds[code - 1] for m, kinds, code in zip(self.metrics, self._kinds, codes) if code}
-        return due, bool(say_budget), alarms[0]
+        return due, bool(say), alarms[0]
 
     def _measure_step(self, due: dict[str, str], loss: float | None, batch: Any) -> None:
         """The observers, the metrics due and the budget's own record, at a step."""
@@ -353,7 +353,7 @@ class Monitor:
             if not metric.records_cost:  # reads what the step computed: no cost rows, but timed for its pacing
                 t0 = time.perf_counter()
                 extra = {"group": metric.name, "schedule": kind}
-                rows, failure = _collect(lambda m=metric: m.measure(self, info))
+                rows, failure = _collect(functools.partial(metric.measure, self, info))
                 for name, value, ctx in rows:
                     self._write(info, name, value, {**extra, **ctx})
                 self._record_failure(info, metric.name, failure, extra)

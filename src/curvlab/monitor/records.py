@@ -9,7 +9,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from curvlab.errors import InputError, MissingInputFile
 from curvlab.files import atomic_write_text
@@ -46,7 +46,7 @@ class RecordWriter:
         self._unsynced = False  # lines written since the last fsync (flushed to the OS or not)
         self._unflushed = False  # lines written since the last flush
         self.sinks: list[Any] = []
-        if tensorboard:
+        if tensorboard and self.run_dir is not None:  # run_dir=None with tensorboard is refused above
             self.sinks.append(TensorBoardSink(self.run_dir))
         if wandb:
             self.sinks.append(WandbSink({} if wandb is True else dict(wandb)))
@@ -153,7 +153,7 @@ class WandbSink:
         except ImportError as err:
             raise ImportError("wandb: the Weights & Biases output needs the wandb package: pip install wandb") from err
         self.owned = wandb.run is None
-        self.run = wandb.init(**init_args) if self.owned else wandb.run
+        self.run = cast(Any, wandb.init(**init_args) if self.owned else wandb.run)  # wandb's stubs: Run | None
         self.run.define_metric(LOGGER_PREFIX + "step")
         self.run.define_metric(LOGGER_PREFIX + "*", step_metric=LOGGER_PREFIX + "step")
         self.pending: dict[int, dict[str, float]] = {}

@@ -229,7 +229,7 @@ class Budgeted(Schedule):
         stayed as it is now, and after at most 2% more training. Only a hint that saves the test on the steps between
         (the test still decides): a rate that grows less than twofold meanwhile delays no measurement, and one that
         jumps (early in a run, the fixed costs' fraction settles) delays it by at most 2% of the training so far."""
-        now = self.clock.training
+        now = self._attached_clock().training
         ready = max((self.spent + cost) / rate, self.training_at_last + cost / rate) if rate > 0 else math.inf
         return now + min(0.5 * max(0.0, ready - now), LOOK_AHEAD * now)
 

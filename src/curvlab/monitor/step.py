@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from torch import Tensor
 
@@ -53,7 +53,8 @@ class BatchEvaluation:
         if point not in self._values:
             t0 = time.perf_counter()
             x = self._points[point]
-            self._values[point] = self._evaluate(x) if point != "before" else self._loss(x)
+            assert x is not None and (point != "before" or self._loss is not None)  # asked only where they were given
+            self._values[point] = self._evaluate(x) if point != "before" else cast(Callable, self._loss)(x)
             self.seconds += time.perf_counter() - t0
         return self._values[point]
 
@@ -118,11 +119,16 @@ class StepInfo:
 
 
 class MonitorView(Protocol):
-    """The Monitor as its metrics see it."""
+    """The Monitor as its metrics see it (read-only: a metric reads these, never rebinds them)."""
 
-    objective: Objective
-    optimizer: Any
-    metrics: Sequence[Any]
+    @property
+    def objective(self) -> Objective: ...
+
+    @property
+    def optimizer(self) -> Any: ...
+
+    @property
+    def metrics(self) -> Sequence[Any]: ...
 
     @property
     def prev_update(self) -> Tensor | None: ...

@@ -66,7 +66,9 @@ class Adafactor(ParamwiseOptimizer):
         numerator = self._numerators[p]
         t = state["step"] = state.get("step", 0) + 1
         beta = 1.0 - t**-0.8
-        g2 = p.grad**2 + group["eps1"]
+        grad = p.grad
+        assert grad is not None  # called for the parameters with a gradient only
+        g2 = grad**2 + group["eps1"]
         if p.dim() >= 2:
             g2 = g2.reshape(p.shape[0], -1)
             if "row" not in state:

@@ -22,7 +22,7 @@ class ParamwiseOptimizer(Optimizer):
     compute whole-model quantities (a global norm, a global clipping threshold) in ``_prepare()``."""
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
         """One optimizer step on every parameter with a gradient; with a closure, evaluate it first and return
         its loss (as ``torch.optim``)."""
         loss = evaluate_closure(closure)

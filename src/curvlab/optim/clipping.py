@@ -56,10 +56,11 @@ class CoordinateClip(OptimizerWrapper):
 
     def clip_gradients(self) -> None:
         """Clip the gradients in place, coordinate-wise, at the ``percent`` quantile of their magnitudes."""
-        params = [p for p in self.params() if p.grad is not None]
+        pairs = [(p, p.grad) for p in self.params() if p.grad is not None]
         with torch.no_grad():
-            for p, clipped in zip(params, coordinate_clip([p.grad for p in params], self.percent, self.per_tensor)):
-                p.grad.copy_(clipped)
+            clipped = coordinate_clip([g for _, g in pairs], self.percent, self.per_tensor)
+            for (_, grad), new in zip(pairs, clipped):
+                grad.copy_(new)
 
     def _step(self) -> None:
         self.clip_gradients()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from curvlab.experiments.config import validate
 from curvlab.experiments.sweep import run_sweep
@@ -14,7 +15,9 @@ from curvlab.reproductions.base import Check, pyplot, register_preregistered, sa
 from curvlab.reproductions.claims import thresholds
 
 NAME = "batch-size-sign-descent"
-OPTIMIZERS = {  # Kunstner et al.'s Alg. 1 (heavy-ball momentum on the transformed gradient) and Alg. 2 (Adam)
+OPTIMIZERS: dict[
+    str, dict[str, Any]
+] = {  # Kunstner et al.'s Alg. 1 (heavy-ball momentum on the transformed gradient) and Alg. 2 (Adam)
     "sgd+m": {"name": "heavy_ball", "momentum": 0.9},
     "sign+m": {"name": "sign", "momentum": 0.9},
     "normalized+m": {"name": "normalized_gd", "momentum": 0.9},
@@ -86,7 +89,9 @@ def run(out: Path, setting: dict, seed: int) -> dict:
             lrs = sorted(float(lr) for lr in result["scores"])
             best[label][size_label], best_lr[label][size_label] = result["best_score"], float(result["best_lr"])
             interior[label][size_label] = lrs[0] < float(result["best_lr"]) < lrs[-1]
-    numbers = {f"{label}_{size}": value for label, values in best.items() for size, value in values.items()}
+    numbers: dict[str, Any] = {
+        f"{label}_{size}": value for label, values in best.items() for size, value in values.items()
+    }
     numbers.update({"steps": setting["steps"], "sequences": setting["data_options"].get("n_sequences")})
     numbers.update({"best": best, "best_lr": best_lr, "interior": interior})
     return numbers

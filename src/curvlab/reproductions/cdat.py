@@ -26,7 +26,7 @@ def final_mean(losses: list[float | None], last: int = 5) -> float:
     tail = losses[-last:]
     if len(tail) < last or not all(v is not None and math.isfinite(v) for v in tail):
         return math.inf
-    return sum(tail) / last
+    return sum(v for v in tail if v is not None) / last
 
 
 def _cdat(out: Path, setting: dict, seed: int, sigma: float, measure: bool) -> dict:
@@ -52,7 +52,7 @@ def _minibatch_loss(out: Path, setting: dict, seed: int, batch: int | str, sigma
 def _best_sigma(losses: dict[float, float]) -> float:
     """The σ of the lowest final loss (NaN when every run diverged: no σ is best)."""
     finite = {s: v for s, v in losses.items() if math.isfinite(v)}
-    return min(finite, key=finite.get) if finite else math.nan
+    return min(finite, key=lambda s: finite[s]) if finite else math.nan
 
 
 def run_cdat(out: Path, setting: dict, seed: int) -> dict:

@@ -176,10 +176,10 @@ def _check(path: Path, entry: dict) -> CheckSpec:
     missing = [key for key in _CHECK if key not in entry]
     if missing:
         raise InputError(f"claims: {path.name} check {entry.get('id', '?')!r} lacks {missing}")
-    tables = {}
+    tables: dict[str, Any] = {}
     for key in ("threshold", "contrast_setting"):
         if not isinstance(entry[key], dict) or not entry[key]:
             raise InputError(f"claims: {path.name} check {entry['id']!r} {key}: expected a non-empty table")
         tables[key] = dict(entry[key])
-    texts = {key: _text(path, entry, key) for key in _CHECK if key not in tables}
+    texts: dict[str, Any] = {key: _text(path, entry, key) for key in _CHECK if key not in tables}
     return CheckSpec(**tables, **texts)

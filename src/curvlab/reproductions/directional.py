@@ -102,7 +102,7 @@ def run(out: Path, setting: dict, seed: int) -> dict:
     numbers: dict = {"measured_steps": {str(e): s for e, s in measured_steps(setting, seed).items()}}
     for label, clip in (("sgd", 0.0), ("sgd_clip", setting["clip_percent"])):
         finals = _tuned(out, setting, seed, label, clip)
-        best = min(finals, key=finals.get)
+        best = min(finals, key=lambda name: finals[name])
         numbers.update(
             {
                 f"best_{label}_final_loss": finals[best],

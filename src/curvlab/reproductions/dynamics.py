@@ -22,11 +22,12 @@ def self_stabilization(
 ) -> dict:
     """rule "constant" (η fixed) or "edge" (η = 2(1−ε)/λ_t, eq. 6)."""
     eta, lam, x = eta0, lam0, x0
-    out = {"eta": [], "lam": [], "p": [], "y": []}
+    out: dict[str, list[float]] = {"eta": [], "lam": [], "p": [], "y": []}
     for _ in range(steps):
         if rule == "edge":
             eta = 2 * (1 - eps) / lam
-        out["eta"].append(eta), out["lam"].append(lam), out["p"].append(x * x), out["y"].append(eta * lam - 2)
+        for key, value in (("eta", eta), ("lam", lam), ("p", x * x), ("y", eta * lam - 2)):
+            out[key].append(value)
         x, lam = (1 - eta * lam) * x, lam + eta * (a - b * x * x)
     return out
 
@@ -35,10 +36,11 @@ def cdat_model(
     a: float, b: float, nu: float, lam0: float, eta0: float, g0: float, p0: float, sigma: float, steps: int
 ) -> dict:
     eta, lam, g, p = eta0, lam0, g0, p0
-    out = {"eta": [], "lam": [], "p": [], "g": [], "y": []}
+    out: dict[str, list[float]] = {"eta": [], "lam": [], "p": [], "g": [], "y": []}
     for _ in range(steps):
         y = eta * lam - 2
-        out["eta"].append(eta), out["lam"].append(lam), out["p"].append(p), out["g"].append(g), out["y"].append(y)
+        for key, value in (("eta", eta), ("lam", lam), ("p", p), ("g", g), ("y", y)):
+            out[key].append(value)
         curvature = lam**3 * p + nu**3 * g  # 0 only where both components underflowed: η then stays as it was
         next_eta = sigma * (lam**2 * p + nu**2 * g) / curvature if curvature else eta
         p, g, lam = (1 + y) ** 2 * p, (1 - eta * nu) ** 2 * g, lam + eta * (a - b * p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import median
 from typing import Any, TypeVar
@@ -57,7 +57,7 @@ def full_batch_config(name: str, setting: dict, optimizer: dict, seed: int) -> d
     }
 
 
-def final_value(values: list[float | None]) -> float:
+def final_value(values: Sequence[float | None]) -> float:
     """The last value of a series; +∞ when the series is empty or ends non-finite (a diverged run, definitions §9)."""
     value = values[-1] if values else None
     return value if value is not None and math.isfinite(value) else math.inf

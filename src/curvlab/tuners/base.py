@@ -78,7 +78,7 @@ class Tuner(OptimizerWrapper):
         set_learning_rate(self, float(value))
 
     # ----- the step ---------------------------------------------------------------------------------
-    def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
+    def step(self, closure: Closure | None = None) -> Tensor:
         """One step: evaluate the closure, choose η by the tuner's rule, set it on the base optimizer and step it.
         Returns the loss."""
         if closure is None or not callable(closure):
@@ -94,7 +94,7 @@ class Tuner(OptimizerWrapper):
         self._closure = closure
         self._params = self.params()
         self._rng_before = torch.get_rng_state()
-        self._graph_grads = None
+        self._graph_grads: list[Tensor] | None = None
         loss, self._grads = self._evaluate()
         self._buffers = [b.detach().clone() for b in self.model.buffers()] if self.model is not None else []
         self.loss = float(loss)
@@ -129,15 +129,14 @@ class Tuner(OptimizerWrapper):
 
     def u_norm(self) -> float:
         """‖u‖ of the base optimizer's update direction at unit learning rate."""
-        return float(torch.sqrt(sum((u**2).sum() for u in self._u)))
+        return float(torch.sqrt(sum(((u**2).sum() for u in self._u), torch.zeros(()))))  # 0 + x: exact
 
     def hvp(self, vs: list[Tensor]) -> list[Tensor]:
         """∇²f(w) v on the step's batch, by double backward through a gradient graph built once per
         step (after the base optimizer's trial step, which writes the parameters in place)."""
-        if self._graph_grads is None:
-            self._build_graph()
+        grads = self._graph_grads if self._graph_grads is not None else self._build_graph()
         self.stats["extra_hvps"] += 1
-        return hvp_from_grads(self._graph_grads, self._params, vs, retain_graph=True)
+        return hvp_from_grads(grads, self._params, vs, retain_graph=True)
 
     def quad_u(self) -> float:
         """uᵀ∇²f(w)u as ⟨u, Hu⟩ (definitions §7: never a formula wrong through normalisation layers)."""
@@ -156,7 +155,7 @@ class Tuner(OptimizerWrapper):
             return self._evaluate()[1]
 
     # ----- internals ----------------------------------------------------------------------------------
-    def _build_graph(self) -> None:
+    def _build_graph(self) -> list[Tensor]:
         """Re-evaluate at w with create_graph, replaying the step's RNG; train-mode BatchNorm (of
         ``model``) uses batch statistics without touching its running buffers."""
         self.stats["extra_grad_evals"] += 1
@@ -165,9 +164,11 @@ class Tuner(OptimizerWrapper):
             warnings.filterwarnings("ignore", message="Using backward.. with create_graph=True")  # broken below
             torch.set_rng_state(self._rng_before)
             self._closure(create_graph=True)
-            self._graph_grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self._params]
+            grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self._params]
         for p in self._params:  # p.grad ↔ p reference cycle of create_graph: cut it
             p.grad = None
+        self._graph_grads = grads
+        return grads
 
     def _restore_buffers(self) -> None:
         if self.model is not None:

@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from curvlab.checks import check_beta, check_int, check_lr, check_positive
 from curvlab.core.params import split_flat
@@ -93,10 +93,10 @@ class CDAT(Tuner):
         self.stats.update(numerator=numerator, denominator=denominator, uHu=curvature)
         return self.sigma * self.num_avg / self.den_avg
 
-    def _extra_state(self) -> dict:
+    def _extra_state(self) -> dict[str, Any]:
         return {**super()._extra_state(), "num_avg": self.num_avg, "den_avg": self.den_avg}
 
-    def _load_extra_state(self, state_dict: dict) -> None:
+    def _load_extra_state(self, state_dict: dict[str, Any]) -> None:
         super()._load_extra_state(state_dict)
         self.num_avg, self.den_avg = state_dict["num_avg"], state_dict["den_avg"]
 
@@ -144,10 +144,10 @@ class Hypergradient(Tuner):
         self.next_lr = self.lr * (1 - self.beta * cosine)
         self.stats.update(cosine=cosine, next_lr=self.next_lr)
 
-    def _extra_state(self) -> dict:
+    def _extra_state(self) -> dict[str, Any]:
         return {**super()._extra_state(), "next_lr": self.next_lr}
 
-    def _load_extra_state(self, state_dict: dict) -> None:
+    def _load_extra_state(self, state_dict: dict[str, Any]) -> None:
         super()._load_extra_state(state_dict)
         self.next_lr = state_dict["next_lr"]
 
@@ -170,7 +170,7 @@ class EdgeRule(Tuner):
         self.sigma = check_positive(sigma, "sigma")
         self.preconditioned = preconditioned
         self.tol = check_positive(tol, "tol")
-        self._v0 = None
+        self._v0: Tensor | None = None
 
     def choose_lr(self) -> float:
         shapes = [p.shape for p in self._params]
@@ -185,6 +185,7 @@ class EdgeRule(Tuner):
             diag = diagonal_preconditioner(self.optimizer, self._params)
             op = symmetric_scaling(op, torch.cat([d.reshape(-1) for d in diag]).rsqrt())
         result = eigs(op, tol=self.tol, v0=self._v0)
+        assert result.eigenvectors is not None  # eigs keeps them unless vectors=False
         self._v0 = result.eigenvectors[:, 0]
         lam = float(result.eigenvalues[0])
         self.stats.update(lambda_max=lam)
