@@ -63,7 +63,7 @@ wheel-check: install
 	cd $(WHEEL_CHECK) && venv/bin/python ../scripts/installed_check.py
 
 # The type checker (mypy, configured in pyproject.toml): all of src/ at its default checks, the public operator
-# core, solvers, geometry, losses and tuners under the flags of --strict.
+# core, solvers, geometry, losses, Monitor, optimizers and tuners under the flags of --strict.
 typecheck: install
 	$(BIN)/python -m mypy
 

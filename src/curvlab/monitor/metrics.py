@@ -34,10 +34,16 @@ from curvlab.geometry import (
 from curvlab.linalg import eigs, spectral_density, trace
 from curvlab.monitor.schedules import Schedule, as_schedule, epoch_end, every
 from curvlab.monitor.step import NO_BATCH, CannotMeasure, MonitorView, StepInfo
-from curvlab.optim.introspection import learning_rate, momentum_vector, stability_threshold, two_step_factor
+from curvlab.optim.introspection import (
+    StabilityThreshold,
+    learning_rate,
+    momentum_vector,
+    stability_threshold,
+    two_step_factor,
+)
 from curvlab.registry import Registry
 
-Rows = Iterator[tuple[str, float, dict]]
+Rows = Iterator[tuple[str, float, dict[str, Any]]]
 
 METRICS: Registry[type[Metric]] = Registry("metric", "metrics")
 MetricClass = TypeVar("MetricClass", bound="type[Metric]")
@@ -62,7 +68,7 @@ class Metric:
     needs_loss_fn = False  # needs the split of outputs and loss (Gauss–Newton, Fisher): no model's own loss
     uses_curvature = False  # takes curvature products (the Monitor resolves hvp_engine="auto" when it is made)
 
-    def __init__(self, schedule: Schedule | int | list | str | None = None):
+    def __init__(self, schedule: Schedule | int | list[Any] | str | None = None):
         self.schedule = as_schedule(schedule) if schedule is not None else self.default_schedule()
 
     def default_schedule(self) -> Schedule:
@@ -86,11 +92,11 @@ class Metric:
         (a budget-paced schedule plans the next one on it)."""
         return None
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """State that must survive a checkpoint (the attributes named in ``_state``)."""
         return {k: copy.deepcopy(getattr(self, k)) for k in self._state}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the attributes :meth:`state_dict` saved."""
         for k in self._state:
             if k in state:
@@ -308,7 +314,7 @@ class Sharpness(Metric):
             yield from self._plain(monitor, info, threshold)
         yield from self._preconditioned(monitor, threshold)
 
-    def _plain(self, monitor: MonitorView, info: StepInfo, threshold) -> Rows:
+    def _plain(self, monitor: MonitorView, info: StepInfo, threshold: StabilityThreshold) -> Rows:
         res = self._solve(monitor.objective.hessian(), self.v0, self.k)
         self.top_vector = res.eigenvectors[:, 0]
         self.v0 = block_start(res.eigenvectors)
@@ -325,7 +331,7 @@ class Sharpness(Metric):
         if self.with_min:
             yield "lambda_min", float(eigs(monitor.objective.hessian(), which="SA", tol=self.tol).eigenvalues[0]), {}
 
-    def _preconditioned(self, monitor: MonitorView, threshold) -> Rows:
+    def _preconditioned(self, monitor: MonitorView, threshold: StabilityThreshold) -> Rows:
         if self.preconditioned is False:
             return
         try:
@@ -431,7 +437,11 @@ class BlockSharpness(Metric):
     description = "top eigenvalue of each layer's diagonal block of the Hessian (or GGN, Fisher)"
 
     def __init__(
-        self, schedule: Any = None, blocks: str | dict = "module", curvature: str = "hessian", tol: float = 1e-2
+        self,
+        schedule: Any = None,
+        blocks: str | dict[str, Any] = "module",
+        curvature: str = "hessian",
+        tol: float = 1e-2,
     ):
         super().__init__(schedule)
         if curvature not in CURVATURES:
@@ -458,7 +468,9 @@ class CriticalSharpness(Metric):
     shards = True
     description = "critical sharpness 2/η_c along the update, forward passes only (Kalra et al., 2026)"
 
-    def __init__(self, schedule: Any = None, relative: dict | None = None, max_evals: int = 10, rtol: float = 1e-2):
+    def __init__(
+        self, schedule: Any = None, relative: dict[str, Any] | None = None, max_evals: int = 10, rtol: float = 1e-2
+    ):
         super().__init__(schedule)
         self.relative, self.max_evals, self.rtol = dict(relative or {}), max_evals, rtol
         self.eta_guess: dict[str, float] = {}
@@ -499,7 +511,7 @@ class Directional(Metric):
     description = "pseudo-update directional sharpness and gradient correlation per optimizer (definitions §3)"
     needs_batch = True
 
-    def __init__(self, schedule: Any = None, shadows: dict | None = None, reference: str = "sgd"):
+    def __init__(self, schedule: Any = None, shadows: dict[str, Any] | None = None, reference: str = "sgd"):
         super().__init__(schedule)
         self.shadow_factories, self.reference = shadows, reference
         self.pseudo: PseudoUpdates | None = None
@@ -516,7 +528,7 @@ class Directional(Metric):
         assert info.x_prev is not None  # a batch evaluation needs it
         self.updates = self.pseudo.update(info.x_prev, ev.g_old)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         if self.pseudo is None:
             return {}
         return {
@@ -524,8 +536,8 @@ class Directional(Metric):
             "updates": copy.deepcopy(self.updates),
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        self._pending: dict | None = state
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._pending: dict[str, Any] | None = state
 
     def _restore(self, monitor: MonitorView, pseudo: PseudoUpdates) -> None:
         state = getattr(self, "_pending", None)

@@ -81,8 +81,8 @@ class Monitor:
         budget: float = 0.1,
         reset: str | int = "epoch",
         tensorboard: bool = False,
-        wandb: bool | dict = False,
-        context: dict | None = None,
+        wandb: bool | dict[str, Any] = False,
+        context: dict[str, Any] | None = None,
         start_step: int = 0,
         start_epoch: int = 0,
         writer: RecordWriter | None = None,
@@ -123,7 +123,7 @@ class Monitor:
         if writer is None and (run_dir is not None or wandb) and rank() == 0:  # under torchrun only rank 0 writes
             writer = RecordWriter(run_dir, tensorboard, wandb)
         self.writer = writer
-        self.records: list[dict] = []
+        self.records: list[dict[str, Any]] = []
         self.context = dict(context or {})
         self.step_count = start_step
         self._lr_prev: float | None = None  # η of the step before the last (two-step stability)
@@ -141,7 +141,9 @@ class Monitor:
         self._next_look = 0.0  # with every metric budget-paced: no schedule is tested before this training time
         self._deferred: dict[str, str] = {}  # due at the last step, whose x_{t−1} had not been taken
         self._kinds = [sorted({part.kind for part in m.schedule.parts()}) for m in self.metrics]
-        self._context: dict | None = None  # the fields every record of this call carries (made at its first record)
+        self._context: dict[str, Any] | None = (
+            None  # the fields every record of this call carries (made at its first record)
+        )
         self.divergence: str | None = None  # why the run is marked diverged (None while it is not)
         self._skipped: set[tuple[str, str]] = set()  # (metric, reason) already recorded as not measurable
         self._budget_said = False  # whether the "fixed costs exceed the budget" record was written
@@ -205,7 +207,7 @@ class Monitor:
             self._write(self._info_now(), metric, float(value), {"group": group, **context})
             self._flush()
 
-    def charged(self) -> contextlib.AbstractContextManager:
+    def charged(self) -> contextlib.AbstractContextManager[None]:
         """A block whose time counts inside the Monitor, not as training (an integration sending the Monitor's
         records to its trainer's loggers)."""
         return self.clock.apart()
@@ -256,7 +258,7 @@ class Monitor:
             self._flush()
             self.clock.leave()
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume measuring exactly where a checkpoint left off."""
         return {
             "step_count": self.step_count,
@@ -271,7 +273,7 @@ class Monitor:
             "lr_now": self._lr_now,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (step and epoch counters, snapshots, every metric's state), to resume a
         run."""
         self.step_count, self.epoch = state["step_count"], state["epoch"]
@@ -299,7 +301,7 @@ class Monitor:
             info.cache["batch"] = BatchEvaluation(
                 on_batch.loss_and_grad, info.x_prev, info.x_now, on_batch.loss, before
             )
-        return info.cache["batch"]
+        return cast(BatchEvaluation, info.cache["batch"])
 
     # ----- internals ---------------------------------------------------------------------------------
     def _agreed_schedule(self, step: int, epoch_end: bool, nonfinite_loss: bool = False) -> tuple[dict[str, str], bool]:
@@ -318,7 +320,9 @@ class Monitor:
         self._say_budget = say_budget
         return due, nonfinite_loss
 
-    def _rank0_decides(self, due: dict[str, str], say_budget: bool, nonfinite_loss: bool) -> tuple[dict, bool, bool]:
+    def _rank0_decides(
+        self, due: dict[str, str], say_budget: bool, nonfinite_loss: bool
+    ) -> tuple[dict[str, Any], bool, bool]:
         """Rank 0's schedules and budget record, and whether any rank's loss was non-finite (one collective)."""
         codes = [1 + kinds.index(due[m.name]) if m.name in due else 0 for m, kinds in zip(self.metrics, self._kinds)]
         group = cast(Any, self.objective).group  # a DistributedObjective's: this runs only across processes
@@ -388,7 +392,7 @@ class Monitor:
         return seconds
 
     def _record_failure(
-        self, info: StepInfo, metric: str, failure: NonFiniteError | CannotMeasure | None, extra: dict
+        self, info: StepInfo, metric: str, failure: NonFiniteError | CannotMeasure | None, extra: dict[str, Any]
     ) -> None:
         """A measurement that met a non-finite value: one row (value NaN, the reason), and the run marked diverged.
         One that cannot measure here: one row (value NaN, ``skipped`` = why), the first time for each reason."""
@@ -469,7 +473,7 @@ class Monitor:
         for name, value in (("cost_seconds", seconds), ("cost_hvps", hvps), ("cost_passes", passes)):
             self._write(info, name, value, {"group": group})
 
-    def _step_context(self, info: StepInfo) -> dict:
+    def _step_context(self, info: StepInfo) -> dict[str, Any]:
         """The fields every record of this call carries."""
         return {
             "n_measure": self.n_measure,
@@ -480,7 +484,7 @@ class Monitor:
             **self.context,
         }
 
-    def _write(self, info: StepInfo, metric: str, value: float, ctx: dict) -> None:
+    def _write(self, info: StepInfo, metric: str, value: float, ctx: dict[str, Any]) -> None:
         if self._context is None:
             self._context = self._step_context(info)
         record = {
@@ -523,10 +527,10 @@ def default_metrics() -> list[Metric]:
     return [StepStats(schedule=budget_schedule()), sharpness]
 
 
-def _collect(run: Callable[[], Iterable | None]) -> tuple[list, NonFiniteError | CannotMeasure | None]:
+def _collect(run: Callable[[], Iterable[Any] | None]) -> tuple[list[Any], NonFiniteError | CannotMeasure | None]:
     """The rows a measurement yields, up to a numerical failure or a context it cannot measure in (then also the
     error): rows already measured are kept."""
-    rows: list = []
+    rows: list[Any] = []
     try:
         rows.extend(run() or ())
     except (NonFiniteError, CannotMeasure) as err:

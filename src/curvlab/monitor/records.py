@@ -9,13 +9,16 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from curvlab.errors import InputError, MissingInputFile
 from curvlab.files import atomic_write_text
 
 RECORDS_FILE = "records.jsonl"
 _STRICT = json.JSONEncoder(allow_nan=False)  # raises on NaN/inf, which JSON cannot hold
+
+if TYPE_CHECKING:  # pandas is imported where records are loaded, not when curvlab is
+    import pandas as pd
 
 
 def _clean(value: Any) -> Any:
@@ -33,7 +36,7 @@ class RecordWriter:
     fsync'ed at most once a second and on close. ``run_dir=None`` writes no file (sinks only).
     """
 
-    def __init__(self, run_dir: str | Path | None, tensorboard: bool = False, wandb: bool | dict = False):
+    def __init__(self, run_dir: str | Path | None, tensorboard: bool = False, wandb: bool | dict[str, Any] = False):
         if run_dir is None and tensorboard:
             raise InputError("tensorboard: the TensorBoard output goes to run_dir/tensorboard; give a run_dir")
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -57,13 +60,13 @@ class RecordWriter:
             self._file.close()
             self._file = open(self.path, "a", encoding="utf-8")
 
-    def write(self, step: int, epoch: int, metric: str, value: float, **context: Any) -> dict:
+    def write(self, step: int, epoch: int, metric: str, value: float, **context: Any) -> dict[str, Any]:
         """Append one record (``value`` and context values that are NaN or ±inf are written as null)."""
         record = {"step": step, "epoch": epoch, "metric": metric, "value": float(value), **context}
         self.write_record(record)
         return record
 
-    def write_record(self, record: dict) -> None:
+    def write_record(self, record: dict[str, Any]) -> None:
         """Append a record already made (``step``, ``epoch``, ``metric``, a float ``value``, context); it is not
         changed."""
         if self._file is not None:
@@ -106,12 +109,12 @@ class RecordWriter:
 LOGGER_PREFIX = "curvlab/"  # names in loggers curvlab shares with the user's own scalars (W&B, a trainer's)
 
 
-def logger_name(metric: str, context: dict) -> str:
+def logger_name(metric: str, context: dict[str, Any]) -> str:
     """The name under which curvlab sends a record to someone else's logger (W&B, a trainer's loggers)."""
     return LOGGER_PREFIX + scalar_name(metric, context)
 
 
-def scalar_name(metric: str, context: dict) -> str:
+def scalar_name(metric: str, context: dict[str, Any]) -> str:
     """The name a record's value takes in scalar loggers (TensorBoard, W&B, a trainer's logger):
     the metric, then the context entry that tells its series apart (``sharpness/1``, ``cost_seconds/trace``)."""
     for key in ("direction", "optimizer", "loss", "group", "index"):
@@ -147,7 +150,7 @@ class WandbSink:
     they never clash with the steps a training script logs itself. Uses the active run, else starts one
     with ``init_args`` (and finishes only a run it started)."""
 
-    def __init__(self, init_args: dict):
+    def __init__(self, init_args: dict[str, Any]):
         try:
             import wandb
         except ImportError as err:
@@ -172,7 +175,7 @@ class WandbSink:
             self.run.finish()
 
 
-def read_records(run_dir: str | Path) -> list[dict]:
+def read_records(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of a run as a list of dicts; a torn last line (a run killed mid-write) is skipped."""
     path = Path(run_dir) / RECORDS_FILE
     if not path.exists():
@@ -187,7 +190,7 @@ def read_records(run_dir: str | Path) -> list[dict]:
     return rows
 
 
-def load_records(run_dir: str | Path):
+def load_records(run_dir: str | Path) -> pd.DataFrame:
     """The records of a run as a pandas DataFrame (one row per measurement)."""
     import pandas as pd
 

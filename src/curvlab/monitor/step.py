@@ -54,32 +54,32 @@ class BatchEvaluation:
             t0 = time.perf_counter()
             x = self._points[point]
             assert x is not None and (point != "before" or self._loss is not None)  # asked only where they were given
-            self._values[point] = self._evaluate(x) if point != "before" else cast(Callable, self._loss)(x)
+            self._values[point] = self._evaluate(x) if point != "before" else cast(Callable[..., Any], self._loss)(x)
             self.seconds += time.perf_counter() - t0
         return self._values[point]
 
     @property
     def f_old(self) -> float:
-        return self._at("old")[0]
+        return cast(float, self._at("old")[0])
 
     @property
     def g_old(self) -> Tensor:
-        return self._at("old")[1]
+        return cast(Tensor, self._at("old")[1])
 
     @property
     def f_new(self) -> float:
-        return self._at("new")[0]
+        return cast(float, self._at("new")[0])
 
     @property
     def g_new(self) -> Tensor:
-        return self._at("new")[1]
+        return cast(Tensor, self._at("new")[1])
 
     @property
     def f_before(self) -> float | None:
         """f(x_{t−2}) on the step's batch; None when the Monitor does not keep x_{t−2}."""
         if self._points["before"] is None or self._loss is None:
             return None
-        return self._at("before")
+        return cast(float, self._at("before"))
 
 
 NO_UPDATE = (
@@ -103,7 +103,7 @@ class StepInfo:
     batch: Any
     scale: float
     loss: Any = None
-    cache: dict = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
     lr_prev: float | None = None  # η of the step before this one (None before the second step)
 
     @property

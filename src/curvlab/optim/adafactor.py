@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -26,7 +27,7 @@ from curvlab.optim.clipping import coordinate_clip
 
 
 def rms(x: Tensor) -> Tensor:
-    return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
+    return cast(Tensor, torch.linalg.vector_norm(x) / math.sqrt(x.numel()))
 
 
 def factored_rsqrt(row: Tensor, col: Tensor) -> Tensor:
@@ -38,7 +39,7 @@ def factored_rsqrt(row: Tensor, col: Tensor) -> Tensor:
 class Adafactor(ParamwiseOptimizer):
     def __init__(
         self,
-        params: Iterable,
+        params: Iterable[Any],
         lr: float | None = None,
         eps1: float = 1e-30,
         eps2: float = 1e-3,
@@ -62,7 +63,7 @@ class Adafactor(ParamwiseOptimizer):
             grads = coordinate_clip(grads, self.clip_percent, self.clip_per_tensor)
         self._numerators = dict(zip(params, grads))
 
-    def _update(self, p: Tensor, group: dict, state: dict) -> None:
+    def _update(self, p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         numerator = self._numerators[p]
         t = state["step"] = state.get("step", 0) + 1
         beta = 1.0 - t**-0.8

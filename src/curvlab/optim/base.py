@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -36,5 +37,5 @@ class ParamwiseOptimizer(Optimizer):
     def _prepare(self) -> None:
         pass
 
-    def _update(self, p: Tensor, group: dict, state: dict) -> None:
+    def _update(self, p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         raise NotImplementedError

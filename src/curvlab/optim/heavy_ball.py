@@ -13,6 +13,7 @@ with momentum (Alg. 1; torch's SGD differs on the first step, where it sets m_1 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,7 +40,7 @@ class HeavyBall(ParamwiseOptimizer):
 
     def __init__(
         self,
-        params: Iterable,
+        params: Iterable[Any],
         lr: float,
         momentum: float = 0.0,
         direction: str = "gd",
@@ -56,7 +57,7 @@ class HeavyBall(ParamwiseOptimizer):
     def _prepare(self) -> None:
         self._directions = self.directions()
 
-    def _update(self, p: Tensor, group: dict, state: dict) -> None:
+    def _update(self, p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = torch.zeros_like(p)
         beta = group["momentum"]
@@ -79,7 +80,7 @@ class HeavyBall(ParamwiseOptimizer):
 class SignDescent(HeavyBall):
     """Sign descent with heavy-ball momentum: ``HeavyBall(direction="sign")``."""
 
-    def __init__(self, params: Iterable, lr: float, momentum: float = 0.0):
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0):
         super().__init__(params, lr, momentum, direction="sign")
 
 
@@ -87,6 +88,6 @@ class NormalizedGD(HeavyBall):
     """Normalized GD with heavy-ball momentum (global ℓ2 norm by default): ``HeavyBall(direction="normalized")``."""
 
     def __init__(
-        self, params: Iterable, lr: float, momentum: float = 0.0, normalization: str = "global", eps: float = 0.0
+        self, params: Iterable[Any], lr: float, momentum: float = 0.0, normalization: str = "global", eps: float = 0.0
     ):
         super().__init__(params, lr, momentum, direction="normalized", normalization=normalization, eps=eps)

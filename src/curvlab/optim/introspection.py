@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -94,22 +94,22 @@ def diagonal_preconditioner(optimizer: Any, params: list[Tensor] | None = None) 
     return out
 
 
-def _state_or_fail(state: dict, key: str, optimizer: Any) -> Tensor:
+def _state_or_fail(state: dict[str, Any], key: str, optimizer: Any) -> Tensor:
     if key not in state:
         raise InputError(f"optimizer: {type(optimizer).__name__} has taken no step yet, so it has no preconditioner")
-    return state[key]
+    return cast(Tensor, state[key])
 
 
-def _adam(state: dict, group: dict, optimizer: Any) -> Tensor:
+def _adam(state: dict[str, Any], group: dict[str, Any], optimizer: Any) -> Tensor:
     v = _state_or_fail(state, "exp_avg_sq", optimizer)
     if group.get("amsgrad"):
         v = state["max_exp_avg_sq"]
     step = float(state["step"])
     beta1, beta2 = group["betas"]
-    return ((v / (1 - beta2**step)).sqrt() + group["eps"]) * (1 - beta1**step)
+    return cast(Tensor, ((v / (1 - beta2**step)).sqrt() + group["eps"]) * (1 - beta1**step))
 
 
-def _adafactor(p: Tensor, state: dict, optimizer: Any) -> Tensor:
+def _adafactor(p: Tensor, state: dict[str, Any], optimizer: Any) -> Tensor:
     if "row" in state:
         return factored_rsqrt(state["row"], state["col"]).reciprocal().reshape(p.shape)
     return _state_or_fail(state, "v", optimizer).sqrt()
@@ -165,7 +165,7 @@ def stability_threshold(optimizer: Any, lr: float | None = None) -> StabilityThr
     return StabilityThreshold(at_one.kind, lr, math.inf if at_one.kind != "none" else math.nan, at_one.preconditioned)
 
 
-def _linear_threshold(optimizer: Any, group: dict, lr: float) -> StabilityThreshold:
+def _linear_threshold(optimizer: Any, group: dict[str, Any], lr: float) -> StabilityThreshold:
     """The threshold of the update rule ``optimizer`` at learning rate ``lr`` > 0."""
     none = StabilityThreshold("none", lr, float("nan"), False)
     if isinstance(optimizer, OptimizerWrapper):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,10 +22,10 @@ from curvlab.optim.base import ParamwiseOptimizer
 
 
 class NormalizedSGD(ParamwiseOptimizer):
-    def __init__(self, params: Iterable, lr: float, momentum: float = 0.9, eps: float = 1e-12):
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9, eps: float = 1e-12):
         super().__init__(params, dict(lr=check_lr(lr), momentum=check_beta(momentum), eps=eps))
 
-    def _update(self, p: Tensor, group: dict, state: dict) -> None:
+    def _update(self, p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = torch.zeros_like(p)
         m = state["momentum_buffer"]

@@ -14,6 +14,7 @@ from its own seeded generator. ``enabled=False`` gives s_t ≡ 1 (the plain opti
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,10 +28,10 @@ from curvlab.optim.wrapper import OptimizerWrapper
 class DeltaSGDM(ParamwiseOptimizer):
     """SGD with momentum in Tran et al.'s form: Δ_t = β(Δ_{t−1} − η g_t), x_{t+1} = x_t + Δ_t."""
 
-    def __init__(self, params: Iterable, lr: float, momentum: float = 0.9):
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9):
         super().__init__(params, dict(lr=check_lr(lr), momentum=check_beta(momentum)))
 
-    def _update(self, p: Tensor, group: dict, state: dict) -> None:
+    def _update(self, p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         if "delta" not in state:
             state["delta"] = torch.zeros_like(p)
         state["delta"].add_(p.grad, alpha=-group["lr"]).mul_(group["momentum"])
@@ -65,10 +66,10 @@ class RandomScaling(OptimizerWrapper):
             for p, x in zip(params, before):
                 p.sub_(x).mul_(self.scale).add_(x)  # x + s·(x_new − x)
 
-    def _extra_state(self) -> dict:
+    def _extra_state(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state(), "scale": self.scale, "enabled": self.enabled}
 
-    def _load_extra_state(self, state_dict: dict) -> None:
+    def _load_extra_state(self, state_dict: dict[str, Any]) -> None:
         self.generator.set_state(state_dict["generator"])
         self.scale = state_dict["scale"]
         self.enabled = state_dict["enabled"]

@@ -25,7 +25,7 @@ class OptimizerWrapper:
         self.optimizer = optimizer
 
     @property
-    def param_groups(self) -> list[dict]:
+    def param_groups(self) -> list[dict[str, Any]]:
         """The wrapped optimizer's param groups (they own the learning rate)."""
         return self.optimizer.param_groups
 
@@ -51,17 +51,17 @@ class OptimizerWrapper:
     def _step(self) -> None:
         raise NotImplementedError
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """The wrapped optimizer's state dict and the wrapper's own state."""
         return {"optimizer": self.optimizer.state_dict(), **self._extra_state()}
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved."""
         self.optimizer.load_state_dict(state_dict["optimizer"])
         self._load_extra_state(state_dict)
 
-    def _extra_state(self) -> dict:
+    def _extra_state(self) -> dict[str, Any]:
         return {}
 
-    def _load_extra_state(self, state_dict: dict) -> None:
+    def _load_extra_state(self, state_dict: dict[str, Any]) -> None:
         pass
