@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from curvlab.errors import InputError
+from curvlab.models import huggingface
 from curvlab.models.linear import linear
 from curvlab.models.mlp import ACTIVATIONS, mlp
 from curvlab.models.transformer import SIZES, CausalLM, transformer_lm
@@ -59,6 +60,29 @@ BUILDERS.add(
     "transformer",
     lambda ds, size="tutorial", dropout=0.0: transformer_lm(ds.n_classes, ds.input_shape[0], size, dropout),
     "causal transformer LM (size: tutorial 2×200, nanolm 6×128, tiny)",
+)
+
+BUILDERS.add(
+    "gpt2",
+    lambda ds, n_layer=2, n_embd=64, n_head=2, **config: huggingface.gpt2(
+        ds.n_classes, ds.input_shape[0], n_layer, n_embd, n_head, **config
+    ),
+    "Hugging Face GPT-2 from its config, untrained (n_layer, n_embd, n_head, any GPT2Config field)",
+)
+BUILDERS.add(
+    "llama",
+    lambda ds, num_hidden_layers=2, hidden_size=64, intermediate_size=256, num_attention_heads=2, **config: (
+        huggingface.llama(
+            ds.n_classes,
+            ds.input_shape[0],
+            num_hidden_layers,
+            hidden_size,
+            intermediate_size,
+            num_attention_heads,
+            **config,
+        )
+    ),
+    "Hugging Face Llama from its config, untrained (num_hidden_layers, hidden_size, ..., any LlamaConfig field)",
 )
 
 
