@@ -12,6 +12,7 @@ import torch
 
 from curvlab import pages
 from curvlab.errors import MissingInputFile
+from curvlab.experiments import block_order
 from curvlab.experiments.edge import BAND, EdgeSummary, edge_summary
 from curvlab.geometry import qq_gaussian
 from curvlab.monitor.records import load_records
@@ -218,6 +219,7 @@ FIGURE_KINDS = [
     ("critical_sharpness", "critical_sharpness", _figure_critical),
     ("curvatures", "top_eigenvalue", _figure_curvatures),
     ("block_sharpness", "block_sharpness", _figure_block_sharpness),
+    ("block_order", "block_sharpness", block_order.figure_block_order),
     ("learning_rate", "loss", _figure_tuner_lr),
     ("convexity_gap", "inst_gap", _figure_gap),
     ("smoothness", "inst_smooth", _figure_smooth),
@@ -240,6 +242,8 @@ def make_figures(runs: dict[str, Any], out_dir: Path, edges: list[EdgeSummary]) 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [_edge_figure(edges, out_dir / "edge_of_stability.png")] if edges else []
     for name, needed, draw in FIGURE_KINDS:
+        if name == "block_order" and not block_order.has_transformer_blocks(runs):
+            continue
         if any((df.metric == needed).any() for df in runs.values()):
             paths.append(_draw(draw, runs, out_dir / f"{name}.png"))
     for group in sorted(_other_groups(runs)):
@@ -322,6 +326,9 @@ def key_numbers(name: str, run_dir: Path, df: Any, edge: EdgeSummary | None) -> 
     sharp = _series(df, "sharpness", index=1)
     if len(sharp):
         row["final λ1"] = float(sharp.value.iloc[-1])
+    agreement = block_order.last_agreement(df)
+    if agreement is not None:
+        row["block pairs in Wang et al.'s order (last)"] = agreement
     if edge is not None:
         i = edge.first_at_edge
         row["edge quantity"] = edge.label
@@ -345,17 +352,32 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
     figures = make_figures(runs, out / FIGURES, measured)
     numbers = [key_numbers(name, d, df, edges[name]) for (name, df), d in zip(runs.items(), dirs)]
     findings = [e.sentence() for e in measured]
-    page = _html(title or " vs ".join(runs), findings, numbers, [f.relative_to(out) for f in figures])
+    orders = block_order.order_rows(runs)
+    page = _html(title or " vs ".join(runs), findings, numbers, [f.relative_to(out) for f in figures], orders)
     (out / "report.html").write_text(page)
     return out / "report.html"
 
 
-def _html(title: str, findings: list[str], numbers: list[dict], figure_paths: list[Path]) -> str:
-    """The findings (with the edge-of-stability figure, wide) first, then the key numbers, then the other figures."""
+def _html(
+    title: str,
+    findings: list[str],
+    numbers: list[dict[str, Any]],
+    figure_paths: list[Path],
+    orders: list[dict[str, Any]] | None = None,
+) -> str:
+    """The findings (with the edge-of-stability figure, wide) first, then the key numbers, the transformer blocks'
+    ordering against Wang et al. (with its figure) when measured, then the other figures."""
     edge = [p for p in figure_paths if p.stem == "edge_of_stability"]
     sections = [("Findings", pages.items(findings) + pages.figures(edge, width=1050))] if findings else []
-    others = [p for p in figure_paths if p not in edge or not findings]
-    sections += [("Key numbers", pages.table(numbers)), ("Figures", pages.figures(others))]
+    order = [p for p in figure_paths if p.stem == "block_order"]
+    others = [p for p in figure_paths if (p not in edge or not findings) and p not in order]
+    sections += [("Key numbers", pages.table(numbers))]
+    if orders:
+        intro = pages.items([f"{block_order.WANG_SENTENCE}; each row orders this run's blocks at one measurement."])
+        sections += [
+            ("Blockwise sharpness against Wang et al. (2025)", intro + pages.table(orders) + pages.figures(order))
+        ]
+    sections += [("Figures", pages.figures(others))]
     return pages.page(title, sections)
 
 

@@ -5,6 +5,10 @@ Face and plain PyTorch transformers; GPT-2's fused query-key-value projection is
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor, nn
 
@@ -20,6 +24,7 @@ EMBEDDINGS, QK, VO, MLP, NORMS, HEAD, OTHER = (
     "head",
     "other",
 )
+WANG_ORDER = (EMBEDDINGS, QK, MLP, VO, NORMS)  # ascending sharpness, as Wang et al. find: Emb ≪ QK < FFN < VO ≪ Norm
 QK_NAMES = {"q_proj", "k_proj", "query", "key", "q", "k", "wq", "wk", "q_lin", "k_lin"}
 VO_NAMES = {"v_proj", "o_proj", "value", "out_proj", "c_proj", "dense", "v", "o", "wv", "wo", "v_lin", "out_lin"}
 FUSED_GPT2 = "c_attn"  # transformers' Conv1D: weight (in, 3·d), bias (3·d), columns [Q | K | V]
@@ -81,3 +86,11 @@ def _thirds(flat: Tensor, dim: int) -> list[tuple[str, Tensor]]:
     d = flat.shape[dim] // 3
     qk, v = flat.narrow(dim, 0, 2 * d), flat.narrow(dim, 2 * d, flat.shape[dim] - 2 * d)
     return [(QK, qk), (VO, v)]
+
+
+def wang_agreement(values: Mapping[str, float]) -> tuple[int, int]:
+    """(pairs in Wang et al.'s order, pairs compared): of every two blocks of ``WANG_ORDER`` with a finite value in
+    ``values``, whether the one Wang et al. find sharper is sharper here."""
+    present = [block for block in WANG_ORDER if block in values and math.isfinite(values[block])]
+    pairs = list(itertools.combinations(present, 2))  # (lower, higher) in Wang et al.'s order
+    return sum(values[low] < values[high] for low, high in pairs), len(pairs)

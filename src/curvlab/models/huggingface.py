@@ -64,6 +64,8 @@ def gpt2(vocab: int, context: int, n_layer: int = 2, n_embd: int = 64, n_head: i
         "resid_pdrop": 0.0,
         "embd_pdrop": 0.0,
         "attn_pdrop": 0.0,
+        "bos_token_id": None,  # GPT-2's 50256 lies outside a small vocabulary; the data sets have no special tokens
+        "eos_token_id": None,
     }
     return LogitsOf(transformers.GPT2LMHeadModel(_config(transformers.GPT2Config, settings, overrides)))
 
