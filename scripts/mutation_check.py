@@ -58,8 +58,8 @@ MUTATIONS = (
         "adam-p-without-bias-factor",
         "Adam's P carries the first moment's bias factor (definitions §2, Cohen et al. 2022); left out",
         "src/curvlab/optim/introspection.py",
-        '    return ((v / (1 - beta2**step)).sqrt() + group["eps"]) * (1 - beta1**step)\n',
-        '    return (v / (1 - beta2**step)).sqrt() + group["eps"]\n',
+        '    return cast(Tensor, ((v / (1 - beta2**step)).sqrt() + group["eps"]) * (1 - beta1**step))\n',
+        '    return cast(Tensor, (v / (1 - beta2**step)).sqrt() + group["eps"])\n',
         ("tests/test_paper_formulas.py", "-k", "adams_step"),
     ),
     Mutation(

@@ -54,14 +54,20 @@ def run_torchrun(args: list[str], world: int, timeout: float = 300, **kwargs) ->
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **kwargs.pop("env", {})}
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
-    if (
-        done.returncode != 0
-        and GLOO_TEARDOWN_ABORT in done.stderr
-        and "Traceback (most recent call last)" not in (done.stderr.split(GLOO_TEARDOWN_ABORT)[0])
-    ):
+    if gloo_aborted(done):
         print(f"a gloo rank aborted ({GLOO_TEARDOWN_ABORT!r}); launching again once", file=sys.stderr)
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
     return done
+
+
+def gloo_aborted(done: subprocess.CompletedProcess) -> bool:
+    """A launch that failed by gloo's teardown abort at exit alone (no Python traceback before it): see
+    :func:`run_torchrun`."""
+    return (
+        done.returncode != 0
+        and GLOO_TEARDOWN_ABORT in done.stderr
+        and "Traceback (most recent call last)" not in done.stderr.split(GLOO_TEARDOWN_ABORT)[0]
+    )
 
 
 def retry_spawn_abort(launch: Callable[[int], T]) -> T:
