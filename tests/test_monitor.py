@@ -367,41 +367,54 @@ def test_each_sharpness_record_states_its_accuracy_and_the_next_solve_starts_fro
             assert cosine == pytest.approx(k**-0.5, abs=1e-6)  # the sum of k orthonormal vectors: 1/√k on each
 
 
+def _sgd_on_tanh_mlp(metrics: list | None, steps: int, after_step=None):
+    """tanh_mlp_ce trained by SGD (η = 0.5) for ``steps`` steps, monitored by ``metrics`` (None: not monitored);
+    ``after_step(monitor, explicit)`` after each monitored step, ``explicit()`` giving the explicit Hessian there.
+    Returns the final parameters (flat) and the Monitor."""
+    from zoo import explicit_hessian, make_case
+
+    case = make_case("tanh_mlp_ce")
+    optimizer = torch.optim.SGD(case.model.parameters(), lr=0.5)
+    objective = Objective(case.model, case.loss_fn, (case.inputs, case.targets))
+    monitor = Monitor(objective, optimizer, metrics=metrics) if metrics is not None else None
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = case.loss_fn(case.model(case.inputs), case.targets)
+        loss.backward()
+        optimizer.step()
+        if monitor is not None:
+            monitor.step(loss, (case.inputs, case.targets))
+            if after_step is not None:
+                after_step(monitor, lambda: explicit_hessian(case))
+    return torch.cat([p.detach().reshape(-1) for p in case.model.parameters()]), monitor
+
+
+def _within_its_bound(row: dict, explicit) -> None:
+    """The record's value lies within its stated bound of an eigenvalue of the explicit Hessian."""
+    eigenvalues = torch.linalg.eigvalsh(explicit())
+    assert float((eigenvalues - row["value"]).abs().min()) <= row["error_bound"] + 1e-12
+
+
 def test_sharpness_max_products_caps_warm_solves_only_and_each_record_holds_its_bound():
     """``max_products``: the first solve is cold and runs to ``tol``; every later one starts from the last Ritz
     vector and stops after at most that many products, converged or not. Each value lies within its stated bound
     of an eigenvalue of the explicit Hessian, the training is bit for bit the same, and the budget plans the
     second measurement on the cap (the first's cost per product times the cap), not on another cold solve."""
-    from zoo import explicit_hessian, make_case
-
     from curvlab.monitor import budget
 
-    def run(schedule, steps=12):
-        case = make_case("tanh_mlp_ce")
-        optimizer = torch.optim.SGD(case.model.parameters(), lr=0.5)
-        objective = Objective(case.model, case.loss_fn, (case.inputs, case.targets))
-        metric = Sharpness(schedule, tol=1e-6, max_products=3) if schedule is not None else None
-        monitor = Monitor(objective, optimizer, metrics=[metric]) if metric is not None else None
-        for _ in range(steps):
-            optimizer.zero_grad()
-            loss = case.loss_fn(case.model(case.inputs), case.targets)
-            loss.backward()
-            optimizer.step()
-            if monitor is not None:
-                monitor.step(loss, (case.inputs, case.targets))
-                rows = [r for r in monitor.records if r["metric"] == "sharpness" and r["step"] == monitor.step_count]
-                for row in rows:
-                    eigenvalues = torch.linalg.eigvalsh(explicit_hessian(case))
-                    assert float((eigenvalues - row["value"]).abs().min()) <= row["error_bound"] + 1e-12
-        return torch.cat([p.detach().reshape(-1) for p in case.model.parameters()]), monitor, metric
+    def check(monitor, explicit):
+        for row in monitor.records:
+            if row["metric"] == "sharpness" and row["step"] == monitor.step_count:
+                _within_its_bound(row, explicit)
 
-    plain, _, _ = run(None)
-    watched, monitor, _ = run(every(2))
+    plain, _ = _sgd_on_tanh_mlp(None, 12)
+    watched, monitor = _sgd_on_tanh_mlp([Sharpness(every(2), tol=1e-6, max_products=3)], 12, check)
     assert torch.equal(plain, watched)
     rows = [r for r in monitor.records if r["metric"] == "sharpness"]
     assert rows[0]["products"] > 3 and rows[0]["converged"]
     assert all(r["products"] <= 3 for r in rows[1:]) and not all(r["converged"] for r in rows[1:])
-    _, monitor, metric = run(budget(), steps=1)  # the calibration only: a cold solve
+    metric = Sharpness(budget(), tol=1e-6, max_products=3)
+    _, monitor = _sgd_on_tanh_mlp([metric], 1)  # the calibration only: a cold solve
     first = next(r for r in monitor.records if r["metric"] == "sharpness")
     cost = next(r["value"] for r in monitor.records if r["metric"] == "cost_seconds" and r["group"] == "sharpness")
     assert metric.schedule.expected_cost == pytest.approx(cost * 3 / first["products"])
@@ -413,33 +426,19 @@ def test_tracked_sharpness_follows_lambda1_a_few_products_a_step_within_its_stat
     """Four products per measurement, every step, from the last Ritz vector: each value lies within its stated
     residual bound of an eigenvalue of the explicit Hessian at the same parameters, the bound shrinks as the vector
     settles, and after the first steps the value is λ1 itself to 1e-6; the training is bit for bit the same."""
-    from zoo import explicit_hessian, make_case
+    from curvlab.monitor import TrackedSharpness
 
-    from curvlab.monitor import TrackedSharpness, every
+    gaps = []
 
-    def run(monitored: bool):
-        case = make_case("tanh_mlp_ce")
-        optimizer = torch.optim.SGD(case.model.parameters(), lr=0.5)
-        objective = Objective(case.model, case.loss_fn, (case.inputs, case.targets))
-        monitor = Monitor(objective, optimizer, metrics=[TrackedSharpness(every(1))]) if monitored else None
-        tops, gaps = [], []
-        for _ in range(30):
-            optimizer.zero_grad()
-            loss = case.loss_fn(case.model(case.inputs), case.targets)
-            loss.backward()
-            optimizer.step()
-            if monitor is not None:
-                monitor.step(loss, (case.inputs, case.targets))
-                row = [r for r in monitor.records if r["metric"] == "tracked_sharpness"][-1]
-                eigenvalues = torch.linalg.eigvalsh(explicit_hessian(case))
-                assert float((eigenvalues - row["value"]).abs().min()) <= row["error_bound"] + 1e-12
-                assert row["products"] <= 4 and row["operator"] == "hessian" and row["threshold"] == 4.0
-                tops.append(float(eigenvalues[-1]))
-                gaps.append(abs(row["value"] - tops[-1]) / tops[-1])
-        return torch.cat([p.detach().reshape(-1) for p in case.model.parameters()]), monitor, gaps
+    def check(monitor, explicit):
+        row = [r for r in monitor.records if r["metric"] == "tracked_sharpness"][-1]
+        _within_its_bound(row, explicit)
+        assert row["products"] <= 4 and row["operator"] == "hessian" and row["threshold"] == 4.0
+        top = float(torch.linalg.eigvalsh(explicit())[-1])
+        gaps.append(abs(row["value"] - top) / top)
 
-    plain, _, _ = run(False)
-    watched, monitor, gaps = run(True)
+    plain, _ = _sgd_on_tanh_mlp(None, 30)
+    watched, monitor = _sgd_on_tanh_mlp([TrackedSharpness(every(1))], 30, check)
     assert torch.equal(plain, watched)
     bounds = [r["error_bound"] for r in monitor.records if r["metric"] == "tracked_sharpness"]
     assert bounds[-1] < 0.1 * bounds[0]
