@@ -219,7 +219,6 @@ FIGURE_KINDS = [
     ("critical_sharpness", "critical_sharpness", _figure_critical),
     ("curvatures", "top_eigenvalue", _figure_curvatures),
     ("block_sharpness", "block_sharpness", _figure_block_sharpness),
-    ("block_order", "block_sharpness", block_order.figure_block_order),
     ("learning_rate", "loss", _figure_tuner_lr),
     ("convexity_gap", "inst_gap", _figure_gap),
     ("smoothness", "inst_smooth", _figure_smooth),
@@ -237,15 +236,16 @@ DRAWN_GROUPS |= {"directional", "density", "noise"}
 
 
 def make_figures(runs: dict[str, Any], out_dir: Path, edges: list[EdgeSummary]) -> list[Path]:
-    """One PNG per figure kind that at least one run has data for, then one per other metric group; the edge of
-    stability first (``edges``: the runs that measured their stability threshold)."""
+    """One PNG per figure kind that at least one run has data for, the transformer blocks against Wang et al. when
+    measured, then one per other metric group; the edge of stability first (``edges``: the runs that measured their
+    stability threshold)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [_edge_figure(edges, out_dir / "edge_of_stability.png")] if edges else []
     for name, needed, draw in FIGURE_KINDS:
-        if name == "block_order" and not block_order.has_transformer_blocks(runs):
-            continue
         if any((df.metric == needed).any() for df in runs.values()):
             paths.append(_draw(draw, runs, out_dir / f"{name}.png"))
+    if block_order.has_transformer_blocks(runs):  # the section of its own beside Wang et al. (see _html)
+        paths.append(_draw(block_order.figure_block_order, runs, out_dir / "block_order.png"))
     for group in sorted(_other_groups(runs)):
         series = _scalar_series(runs, group)
         if series:
