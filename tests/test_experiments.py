@@ -77,6 +77,7 @@ def test_shipped_configs_validate_and_round_trip(path, tmp_path):
         ({"schedule.kind": "exponential"}, "schedule.kind"),
         ({"monitor.bn_mode": "frozen"}, "monitor.bn_mode"),
         ({"data.subset": 0}, "data.subset"),
+        ({"train.eval_every": 0}, "train.eval_every"),
         ({"seed": True}, "seed"),
         ({"tuner.name": "cdat", "train.processes": 2}, "train.processes"),
         ({"train.parallel": "deepspeed", "train.processes": 2}, "train.parallel"),
@@ -162,7 +163,9 @@ def test_debian_packaged_sources(name, options, shape, task, classes):
         assert d.x_test is not None and int(d.y_train.max()) < d.n_classes
 
 
-@pytest.mark.parametrize("level, options", [("char", {"context": 32}), ("word", {"vocab_size": 500})])
+@pytest.mark.parametrize(
+    "level, options", [("char", {"context": 32}), ("word", {"vocab_size": 500}), ("bpe", {"vocab_size": 500})]
+)
 def test_python_docs_is_text_for_language_models_without_apt(level, options, monkeypatch, tmp_path):
     """The Python language reference (pydoc_data) loads where no Debian data is (CURVLAB_DATA empty): next-token
     windows, targets the inputs shifted by one, a test set from the text's end, the same for the same seed."""

@@ -100,14 +100,15 @@ def test_a_misspelt_config_field_is_refused_not_ignored():
 
 
 def test_the_example_config_runs_under_fsdp_on_two_processes_and_reports_the_blocks(tmp_path):
-    """examples/gpt2_blocks.toml, made small (1 layer × 32, 4 steps) and otherwise as shipped: GPT-2 sharded by
-    FSDP2 over 2 CPU processes through ``curvlab run``, its block sharpness on the sharded model, and the run's
+    """examples/gpt2_blocks.toml, made small (1 layer × 32, 4 steps) and otherwise as shipped: GPT-2 on BPE tokens
+    sharded by FSDP2 over 2 CPU processes through ``curvlab run``, its block sharpness on the sharded model, its
+    validation loss on the held-out split, and the run's
     report showing the blocks' ordering beside Wang et al.'s."""
     config = load_config(ROOT / "examples" / "gpt2_blocks.toml")
     assert config["train"]["parallel"] == "fsdp" and config["train"]["processes"] == 2
     config["model"] |= {"n_layer": 1, "n_embd": 32, "n_head": 2}
-    config["data"] |= {"context": 16, "vocab_size": 128, "n_sequences": 128}
-    config["train"] |= {"steps": 4}
+    config["data"] |= {"context": 16, "vocab_size": 300, "n_sequences": 128}
+    config["train"] |= {"steps": 4, "eval_every": 2}
     config["monitor"]["schedules"] = {"block_sharpness": 2}
     (tmp_path / "small.toml").write_text(to_toml(validate(config)))
     for attempt in range(2):  # gloo's teardown abort at exit (tests/ranks.py): launched once more, saying so
@@ -129,5 +130,7 @@ def test_the_example_config_runs_under_fsdp_on_two_processes_and_reports_the_blo
     assert done.returncode == 0, done.stderr[-3000:]
     rows = load_records(run_dir)
     assert WANG_BLOCKS <= set(rows[rows.metric == "block_sharpness"].block)
+    validation = rows[rows.metric == "validation_loss"]
+    assert list(validation.step) == [2, 4] and bool((validation.value > 0).all())  # all-reduced over the shards
     page = (run_dir / "report.html").read_text()
     assert "Blockwise sharpness against Wang et al. (2025)" in page and "of 10</td>" in page

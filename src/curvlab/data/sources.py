@@ -180,26 +180,34 @@ def language_model(
     seed: int = 0,
 ) -> DataSet:
     """Next-token prediction on ``text``: non-overlapping windows of ``context`` tokens (inputs) and the
-    same windows shifted by one (targets); characters, or words (the ``vocab_size`` most frequent, the
-    rest mapped to <unk>). The last 10% of the text is the test set."""
-    if level not in ("char", "word"):
-        raise InputError(f"level: expected 'char' or 'word', got {level!r}")
-    ids, vocab_len = _tokenize(text, level, vocab_size)
-    cut = int(0.9 * len(ids))
+    same windows shifted by one (targets). Tokens are characters; words (the ``vocab_size`` most frequent, the
+    rest mapped to <unk>); or ``"bpe"`` subwords (a byte-level BPE of ``vocab_size`` tokens, GPT-2's kind, trained
+    on the training text only, so every string has an encoding). The last 10% of the text is the held-out split
+    (``x_test``, ``y_test``): runs score their validation loss on it (``train.eval_every``)."""
+    if level not in LEVELS:
+        raise InputError(f"level: expected one of {', '.join(map(repr, LEVELS))}, got {level!r}")
+    train_ids, test_ids, vocab_len = _token_ids(text, level, vocab_size)
 
     def windows(seq):
         n = (len(seq) - 1) // context
         return seq[: n * context].view(n, context), seq[1 : n * context + 1].view(n, context)
 
-    x, y = windows(ids[:cut])
-    x_test, y_test = windows(ids[cut:])
+    x, y = windows(train_ids)
+    x_test, y_test = windows(test_ids)
     data = DataSet(f"{name}_{level}", "language_model", x, y, x_test, y_test, vocab_len)
     return data.subset(n_sequences, seed) if n_sequences else data
 
 
+LEVELS = ("char", "word", "bpe")
+HELD_OUT = 0.1  # the last 10% of a text is its held-out split
+
+
 @functools.lru_cache(maxsize=4)
-def _tokenize(text: str, level: str, vocab_size: int) -> tuple[torch.Tensor, int]:
-    """Token ids of the text and the vocabulary size (memoised: tokenising 4 MB takes seconds)."""
+def _token_ids(text: str, level: str, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The training and held-out token ids and the vocabulary size (memoised: tokenising 4 MB takes seconds).
+    Characters and words are cut at 90% of the tokens; BPE is trained on the first 90% of the characters."""
+    if level == "bpe":
+        return _bpe_ids(text, vocab_size)
     if level == "char":
         units = list(text)
         vocab = sorted(set(units))
@@ -210,13 +218,34 @@ def _tokenize(text: str, level: str, vocab_size: int) -> tuple[torch.Tensor, int
         units = re.findall(r"\w+|[^\w\s]", text.lower())
         vocab = ["<unk>"] + [w for w, _ in collections.Counter(units).most_common(vocab_size - 1)]
     index = {u: i for i, u in enumerate(vocab)}
-    return torch.tensor([index.get(u, 0) for u in units], dtype=torch.long), len(vocab)
+    ids = torch.tensor([index.get(u, 0) for u in units], dtype=torch.long)
+    cut = int((1 - HELD_OUT) * len(ids))
+    return ids[:cut], ids[cut:], len(vocab)
+
+
+def _bpe_ids(text: str, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Byte-level BPE (Hugging Face ``tokenizers``, deterministic) trained on the training text, both parts
+    encoded by it."""
+    tokenizers = require("tokenizers", "the tokenizers package (pip install tokenizers) for level = 'bpe'")
+    alphabet = tokenizers.pre_tokenizers.ByteLevel.alphabet()
+    if vocab_size < len(alphabet):
+        raise InputError(f"vocab_size: level 'bpe' needs at least the {len(alphabet)} bytes, got {vocab_size}")
+    cut = int((1 - HELD_OUT) * len(text))
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
+    bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, show_progress=False)
+    bpe.train_from_iterator([text[:cut]], trainer=trainer)
+
+    def encode(part: str) -> torch.Tensor:
+        return torch.tensor(bpe.encode(part).ids, dtype=torch.long)
+
+    return encode(text[:cut]), encode(text[cut:]), bpe.get_vocab_size()
 
 
 def kjv(
     seed: int = 0, level: str = "char", context: int = 64, vocab_size: int = 5000, n_sequences: int | None = None
 ) -> DataSet:
-    """Character- or word-level language modelling on the King James Bible."""
+    """Character-, word- or subword-level (BPE) language modelling on the King James Bible."""
     return language_model(kjv_text(), "kjv", level, context, vocab_size, n_sequences, seed)
 
 
@@ -231,7 +260,7 @@ def python_docs_text() -> str:
 def python_docs(
     seed: int = 0, level: str = "char", context: int = 64, vocab_size: int = 5000, n_sequences: int | None = None
 ) -> DataSet:
-    """Character- or word-level language modelling on the Python language reference (``pydoc_data``)."""
+    """Character-, word- or subword-level (BPE) language modelling on the Python language reference (``pydoc_data``)."""
     return language_model(python_docs_text(), "python_docs", level, context, vocab_size, n_sequences, seed)
 
 
@@ -283,7 +312,7 @@ def austen_text() -> str:
 def austen(
     seed: int = 0, level: str = "char", context: int = 64, vocab_size: int = 5000, n_sequences: int | None = None
 ) -> DataSet:
-    """Character- or word-level language modelling on Jane Austen's novels."""
+    """Character-, word- or subword-level (BPE) language modelling on Jane Austen's novels."""
     return language_model(austen_text(), "austen", level, context, vocab_size, n_sequences, seed)
 
 

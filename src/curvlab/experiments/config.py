@@ -48,6 +48,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "checkpoint_every": (int, 100),
         "processes": (int, 1),
         "parallel": (str, "ddp"),
+        "eval_every": (int, None),
     },
     "monitor": {
         "metrics": (list, ["assumptions", "sharpness"]),
@@ -178,7 +179,7 @@ def _check_semantics(c: dict) -> None:
             "all-reduced; use processes = 1 with it"
         )
     _check_parallel(c)
-    for key in ("epochs", "steps", "max_chunk", "checkpoint_every", "processes"):
+    for key in ("epochs", "steps", "max_chunk", "checkpoint_every", "processes", "eval_every"):
         if train[key] is not None and train[key] < 1:
             raise ConfigError(f"config: train.{key}: expected a positive integer, got {train[key]!r}")
     bs = train["batch_size"]

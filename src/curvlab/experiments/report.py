@@ -35,10 +35,16 @@ def _series(df: Any, metric: str, **where: Any) -> Any:
 
 
 def _figure_loss(runs, ax):
-    for name, df in runs.items():
+    validated = False
+    for i, (name, df) in enumerate(runs.items()):
         s = _series(df, "loss")
-        ax.plot(s.step, s.value, label=name)
-    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("training loss"), ax.set_title("Training loss")
+        ax.plot(s.step, s.value, color=f"C{i}", label=name)
+        v = _series(df, "validation_loss")
+        if len(v):
+            ax.plot(v.step, v.value, "o--", color=f"C{i}", ms=3, label=f"{name}: validation")
+            validated = True
+    title = "Training loss (line) and validation loss (dashed)" if validated else "Training loss"
+    ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_title(title)
 
 
 def _figure_sharpness(runs, ax):
@@ -231,8 +237,8 @@ FIGURE_KINDS = [
 
 # Metric groups the figures above draw; any other group's scalar series get a generic figure of their own, so a
 # new metric appears in reports without a change here.
-DRAWN_GROUPS = {"train", "step", "sharpness", "critical_sharpness", "curvatures", "block_sharpness", "assumptions"}
-DRAWN_GROUPS |= {"directional", "density", "noise"}
+DRAWN_GROUPS = {"train", "validation", "step", "sharpness", "critical_sharpness", "curvatures", "block_sharpness"}
+DRAWN_GROUPS |= {"assumptions", "directional", "density", "noise"}
 
 
 def make_figures(runs: dict[str, Any], out_dir: Path, edges: list[EdgeSummary]) -> list[Path]:
@@ -323,6 +329,9 @@ def key_numbers(name: str, run_dir: Path, df: Any, edge: EdgeSummary | None) -> 
     full = _series(df, "loss_full")
     if len(full):
         row["final loss (measurement set)"] = float(full.value.iloc[-1])
+    held_out = _series(df, "validation_loss")
+    if len(held_out):
+        row["final validation loss"] = float(held_out.value.iloc[-1])
     sharp = _series(df, "sharpness", index=1)
     if len(sharp):
         row["final λ1"] = float(sharp.value.iloc[-1])

@@ -32,6 +32,7 @@ from curvlab.experiments.build import (
     lr_factor,
 )
 from curvlab.experiments.config import ConfigError
+from curvlab.experiments.validation import held_out_loss
 from curvlab.linalg.progress import progress_bar
 from curvlab.monitor import Monitor
 from curvlab.monitor.records import RecordWriter, truncate_records
@@ -81,6 +82,7 @@ class Trainer:
         self.used = accumulation_chunks(self.batch_size, train["max_chunk"])[-1][1]  # ≤ 0.5% of a batch dropped
         self.shard = shard(self.used, self.world, self.rank)  # this rank's part of each batch
         self.chunks = self._accumulation(train["max_chunk"])
+        self.eval_every = self._validation_interval(train["eval_every"])
         self.writer = RecordWriter(run_dir) if self.rank == 0 else _NoWriter()
         self.monitor = Monitor(
             self._measurement_objective(measure.x_train, measure.y_train),
@@ -122,6 +124,30 @@ class Trainer:
             for part in (shard(self.shard.stop - self.shard.start, count, i) for i in range(count))
         ]
 
+    def _validation_interval(self, every: int | None) -> int | None:
+        """``train.eval_every``, checked against the data: a held-out split with a row for every process."""
+        held_out = self.data.y_test
+        if every is not None and (held_out is None or len(held_out) < self.world):
+            raise ConfigError(
+                f"config: train.eval_every: data {self.data.name!r} has no held-out split to score "
+                f"(at least {self.world} examples needed)"
+            )
+        return every
+
+    def _validate(self) -> None:
+        """The ``validation_loss`` record: the loss on the held-out split, with the model in eval mode."""
+        assert self.data.x_test is not None and self.data.y_test is not None  # checked by _validation_interval
+        value = held_out_loss(
+            self.model,
+            self.loss_fn,
+            self.data.x_test,
+            self.data.y_test,
+            self.config["train"]["max_chunk"],
+            self.world,
+            self.rank,
+        )
+        self._write("validation_loss", value, group="validation")
+
     def _measurement_objective(self, x: torch.Tensor, y: torch.Tensor) -> Objective:
         """The Monitor's Objective: the measurement set, sharded across the ranks under torchrun."""
         options = {"batch_size": self.config["train"]["max_chunk"], "bn_mode": self.config["monitor"]["bn_mode"]}
@@ -155,6 +181,8 @@ class Trainer:
                 self.monitor.step(loss, (x, y))
                 if self.monitor.diverged:  # a measurement met a non-finite value: the records say which
                     return self._diverged(self.monitor.divergence or "diverged", loss)
+                if self.eval_every and (self.step % self.eval_every == 0 or self.step == self.total_steps):
+                    self._validate()  # before the checkpoint: a resumed run neither repeats nor misses it
                 if self.schedule is not None:
                     self.schedule.step()  # the next step's learning rate
                 if self.position == 0:  # the epoch just ended
@@ -207,8 +235,8 @@ class Trainer:
             files.write_status(self.run_dir, "diverged", self.step, loss)
         return RunResult(self.run_dir, "diverged", self.step, loss)
 
-    def _write(self, metric: str, value: float, **context: Any) -> None:
-        self.writer.write(self.step, self.epoch, metric, value, group="train", run=self.config["name"], **context)
+    def _write(self, metric: str, value: float, group: str = "train", **context: Any) -> None:
+        self.writer.write(self.step, self.epoch, metric, value, group=group, run=self.config["name"], **context)
 
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.perm[self.position : self.position + self.batch_size]

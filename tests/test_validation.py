@@ -1,0 +1,121 @@
+"""Language-model data and validation: subword (BPE) tokens trained on the training text only, and the validation
+loss on the held-out split, exact against an independent evaluation and invisible to the training trajectory."""
+
+import pytest
+import torch
+from torch import nn
+
+from curvlab.data import load_dataset
+from curvlab.data.sources import language_model
+from curvlab.experiments import ConfigError, start_run
+from curvlab.experiments.build import build_loss, build_model_from
+from curvlab.experiments.config import validate
+from curvlab.experiments.report import key_numbers, write_report
+from curvlab.experiments.run_dir import load_checkpoint
+from curvlab.experiments.validation import held_out_loss
+from curvlab.monitor import read_records
+
+
+def test_bpe_is_trained_on_the_training_text_only():
+    """A string that occurs only in the held-out tenth gets no merges of its own: it is encoded byte by byte (here
+    'zq' pairs), while the same string repeated in the training text becomes a few tokens."""
+    prose = "the cat sat on the mat and the dog ran. " * 400
+    rare = " zqzqzqzqzq" * 400  # 4,400 characters, all in the last 10% of the text
+    held_out_only = language_model(prose * 6 + rare, "t", level="bpe", vocab_size=300, context=8)
+    in_training = language_model(rare + prose * 6, "t", level="bpe", vocab_size=300, context=8)
+    assert held_out_only.x_test is not None and in_training.x_train is not None
+    tokens_of_rare = held_out_only.x_test.numel()  # the held-out part is (nearly) the rare string alone
+    assert tokens_of_rare > 1000
+    trained_rare_tokens = int(torch.unique(in_training.x_train[:50]).numel())
+    assert trained_rare_tokens <= 4  # " zqzqzqzqzq" merged to a word token (and a few sub-pieces)
+    again = language_model(prose * 6 + rare, "t", level="bpe", vocab_size=300, context=8)
+    assert torch.equal(again.x_train, held_out_only.x_train) and torch.equal(again.x_test, held_out_only.x_test)
+
+
+def test_bpe_needs_the_bytes():
+    with pytest.raises(ValueError, match="vocab_size: level 'bpe' needs at least the 256 bytes"):
+        load_dataset("python_docs", level="bpe", vocab_size=100)
+
+
+def _bn_dropout_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, 3)).double()
+
+
+def test_held_out_loss_is_the_eval_mode_mean_and_restores_everything():
+    """Uneven chunks (50 rows in chunks of at most 7) weighted by their rows give the mean over all 50, in eval mode
+    (BatchNorm on running statistics, no dropout); modes, BatchNorm statistics and the RNG are as they were."""
+    model = _bn_dropout_model()
+    x, y = torch.randn(50, 5, dtype=torch.float64), torch.randint(0, 3, (50,))
+    model(torch.randn(64, 5, dtype=torch.float64))  # running statistics away from their initial values
+    stats = [b.clone() for b in model.buffers()]
+    rng = torch.get_rng_state()
+    value = held_out_loss(model, nn.functional.cross_entropy, x, y, max_chunk=7)
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.buffers(), strict=True))
+    assert torch.equal(rng, torch.get_rng_state())
+    model.eval()
+    with torch.no_grad():
+        expected = float(nn.functional.cross_entropy(model(x), y))
+    assert value == pytest.approx(expected, rel=1e-12)
+
+
+def _lm_config(eval_every=None):
+    return validate(
+        {
+            "name": "lm",
+            "seed": 5,
+            "data": {"name": "python_docs", "level": "bpe", "vocab_size": 300, "context": 16, "n_sequences": 64},
+            "model": {"name": "transformer", "size": "tiny", "dropout": 0.1},
+            "optimizer": {"name": "adamw", "lr": 3e-3},
+            "train": {"batch_size": 16, "steps": 12, "checkpoint_every": 6, "eval_every": eval_every},
+            "monitor": {"metrics": ["step"]},
+        }
+    )
+
+
+def test_a_run_scores_its_validation_loss_without_changing_its_trajectory(tmp_path):
+    """Every eval_every steps and at the end a validation_loss record, equal to the final model's eval-mode loss on
+    the held-out split (rebuilt from the checkpoint); the training losses are those of a run without validation,
+    bit for bit (dropout is on in training and draws from the RNG)."""
+    config = _lm_config(eval_every=5)
+    start_run(config, tmp_path / "val", quiet=True)
+    start_run(_lm_config(), tmp_path / "plain", quiet=True)
+    records = read_records(tmp_path / "val")
+    validation = [r for r in records if r["metric"] == "validation_loss"]
+    assert [r["step"] for r in validation] == [5, 10, 12] and all(r["group"] == "validation" for r in validation)
+
+    def losses(run):
+        return [r["value"] for r in read_records(tmp_path / run) if r["metric"] == "loss"]
+
+    assert losses("val") == losses("plain")
+    data = load_dataset("python_docs", level="bpe", vocab_size=300, context=16)
+    model = build_model_from(config, data)
+    model.load_state_dict(load_checkpoint(tmp_path / "val")["model"])
+    model.eval()
+    with torch.no_grad():
+        expected = float(build_loss(config, data)(model(data.x_test), data.y_test))
+    assert validation[-1]["value"] == pytest.approx(expected, rel=1e-5)
+    write_report([tmp_path / "val"])
+    row = key_numbers("val", tmp_path / "val", _frame(records), None)
+    assert row["final validation loss"] == validation[-1]["value"]
+
+
+def _frame(records):
+    import pandas as pd
+
+    return pd.DataFrame(records)
+
+
+def test_validation_needs_a_held_out_split(tmp_path):
+    config = validate(
+        {
+            "data": {"name": "digits", "test_fraction": 0.0},
+            "model": {"name": "linear"},
+            "optimizer": {"name": "sgd", "lr": 0.1},
+            "train": {"batch_size": 32, "steps": 2, "eval_every": 1},
+            "monitor": {"metrics": ["step"]},
+        }
+    )
+    with pytest.raises(ConfigError, match="train.eval_every: data 'digits' has no held-out split"):
+        start_run(config, tmp_path / "r", quiet=True)
