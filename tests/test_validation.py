@@ -13,7 +13,7 @@ from curvlab.experiments.config import validate
 from curvlab.experiments.report import key_numbers, write_report
 from curvlab.experiments.run_dir import load_checkpoint
 from curvlab.experiments.validation import held_out_loss
-from curvlab.monitor import read_records
+from curvlab.monitor import load_records, read_records
 
 
 def test_bpe_is_trained_on_the_training_text_only():
@@ -97,14 +97,8 @@ def test_a_run_scores_its_validation_loss_without_changing_its_trajectory(tmp_pa
         expected = float(build_loss(config, data)(model(data.x_test), data.y_test))
     assert validation[-1]["value"] == pytest.approx(expected, rel=1e-5)
     write_report([tmp_path / "val"])
-    row = key_numbers("val", tmp_path / "val", _frame(records), None)
+    row = key_numbers("val", tmp_path / "val", load_records(tmp_path / "val"), None)
     assert row["final validation loss"] == validation[-1]["value"]
-
-
-def _frame(records):
-    import pandas as pd
-
-    return pd.DataFrame(records)
 
 
 def test_validation_needs_a_held_out_split(tmp_path):
