@@ -32,3 +32,14 @@ def test_the_version_has_one_source():
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "curvlab.__version__"}
     assert version("curvlab") == curvlab.__version__
+
+
+def test_the_changelog_has_this_version():
+    """CHANGELOG.md (Keep a Changelog) opens with an [Unreleased] section, then this version's, dated."""
+    import re
+
+    import curvlab
+
+    headings = re.findall(r"^## \[([^\]]+)\](?: - (\d{4}-\d{2}-\d{2}))?$", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert headings[0] == ("Unreleased", "")
+    assert headings[1][0] == curvlab.__version__ and headings[1][1], "the newest version in CHANGELOG.md, with its date"

@@ -21,7 +21,7 @@ from curvlab.linalg import (
 )
 from curvlab.monitor import Monitor, load_records
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "EigResult",
