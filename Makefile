@@ -62,8 +62,8 @@ wheel-check: install
 	cd $(WHEEL_CHECK) && venv/bin/curvlab list >/dev/null && venv/bin/curvlab quickstart --out quickstart --quiet
 	cd $(WHEEL_CHECK) && venv/bin/python ../scripts/installed_check.py
 
-# The type checker (mypy, configured in pyproject.toml): all of src/ at its default checks, the public operator
-# core, solvers, geometry, losses, Monitor, optimizers and tuners under the flags of --strict.
+# The type checker (mypy, configured in pyproject.toml): all of src/ at its default checks, the public modules
+# (the API reference's) under the flags of --strict.
 typecheck: install
 	$(BIN)/python -m mypy
 

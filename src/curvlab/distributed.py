@@ -129,7 +129,9 @@ def all_reduce_sum(value: float) -> float:
     return float(total)
 
 
-def sharded_objective(model: Any, loss_fn: Any, data: Any, world: int, rank_: int, options: dict) -> Objective:
+def sharded_objective(
+    model: Any, loss_fn: Any, data: Any, world: int, rank_: int, options: dict[str, Any]
+) -> Objective:
     """An Objective on ``data``; with several processes, a DistributedObjective on this rank's shard of it
     (tensor pairs and lists of batches are split; any other data is taken as this rank's shard); for a model whose
     parameters are FSDP2 shards, a :class:`~curvlab.fsdp.ShardedObjective` on this rank's shard."""

@@ -89,7 +89,7 @@ class ShardedObjective(Objective):
         return self.sharding.size
 
     @property
-    def settings(self) -> dict:
+    def settings(self) -> dict[str, Any]:
         return {**super().settings, "dim": self.size, "sharded": f"FSDP2 over {self.world} ranks"}
 
     def on(self, data: Any, batch_size: int | None = None) -> Objective:
@@ -110,7 +110,7 @@ class ShardedObjective(Objective):
         return float(self.sums(torch.tensor([dot64(a, b)], dtype=F64))[0])
 
     def norm(self, a: Tensor) -> float:
-        return max(self.dot(a, a), 0.0) ** 0.5
+        return float(max(self.dot(a, a), 0.0) ** 0.5)
 
     def point_versions(self) -> list[int]:
         """Version counters of the local shards and buffers, less this Objective's own (exactly undone) writes."""
@@ -325,7 +325,7 @@ class ShardedHessian(AtOnePoint, LinearOperator):
 
     def _product(self, v: Tensor) -> Tensor:
         self.check_fresh()
-        return self.objective.hvp(v)
+        return cast(Tensor, self.objective.hvp(v))
 
     def release(self) -> None:
         """Nothing is kept between products."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -18,7 +18,7 @@ from curvlab.optim import OPTIMIZERS
 from curvlab.tuners import TUNERS
 
 
-def _options(section: dict, reserved: tuple[str, ...]) -> dict:
+def _options(section: dict[str, Any], reserved: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k not in reserved and v is not None}
 
 
@@ -30,7 +30,7 @@ def _call(label: str, make: Callable[..., Any], *args: Any, **kwargs: Any) -> An
         raise ConfigError(f"config: {label}: {err}") from err
 
 
-def build_data(config: dict) -> tuple[DataSet, DataSet]:
+def build_data(config: dict[str, Any]) -> tuple[DataSet, DataSet]:
     """(training data, measurement data); the measurement set is a seeded subset of the training set."""
     section = config["data"]
     data = _call(
@@ -46,16 +46,16 @@ def build_data(config: dict) -> tuple[DataSet, DataSet]:
     )
 
 
-def build_loss(config: dict, data: DataSet) -> Callable:
+def build_loss(config: dict[str, Any], data: DataSet) -> Callable[..., Any]:
     name = config["loss"]["name"]
     if name == "auto":
         name = "half_mse" if data.task == "regression" else "cross_entropy"
-    return getattr(losses, name)
+    return cast(Callable[..., Any], getattr(losses, name))
 
 
-def build_model_from(config: dict, data: DataSet) -> nn.Module:
+def build_model_from(config: dict[str, Any], data: DataSet) -> nn.Module:
     section = config["model"]
-    return _call(
+    model: nn.Module = _call(
         "model",
         build_model,
         section["name"],
@@ -64,9 +64,10 @@ def build_model_from(config: dict, data: DataSet) -> nn.Module:
         seed=config["seed"],
         **_options(section, ("name", "init_scale")),
     )
+    return model
 
 
-def build_optimizer(config: dict, model: nn.Module) -> Any:
+def build_optimizer(config: dict[str, Any], model: nn.Module) -> Any:
     section = config["optimizer"]
     name = section["name"]
     options = _options(section, ("name", "lr", "clip_percent", "random_scaling"))
@@ -80,7 +81,7 @@ def build_optimizer(config: dict, model: nn.Module) -> Any:
     return opt
 
 
-def build_tuner(config: dict, optimizer: Any, model: nn.Module) -> Any:
+def build_tuner(config: dict[str, Any], optimizer: Any, model: nn.Module) -> Any:
     section = config["tuner"]
     if section.get("name") is None:
         return None
@@ -90,23 +91,23 @@ def build_tuner(config: dict, optimizer: Any, model: nn.Module) -> Any:
     return _call("tuner", TUNERS[section["name"]], optimizer, model=model, **options)
 
 
-def lr_factor(schedule: dict, step: int, epoch: int, total_steps: int) -> float:
+def lr_factor(schedule: dict[str, Any], step: int, epoch: int, total_steps: int) -> float:
     """The multiplier of the base learning rate at ``step`` (0-based) — definitions §9 schedules."""
     kind, warm = schedule["kind"], schedule["warmup_steps"]
     if kind == "step":
-        return 0.1 ** (epoch // schedule["decay_every_epochs"])
+        return float(0.1 ** (epoch // schedule["decay_every_epochs"]))
     if warm and step < warm:
-        return (step + 1) / warm
+        return float((step + 1) / warm)
     if kind in ("constant", "warmup_constant"):
         return 1.0
-    progress = (step - warm) / max(1, total_steps - warm)
-    floor = schedule["min_lr_fraction"]
+    progress = float((step - warm) / max(1, total_steps - warm))
+    floor = float(schedule["min_lr_fraction"])
     if kind == "warmup_linear":
         return floor + (1 - floor) * (1 - progress)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_metrics(config: dict, measure: DataSet) -> list[Metric]:
+def build_metrics(config: dict[str, Any], measure: DataSet) -> list[Metric]:
     """The ``monitor.metrics`` groups with their ``monitor.options`` (constructor arguments: tol, k, n_probes,
     batch_size, …) and ``monitor.schedules``. ``noise`` samples its minibatches from the measurement set
     (batch_size 64 unless set)."""

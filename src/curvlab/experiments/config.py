@@ -64,7 +64,7 @@ SCHEDULE_KINDS = ("constant", "warmup_constant", "warmup_linear", "warmup_cosine
 LOSSES = ("auto", "cross_entropy", "mse", "half_mse", "onehot_mse")
 
 
-def read_toml(path: str | Path) -> dict:
+def read_toml(path: str | Path) -> dict[str, Any]:
     """The raw TOML table of ``path``; a missing file or bad TOML is a one-line ConfigError."""
     path = Path(path)
     if not path.exists():
@@ -75,13 +75,13 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"config: {path} is not valid TOML: {err}") from err
 
 
-def load_config(path: str | Path) -> dict:
+def load_config(path: str | Path) -> dict[str, Any]:
     """Read a TOML run config and validate it (a ConfigError naming the key otherwise); returns the config with defaults
     filled in."""
     return validate(read_toml(path))
 
 
-def validate(raw: dict) -> dict:
+def validate(raw: dict[str, Any]) -> dict[str, Any]:
     """Check every key and fill defaults; returns a new, complete config."""
     raw = copy.deepcopy(raw)
     config: dict[str, Any] = {}
@@ -114,7 +114,7 @@ def validate(raw: dict) -> dict:
     return config
 
 
-def _check_monitor(monitor: dict) -> None:
+def _check_monitor(monitor: dict[str, Any]) -> None:
     """Metric names are registered ones; ``monitor.options.<metric>`` are arguments its constructor takes."""
     for name in monitor["metrics"]:
         if not isinstance(name, str) or name not in METRICS:
@@ -131,7 +131,7 @@ def _check_monitor(monitor: dict) -> None:
                 raise ConfigError(f"config: monitor.options.{name}.{key}: unknown key; {name!r} takes {allowed}")
 
 
-def _check_open_sections(c: dict) -> None:
+def _check_open_sections(c: dict[str, Any]) -> None:
     """Extra keys of data/model/optimizer/tuner must be parameters of what they configure."""
     for section, registry in (("data", DATASETS), ("model", BUILDERS), ("optimizer", OPTIMIZERS), ("tuner", TUNERS)):
         name = c[section].get("name")
@@ -158,11 +158,11 @@ def _check_type(label: str, value: Any, expected: Any) -> None:
         raise ConfigError(f"config: {label}: expected {_names(kinds)}, got {value!r}")
 
 
-def _names(kinds: tuple) -> str:
+def _names(kinds: tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in kinds)
 
 
-def _check_semantics(c: dict) -> None:
+def _check_semantics(c: dict[str, Any]) -> None:
     for dotted in REQUIRED:
         section, key = dotted.split(".")
         if c[section].get(key) is None:
@@ -203,7 +203,7 @@ def _check_semantics(c: dict) -> None:
             raise ConfigError(f"config: data.{key}: expected a positive integer, got {c['data'][key]!r}")
 
 
-def _check_parallel(c: dict) -> None:
+def _check_parallel(c: dict[str, Any]) -> None:
     """``train.parallel``: torch's DDP, or FSDP2 — which takes no tuner and measures only from shards."""
     parallel = c["train"]["parallel"]
     if parallel not in PARALLEL:
@@ -223,12 +223,12 @@ def _check_parallel(c: dict) -> None:
         )
 
 
-def to_toml(config: dict) -> str:
+def to_toml(config: dict[str, Any]) -> str:
     """The resolved config as TOML (None values are left out), for the run directory."""
     return "\n".join(_toml_table(config, "")).lstrip("\n") + "\n"
 
 
-def _toml_table(table: dict, name: str) -> list[str]:
+def _toml_table(table: dict[str, Any], name: str) -> list[str]:
     """``[name]`` with its plain keys, then each sub-table as ``[name.sub]`` (at any depth)."""
     lines = ["", f"[{name}]"] if name else []
     lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict) and v is not None]

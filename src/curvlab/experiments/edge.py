@@ -103,39 +103,42 @@ class EdgeSummary:
 
     def sentence(self) -> str:
         """One sentence a reader can check against the figure, saying plainly when the run did not reach the edge."""
-        f = lambda v: f"{v:.2f}"  # noqa: E731
         lo, hi = (b * self.scale for b in BAND)
         against = f" (the threshold: {self.threshold})" if self.threshold else ""
-        start = f"{self.run}: {self.label}{against} started at {f(self.values[0])}"
+        start = f"{self.run}: {self.label}{against} started at {_two(self.values[0])}"
         loss = f"; the loss went from {self.losses[0]:.3g} to {self.losses[-1]:.3g}" if self.losses else ""
         i = self.first_at_edge
         if i is None:
             peak = max(range(len(self.values)), key=self.values.__getitem__)
             return (
-                f"{start}, peaked at {f(self.values[peak])} at step {self.steps[peak]} and never reached "
-                f"{f(REACHED * self.scale)}: no edge of stability in this run{loss}."
+                f"{start}, peaked at {_two(self.values[peak])} at step {self.steps[peak]} and never reached "
+                f"{_two(REACHED * self.scale)}: no edge of stability in this run{loss}."
             )
-        reached = f"reached {f(self.values[i])} at step {self.steps[i]}"
+        reached = f"reached {_two(self.values[i])} at step {self.steps[i]}"
         if not self.after:
             return f"{start} and {reached}, the last measurement: too late to tell whether it hovers{loss}."
-        stay = f"its median over the remaining {len(self.after)} measurements was {f(self.median_after)}"
+        stay = f"its median over the remaining {len(self.after)} measurements was {_two(self.median_after)}"
         rises = f", with {self.loss_increases} increases after the edge" if self.losses else ""
         verdict = "the edge of stability" if self.at_the_edge else "not the edge of stability: " + self._missing()
         return f"{start}, {reached} and {stay}{loss}{rises}. Verdict: {verdict}."
 
     def _missing(self) -> str:
-        f_ = lambda v: f"{v:.2f}"  # noqa: E731
         missing = []
         lo, hi = (b * self.scale for b in BAND)
         if not self.sharpened:
-            missing.append(f"it started above {f_(BELOW * self.scale)} (no sharpening from below)")
+            missing.append(f"it started above {_two(BELOW * self.scale)} (no sharpening from below)")
         if not self.hovered:
             missing.append(
-                f"its median after the edge is outside [{f_(lo)}, {f_(hi)}] or too few measurements followed"
+                f"its median after the edge is outside [{_two(lo)}, {_two(hi)}] or too few measurements followed"
             )
         if not self.loss_fell:
             missing.append(f"the loss did not fall below {LOSS_FALLS_TO:g}× its start with a rise after the edge")
         return "; ".join(missing)
+
+
+def _two(value: float) -> str:
+    """A quantity of the findings sentence, to two decimals."""
+    return f"{value:.2f}"
 
 
 def edge_summary(name: str, df: Any) -> EdgeSummary | None:

@@ -60,7 +60,7 @@ def gradient_sync(module: nn.Module, sync: bool) -> Iterator[None]:
     yield
 
 
-def save_sharded(run_dir: Path, step: int, model: nn.Module, optimizer: Any, rank_state: dict) -> None:
+def save_sharded(run_dir: Path, step: int, model: nn.Module, optimizer: Any, rank_state: dict[str, Any]) -> None:
     """A checkpoint of a sharded run: model and optimizer with torch's distributed checkpoint, each rank's own state
     (its Monitor shards, RNG) beside it; ``LATEST`` is switched to it only once every rank has written, so a run
     killed mid-save resumes from the previous one."""
@@ -80,7 +80,7 @@ def save_sharded(run_dir: Path, step: int, model: nn.Module, optimizer: Any, ran
     dist.barrier()
 
 
-def load_sharded(run_dir: Path, model: nn.Module, optimizer: Any) -> dict | None:
+def load_sharded(run_dir: Path, model: nn.Module, optimizer: Any) -> dict[str, Any] | None:
     """Load the latest sharded checkpoint into ``model`` and ``optimizer``; returns this rank's own state (None when
     the run was killed before its first checkpoint)."""
     import torch.distributed.checkpoint as dcp
@@ -103,7 +103,7 @@ def load_sharded(run_dir: Path, model: nn.Module, optimizer: Any) -> dict | None
     set_state_dict(
         model, optimizer, model_state_dict=cast(Any, state["model"]), optim_state_dict=cast(Any, state["optimizer"])
     )
-    return rank_state
+    return cast(dict[str, Any] | None, rank_state)
 
 
 class _MetadataUnpickler(pickle.Unpickler):

@@ -8,6 +8,7 @@ import json
 import time
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from curvlab.experiments.config import load_config
 from curvlab.experiments.edge import EdgeSummary, edge_summary
@@ -18,7 +19,7 @@ from curvlab.monitor.records import load_records
 ARMS = ("gd", "adam")
 
 
-def quickstart_config(arm: str) -> dict:
+def quickstart_config(arm: str) -> dict[str, Any]:
     """The shipped config of one arm ("gd" or "adam")."""
     return load_config(Path(str(files("curvlab.experiments").joinpath(f"configs/quickstart_{arm}.toml"))))
 
@@ -45,7 +46,7 @@ def run_quickstart(out: str | Path, quiet: bool = False) -> dict[str, EdgeSummar
     return summaries
 
 
-def summary_numbers(summaries: dict[str, EdgeSummary | None], seconds: float) -> dict:
+def summary_numbers(summaries: dict[str, EdgeSummary | None], seconds: float) -> dict[str, Any]:
     """What the summary paragraph says, per arm: where the edge quantity started, where and when it first reached
     the edge, its median after, the loss's start and end, the verdict; and the run's seconds."""
     arms = {}
@@ -68,7 +69,7 @@ def summary_numbers(summaries: dict[str, EdgeSummary | None], seconds: float) ->
     return {"seconds": seconds, "arms": arms}
 
 
-def summary_paragraph(numbers: dict) -> str:
+def summary_paragraph(numbers: dict[str, Any]) -> str:
     """The quickstart's findings in a few sentences, every figure from ``numbers`` (:func:`summary_numbers`):
     the paragraph README shows (``make docs-numbers`` copies it there)."""
     sentences = [

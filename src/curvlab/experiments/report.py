@@ -34,7 +34,7 @@ def _series(df: Any, metric: str, **where: Any) -> Any:
     return rows.dropna(subset=["value"]).sort_values("step")
 
 
-def _figure_loss(runs, ax):
+def _figure_loss(runs: dict[str, Any], ax: Any) -> None:
     validated = False
     for i, (name, df) in enumerate(runs.items()):
         s = _series(df, "loss")
@@ -47,7 +47,7 @@ def _figure_loss(runs, ax):
     ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_title(title)
 
 
-def _figure_sharpness(runs, ax):
+def _figure_sharpness(runs: dict[str, Any], ax: Any) -> None:
     for i, (name, df) in enumerate(runs.items()):
         color = f"C{i}"
         s = _series(df, "sharpness", index=1)
@@ -69,7 +69,7 @@ def _figure_sharpness(runs, ax):
     )
 
 
-def _figure_step_norms(runs, ax):
+def _figure_step_norms(runs: dict[str, Any], ax: Any) -> None:
     """The Monitor's per-step statistics: the norm of the gradient each step used and of the update it made."""
     for i, (name, df) in enumerate(runs.items()):
         for metric, style in (("grad_norm", "-"), ("update_norm", "--")):
@@ -84,7 +84,7 @@ def _figure_step_norms(runs, ax):
     )
 
 
-def _figure_critical(runs, ax):
+def _figure_critical(runs: dict[str, Any], ax: Any) -> None:
     """Critical sharpness beside λ1 and the directional sharpness of the actual update, with 2/η."""
     for i, (name, df) in enumerate(runs.items()):
         color = f"C{i}"
@@ -106,7 +106,7 @@ def _figure_critical(runs, ax):
     )
 
 
-def _figure_curvatures(runs, ax):
+def _figure_curvatures(runs: dict[str, Any], ax: Any) -> None:
     """Top eigenvalues of the Hessian, Gauss–Newton and Fisher overlaid (a colour per run, a style per curvature)."""
     styles = {"hessian": "-", "ggn": "--", "fisher": ":", "fisher_mc": "-."}
     for i, (name, df) in enumerate(runs.items()):
@@ -122,7 +122,7 @@ def _figure_curvatures(runs, ax):
     ax.set_title("Hessian, Gauss–Newton and Fisher: top eigenvalues")
 
 
-def _figure_block_sharpness(runs, ax):
+def _figure_block_sharpness(runs: dict[str, Any], ax: Any) -> None:
     """Sharpness of each layer's diagonal block over training (one line per block; runs by line style)."""
     for j, (name, df) in enumerate(runs.items()):
         rows = _series(df, "block_sharpness")
@@ -140,14 +140,14 @@ def _figure_block_sharpness(runs, ax):
     ax.set_title("Sharpness per layer (diagonal blocks of the curvature)")
 
 
-def _figure_tuner_lr(runs, ax):
+def _figure_tuner_lr(runs: dict[str, Any], ax: Any) -> None:
     for name, df in runs.items():
         s = _series(df, "loss")
         ax.plot(s.step, s.lr, label=name)
     ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("learning rate"), ax.set_title("Learning rate")
 
 
-def _figure_gap(runs, ax):
+def _figure_gap(runs: dict[str, Any], ax: Any) -> None:
     for name, df in runs.items():
         for metric, style in (("inst_gap", "-"), ("exp_gap_0.99", "--")):
             s = _series(df, metric)
@@ -157,7 +157,7 @@ def _figure_gap(runs, ax):
     ax.set_xlabel("step"), ax.set_ylabel("convexity gap"), ax.set_title("Convexity gap (≤ 0 where convex)")
 
 
-def _figure_smooth(runs, ax):
+def _figure_smooth(runs: dict[str, Any], ax: Any) -> None:
     for name, df in runs.items():
         for metric in ("inst_smooth", "max_smooth"):
             s = _series(df, metric)
@@ -166,7 +166,7 @@ def _figure_smooth(runs, ax):
     ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("smoothness"), ax.set_title("Smoothness estimates")
 
 
-def _figure_directional(runs, ax):
+def _figure_directional(runs: dict[str, Any], ax: Any) -> None:
     for name, df in runs.items():
         s = _series(df, "sharpness_ratio_to_sgd")
         if len(s):
@@ -179,7 +179,7 @@ def _figure_directional(runs, ax):
     )
 
 
-def _figure_density(runs, ax):
+def _figure_density(runs: dict[str, Any], ax: Any) -> None:
     for name, df in runs.items():
         s = df[df.metric == "spectral_density"]
         if len(s):
@@ -193,7 +193,7 @@ def _figure_density(runs, ax):
     )
 
 
-def _figure_noise(runs, ax):
+def _figure_noise(runs: dict[str, Any], ax: Any) -> None:
     for name, df in runs.items():
         s = df[df.metric == "noise_norm"]
         if len(s):
@@ -202,7 +202,7 @@ def _figure_noise(runs, ax):
     ax.set_xlabel("‖g̃ − ∇F‖"), ax.set_ylabel("count"), ax.set_title("Gradient-noise norms")
 
 
-def _figure_noise_qq(runs, ax):
+def _figure_noise_qq(runs: dict[str, Any], ax: Any) -> None:
     for name, df in runs.items():
         s = df[df.metric == "noise_norm"]
         if len(s) > 2:
@@ -390,7 +390,7 @@ def _html(
     return pages.page(title, sections)
 
 
-def write_sweep_report(summary: dict, sweep_dir: str | Path) -> Path:
+def write_sweep_report(summary: dict[str, Any], sweep_dir: str | Path) -> Path:
     """Figures and ``report.html`` for a sweep: grid-search curves (final loss vs lr, min/median/max
     over seeds, diverged runs drawn at the top) or the batch-size ladder table."""
     plt = pyplot()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from curvlab.distributed import barrier, finish, join_process_group, rank
 from curvlab.experiments import run_dir as files
@@ -23,7 +24,7 @@ from curvlab.experiments.training import RunResult, Trainer
 __all__ = ["RunResult", "read_status", "resume_run", "start_run"]
 
 
-def start_run(config: dict | str | Path, run_dir: str | Path, quiet: bool = False) -> RunResult:
+def start_run(config: dict[str, Any] | str | Path, run_dir: str | Path, quiet: bool = False) -> RunResult:
     """Start a new run in an empty (or new) ``run_dir``."""
     config = load_config(config) if isinstance(config, (str, Path)) else validate(config)
     run_dir = Path(run_dir)

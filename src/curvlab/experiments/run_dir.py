@@ -42,7 +42,7 @@ def config_path(run_dir: Path) -> Path:
     return path
 
 
-def read_status(run_dir: str | Path) -> dict:
+def read_status(run_dir: str | Path) -> dict[str, Any]:
     """``{"status": "running" | "finished" | "diverged", "step": …, "final_loss": …}``; {} before any."""
     path = Path(run_dir) / STATUS
     return json.loads(path.read_text()) if path.exists() else {}
@@ -53,7 +53,7 @@ def write_status(run_dir: Path, status: str, step: int, loss: float = math.nan) 
     atomic_write_text(run_dir / STATUS, json.dumps(payload))
 
 
-def save_checkpoint(run_dir: Path, state: dict) -> None:
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     atomic_write(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
 
 
@@ -61,7 +61,7 @@ class UnsafeCheckpoint(InputError):
     """A checkpoint that holds more than tensors and plain data: loading it could run code, so it is not loaded."""
 
 
-def _checkpoint_classes() -> list:
+def _checkpoint_classes() -> list[Any]:
     """The classes beside tensors and plain data that a checkpoint may hold: curvlab's own running sums (plain
     attributes, restored without running any of their code), and NumPy arrays (the NumPy RNG state of checkpoints
     written before it was stored as a tensor)."""

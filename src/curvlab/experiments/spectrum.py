@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from curvlab.core.objective import Objective
 from curvlab.errors import MissingInputFile
@@ -13,7 +14,7 @@ from curvlab.linalg import eigs, spectral_density, trace
 from curvlab.plotting import pyplot, save_figure
 
 
-def spectrum_of_run(run_dir: str | Path, k: int = 5, density_path: str | Path | None = None) -> dict:
+def spectrum_of_run(run_dir: str | Path, k: int = 5, density_path: str | Path | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if run_dir.is_file():  # the checkpoint itself: its run directory holds the config
         run_dir = run_dir.parent

@@ -40,7 +40,7 @@ EXECUTORS = ("process", "ray")
 SWEEP_KEYS = {"kind", "seeds", "lr_powers", "values", "batch_sizes", "epochs", "workers", "executor", "ray_address"}
 
 
-def load_sweep(path: str | Path) -> tuple[dict, dict]:
+def load_sweep(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(validated base run config, validated sweep section)."""
     raw = read_toml(path)
     sweep = raw.pop("sweep", None)
@@ -49,7 +49,7 @@ def load_sweep(path: str | Path) -> tuple[dict, dict]:
     return validate(raw), _check_sweep(sweep)
 
 
-def _check_sweep(s: dict) -> dict:
+def _check_sweep(s: dict[str, Any]) -> dict[str, Any]:
     unknown = set(s) - SWEEP_KEYS
     if unknown:
         raise ConfigError(f"config: sweep.{sorted(unknown)[0]}: unknown key; expected one of {sorted(SWEEP_KEYS)}")
@@ -73,12 +73,12 @@ def _check_sweep(s: dict) -> dict:
     return s
 
 
-def _set(config: dict, dotted: str, value: Any) -> None:
+def _set(config: dict[str, Any], dotted: str, value: Any) -> None:
     section, _, key = dotted.rpartition(".")
     (config.setdefault(section, {}) if section else config)[key] = value
 
 
-def _variant(base: dict, settings: dict, seed: int) -> dict:
+def _variant(base: dict[str, Any], settings: dict[str, Any], seed: int) -> dict[str, Any]:
     config = copy.deepcopy(base)
     for dotted, value in settings.items():
         _set(config, dotted, value)
@@ -91,12 +91,12 @@ def _variant(base: dict, settings: dict, seed: int) -> dict:
         raise ConfigError(f"{err} (in sweep variant {config['name']})") from err
 
 
-def _grid(settings: dict) -> list[dict]:
+def _grid(settings: dict[str, Any]) -> list[dict[str, Any]]:
     keys = list(settings)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(settings[k] for k in keys))]
 
 
-def _execute(configs: list[dict], sweep_dir: Path, sweep: dict) -> list[dict]:
+def _execute(configs: list[dict[str, Any]], sweep_dir: Path, sweep: dict[str, Any]) -> list[dict[str, Any]]:
     """Run (or resume, or skip when done) every config; returns one summary row per run."""
     todo = [
         c for c in configs if read_status(sweep_dir / "runs" / c["name"]).get("status") not in ("finished", "diverged")
@@ -146,7 +146,7 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     return _POOLS[workers]
 
 
-def _execute_on_ray(configs: list[dict], dirs: list[str], sweep: dict) -> None:
+def _execute_on_ray(configs: list[dict[str, Any]], dirs: list[str], sweep: dict[str, Any]) -> None:
     """One Ray task per run (one CPU each): a cluster at ``sweep.ray_address``, else a local instance.
     Run directories must be on storage every node sees."""
     try:
@@ -170,7 +170,7 @@ def _execute_on_ray(configs: list[dict], dirs: list[str], sweep: dict) -> None:
             ray.shutdown()
 
 
-def _final_training_loss(run_dir: Path, status: dict) -> float | None:
+def _final_training_loss(run_dir: Path, status: dict[str, Any]) -> float | None:
     """The loss on the whole training set at the end (a `loss_full` record at the last step) when the run
     measured it, else the last training-step loss (a minibatch's, noisy for small batches)."""
     full = (
@@ -181,19 +181,19 @@ def _final_training_loss(run_dir: Path, status: dict) -> float | None:
     return full[-1]["value"] if full else status.get("final_loss")
 
 
-def _run_one(config: dict, run_dir: str) -> None:
+def _run_one(config: dict[str, Any], run_dir: str) -> None:
     torch.set_num_threads(1)  # one core per process: the pool parallelises over runs
     _run_in_process(config, run_dir)
 
 
-def _run_in_process(config: dict, run_dir: str) -> None:
+def _run_in_process(config: dict[str, Any], run_dir: str) -> None:
     if (Path(run_dir) / "config.toml").exists():
         resume_run(run_dir, quiet=True)
     else:
         start_run(config, run_dir, quiet=True)
 
 
-def run_sweep(base: dict, sweep: dict, sweep_dir: str | Path) -> dict:
+def run_sweep(base: dict[str, Any], sweep: dict[str, Any], sweep_dir: str | Path) -> dict[str, Any]:
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     kind, seeds, grid = sweep["kind"], sweep["seeds"], _grid(sweep["values"])
@@ -208,21 +208,23 @@ def run_sweep(base: dict, sweep: dict, sweep_dir: str | Path) -> dict:
     return summary
 
 
-def _score(rows: list[dict]) -> float:
+def _score(rows: list[dict[str, Any]]) -> float:
     """The max over seeds of the final training loss (diverged = +∞), definitions §9."""
-    return max(r["final_loss"] for r in rows)
+    return float(max(r["final_loss"] for r in rows))
 
 
-def _score_at(rows: list[dict], power: float) -> float:
+def _score_at(rows: list[dict[str, Any]], power: float) -> float:
     """The score of the runs at η = 10^power."""
     return _score([r for r in rows if math.isclose(r["lr"], 10.0**power)])
 
 
-def _lr_search(base, sweep, grid, seeds, sweep_dir) -> dict:
+def _lr_search(
+    base: dict[str, Any], sweep: dict[str, Any], grid: list[dict[str, Any]], seeds: list[int], sweep_dir: Path
+) -> dict[str, Any]:
     """Per setting of the other swept keys: powers of 10, then half powers around the best. Every setting's
     first phase runs as one batch, then every second phase: the workers wait only twice."""
 
-    def runs_for(powers_per_setting: list[list[float]]) -> list[list[dict]]:
+    def runs_for(powers_per_setting: list[list[float]]) -> list[list[dict[str, Any]]]:
         configs = [
             [_variant(base, {**settings, "optimizer.lr": 10.0**p}, seed) for p in powers for seed in seeds]
             for settings, powers in zip(grid, powers_per_setting)
@@ -236,7 +238,7 @@ def _lr_search(base, sweep, grid, seeds, sweep_dir) -> dict:
     phase2 = runs_for([[p - 0.5, p + 0.5] for p in best_powers])
     results = []
     for settings, rows in zip(grid, (a + b for a, b in zip(phase1, phase2))):
-        by_lr: dict[float, list[dict]] = {}
+        by_lr: dict[float, list[dict[str, Any]]] = {}
         for r in rows:
             by_lr.setdefault(r["lr"], []).append(r)
         scores = {lr: _score(rs) for lr, rs in sorted(by_lr.items())}
@@ -247,7 +249,9 @@ def _lr_search(base, sweep, grid, seeds, sweep_dir) -> dict:
     return {"kind": "lr_search", "results": results}
 
 
-def _ladder(base, sweep, grid, seeds, sweep_dir) -> dict:
+def _ladder(
+    base: dict[str, Any], sweep: dict[str, Any], grid: list[dict[str, Any]], seeds: list[int], sweep_dir: Path
+) -> dict[str, Any]:
     """Batch sizes with their epochs; the comparable-iteration table (Kunstner et al. 2023, Tables 1–2)."""
     table, all_rows = [], []
     for settings in grid:

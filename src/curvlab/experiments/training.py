@@ -60,7 +60,7 @@ class Diverged(Exception):
 class Trainer:
     """Builds everything a config describes and trains it, writing into ``run_dir``."""
 
-    def __init__(self, config: dict, run_dir: Path, quiet: bool):
+    def __init__(self, config: dict[str, Any], run_dir: Path, quiet: bool):
         self.config, self.run_dir, self.quiet = config, run_dir, quiet
         self.data, measure = build_data(config)
         self.loss_fn = build_loss(config, self.data)
@@ -110,7 +110,7 @@ class Trainer:
 
     def _total_steps(self) -> int:
         train = self.config["train"]
-        return train["steps"] or train["epochs"] * (self.data.n_train // self._batch_size())
+        return int(train["steps"] or train["epochs"] * (self.data.n_train // self._batch_size()))
 
     def _accumulation(self, max_chunk: int) -> list[tuple[int, int]]:
         """This process's chunks of its part of a batch (gradient accumulation). On several processes every rank
@@ -260,7 +260,7 @@ class Trainer:
         }
         files.save_checkpoint(self.run_dir, state)
 
-    def _loop_state(self) -> dict:
+    def _loop_state(self) -> dict[str, Any]:
         """Everything of the loop but the model and optimizer: position, order, schedule, Monitor, RNG streams."""
         return {
             "step": self.step,
@@ -338,7 +338,7 @@ def accumulation_chunks(batch: int, max_chunk: int) -> list[tuple[int, int]]:
     return [(i * size, (i + 1) * size) for i in range(k)]
 
 
-def _numpy_rng_state() -> tuple:
+def _numpy_rng_state() -> tuple[Any, ...]:
     """NumPy's global RNG state with its key array as a tensor: a checkpoint holds tensors and plain data only."""
-    name, keys, *rest = cast(tuple, np.random.get_state())
+    name, keys, *rest = cast(tuple[Any, ...], np.random.get_state())
     return (name, torch.from_numpy(keys.astype(np.int64)), *rest)

@@ -30,7 +30,9 @@ class ScalarCursor:
         }
 
 
-def check_callback_arguments(data: Any, objective_options: dict, loss_fn: Any = None, metrics: Any = None) -> None:
+def check_callback_arguments(
+    data: Any, objective_options: dict[str, Any], loss_fn: Any = None, metrics: Any = None
+) -> None:
     """What a callback can check when it is made, rather than when ``fit`` starts: the measurement set is not a
     string, every extra option is one the Objective takes, and without ``loss_fn`` no metric needs it."""
     if isinstance(data, (str, bytes)):

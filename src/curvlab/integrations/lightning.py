@@ -112,7 +112,7 @@ class CurvlabCallback(*(package.Callback for package in PACKAGES)):  # type: ign
         run_dir: Any = None,
         log: bool = True,
         tensorboard: bool = False,
-        wandb: bool | dict = False,
+        wandb: bool | dict[str, Any] = False,
         autocast: bool = False,
         **objective_options: Any,
     ):
@@ -180,7 +180,7 @@ class CurvlabCallback(*(package.Callback for package in PACKAGES)):  # type: ign
         if self.monitor is not None:
             self.monitor.close()
 
-    def _precision(self, trainer: pl.Trainer) -> contextlib.AbstractContextManager:
+    def _precision(self, trainer: pl.Trainer) -> contextlib.AbstractContextManager[Any]:
         """The trainer's autocast when asked for (``autocast=True``), else nothing: float32."""
         return trainer.precision_plugin.forward_context() if self.autocast else contextlib.nullcontext()
 

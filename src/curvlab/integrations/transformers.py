@@ -63,7 +63,7 @@ class CurvlabCallback(TrainerCallback):
         budget: float = 0.1,
         run_dir: Any = None,
         tensorboard: bool = False,
-        wandb: bool | dict = False,
+        wandb: bool | dict[str, Any] = False,
         trainer: Any = None,
         autocast: bool = False,
         **objective_options: Any,
@@ -112,7 +112,7 @@ class CurvlabCallback(TrainerCallback):
             with self._precision():
                 self.monitor.step()
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         """When the Trainer logs (its ``logging_steps``, the end of training): record the training loss it logs and
         its gradient norm, which it takes *before* clipping (the step statistics' ``grad_norm`` is the gradient the
         optimizer used, after clipping), then send the latest scalars through ``Trainer.log`` after its own.
