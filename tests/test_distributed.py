@@ -285,7 +285,7 @@ FSDP_BASE = {
     "data": {"name": "digits", "subset": 200},
     "model": {"name": "mlp", "width": 16, "depth": 1},
     "optimizer": {"name": "adam", "lr": 0.01},
-    "train": {"batch_size": 50, "steps": 8, "checkpoint_every": 4},
+    "train": {"batch_size": 50, "steps": 8, "checkpoint_every": 4, "eval_every": 3},
     "monitor": {"metrics": ["sharpness"], "schedules": {"sharpness": 4}, "options": {"sharpness": {"tol": 1e-5}}},
 }
 
@@ -293,13 +293,15 @@ FSDP_BASE = {
 def test_an_fsdp_run_on_two_processes_matches_one_process(tmp_path):
     """train.parallel = "fsdp": the model, its gradients and Adam's state sharded by FSDP2, the Monitor on a
     ShardedObjective (products from two gradients). The losses and learning rates match the one-process run to
-    1e-4; the Sharpness group's records (the preconditioned λ1, its ratio to the threshold, the update's alignment
-    with its eigenvector) to 1e-3: finite-difference products in float32 against exact ones, each solve to 1e-5."""
+    1e-4, and so does the validation loss on the held-out split; the Sharpness group's records (the preconditioned
+    λ1, its ratio to the threshold, the update's alignment with its eigenvector) to 1e-3: finite-difference
+    products in float32 against exact ones, each solve to 1e-5."""
     one = _records_of_run(tmp_path, FSDP_BASE, 1)
     sharded = {**FSDP_BASE, "train": {**FSDP_BASE["train"], "parallel": "fsdp"}}
     two = _records_of_run(tmp_path, sharded, 2)
     assert any(metric == "preconditioned_sharpness" for _, metric, _ in one)
-    _assert_same({1: one, 2: two}, lambda metric: 1e-4 if metric in ("loss", "lr") else 1e-3)
+    assert [step for step, metric, _ in one if metric == "validation_loss"] == [3, 6, 8]  # 359 held-out rows: uneven
+    _assert_same({1: one, 2: two}, lambda metric: 1e-4 if metric in ("loss", "lr", "validation_loss") else 1e-3)
 
 
 def test_an_interrupted_fsdp_run_resumes_from_its_sharded_checkpoint(tmp_path):
@@ -312,7 +314,8 @@ def test_an_interrupted_fsdp_run_resumes_from_its_sharded_checkpoint(tmp_path):
 
     from curvlab.experiments.config import to_toml, validate
 
-    sharded = {**FSDP_BASE, "train": {**FSDP_BASE["train"], "parallel": "fsdp", "processes": 2}}
+    # validation every 2 steps: the 4-step run standing for the killed one scores step 4 as the whole run does
+    sharded = {**FSDP_BASE, "train": {**FSDP_BASE["train"], "parallel": "fsdp", "processes": 2, "eval_every": 2}}
     straight = _records_of_run(tmp_path, sharded, 2)
     stopped = validate({**sharded, "train": {**sharded["train"], "steps": 4}})
     (tmp_path / "stopped.toml").write_text(to_toml(stopped))

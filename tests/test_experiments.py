@@ -353,7 +353,7 @@ def test_a_full_batch_run_says_that_epoch_end_groups_measure_at_every_step(tmp_p
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    config = _config(**{"train.steps": 60, "train.checkpoint_every": 7})
+    config = _config(**{"train.steps": 60, "train.checkpoint_every": 7, "train.eval_every": 5})
     (tmp_path / "c.toml").write_text(to_toml(validate(config)))
     start_run(config, tmp_path / "straight", quiet=True)
     cmd = [
@@ -388,6 +388,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert _comparable(tmp_path / "killed") == _comparable(tmp_path / "straight")
+    assert sum(r["metric"] == "validation_loss" for r in _comparable(tmp_path / "killed")) == 12  # once per 5 steps
     a = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -60,6 +60,22 @@ def test_held_out_loss_is_the_eval_mode_mean_and_restores_everything():
     assert value == pytest.approx(expected, rel=1e-12)
 
 
+def test_processes_score_their_parts_with_as_many_forwards(monkeypatch):
+    """Seven rows on two processes (4 and 3) in chunks of one: both run four forwards (the second one on an empty
+    chunk, one row weighted zero), and their all-reduced sums give the one-process mean."""
+    import curvlab.experiments.validation as validation
+
+    monkeypatch.setattr(validation, "all_reduce_sum", lambda value: value)  # each rank's own sum, added below
+    model = _bn_dropout_model()
+    calls = []
+    model.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    x, y = torch.randn(7, 5, dtype=torch.float64), torch.randint(0, 3, (7,))
+    parts = [held_out_loss(model, nn.functional.cross_entropy, x, y, max_chunk=1, world=2, rank=r) for r in (0, 1)]
+    assert calls == [1, 1, 1, 1, 1, 1, 1, 1]
+    whole = held_out_loss(model, nn.functional.cross_entropy, x, y, max_chunk=3)
+    assert sum(parts) == pytest.approx(whole, rel=1e-12)
+
+
 def _lm_config(eval_every=None):
     return validate(
         {

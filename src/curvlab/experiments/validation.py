@@ -24,18 +24,21 @@ def held_out_loss(
 ) -> float:
     """The mean of ``loss_fn`` over the held-out examples ``(x, y)``, in chunks of at most ``max_chunk``.
 
-    On ``world`` processes each evaluates its equal part and the sums are all-reduced; the last ``len(y) % world``
-    examples are left out so that every rank runs as many forwards (under FSDP2 each forward is a collective).
-    The model runs in eval mode (BatchNorm on its running statistics, no dropout); its modes, buffers and the RNG
-    streams are as they were afterwards, so a run with validation follows the same trajectory as one without."""
-    used = len(y) - len(y) % world
-    part = shard(used, world, rank)
-    count = max(1, math.ceil((part.stop - part.start) / max_chunk))
+    On ``world`` processes each evaluates its part (:func:`~curvlab.distributed.shard`) and the sums are
+    all-reduced: the same mean as one process computes. Every process runs as many forwards (under FSDP2 each is a
+    collective); a process left with an empty chunk runs it on one row weighted zero. The model runs in eval mode
+    (BatchNorm on its running statistics, no dropout); its modes, buffers and the RNG streams are as they were
+    afterwards, so a run with validation follows the same trajectory as one without."""
+    part = shard(len(y), world, rank)
+    largest = shard(len(y), world, 0)  # the first ranks hold one row more when the split is uneven
+    count = max(1, math.ceil((largest.stop - largest.start) / max_chunk))
     total = 0.0
     with torch.no_grad(), measurement_mode(model, bn_mode="eval", dropout=False):
         for piece in (shard(part.stop - part.start, count, i) for i in range(count)):
-            rows = slice(part.start + piece.start, part.start + piece.stop)
-            total += float(loss_fn(model(x[rows]), y[rows])) * (piece.stop - piece.start)
+            weight = piece.stop - piece.start
+            start = part.start + piece.start if weight else min(part.start, len(y) - 1)
+            rows = slice(start, start + max(weight, 1))
+            total += float(loss_fn(model(x[rows]), y[rows])) * weight
     if world > 1:
         total = all_reduce_sum(total)
-    return total / used
+    return total / len(y)
