@@ -142,6 +142,22 @@ MUTATIONS = (
         "        pass  # freed",
         ("tests/test_solver_memory.py", "-k", "trace_estimate"),
     ),
+    Mutation(
+        "validation-in-train-mode",
+        "the validation loss is scored in eval mode (docs/experiments.md); BatchNorm on batch statistics, dropout on",
+        "src/curvlab/experiments/validation.py",
+        'measurement_mode(model, bn_mode="eval", dropout=False)',
+        'measurement_mode(model, bn_mode="train", dropout=True)',
+        ("tests/test_validation.py", "-k", "held_out_loss"),
+    ),
+    Mutation(
+        "bpe-trained-on-held-out-text",
+        "BPE is trained on the training text only (docs/experiments.md); trained on the held-out tenth too",
+        "src/curvlab/data/sources.py",
+        "bpe.train_from_iterator([text[:cut]], trainer=trainer)",
+        "bpe.train_from_iterator([text], trainer=trainer)",
+        ("tests/test_validation.py", "-k", "bpe"),
+    ),
 )
 
 

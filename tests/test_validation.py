@@ -17,19 +17,17 @@ from curvlab.monitor import load_records, read_records
 
 
 def test_bpe_is_trained_on_the_training_text_only():
-    """A string that occurs only in the held-out tenth gets no merges of its own: it is encoded byte by byte (here
-    'zq' pairs), while the same string repeated in the training text becomes a few tokens."""
-    prose = "the cat sat on the mat and the dog ran. " * 400
-    rare = " zqzqzqzqzq" * 400  # 4,400 characters, all in the last 10% of the text
-    held_out_only = language_model(prose * 6 + rare, "t", level="bpe", vocab_size=300, context=8)
-    in_training = language_model(rare + prose * 6, "t", level="bpe", vocab_size=300, context=8)
-    assert held_out_only.x_test is not None and in_training.x_train is not None
-    tokens_of_rare = held_out_only.x_test.numel()  # the held-out part is (nearly) the rare string alone
-    assert tokens_of_rare > 1000
-    trained_rare_tokens = int(torch.unique(in_training.x_train[:50]).numel())
-    assert trained_rare_tokens <= 4  # " zqzqzqzqzq" merged to a word token (and a few sub-pieces)
-    again = language_model(prose * 6 + rare, "t", level="bpe", vocab_size=300, context=8)
-    assert torch.equal(again.x_train, held_out_only.x_train) and torch.equal(again.x_test, held_out_only.x_test)
+    """The held-out tenth is a string the training text never has: no merge was learnt for it, so it is encoded
+    byte by byte (a token per character, all ASCII). Trained on the whole text, the tokenizer merges it into about
+    one token in five characters. The same text gives the same tokens."""
+    prose = "the cat sat on the mat and the dog ran. " * 2400 + "." * 30  # 96,030 characters
+    rare = " zqzqzqzqzq" * 970  # 10,670: exactly the last tenth
+    assert int(0.9 * len(prose + rare)) == len(prose)
+    data = language_model(prose + rare, "t", level="bpe", vocab_size=300, context=8)
+    assert data.x_test is not None
+    assert data.x_test.numel() >= len(rare) - 8  # byte by byte (the last partial window is dropped)
+    again = language_model(prose + rare, "t", level="bpe", vocab_size=300, context=8)
+    assert torch.equal(again.x_train, data.x_train) and torch.equal(again.x_test, data.x_test)
 
 
 def test_bpe_needs_the_bytes():
