@@ -145,10 +145,10 @@ MUTATIONS = (
     Mutation(
         "validation-in-train-mode",
         "the validation loss is scored in eval mode (docs/experiments.md); BatchNorm on batch statistics, dropout on",
-        "src/curvlab/experiments/validation.py",
-        'measurement_mode(model, bn_mode="eval", dropout=False)',
-        'measurement_mode(model, bn_mode="train", dropout=True)',
-        ("tests/test_validation.py", "-k", "held_out_loss"),
+        "src/curvlab/experiments/training.py",
+        '"bn_mode": "eval"}',
+        '"bn_mode": "train", "dropout": True}',
+        ("tests/test_validation.py", "-k", "a_run_scores"),
     ),
     Mutation(
         "bpe-trained-on-held-out-text",

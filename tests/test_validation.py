@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from curvlab import Objective
 from curvlab.data import load_dataset
 from curvlab.data.sources import language_model
 from curvlab.experiments import ConfigError, start_run
@@ -12,7 +13,6 @@ from curvlab.experiments.build import build_loss, build_model_from
 from curvlab.experiments.config import validate
 from curvlab.experiments.report import key_numbers, write_report
 from curvlab.experiments.run_dir import load_checkpoint
-from curvlab.experiments.validation import held_out_loss
 from curvlab.monitor import load_records, read_records
 
 
@@ -40,15 +40,16 @@ def _bn_dropout_model() -> nn.Module:
     return nn.Sequential(nn.Linear(5, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, 3)).double()
 
 
-def test_held_out_loss_is_the_eval_mode_mean_and_restores_everything():
-    """Uneven chunks (50 rows in chunks of at most 7) weighted by their rows give the mean over all 50, in eval mode
-    (BatchNorm on running statistics, no dropout); modes, BatchNorm statistics and the RNG are as they were."""
+def test_the_validation_objective_is_the_eval_mode_mean_and_restores_everything():
+    """The Objective a run scores validation with (``bn_mode="eval"``, chunks of ``max_chunk``): uneven chunks (50 rows
+    in chunks of at most 7) weighted by their rows give the mean over all 50, in eval mode (BatchNorm on running
+    statistics, no dropout); modes, BatchNorm statistics and the RNG are as they were."""
     model = _bn_dropout_model()
     x, y = torch.randn(50, 5, dtype=torch.float64), torch.randint(0, 3, (50,))
     model(torch.randn(64, 5, dtype=torch.float64))  # running statistics away from their initial values
     stats = [b.clone() for b in model.buffers()]
     rng = torch.get_rng_state()
-    value = held_out_loss(model, nn.functional.cross_entropy, x, y, max_chunk=7)
+    value = Objective(model, nn.functional.cross_entropy, (x, y), batch_size=7, bn_mode="eval").loss()
     assert model.training and all(m.training for m in model.modules())
     assert all(torch.equal(a, b) for a, b in zip(stats, model.buffers(), strict=True))
     assert torch.equal(rng, torch.get_rng_state())
@@ -58,20 +59,7 @@ def test_held_out_loss_is_the_eval_mode_mean_and_restores_everything():
     assert value == pytest.approx(expected, rel=1e-12)
 
 
-def test_processes_score_their_parts_with_as_many_forwards(monkeypatch):
-    """Seven rows on two processes (4 and 3) in chunks of one: both run four forwards (the second one on an empty
-    chunk, one row weighted zero), and their all-reduced sums give the one-process mean."""
-    import curvlab.experiments.validation as validation
-
-    monkeypatch.setattr(validation, "all_reduce_sum", lambda value: value)  # each rank's own sum, added below
-    model = _bn_dropout_model()
-    calls = []
-    model.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
-    x, y = torch.randn(7, 5, dtype=torch.float64), torch.randint(0, 3, (7,))
-    parts = [held_out_loss(model, nn.functional.cross_entropy, x, y, max_chunk=1, world=2, rank=r) for r in (0, 1)]
-    assert calls == [1, 1, 1, 1, 1, 1, 1, 1]
-    whole = held_out_loss(model, nn.functional.cross_entropy, x, y, max_chunk=3)
-    assert sum(parts) == pytest.approx(whole, rel=1e-12)
+GPT2_DROPOUTS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")  # nn.Dropout layers: on in training, off in eval mode
 
 
 def _lm_config(eval_every=None):
@@ -80,7 +68,7 @@ def _lm_config(eval_every=None):
             "name": "lm",
             "seed": 5,
             "data": {"name": "python_docs", "level": "bpe", "vocab_size": 300, "context": 16, "n_sequences": 64},
-            "model": {"name": "transformer", "size": "tiny", "dropout": 0.1},
+            "model": {"name": "gpt2", "n_layer": 1, "n_embd": 32, **dict.fromkeys(GPT2_DROPOUTS, 0.1)},
             "optimizer": {"name": "adamw", "lr": 3e-3},
             "train": {"batch_size": 16, "steps": 12, "checkpoint_every": 6, "eval_every": eval_every},
             "monitor": {"metrics": ["step"]},
@@ -91,7 +79,7 @@ def _lm_config(eval_every=None):
 def test_a_run_scores_its_validation_loss_without_changing_its_trajectory(tmp_path):
     """Every eval_every steps and at the end a validation_loss record, equal to the final model's eval-mode loss on
     the held-out split (rebuilt from the checkpoint); the training losses are those of a run without validation,
-    bit for bit (dropout is on in training and draws from the RNG)."""
+    bit for bit (GPT-2's dropout is on in training and draws from the RNG)."""
     config = _lm_config(eval_every=5)
     start_run(config, tmp_path / "val", quiet=True)
     start_run(_lm_config(), tmp_path / "plain", quiet=True)

@@ -32,7 +32,6 @@ from curvlab.experiments.build import (
     lr_factor,
 )
 from curvlab.experiments.config import ConfigError
-from curvlab.experiments.validation import held_out_loss
 from curvlab.linalg.progress import progress_bar
 from curvlab.monitor import Monitor
 from curvlab.monitor.records import RecordWriter, truncate_records
@@ -82,7 +81,8 @@ class Trainer:
         self.used = accumulation_chunks(self.batch_size, train["max_chunk"])[-1][1]  # ≤ 0.5% of a batch dropped
         self.shard = shard(self.used, self.world, self.rank)  # this rank's part of each batch
         self.chunks = self._accumulation(train["max_chunk"])
-        self.eval_every = self._validation_interval(train["eval_every"])
+        self.eval_every = train["eval_every"]
+        self.validation = self._validation_objective() if self.eval_every else None
         self.writer = RecordWriter(run_dir) if self.rank == 0 else _NoWriter()
         self.monitor = Monitor(
             self._measurement_objective(measure.x_train, measure.y_train),
@@ -124,29 +124,23 @@ class Trainer:
             for part in (shard(self.shard.stop - self.shard.start, count, i) for i in range(count))
         ]
 
-    def _validation_interval(self, every: int | None) -> int | None:
-        """``train.eval_every``, checked against the data: a held-out split with a row for every process."""
-        held_out = self.data.y_test
-        if every is not None and (held_out is None or len(held_out) < self.world):
+    def _validation_objective(self) -> Objective:
+        """``train.eval_every``'s Objective: the training loss on the held-out split (a language model's last 10% of
+        text), in eval mode (BatchNorm on running statistics, no dropout), sharded across the ranks as the
+        measurement set is; a data set without one, or with fewer rows than processes, is a config error."""
+        x, y = self.data.x_test, self.data.y_test
+        if x is None or y is None or len(y) < self.world:
             raise ConfigError(
                 f"config: train.eval_every: data {self.data.name!r} has no held-out split to score "
                 f"(at least {self.world} examples needed)"
             )
-        return every
+        options = {"batch_size": self.config["train"]["max_chunk"], "bn_mode": "eval"}
+        return sharded_objective(self.model, self.loss_fn, (x, y), self.world, self.rank, options)
 
     def _validate(self) -> None:
-        """The ``validation_loss`` record: the loss on the held-out split, with the model in eval mode."""
-        assert self.data.x_test is not None and self.data.y_test is not None  # checked by _validation_interval
-        value = held_out_loss(
-            self.model,
-            self.loss_fn,
-            self.data.x_test,
-            self.data.y_test,
-            self.config["train"]["max_chunk"],
-            self.world,
-            self.rank,
-        )
-        self._write("validation_loss", value, group="validation")
+        """The ``validation_loss`` record: the held-out loss at the current parameters."""
+        assert self.validation is not None  # made when eval_every is set
+        self._write("validation_loss", self.validation.loss(), group="validation")
 
     def _measurement_objective(self, x: torch.Tensor, y: torch.Tensor) -> Objective:
         """The Monitor's Objective: the measurement set, sharded across the ranks under torchrun."""
