@@ -259,3 +259,51 @@ def test_the_truncation_error_is_the_fourth_derivative_term_of_the_documented_bo
     assert (product - exact).abs().max() > 1e-4  # the term is there to be seen
     cubic_product = hvp_finite_difference(cubic, [x], [v], scale=scale)[1][0]
     assert torch.allclose(cubic_product, 6 * c * x * v, rtol=1e-12, atol=1e-13)
+
+
+def test_the_checks_fingerprints_keep_the_distances_of_long_products():
+    """Past SKETCH entries the check compares count sketches of its products, not the products: distances within 2%
+    of the true ones for a dense random difference, a constant one (which a sketch without random signs would
+    inflate) and one confined to a small tensor; linear; and the products themselves below SKETCH entries."""
+    from curvlab.core.engine_choice import SKETCH, fingerprint
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(300, 1000), (200, 700), (90,)]
+    a = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+    assert sum(t.numel() for t in a) > 3 * SKETCH
+    differences = {
+        "dense": [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes],
+        "constant": [torch.ones(s, dtype=torch.float64) for s in shapes],
+        "one small tensor": [torch.zeros(shapes[0]), torch.zeros(shapes[1]), torch.randn(90, generator=gen)],
+    }
+    for name, delta in differences.items():
+        b = [x + d.to(x.dtype) for x, d in zip(a, delta)]
+        true = float(torch.cat([d.reshape(-1) for d in delta]).double().norm())
+        sketched = float((fingerprint(a) - fingerprint(b)).norm())
+        assert sketched == pytest.approx(true, rel=2e-2), name
+        assert torch.allclose(fingerprint(a) - fingerprint(b), -fingerprint(delta), atol=1e-9)
+    small = [torch.randn(10, 10, generator=gen), torch.randn(5, generator=gen)]
+    assert torch.equal(fingerprint(small), torch.cat([t.reshape(-1) for t in small]).double())
+
+
+class WideSoftplusNet(SoftplusNet):
+    def __init__(self, activation):
+        super().__init__(activation)
+        self.a, self.b, self.c = nn.Linear(6, 420), nn.Linear(420, 420), nn.Linear(420, 3)
+
+
+def test_auto_still_catches_a_silently_wrong_layer_when_the_check_compares_sketches():
+    """A network of more parameters than the sketch has buckets: the check compares fingerprints, and still falls
+    back on the @once_differentiable softplus and keeps double backward on torch's own."""
+    from curvlab.core.engine_choice import SKETCH
+
+    torch.manual_seed(0)
+    net, twin = WideSoftplusNet(OnceSoftplus.apply).double(), WideSoftplusNet(F.softplus).double()
+    twin.load_state_dict(net.state_dict())
+    assert sum(p.numel() for p in net.parameters()) > SKETCH
+    data = (torch.randn(32, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 3)
+    with pytest.warns(UserWarning, match="disagrees with finite differences"):
+        assert Objective(net, F.cross_entropy, data).hvp_engine == "finite_difference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Objective(twin, F.cross_entropy, data).hvp_engine == "reverse"

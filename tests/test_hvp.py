@@ -180,6 +180,38 @@ def test_cached_hessian_operator_matches_hvp(name):
     assert op.n_matvecs == 2
 
 
+@pytest.mark.parametrize("name", CASES)
+def test_matvec_add_adds_the_kept_graph_product_in_place(name):
+    """``matvec_add(v, out, c)`` is c·out + H v against the explicit Hessian, in ``out``'s own storage. Once the first
+    product has kept the graph of the one chunk, the double backward adds straight into ``out`` (no H v apart) and
+    the leaves' ``.grad`` are cleared after; before it, with several chunks, or without a kept graph, the ordinary
+    product is added. Either way the same numbers."""
+    case = make_case(name)
+    exact = cached_hessian(name)
+    gen = torch.Generator().manual_seed(10)
+    v, start = (torch.randn(exact.shape[0], generator=gen, dtype=torch.float64) for _ in range(2))
+    for batch_size, cache, in_place in ((None, "auto", True), (10, "auto", False), (None, False, False)):
+        op = objective_for(case, batch_size=batch_size).hessian(cache=cache)
+        # the same chunks' product (train-mode BatchNorm's statistics are per chunk), and the explicit Hessian's
+        product = objective_for(case, batch_size=batch_size).hvp(v)
+        if batch_size is None:
+            assert rel_err(product, exact @ v) < 1e-10
+        assert op._add_product_to(v, start.clone()) is False  # no graph kept before the first product
+        out = start.clone()
+        storage = out.data_ptr()
+        assert op.matvec_add(v, out, -0.7) is out and out.data_ptr() == storage
+        assert rel_err(out, -0.7 * start + product) < 1e-10
+        in_place = in_place or (cache == "auto" and len(op._states) == 1)  # a case of ≤ 10 examples: one chunk
+        assert op._add_product_to(v, start.clone()) is in_place, (batch_size, cache)
+        assert rel_err(op.matvec_add(v, start.clone(), 2.0), 2.0 * start + product) < 1e-10
+        assert op.n_matvecs == 2
+        if in_place:
+            ((_, (leaves, _)),) = op._states
+            assert all(leaf.grad is None for leaf in leaves)
+    with pytest.raises(ValueError, match="out: expected a flat vector"):
+        op.matvec_add(v, start[:-1].clone(), 1.0)
+
+
 def test_hessian_operator_refuses_stale_parameters():
     case = make_case("tanh_mlp_ce")
     obj = objective_for(case)

@@ -179,3 +179,111 @@ def test_the_memory_table_in_the_docs_is_the_formulas_output():
     script = Path(__file__).resolve().parents[1] / "scripts" / "scale_doc.py"
     out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, "docs/scale.md's table is stale: run python scripts/scale_doc.py"
+
+
+CHAIN = r"""
+import json, sys, torch, curvlab
+from torch import nn
+
+def memory(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+torch.manual_seed(0)
+model = nn.Sequential(*[m for _ in range(16) for m in (nn.Linear(500, 500, bias=False), nn.Tanh())])
+x, y = torch.randn(8, 500), torch.randn(8, 500)
+loss = lambda out, t: ((out - t) ** 2).mean()
+"""  # a chain of 16 weight matrices (4M parameters, 16 MB a float32 vector) and a reader of /proc/self/status
+
+MEASURE_HESSIAN = (
+    CHAIN
+    + r"""
+objective = curvlab.Objective(model, loss, (x, y), hvp_engine="reverse")
+objective.hessian().matvec(torch.ones(objective.dim))  # the graph built and kept: the solve's products reuse it
+open("/proc/self/clear_refs", "w").write("5")
+before = memory("VmRSS")
+result = curvlab.eigs(objective.hessian(), tol=1e-12, max_iter=12, basis="none", vectors=False)
+print(json.dumps({"extra": memory("VmHWM") - before, "dim": objective.dim, "steps": result.n_iter}))
+"""
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self high-water mark")
+def test_the_recurrence_on_a_kept_hessian_holds_two_vectors_its_product_added_in_place():
+    """On the kept-graph Hessian of one chunk the three-term recurrence adds each product into the older vector
+    (``matvec_add``): the solve holds q_j and that vector, and no product apart from them (docs/scale.md). A chain
+    of 16 weight matrices, 16 MB a float32 vector: beyond the kept graph, the two vectors and the double backward's own
+    work (its sums of each parameter's contributions wait until the backward reaches the parameter's last use: about
+    one vector on this chain) stay under 3.75 vectors; with the product formed apart and then added, 4.3."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 18)}
+    out = subprocess.run([sys.executable, "-c", MEASURE_HESSIAN], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    vector = measured["dim"] * 4
+    assert measured["steps"] == 12 and measured["extra"] <= 3.75 * vector, (measured, vector)
+
+
+MEASURE_CHECK = (
+    CHAIN
+    + r"""
+engine = {"check": "auto", "product": "reverse", "finite_difference": "finite_difference"}[sys.argv[1]]
+objective = curvlab.Objective(model, loss, (x, y), hvp_engine=engine, graph_memory=0)
+direction = torch.randn(objective.dim)  # the one product's direction (the check makes its own)
+open("/proc/self/clear_refs", "w").write("5")
+before = memory("VmRSS")
+if sys.argv[1] == "check":
+    chosen = objective.hvp_engine
+else:
+    chosen, _ = engine, objective.hvp(direction)
+print(json.dumps({"extra": memory("VmHWM") - before, "dim": objective.dim, "engine": chosen}))
+"""
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self high-water mark")
+def test_the_engine_check_holds_no_more_than_one_product():
+    """``hvp_engine="auto"`` compares one exact product with three finite differences; each is replaced by its
+    fingerprint as soon as it is made, so the check holds its direction and one product at a time: its peak beyond
+    the model is the larger product's (here the finite difference's: shifted parameters and two gradients) plus its
+    direction (drawn inside it; the lone products' are drawn before) and under half a vector of fingerprints and
+    draws. Holding the exact product through the finite differences would add a whole vector."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 18)}
+    runs = {}
+    for what in ("check", "product", "finite_difference"):
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE_CHECK, what], capture_output=True, text=True, timeout=300, env=env
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs[what] = json.loads(out.stdout.strip().splitlines()[-1])
+    vector = runs["check"]["dim"] * 4
+    assert runs["check"]["engine"] == "reverse"
+    one_product = max(runs["product"]["extra"], runs["finite_difference"]["extra"])
+    assert runs["check"]["extra"] <= one_product + 1.5 * vector, (runs, vector)
+
+
+MEASURE_LEFT = (
+    CHAIN
+    + r"""
+from curvlab.machine import return_freed_memory
+
+objective = curvlab.Objective(model, loss, (x, y))
+before = memory("VmRSS")
+engine = objective.hvp_engine
+left = memory("VmRSS") - before
+print(json.dumps({"left": left, "dim": objective.dim, "engine": engine, "glibc": return_freed_memory()}))
+"""
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self resident memory")
+def test_the_engine_check_gives_back_what_it_freed():
+    """Under glibc's own allocator settings (no fixed mmap threshold), the check's freed products would stay
+    resident as heap holes (4.7 vectors on this chain) and add to the solve's peak; after it curvlab asks glibc to
+    return them (``malloc_trim``), leaving under 1.5 vectors."""
+    out = subprocess.run([sys.executable, "-c", MEASURE_LEFT], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    if not measured["glibc"]:
+        pytest.skip("no glibc: nothing to give back with")
+    assert measured["engine"] == "reverse" and measured["left"] <= 1.5 * measured["dim"] * 4, measured

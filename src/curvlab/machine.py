@@ -1,7 +1,9 @@
 """What the machine has free: the one owner of "available memory", read by the solvers (basis="auto") and the
-curvature operators (graph_memory="auto")."""
+curvature operators (graph_memory="auto"), and of giving back what a one-off computation freed."""
 
 from __future__ import annotations
+
+import ctypes
 
 import torch
 
@@ -21,3 +23,15 @@ def available_memory(device: torch.device) -> float:
     except OSError:
         pass
     return float(FALLBACK_BYTES)
+
+
+def return_freed_memory() -> bool:
+    """Ask glibc to give the heap memory freed so far back to the system (``malloc_trim(0)``): large tensors freed
+    by a one-off computation otherwise stay resident as holes in the heap and add to every later peak. True when
+    it ran; False where there is no glibc (macOS, Windows, musl), where nothing is done."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True

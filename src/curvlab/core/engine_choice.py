@@ -9,8 +9,12 @@ kinks crossed by the step) plus 100 u^(2/3) (their error order at the loss's rou
 fails, or that is further from every finite difference than 10× their spread plus that floor, switches this model
 to ``"finite_difference"``, with one warning saying why (tests/test_finite_difference.py: a softplus network whose
 backward is not differentiable is caught in float32 and float64, ReLU networks and the test zoo are not flagged).
-The choice is remembered per model and parameter selection; on a distributed objective every rank checks its own
-chunk and all take finite differences if any rank's check says so.
+Each product is replaced by a fingerprint as soon as it is made (itself up to ``SKETCH`` entries, else a count
+sketch that keeps distances within a fraction of a per cent), so the check holds the direction and one product at a
+time: no more memory than one exact product (docs/scale.md); after it, the heap memory it freed is given back
+to the system (glibc's ``malloc_trim``), so that it does not stay resident under the solve's own peak. The choice
+is remembered per model and parameter selection; on a distributed objective every rank checks its own chunk and all
+take finite differences if any rank's check says so.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from torch import Tensor
 
 from curvlab.core.hvp import hvp_finite_difference, hvp_reverse
 from curvlab.linalg.vectors import norms64
+from curvlab.machine import return_freed_memory
 
 AGREEMENT = 10.0  # an exact product further from every finite difference than this × their spread is wrong
 UNRELIABLE = 1e-2  # a spread of the finite differences beyond this (relative) is worth a caution
@@ -41,6 +46,7 @@ def choose_engine(objective: Any) -> str:
     key = tuple(objective.names)
     if key not in chosen:
         engine, reason = _check(objective)
+        return_freed_memory()  # the check's products, freed, would otherwise stay resident under the solve's peak
         # every rank of a distributed objective checks its own chunk: finite differences if any rank says so
         engine = "finite_difference" if objective.smallest_across(engine != "finite_difference") == 0 else engine
         if engine is None:  # a non-finite loss: nothing to compare; the exact engine, and a check next time
@@ -75,19 +81,23 @@ def _check(objective: Any) -> tuple[str | None, str | None]:
             return "finite_difference", why + "smooth (not across ReLU kinks: docs/core.md)"
         if not bool(torch.isfinite(loss)):
             return None, None
-        # per-parameter tensors in the parameters' dtype, two estimates at a time: the check costs a few copies of
-        # the parameters, not a float64 vector per estimate
-        mismatch, spread = math.inf, 0.0
-        previous: list[Tensor] | None = None
+        # each product is replaced by its fingerprint as soon as it is made, so the check holds the direction, one
+        # product at a time and a few small fingerprints: no more than one product holds
+        exact_finite = math.isfinite(norms64(exact))
+        exact_print = fingerprint(exact)
+        del exact
+        mismatch, spread, size = math.inf, 0.0, 0.0
+        previous: Tensor | None = None
         for scale in STEPS:
             estimate = hvp_finite_difference(loss_of, params, vs, scale=scale, roundoff=objective.loss_roundoff())[1]
-            mismatch = min(mismatch, _distance(exact, estimate))
-            spread += _distance(previous, estimate) if previous is not None else 0.0  # ≥ the largest pairwise one
-            previous = estimate
-    assert previous is not None  # STEPS is not empty
-    size = max(norms64(previous), 1e-300)
+            size, current = norms64(estimate), fingerprint(estimate)
+            del estimate
+            mismatch = min(mismatch, _distance(exact_print, current))
+            spread += _distance(previous, current) if previous is not None else 0.0  # ≥ the largest pairwise one
+            previous = current
+    size = max(size, 1e-300)
     rounding = 100 * objective.loss_roundoff() ** (2 / 3) * size  # the finite differences' own error order
-    if not math.isfinite(norms64(exact)) or mismatch > AGREEMENT * spread + rounding:
+    if not exact_finite or mismatch > AGREEMENT * spread + rounding:
         caution = (
             f"; beware: the finite-difference steps disagree by {spread / size:.1g} here (kinks such as ReLU's, "
             "which a step can cross, make finite differences unreliable)"
@@ -102,9 +112,35 @@ def _check(objective: Any) -> tuple[str | None, str | None]:
     return "reverse", None
 
 
-def _distance(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
-    """‖a − b‖ over per-parameter tensors, one difference at a time."""
-    return norms64(x - y for x, y in zip(a, b))
+def _distance(a: Tensor, b: Tensor) -> float:
+    """‖a − b‖ of two fingerprints: the distance of the products they stand for (exact, or within the sketch's
+    error)."""
+    return float(torch.linalg.vector_norm(a - b))
+
+
+SKETCH = 1 << 17  # buckets of the count sketch standing for a product of more entries in the check's distances
+SKETCH_CHUNK = 1 << 18  # entries sketched at a time (a few MB of draws), each chunk with its own seeded draws
+
+
+def fingerprint(tensors: Sequence[Tensor]) -> Tensor:
+    """A float64 vector standing for the concatenation of ``tensors`` (per-parameter products) in the check's
+    distances: the concatenation itself up to ``SKETCH`` entries; beyond, its count sketch — each entry added, with
+    a random sign, into a random one of ``SKETCH`` buckets, both drawn from a generator seeded by the entry's tensor
+    and chunk, so that lists of the same shapes share the sketch — whose distances are the vectors' within about
+    √(2/SKETCH) ≈ 0.4% (relative), ample against the check's factor-10 margin, in 1 MB where the product takes
+    4 bytes a parameter."""
+    if sum(t.numel() for t in tensors) <= SKETCH:
+        return torch.cat([t.detach().reshape(-1).to(torch.float64).cpu() for t in tensors])
+    out = torch.zeros(SKETCH, dtype=torch.float64, device=tensors[0].device)
+    for index, t in enumerate(tensors):
+        flat = t.detach().reshape(-1)
+        for chunk, start in enumerate(range(0, flat.numel(), SKETCH_CHUNK)):
+            part = flat[start : start + SKETCH_CHUNK]
+            gen = torch.Generator().manual_seed(index * 2**32 + chunk)
+            bucket = torch.randint(0, SKETCH, (part.numel(),), generator=gen).to(part.device)
+            sign = torch.randint(0, 2, (part.numel(),), generator=gen, dtype=torch.int8).to(part.device) * 2 - 1
+            out.index_add_(0, bucket, part.to(torch.float64) * sign)
+    return out.cpu()
 
 
 def _first_line(err: BaseException) -> str:

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from curvlab.core.curvature import CurvatureOperator, checked_loss
-from curvlab.core.hvp import fresh_leaves, gradient, hvp_from_grads
+from curvlab.core.errors import explain_error
+from curvlab.core.hvp import add_hvp_into, fresh_leaves, gradient, hvp_from_grads
 
 
 class HessianOperator(CurvatureOperator):
@@ -36,3 +37,30 @@ class HessianOperator(CurvatureOperator):
                 return super()._product(v)  # raises the staleness error
             return cast(Tensor, self.objective.hvp(v))  # the Objective's engine, nothing kept
         return super()._product(v)
+
+    def adds_in_place(self, dtype: torch.dtype) -> bool:
+        """True once the first product has kept the graph of this one-process objective's one chunk (and ``dtype``
+        is the parameters'): see :meth:`_add_product_to`."""
+        kept = self._states if self._complete else None
+        one_chunk = kept is not None and len(kept) == 1
+        return one_chunk and not self.objective.collective and dtype == self.objective.space.dtype
+
+    def _add_product_to(self, v: Tensor, out: Tensor) -> bool:
+        """H v added into ``out`` by the double backward itself: ``out``'s views are the leaves' ``.grad``, which
+        backward accumulates into in place, one parameter's product at a time, so no separate H v is ever held.
+        Where ``matvec`` would use the kept graph of the one chunk of a one-process objective, in the parameters'
+        dtype; elsewhere (before the first product has kept the graph, several chunks, whose mean weights each
+        product, a distributed objective, whose product is all-reduced, a graph over the memory budget, another
+        engine or dtype) False, and :meth:`matvec_add` adds the ordinary product."""
+        if not self.adds_in_place(out.dtype) or not out.is_contiguous():
+            return False
+        self.check_fresh()
+        obj = self.objective
+        assert self._states is not None
+        ((_, (leaves, grads)),) = self._states
+        obj.counts[self.count_key] += 1
+        try:
+            add_hvp_into(grads, leaves, obj.unflatten(obj.space.check_vector(v, "v")), obj.unflatten(out))
+        except RuntimeError as err:
+            raise explain_error(err) from err
+        return True

@@ -57,6 +57,25 @@ def hvp_from_grads(
     return [torch.zeros_like(p) if h is None else h.detach() for h, p in zip(hv, leaves)]
 
 
+def add_hvp_into(
+    grads: Sequence[Tensor], leaves: Sequence[Tensor], vs: Sequence[Tensor], out: Sequence[Tensor]
+) -> None:
+    """out += H v in place (per-parameter tensors), by backpropagating v through the gradients' graph with ``out``
+    as the leaves' ``.grad``: autograd adds each parameter's product into it once that one is complete, so the
+    products are never gathered apart from ``out``. The graph is kept; the leaves' ``.grad`` is cleared after."""
+    pairs = [(g, v) for g, v in zip(grads, vs) if g.requires_grad]
+    if not pairs:  # the loss is linear in every selected parameter: H v = 0
+        return
+    outputs, directions = zip(*pairs)
+    for leaf, target in zip(leaves, out):
+        leaf.grad = target
+    try:
+        torch.autograd.backward(outputs, grad_tensors=directions, inputs=list(leaves), retain_graph=True)
+    finally:
+        for leaf in leaves:
+            leaf.grad = None
+
+
 def hvp_reverse(loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
     """Double backward: returns (loss, H v)."""
     leaves = fresh_leaves(params)

@@ -137,7 +137,9 @@ def eigs(
             f"basis: 'none' finds the top eigenvalue only (k = 1): without reorthogonalisation a converged eigenvalue "
             f"reappears as a spurious copy; for k = {k} use basis='float32' (4 bytes per parameter per step)"
         )
-    start = [_start_vector(op, v0, gen)]  # handed over: the solve keeps it in its own dtype, not this float64 copy
+    # handed over: the solve keeps it in its own dtype, not this float64 copy; None: the solve draws a Gaussian start
+    # from ``gen`` itself, in its own dtype, and can draw it again instead of keeping it
+    start = [None if v0 is None else _start_vector(op, v0, gen)]
     result = _lanczos(op, k, rule, max_iter, start, gen, progress, mode, vectors or (k > 1 and copies))
     if k > 1 and copies:
         result = _with_copies(op, result, rule, max_iter, gen, progress, mode)
@@ -221,7 +223,7 @@ def _lanczos(
     k: int,
     rule: StoppingRule,
     max_iter: int,
-    start: list[Tensor],
+    start: list[Tensor | None],
     gen: torch.Generator,
     progress: bool,
     basis: str,
@@ -255,7 +257,7 @@ def _lanczos(
     if vectors and process.stores_basis:
         found = process.ritz_vectors(s[:, idx])
     elif vectors:
-        process.forget()  # keep only the start vector until the vectors are asked for
+        process.forget()  # keep only a given start vector (a random one is drawn again) until they are asked for
 
         def rebuild(wanted: Tensor = s[:, idx]) -> tuple[Tensor, int]:
             before = op.n_matvecs

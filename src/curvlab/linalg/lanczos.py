@@ -55,7 +55,7 @@ def choose_basis(basis: str, op: LinearOperator, max_steps: int, k: int = 1) -> 
     return "none" if k == 1 else "float32"
 
 
-def peak_bytes(basis: str, dim: int, steps: int, op_itemsize: int, k: int = 1) -> int:
+def peak_bytes(basis: str, dim: int, steps: int, op_itemsize: int, k: int = 1, given_start: bool = False) -> int:
     """The most memory a Lanczos solve of ``steps`` steps holds besides the operator's own products, in bytes:
     ``dim`` × (bytes per parameter), the formulas of docs/scale.md; s is the operator's bytes per entry, b the
     kept vectors' (the basis dtype's; without a stored basis the operator's, at least 4).
@@ -64,12 +64,16 @@ def peak_bytes(basis: str, dim: int, steps: int, op_itemsize: int, k: int = 1) -
     8 for the new float64 vector w (with b = 8 it becomes the next basis vector itself), and, where b < 8, 8 for the
     float64 copy of the current vector and 8 more for the float64 copy of the previous one (or, where s < 8, s for
     the product before its float64 copy, whichever is larger). At the end, (steps + 1)·b for the basis and b·k for
-    the Ritz vectors. No stored basis: 3·b (the last two vectors and the new one) + s for the product where its
-    dtype differs from b, and with k Ritz vectors asked for, b more for the kept start vector and b·k for them."""
+    the Ritz vectors. No stored basis: 3·b (the last two vectors and the product, added into the older one) + s for
+    the product where its dtype differs from b, and with k Ritz vectors asked for, b·k for them (made by a second pass
+    of the recurrence, which draws a random start again) and b more for a start vector given (``given_start``: v0,
+    kept for that pass). An operator that adds its product into the older vector in place
+    (:meth:`~curvlab.linalg.operator.LinearOperator.matvec_add`: the kept-graph Hessian of one chunk) holds one b
+    fewer; this formula counts it as any operator."""
     s = op_itemsize
     if basis == "none":
         b = max(s, 4)
-        per_parameter = 3 * b + (s if s != b else 0) + (b + b * k if k else 0)
+        per_parameter = 3 * b + (s if s != b else 0) + (b * k + (b if given_start else 0) if k else 0)
     else:
         b = BASIS_DTYPES[basis].itemsize
         widened = 8 if b < 8 else 0  # a float64 copy of a kept vector
@@ -89,7 +93,7 @@ class LanczosProcess:
     def __init__(
         self,
         op: LinearOperator,
-        v0: Tensor,
+        v0: Tensor | None,
         generator: torch.Generator,
         basis: str = "float64",
         keep_start: bool = True,
@@ -100,19 +104,34 @@ class LanczosProcess:
         self.gen = generator
         self.mode = basis
         self.dtype = BASIS_DTYPES.get(basis, recurrence_dtype(op.dtype))  # how the kept vectors are stored
-        q = v0.reshape(-1).to(device=op.device)
-        norm = op.norm(q)
-        if not norm > 0 or norm == float("inf"):
-            raise InputError("v0: the start vector must be finite and non-zero")
-        start = (q.to(F64) / norm).to(self.dtype)
-        del q, v0
-        # without a stored basis the start vector is kept only to rebuild Ritz vectors (keep_start=False: none asked)
-        self.start = start if basis == "none" and keep_start else None
+        # v0=None: a Gaussian start drawn from ``generator``, which can be drawn again from the state it had
+        self._start_state = generator.get_state() if v0 is None else None
+        start = self._normalised(self._draw(generator) if v0 is None else v0)
+        del v0
+        # Without a stored basis the start vector is needed again only to rebuild Ritz vectors (keep_start=False:
+        # none asked for): a random start is then drawn again, so none is held; a given one is copied (the
+        # recurrence writes over its vectors).
+        keep = basis == "none" and keep_start and self._start_state is None
+        self.start = start.clone() if keep else None
         self._vectors: list[Tensor] = [start]  # the basis, or the last two vectors
         self.alpha: list[float] = []
         self.beta: list[float] = []
         self.exhausted = False
         self.block_start = 0  # first step of the Krylov block grown since the last restart
+
+    def _draw(self, generator: torch.Generator) -> Tensor:
+        """The random start before normalisation, stored in the process' dtype as drawn (no float64 copy of it)."""
+        return self.op.random("gaussian", generator, self.dtype)
+
+    def _normalised(self, v: Tensor) -> Tensor:
+        """v / ‖v‖ in the process' dtype; a random start is divided in place in that dtype, a given one in float64."""
+        q = v.reshape(-1).to(device=self.op.device)
+        norm = self.op.norm(q)
+        if not norm > 0 or norm == float("inf"):
+            raise InputError("v0: the start vector must be finite and non-zero")
+        if self._start_state is not None:  # our own draw: divided in place
+            return q.div_(norm)
+        return (q.to(F64) / norm).to(self.dtype)
 
     @property
     def steps(self) -> int:
@@ -154,11 +173,10 @@ class LanczosProcess:
         self._vectors.append(w.to(self.dtype))
 
     def _step_recurrence(self) -> None:
-        """w = A q_j − β_{j−1} q_{j−1} − α_j q_j, in place in the operator's dtype; only q_{j−1} and q_j are kept."""
+        """w = A q_j − β_{j−1} q_{j−1} − α_j q_j, in place in q_{j−1}'s storage (:func:`_product_less_previous`);
+        only q_{j−1} and q_j are kept."""
         q = self._vectors[-1]
-        w = self.op.matvec(q.to(self.op.dtype)).to(self.dtype)
-        if len(self._vectors) > 1:
-            w.sub_(self._vectors[0], alpha=self.beta[-1])
+        w = _product_less_previous(self.op, q, self._vectors[0] if len(self._vectors) > 1 else None, self.beta[-1:])
         a = self.op.dot(q, w)
         w.sub_(q, alpha=a)
         b = self.op.norm(w)
@@ -205,15 +223,17 @@ class LanczosProcess:
         return theta, s, residuals
 
     def forget(self) -> None:
-        """Drop the kept vectors (the start vector stays, for :meth:`ritz_vectors`); no more steps can be taken."""
+        """Drop the kept vectors (a given start vector stays, a random one can be drawn again, for
+        :meth:`ritz_vectors`); no more steps can be taken."""
         self._vectors = []
         self.exhausted = True
 
     def ritz_vectors(self, s: Tensor) -> Tensor:
         """Q S: Ritz vectors (columns, on the operator's device, in the basis' dtype: float64, float32, or without a
         stored basis the recurrence's, at least float32). Without a stored basis, the basis is
-        regenerated by running the recurrence again from the start vector with the α, β already known: one
-        product per step, O(few) vectors, the same vectors as the first pass."""
+        regenerated by running the recurrence again from the start vector (a random one drawn again from its
+        generator's state) with the α, β already known: one product per step, O(few) vectors, the same vectors as
+        the first pass (both take :func:`_product_less_previous`)."""
         s = s.to(device=self.op.device, dtype=F64)
         out = torch.zeros((self.op.dim, s.shape[1]), dtype=self.dtype, device=self.op.device)
         for j, q in enumerate(self._basis_again()):
@@ -225,17 +245,31 @@ class LanczosProcess:
         if self.stores_basis:
             yield from self._vectors[: self.steps]
             return
-        prev, q = None, self.start
-        assert q is not None  # kept whenever no basis is stored
+        prev = None
+        if self._start_state is not None:  # the random start, drawn again from the generator's state at the start
+            q = self._normalised(self._draw(torch.Generator().set_state(self._start_state)))
+        else:
+            assert self.start is not None  # kept whenever no basis is stored and no redraw was given
+            q = self.start.clone()
         for j in range(self.steps):
             yield q
             if j + 1 == self.steps:
                 return
-            w = self.op.matvec(q.to(self.op.dtype)).to(self.dtype)
-            if prev is not None:
-                w.sub_(prev, alpha=self.beta[j - 1])
+            w = _product_less_previous(self.op, q, prev, self.beta[j - 1 : j] if j else [])
             w.sub_(q, alpha=self.alpha[j])
             prev, q = q, w.div_(self.beta[j])
+
+
+def _product_less_previous(op: LinearOperator, q: Tensor, previous: Tensor | None, beta: list[float]) -> Tensor:
+    """A q − β q_{j−1} (``beta`` = [β], or A q at the first step), written over ``previous``'s storage: the product
+    is added into −β q_{j−1} (:meth:`LinearOperator.matvec_add`), so the recurrence holds q_j and this one vector
+    while the product runs, no more than a lone product holds. Both passes of the recurrence (the solve and the
+    rebuild of Ritz vectors) take this path, so they make the same vectors."""
+    if previous is None:  # the first step: into zeros where that holds no product apart, else a plain product
+        if op.adds_in_place(q.dtype):
+            return op.matvec_add(q, torch.zeros_like(q), 0.0)
+        return op.matvec(q.to(op.dtype)).to(q.dtype)
+    return op.matvec_add(q.to(op.dtype), previous, -beta[0])
 
 
 def _orthogonalise(w: Tensor, basis: list[Tensor], op: LinearOperator) -> tuple[Tensor, float]:

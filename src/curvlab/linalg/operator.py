@@ -89,12 +89,12 @@ class LinearOperator:
         """Qᵀv for the columns of ``q`` (one all-reduce for all of them when the vectors are split)."""
         return self.sums(q.to(torch.float64).T @ v.to(torch.float64))
 
-    def random(self, kind: str, gen: torch.Generator) -> Tensor:
-        """A float64 random vector of this operator's space ("gaussian" or "rademacher"); when the vectors are
-        split, this process's part of one whole vector drawn alike on every process."""
+    def random(self, kind: str, gen: torch.Generator, dtype: torch.dtype = torch.float64) -> Tensor:
+        """A random vector of this operator's space ("gaussian" or "rademacher"; float64 draws, stored in ``dtype``);
+        when the vectors are split, this process's part of one whole vector drawn alike on every process."""
         if self.sharding is None:
-            return random_vector(kind, self.dim, gen, self.device)
-        return random_vector(kind, self.sharding.size, gen, self.device, self.sharding.ranges)
+            return random_vector(kind, self.dim, gen, self.device, dtype=dtype)
+        return random_vector(kind, self.sharding.size, gen, self.device, self.sharding.ranges, dtype)
 
     def all_finite(self, t: Tensor) -> bool:
         """No NaN or ±inf in ``t`` — in any process's part when the vectors are split (so every process agrees)."""
@@ -118,19 +118,53 @@ class LinearOperator:
 
     def matvec(self, v: Tensor) -> Tensor:
         """A v, with ``v`` cast to the operator's dtype and device; the result has the same."""
+        out = self._product_of(self._checked(v))
+        self.n_matvecs += 1
+        if not self.all_finite(out):
+            raise self._nonfinite(out)
+        return out.reshape(-1).to(self.dtype)
+
+    def matvec_add(self, v: Tensor, out: Tensor, scale: float) -> Tensor:
+        """``out`` ← scale · out + A v, in place; returns ``out`` (a flat vector of the operator's length on its
+        device). An operator that can add its product straight into ``out`` (:meth:`_add_product_to`: the kept-graph
+        Hessian of one chunk) never holds A v apart from it, so the three-term Lanczos recurrence, which adds the
+        product to the scaled previous vector, keeps one vector fewer while the product runs (docs/scale.md)."""
+        v = self._checked(v)
+        if not isinstance(out, Tensor) or out.dim() != 1 or out.numel() != self.dim or out.device != self.device:
+            raise InputError(f"out: expected a flat vector of length {self.dim} on {self.device}")
+        out.mul_(scale)
+        if not self._add_product_to(v, out):
+            out.add_(self._product_of(v).reshape(-1).to(out.dtype))
+        self.n_matvecs += 1
+        if not self.all_finite(out):
+            raise self._nonfinite(out)
+        return out
+
+    def _checked(self, v: Tensor) -> Tensor:
+        """``v`` validated (a finite flat vector of length ``dim``) and cast to the operator's dtype and device."""
         if not isinstance(v, Tensor):
             raise InputTypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
         if v.dim() != 1 or v.numel() != self.dim:
             raise InputError(f"v: expected a flat vector of length {self.dim}, got shape {tuple(v.shape)}")
         if not self.all_finite(v):
             raise InputError(f"v: expected a finite vector, got {nonfinite_detail(v)}")
-        out = self._matvec(v.to(device=self.device, dtype=self.dtype))
-        self.n_matvecs += 1
+        return v.to(device=self.device, dtype=self.dtype)
+
+    def _product_of(self, v: Tensor) -> Tensor:
+        out = self._matvec(v)
         if not isinstance(out, Tensor) or out.numel() != self.dim:
             raise InputError(f"matvec: must return a vector of length {self.dim}")
-        if not self.all_finite(out):
-            raise self._nonfinite(out)
-        return out.reshape(-1).to(self.dtype)
+        return out
+
+    def adds_in_place(self, dtype: torch.dtype) -> bool:
+        """Whether :meth:`matvec_add` into a vector of ``dtype`` now adds the product without forming it apart
+        (then a product into zeros holds one vector fewer than :meth:`matvec` and the copy it returns)."""
+        return False
+
+    def _add_product_to(self, v: Tensor, out: Tensor) -> bool:
+        """Add A v into ``out`` in place without forming A v apart, where this operator can (then True); here it
+        cannot: :meth:`matvec_add` then adds a product made as :meth:`matvec` makes it."""
+        return False
 
     def _nonfinite(self, product: Tensor) -> NonFiniteError:
         """The error for a product with a NaN or ±inf entry (an operator that knows its point says more)."""

@@ -44,15 +44,21 @@ DRAWS = {"gaussian": gaussian, "rademacher": rademacher}
 
 
 def random_vector(
-    kind: str, size: int, gen: torch.Generator, device: torch.device, ranges: Sequence[tuple[int, int]] | None = None
+    kind: str,
+    size: int,
+    gen: torch.Generator,
+    device: torch.device,
+    ranges: Sequence[tuple[int, int]] | None = None,
+    dtype: torch.dtype = torch.float64,
 ) -> Tensor:
-    """A float64 random vector of length ``size`` (``kind``: "gaussian" or "rademacher"), drawn
-    :data:`DRAW_CHUNK` entries at a time; with ``ranges``, only its entries in those [start, stop) ranges,
+    """A random vector of length ``size`` (``kind``: "gaussian" or "rademacher"), drawn in float64
+    :data:`DRAW_CHUNK` entries at a time and stored in ``dtype`` (a float32 vector holds the float64 draws rounded,
+    with no float64 copy of the whole); with ``ranges``, only its entries in those [start, stop) ranges,
     concatenated. Every process drawing the same vector with its own ranges gets its own part of one whole vector,
     the same whatever the split (:class:`curvlab.linalg.vectors.Sharding`)."""
     draw = DRAWS[kind]
     ranges = list(ranges) if ranges is not None else [(0, size)]
-    out = torch.empty(sum(max(0, min(b, size) - max(a, 0)) for a, b in ranges), dtype=torch.float64)
+    out = torch.empty(sum(max(0, min(b, size) - max(a, 0)) for a, b in ranges), dtype=dtype)
     filled = 0  # written in place, chunk by chunk: the vector is held once, never as parts and their concatenation
     for start in range(0, size, DRAW_CHUNK):
         stop = min(start + DRAW_CHUNK, size)
