@@ -60,7 +60,7 @@ class HessianOperator(CurvatureOperator):
         ((_, (leaves, grads)),) = self._states
         obj.counts[self.count_key] += 1
         try:
-            add_hvp_into(grads, leaves, obj.unflatten(obj.space.check_vector(v, "v")), obj.unflatten(out))
+            add_hvp_into(grads, leaves, obj.unflatten(v), obj.unflatten(out))  # unflatten checks both
         except RuntimeError as err:
             raise explain_error(err) from err
         return True

@@ -263,7 +263,8 @@ class LanczosProcess:
 def _product_less_previous(op: LinearOperator, q: Tensor, previous: Tensor | None, beta: list[float]) -> Tensor:
     """A q − β q_{j−1} (``beta`` = [β], or A q at the first step), written over ``previous``'s storage: the product
     is added into −β q_{j−1} (:meth:`LinearOperator.matvec_add`), so the recurrence holds q_j and this one vector
-    while the product runs, no more than a lone product holds. Both passes of the recurrence (the solve and the
+    while the product runs, and no third for the product; that vector is one more than a lone product holds at its
+    peak, which comes before its output forms. Both passes of the recurrence (the solve and the
     rebuild of Ritz vectors) take this path, so they make the same vectors."""
     if previous is None:  # the first step: into zeros where that holds no product apart, else a plain product
         if op.adds_in_place(q.dtype):

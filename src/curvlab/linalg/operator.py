@@ -127,8 +127,9 @@ class LinearOperator:
     def matvec_add(self, v: Tensor, out: Tensor, scale: float) -> Tensor:
         """``out`` ← scale · out + A v, in place; returns ``out`` (a flat vector of the operator's length on its
         device). An operator that can add its product straight into ``out`` (:meth:`_add_product_to`: the kept-graph
-        Hessian of one chunk) never holds A v apart from it, so the three-term Lanczos recurrence, which adds the
-        product to the scaled previous vector, keeps one vector fewer while the product runs (docs/scale.md)."""
+        Hessian of one chunk) never holds A v apart from it: the three-term Lanczos recurrence, which adds the product
+        to the scaled previous vector, then forms no per-parameter product list nor flat copy of it. That vector
+        itself is still held through the product (docs/scale.md, docs/benchmarks.md "Language models")."""
         v = self._checked(v)
         if not isinstance(out, Tensor) or out.dim() != 1 or out.numel() != self.dim or out.device != self.device:
             raise InputError(f"out: expected a flat vector of length {self.dim} on {self.device}")
