@@ -162,16 +162,25 @@ MUTATIONS = (
         "engine-check-holds-exact-product",
         "the engine check holds one product at a time (docs/scale.md); the exact one held through the others",
         "src/curvlab/core/engine_choice.py",
-        "        del exact\n",
+        "        del exact  # the check holds one product at a time\n",
         "        pass\n",
         ("tests/test_solver_memory.py", "-k", "engine_check"),
+    ),
+    Mutation(
+        "engine-check-builds-its-own-graph",
+        "a Hessian operator's first product makes the engine check itself, on the graph it keeps (docs/core.md); "
+        "the check made alone first, on a graph of its own",
+        "src/curvlab/core/hessian.py",
+        '        if obj._engine == "auto" and not obj.collective:',
+        "        if False:",
+        ("tests/test_finite_difference.py", "-k", "first_product or builds_no_graph"),
     ),
     Mutation(
         "engine-check-keeps-freed-memory",
         "what the engine check freed is given back to the system (docs/scale.md); left resident",
         "src/curvlab/core/engine_choice.py",
-        "        return_freed_memory()  # the check's",
-        "        pass  # the check's",
+        "    return_freed_memory()  # the check's",
+        "    pass  # the check's",
         ("tests/test_solver_memory.py", "-k", "gives_back"),
     ),
     Mutation(

@@ -307,3 +307,72 @@ def test_auto_still_catches_a_silently_wrong_layer_when_the_check_compares_sketc
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Objective(twin, F.cross_entropy, data).hvp_engine == "reverse"
+
+
+@pytest.mark.parametrize("custom", [OnceSoftplus, DetachedSoftplus])
+def test_a_hessian_operators_first_product_checks_and_falls_back_where_double_backward_is_silently_wrong(custom):
+    """``eigs(objective.hessian())`` with "auto" unsettled: the check runs inside the operator's first product (on
+    the graph it keeps), settles finite differences with one warning, and λ1 is the true one (the twin's, exact)."""
+    net, twin, data = _softplus_case(custom, torch.float64)
+    truth = curvlab.eigs(Objective(twin, F.cross_entropy, data, hvp_engine="reverse").hessian(), tol=1e-10)
+    wrong = curvlab.eigs(Objective(net, F.cross_entropy, data, hvp_engine="reverse").hessian(), tol=1e-10)
+    assert rel_err(wrong.eigenvalues, truth.eigenvalues) > 1e-3  # torch's double backward is silently wrong here
+    auto = Objective(net, F.cross_entropy, data)
+    with pytest.warns(UserWarning, match="disagrees with finite differences") as caught:
+        found = curvlab.eigs(auto.hessian(), tol=1e-10)
+    assert len(caught) == 1 and auto._engine == "finite_difference"
+    assert float(found.eigenvalues[0]) == pytest.approx(float(truth.eigenvalues[0]), rel=1e-7)
+    assert auto.counts["hvp"] == found.n_matvecs  # the discarded exact product is not counted
+
+
+def test_a_hessian_operators_first_product_falls_back_where_double_backward_fails():
+    torch.manual_seed(0)
+    fused, written = FusedAttention(True), FusedAttention(False)
+    written.load_state_dict(fused.state_dict())
+    data = (torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(1)), torch.zeros(3))
+    loss = lambda o, y: (o**2).mean()  # noqa: E731
+    auto = Objective(fused, loss, data)
+    with pytest.warns(UserWarning, match="double backward fails"):
+        product = auto.hessian().matvec(torch.ones(20))
+    assert auto._engine == "finite_difference"
+    assert rel_err(product, Objective(written, loss, data, hvp_engine="reverse").hvp(torch.ones(20))) < 1e-3
+
+
+def _forwards(model: nn.Module) -> list[int]:
+    calls = [0]
+    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.mark.parametrize("name", ["layernorm_mlp", "attention"])
+def test_the_check_inside_a_hessian_operators_first_product_builds_no_graph_of_its_own(name):
+    """The check made inside the first product of ``objective.hessian()`` judges an exact product on the graph the
+    solve keeps: the same λ1 as with "reverse" to the last bit, with exactly the check's finite-difference passes
+    more (three steps × two gradients) and not the separate forward and double backward the check makes alone."""
+    case = make_case(name)
+    runs = {}
+    for engine in ("reverse", "auto", "check alone"):
+        torch.manual_seed(0)
+        model = make_case(name).model
+        calls = _forwards(model)
+        objective = Objective(
+            model,
+            case.loss_fn,
+            (case.inputs, case.targets),
+            bn_mode=case.bn_mode,
+            hvp_engine="auto" if engine == "check alone" else engine,
+        )
+        if engine == "check alone":
+            objective.loss_roundoff()  # read by both checks: counted apart
+            before = calls[0]
+            assert objective.hvp_engine == "reverse"
+            runs[engine] = calls[0] - before
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = curvlab.eigs(objective.hessian(), tol=1e-8)
+        assert objective._engine == "reverse"
+        runs[engine] = (float(result.eigenvalues[0]), calls[0] - (engine == "auto"))  # less the roundoff's forward
+    assert runs["auto"][0] == runs["reverse"][0]
+    assert runs["check alone"] == 7  # one exact product's forward, three finite differences' two each
+    assert runs["auto"][1] - runs["reverse"][1] == 6

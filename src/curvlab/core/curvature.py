@@ -19,6 +19,7 @@ from torch import Tensor
 from curvlab.core.errors import explain_error
 from curvlab.errors import InputError, NonFiniteError, nonfinite_detail
 from curvlab.linalg.operator import LinearOperator, all_finite
+from curvlab.machine import return_freed_memory
 
 CACHE_CHOICES = (True, False, "auto")
 
@@ -152,6 +153,7 @@ class CurvatureOperator(AtOnePoint, LinearOperator):
                     continue
                 if self._states is None and keep:
                     state, nbytes = _measured(self.chunk_state, index, chunk, obj)
+                    return_freed_memory()  # what building the graph freed: gone, not left under the products
                     if self.graph_bytes + nbytes <= obj.graph_budget():
                         kept.append((chunk.size, state))
                         self.graph_bytes += nbytes

@@ -12,7 +12,11 @@ backward is not differentiable is caught in float32 and float64, ReLU networks a
 Each product is replaced by a fingerprint as soon as it is made (itself up to ``SKETCH`` entries, else a count
 sketch that keeps distances within a fraction of a per cent), so the check holds the direction and one product at a
 time: no more memory than one exact product (docs/scale.md); after it, the heap memory it freed is given back
-to the system (glibc's ``malloc_trim``), so that it does not stay resident under the solve's own peak. The choice
+to the system (glibc's ``malloc_trim``), so that it does not stay resident under the solve's own peak. A Hessian
+operator's first product while "auto" is unsettled makes the check itself (:mod:`curvlab.core.hessian`), along
+that product's own direction: the finite differences first (``evidence_for``), then the product's first chunk's
+part, made on the graph the operator keeps, is judged (``judge``), so the check builds no graph and makes no
+exact product of its own. The choice
 is remembered per model and parameter selection; on a distributed objective every rank checks its own chunk and all
 take finite differences if any rank's check says so.
 """
@@ -35,6 +39,7 @@ from curvlab.machine import return_freed_memory
 AGREEMENT = 10.0  # an exact product further from every finite difference than this × their spread is wrong
 UNRELIABLE = 1e-2  # a spread of the finite differences beyond this (relative) is worth a caution
 STEPS = (1.0, 0.25, 1 / 16)  # finite-difference steps, × the rule's ε: kinks (ReLU) and rounding make them differ
+LossOf = Callable[[Sequence[Tensor]], Tensor]
 _CHOSEN: weakref.WeakKeyDictionary[Any, dict[Any, str]] = (
     weakref.WeakKeyDictionary()
 )  # model → {selected names: engine}
@@ -42,74 +47,131 @@ _CHOSEN: weakref.WeakKeyDictionary[Any, dict[Any, str]] = (
 
 def choose_engine(objective: Any) -> str:
     """The engine ``"auto"`` means for this objective's model and parameters (checked once, then remembered)."""
-    chosen = _CHOSEN.setdefault(objective.model, {})
-    key = tuple(objective.names)
-    if key not in chosen:
-        engine, reason = _check(objective)
-        return_freed_memory()  # the check's products, freed, would otherwise stay resident under the solve's peak
-        # every rank of a distributed objective checks its own chunk: finite differences if any rank says so
-        engine = "finite_difference" if objective.smallest_across(engine != "finite_difference") == 0 else engine
-        if engine is None:  # a non-finite loss: nothing to compare; the exact engine, and a check next time
-            return "reverse"
-        if engine == "finite_difference" and reason is None:
-            reason = "another process's check found double backward failing or wrong"
-        if reason:
-            model = type(objective.model).__name__
-            warnings.warn(
-                f"curvlab: hvp_engine='auto' uses finite differences of gradients for {model}: {reason}. Pass "
-                "hvp_engine='finite_difference' to say so, or 'reverse' to insist on double backward",
-                UserWarning,
-                stacklevel=3,
-            )
-        chosen[key] = engine
-    return chosen[key]
+    known = remembered(objective)
+    if known is not None:
+        return known
+    engine, reason = _check(objective)
+    return_freed_memory()  # the check's products, freed, would otherwise stay resident under the solve's peak
+    return settle(objective, engine, reason)
+
+
+def remembered(objective: Any) -> str | None:
+    """The engine already chosen for this objective's model and parameter selection, if any."""
+    return _CHOSEN.get(objective.model, {}).get(tuple(objective.names))
+
+
+def settle(objective: Any, engine: str | None, reason: str | None) -> str:
+    """Record a check's verdict for the model and parameters (finite differences if any rank's says so, with one
+    warning saying why) and return the engine; ``engine=None`` (a non-finite loss, nothing compared): the exact
+    engine now, and a check next time."""
+    # every rank of a distributed objective checks its own chunk: finite differences if any rank says so
+    engine = "finite_difference" if objective.smallest_across(engine != "finite_difference") == 0 else engine
+    if engine is None:
+        return "reverse"
+    if engine == "finite_difference" and reason is None:
+        reason = "another process's check found double backward failing or wrong"
+    if reason:
+        model = type(objective.model).__name__
+        warnings.warn(
+            f"curvlab: hvp_engine='auto' uses finite differences of gradients for {model}: {reason}. Pass "
+            "hvp_engine='finite_difference' to say so, or 'reverse' to insist on double backward",
+            UserWarning,
+            stacklevel=4,
+        )
+    _CHOSEN.setdefault(objective.model, {})[tuple(objective.names)] = engine
+    return engine
+
+
+class Evidence:
+    """What finite differences along one direction say of the exact product there: their fingerprints at the
+    three ``STEPS``, their spread (their own error: rounding, or kinks crossed) and the size of the product."""
+
+    def __init__(self, loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor], roundoff: float):
+        self.prints: list[Tensor] = []
+        self.spread, self.size, self.finite = 0.0, 0.0, True
+        for scale in STEPS:
+            loss, estimate = hvp_finite_difference(loss_of, params, vs, scale=scale, roundoff=roundoff)
+            self.finite = self.finite and bool(torch.isfinite(loss))
+            self.size, current = norms64(estimate), fingerprint(estimate)
+            del estimate  # one product at a time: each replaced by its fingerprint as soon as it is made
+            if self.prints:
+                self.spread += _distance(self.prints[-1], current)  # ≥ the largest pairwise distance
+            self.prints.append(current)
+        self.size = max(self.size, 1e-300)
+        self.rounding = 100 * roundoff ** (2 / 3) * self.size  # the finite differences' own error order
+
+    def verdict(self, exact: Tensor, exact_finite: bool) -> tuple[str, str | None]:
+        """("reverse", None) when the exact product (its ``fingerprint``) agrees with the finite differences;
+        ("finite_difference", why) when it is further from every one than ``AGREEMENT`` × their spread plus their
+        rounding floor, or not finite."""
+        mismatch = min(_distance(exact, p) for p in self.prints)
+        if exact_finite and mismatch <= AGREEMENT * self.spread + self.rounding:
+            return "reverse", None
+        size = self.size
+        caution = (
+            f"; beware: the finite-difference steps disagree by {self.spread / size:.1g} here (kinks such as "
+            "ReLU's, which a step can cross, make finite differences unreliable)"
+            if self.spread > UNRELIABLE * size
+            else ""
+        )
+        return "finite_difference", (
+            f"double backward runs but disagrees with finite differences of gradients (relative difference "
+            f"{mismatch / size:.2g}, against {self.spread / size:.2g} between finite-difference steps): a layer's "
+            "backward is probably not differentiable (a custom autograd.Function with @once_differentiable?)" + caution
+        )
+
+
+def evidence_for(objective: Any, vs: Sequence[Tensor]) -> Evidence:
+    """The finite differences along ``vs`` on the objective's first chunk, for the exact product along it to be
+    judged by: a Hessian operator's check made on its first product, along that product's own direction (a
+    solve's random start, unless it was given one), before its graph is built. Their memory is freed and given
+    back before the graph is built."""
+    with objective._measuring():
+        chunk = next(iter(objective._chunks()))
+        loss_of: LossOf = lambda ps: objective._chunk_loss(ps, chunk)  # noqa: E731
+        evidence = Evidence(loss_of, objective._params(), vs, objective.loss_roundoff())
+    return_freed_memory()
+    return evidence
+
+
+def check_direction(params: Sequence[Tensor]) -> list[Tensor]:
+    """The check's direction: the same seeded random draw (float64, then the parameters' dtype) every time."""
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p) for p in params]
+
+
+def judge(evidence: Evidence, exact: Sequence[Tensor]) -> tuple[str | None, str | None]:
+    """The verdict on the first chunk's exact product along the evidence's direction; (None, None) when the loss
+    along it was not finite (nothing to compare)."""
+    if not evidence.finite:
+        return None, None
+    return evidence.verdict(fingerprint(exact), math.isfinite(norms64(exact)))
+
+
+def failed(err: BaseException) -> tuple[str, str]:
+    """The verdict when the exact product raised."""
+    why = f"double backward fails ({_first_line(err)}); finite differences are right only where the loss is "
+    return "finite_difference", why + "smooth (not across ReLU kinks: docs/core.md)"
 
 
 def _check(objective: Any) -> tuple[str | None, str | None]:
     """("reverse", None) when one exact product on the first chunk agrees with finite differences;
     ("finite_difference", why) when it fails or disagrees; (None, None) when the loss there is not finite."""
     params = objective._params()
-    generator = torch.Generator().manual_seed(0)
-    vs = [torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p) for p in params]
+    vs = check_direction(params)
     with objective._measuring():
         chunk = next(iter(objective._chunks()))
-        loss_of: Callable[[Sequence[Tensor]], Tensor] = lambda ps: objective._chunk_loss(ps, chunk)  # noqa: E731
+        loss_of: LossOf = lambda ps: objective._chunk_loss(ps, chunk)  # noqa: E731
         try:
             loss, exact = hvp_reverse(loss_of, params, vs)
-        except (RuntimeError, NotImplementedError) as err:
-            why = f"double backward fails ({_first_line(err)}); finite differences are right only where the loss is "
-            return "finite_difference", why + "smooth (not across ReLU kinks: docs/core.md)"
+        except RuntimeError as err:  # NotImplementedError included
+            return failed(err)
         if not bool(torch.isfinite(loss)):
             return None, None
-        # each product is replaced by its fingerprint as soon as it is made, so the check holds the direction, one
-        # product at a time and a few small fingerprints: no more than one product holds
-        exact_finite = math.isfinite(norms64(exact))
-        exact_print = fingerprint(exact)
-        del exact
-        mismatch, spread, size = math.inf, 0.0, 0.0
-        previous: Tensor | None = None
-        for scale in STEPS:
-            estimate = hvp_finite_difference(loss_of, params, vs, scale=scale, roundoff=objective.loss_roundoff())[1]
-            size, current = norms64(estimate), fingerprint(estimate)
-            del estimate
-            mismatch = min(mismatch, _distance(exact_print, current))
-            spread += _distance(previous, current) if previous is not None else 0.0  # ≥ the largest pairwise one
-            previous = current
-    size = max(size, 1e-300)
-    rounding = 100 * objective.loss_roundoff() ** (2 / 3) * size  # the finite differences' own error order
-    if not exact_finite or mismatch > AGREEMENT * spread + rounding:
-        caution = (
-            f"; beware: the finite-difference steps disagree by {spread / size:.1g} here (kinks such as ReLU's, "
-            "which a step can cross, make finite differences unreliable)"
-            if spread > UNRELIABLE * size
-            else ""
-        )
-        return "finite_difference", (
-            f"double backward runs but disagrees with finite differences of gradients (relative difference "
-            f"{mismatch / size:.2g}, against {spread / size:.2g} between finite-difference steps): a layer's backward "
-            "is probably not differentiable (a custom autograd.Function with @once_differentiable?)" + caution
-        )
-    return "reverse", None
+        exact_finite, exact_print = math.isfinite(norms64(exact)), fingerprint(exact)
+        del exact  # the check holds one product at a time
+        evidence = Evidence(loss_of, params, vs, objective.loss_roundoff())
+    return evidence.verdict(exact_print, exact_finite)
 
 
 def _distance(a: Tensor, b: Tensor) -> float:
