@@ -22,6 +22,8 @@ from curvlab.linalg.operator import LinearOperator, all_finite
 from curvlab.machine import return_freed_memory
 
 CACHE_CHOICES = (True, False, "auto")
+TRIM_FROM = 1 << 26  # a kept graph of this many bytes or more: what its building freed is given back (malloc_trim,
+# a few milliseconds on a fragmented heap: worth it beside a large graph, not on every measurement of a small model)
 
 
 class WeightedMean:
@@ -153,7 +155,8 @@ class CurvatureOperator(AtOnePoint, LinearOperator):
                     continue
                 if self._states is None and keep:
                     state, nbytes = _measured(self.chunk_state, index, chunk, obj)
-                    return_freed_memory()  # what building the graph freed: gone, not left under the products
+                    if nbytes >= TRIM_FROM:  # what building a large graph freed: gone, not left under the products
+                        return_freed_memory()
                     if self.graph_bytes + nbytes <= obj.graph_budget():
                         kept.append((chunk.size, state))
                         self.graph_bytes += nbytes
