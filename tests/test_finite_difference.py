@@ -185,12 +185,17 @@ class FusedAttention(nn.Module):
         return out.mean(dim=(1, 2))
 
 
-def test_auto_falls_back_where_double_backward_fails():
+def _fused_attention_case():
+    """The fused-kernel model, its written-out twin with the same weights, data and a loss."""
     torch.manual_seed(0)
     fused, written = FusedAttention(True), FusedAttention(False)
     written.load_state_dict(fused.state_dict())
     data = (torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(1)), torch.zeros(3))
-    loss = lambda o, y: (o**2).mean()  # noqa: E731
+    return fused, written, data, lambda o, y: (o**2).mean()
+
+
+def test_auto_falls_back_where_double_backward_fails():
+    fused, written, data, loss = _fused_attention_case()
     with pytest.raises(RuntimeError, match="scaled_dot_product_attention"):
         Objective(fused, loss, data, hvp_engine="reverse").hvp(torch.ones(20))
     with pytest.warns(UserWarning, match="double backward fails"):
@@ -326,11 +331,7 @@ def test_a_hessian_operators_first_product_checks_and_falls_back_where_double_ba
 
 
 def test_a_hessian_operators_first_product_falls_back_where_double_backward_fails():
-    torch.manual_seed(0)
-    fused, written = FusedAttention(True), FusedAttention(False)
-    written.load_state_dict(fused.state_dict())
-    data = (torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(1)), torch.zeros(3))
-    loss = lambda o, y: (o**2).mean()  # noqa: E731
+    fused, written, data, loss = _fused_attention_case()
     auto = Objective(fused, loss, data)
     with pytest.warns(UserWarning, match="double backward fails"):
         product = auto.hessian().matvec(torch.ones(20))
