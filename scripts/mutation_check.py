@@ -176,6 +176,22 @@ MUTATIONS = (
         ("tests/test_finite_difference.py", "-k", "first_product or builds_no_graph"),
     ),
     Mutation(
+        "engine-time-rule-without-margin",
+        "auto takes finite differences for time only above 2× an exact product (docs/core.md); at any excess",
+        "src/curvlab/core/engine_choice.py",
+        "exact_seconds > TIME_MARGIN * self.seconds",
+        "exact_seconds > self.seconds",
+        ("tests/test_finite_difference.py", "-k", "time_rule"),
+    ),
+    Mutation(
+        "engine-time-rule-across-kinks",
+        "auto takes finite differences for time only where they agree within 1% (docs/core.md); also across kinks",
+        "src/curvlab/core/engine_choice.py",
+        "        if not slow or self.spread > UNRELIABLE * self.size:",
+        "        if not slow:",
+        ("tests/test_finite_difference.py", "-k", "time_rule"),
+    ),
+    Mutation(
         "engine-check-keeps-freed-memory",
         "what the engine check freed is given back to the system (docs/scale.md); left resident",
         "src/curvlab/core/engine_choice.py",

@@ -5,6 +5,7 @@ attention kernel) or silently (a custom backward that is not differentiable)."""
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -165,6 +166,75 @@ def test_auto_keeps_double_backward_on_a_relu_network_in_float32():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Objective(net, F.cross_entropy, data).hvp_engine == "reverse"
+
+
+SLOW = 0.05  # seconds each second-order pass through SlowSoftplus waits
+
+
+class SlowSigmoidTimes(torch.autograd.Function):
+    """grad · σ(x), softplus's first backward, whose own backward (double backward's part) is right but waits."""
+
+    @staticmethod
+    def forward(ctx, x, grad):
+        ctx.save_for_backward(x, grad)
+        return grad * torch.sigmoid(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        time.sleep(SLOW)
+        x, grad = ctx.saved_tensors
+        s = torch.sigmoid(x)
+        return g * grad * s * (1 - s), g * s
+
+
+class SlowSoftplus(Softplus):
+    """softplus whose second derivative is exact and slow: an exact product waits SLOW per layer, a gradient not."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return SlowSigmoidTimes.apply(x, grad)
+
+
+def test_auto_takes_finite_differences_where_double_backward_is_right_but_much_slower():
+    """An exact product ≥ TIMED_FROM seconds and more than TIME_MARGIN × a finite-difference one settles finite
+    differences, said once with both times, by the check alone and by the one inside a Hessian operator's first
+    product; λ1 is then the true one (the twin's, exact) to the finite differences' accuracy in float64."""
+    net, twin, data = _softplus_case(SlowSoftplus, torch.float64)
+    v = torch.randn(sum(p.numel() for p in net.parameters()), generator=torch.Generator().manual_seed(2)).double()
+    truth = Objective(twin, F.cross_entropy, data, hvp_engine="reverse").hvp(v)
+    assert rel_err(Objective(net, F.cross_entropy, data, hvp_engine="reverse").hvp(v), truth) < 1e-12  # right
+    with pytest.warns(UserWarning, match=r"an exact product \(double backward\) took .* s against .* s") as caught:
+        assert Objective(net, F.cross_entropy, data).hvp_engine == "finite_difference"
+    assert len(caught) == 1
+    net, twin, data = _softplus_case(SlowSoftplus, torch.float64)  # a new model: nothing remembered
+    truth = curvlab.eigs(Objective(twin, F.cross_entropy, data, hvp_engine="reverse").hessian(), tol=1e-10)
+    auto = Objective(net, F.cross_entropy, data)
+    with pytest.warns(UserWarning, match="auto takes finite differences above 2×"):
+        found = curvlab.eigs(auto.hessian(), tol=1e-10)
+    assert auto._engine == "finite_difference"
+    assert float(found.eigenvalues[0]) == pytest.approx(float(truth.eigenvalues[0]), rel=1e-7)
+
+
+def test_the_time_rule_judges_only_long_products_by_a_wide_margin():
+    """Evidence.by_time on set timings: finite differences only for an exact product of TIMED_FROM seconds or more
+    that took more than TIME_MARGIN × the cheapest finite-difference one, and only where the finite differences
+    agree among themselves within UNRELIABLE (1%); untimed, short or near-tie ones keep double backward."""
+    from curvlab.core.engine_choice import TIME_MARGIN, TIMED_FROM, Evidence
+
+    assert (TIME_MARGIN, TIMED_FROM) == (2.0, 0.05)  # docs/core.md states both
+    x = [torch.ones(3, dtype=torch.float64)]
+    evidence = Evidence(lambda ps: (ps[0] ** 3).sum(), x, [torch.ones(3, dtype=torch.float64)], 1e-16)
+    evidence.seconds = 0.1
+    for exact_seconds, engine in ((None, "reverse"), (0.15, "reverse"), (0.2, "reverse"), (0.21, "finite_difference")):
+        assert evidence.by_time(exact_seconds)[0] == engine, exact_seconds
+    evidence.seconds = 0.001
+    for exact_seconds, engine in ((0.049, "reverse"), (0.05, "finite_difference"), (0.0015, "reverse")):
+        assert evidence.by_time(exact_seconds)[0] == engine, exact_seconds
+    evidence.spread = 0.011 * evidence.size  # the steps disagree (kinks crossed): finite differences are not trusted
+    assert evidence.by_time(1.0)[0] == "reverse"
+    evidence.spread = 0.009 * evidence.size
+    assert evidence.by_time(1.0)[0] == "finite_difference"
 
 
 class FusedAttention(nn.Module):

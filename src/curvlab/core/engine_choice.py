@@ -16,14 +16,25 @@ to the system (glibc's ``malloc_trim``), so that it does not stay resident under
 operator's first product while "auto" is unsettled makes the check itself (:mod:`curvlab.core.hessian`), along
 that product's own direction: the finite differences first (``evidence_for``), then the product's first chunk's
 part, made on the graph the operator keeps, is judged (``judge``), so the check builds no graph and makes no
-exact product of its own. The choice
-is remembered per model and parameter selection; on a distributed objective every rank checks its own chunk and all
-take finite differences if any rank's check says so.
+exact product of its own.
+
+Time and memory enter as well. The check times both engines' products on the first chunk (the double backward on
+a kept graph, the graph's build apart, which a solve pays once, against the best of the three finite-difference
+products): an exact product of ``TIMED_FROM`` seconds or more that takes more than ``TIME_MARGIN`` times a
+finite-difference one settles finite differences, saying so with both times. The margin is wide on purpose:
+on the models measured here the two cost about the same (GPT-2 small: docs/benchmarks.md), and a choice made
+on a near tie would flip with the machine's load and change λ1 in its last digits between runs; the floor keeps
+sub-50 ms products, whose timings are mostly noise and whose saving is nothing, on double backward. Memory
+enters as the exact product failing to allocate (out of memory), which settles finite differences as any
+failing double backward does: they hold one gradient's graph at a time, not a gradient's graph of its own.
+The choice is remembered per model and parameter selection; on a distributed objective every rank checks its own
+chunk and all take finite differences if any rank's check says so.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -32,13 +43,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from curvlab.core.hvp import hvp_finite_difference, hvp_reverse
+from curvlab.core.hvp import fresh_leaves, gradient, hvp_finite_difference, hvp_from_grads
 from curvlab.linalg.vectors import norms64
 from curvlab.machine import return_freed_memory
 
 AGREEMENT = 10.0  # an exact product further from every finite difference than this × their spread is wrong
 UNRELIABLE = 1e-2  # a spread of the finite differences beyond this (relative) is worth a caution
 STEPS = (1.0, 0.25, 1 / 16)  # finite-difference steps, × the rule's ε: kinks (ReLU) and rounding make them differ
+TIME_MARGIN = 2.0  # an exact product this many times slower than a finite-difference one settles finite differences
+TIMED_FROM = 0.05  # seconds: shorter exact products are not judged by time (noise; nothing to save)
 LossOf = Callable[[Sequence[Tensor]], Tensor]
 _CHOSEN: weakref.WeakKeyDictionary[Any, dict[Any, str]] = (
     weakref.WeakKeyDictionary()
@@ -88,9 +101,11 @@ class Evidence:
 
     def __init__(self, loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor], roundoff: float):
         self.prints: list[Tensor] = []
-        self.spread, self.size, self.finite = 0.0, 0.0, True
+        self.spread, self.size, self.finite, self.seconds = 0.0, 0.0, True, math.inf
         for scale in STEPS:
+            start = clock(params[0].device)
             loss, estimate = hvp_finite_difference(loss_of, params, vs, scale=scale, roundoff=roundoff)
+            self.seconds = min(self.seconds, clock(params[0].device) - start)  # the cheapest of the three
             self.finite = self.finite and bool(torch.isfinite(loss))
             self.size, current = norms64(estimate), fingerprint(estimate)
             del estimate  # one product at a time: each replaced by its fingerprint as soon as it is made
@@ -100,13 +115,14 @@ class Evidence:
         self.size = max(self.size, 1e-300)
         self.rounding = 100 * roundoff ** (2 / 3) * self.size  # the finite differences' own error order
 
-    def verdict(self, exact: Tensor, exact_finite: bool) -> tuple[str, str | None]:
-        """("reverse", None) when the exact product (its ``fingerprint``) agrees with the finite differences;
-        ("finite_difference", why) when it is further from every one than ``AGREEMENT`` × their spread plus their
-        rounding floor, or not finite."""
+    def verdict(self, exact: Tensor, exact_finite: bool, exact_seconds: float | None = None) -> tuple[str, str | None]:
+        """("reverse", None) when the exact product (its ``fingerprint``) agrees with the finite differences and
+        is not too slow; ("finite_difference", why) when it is further from every one than ``AGREEMENT`` × their
+        spread plus their rounding floor, or not finite, or when it took ``exact_seconds`` ≥ ``TIMED_FROM``, more
+        than ``TIME_MARGIN`` × the cheapest finite-difference product."""
         mismatch = min(_distance(exact, p) for p in self.prints)
         if exact_finite and mismatch <= AGREEMENT * self.spread + self.rounding:
-            return "reverse", None
+            return self.by_time(exact_seconds)
         size = self.size
         caution = (
             f"; beware: the finite-difference steps disagree by {self.spread / size:.1g} here (kinks such as "
@@ -118,6 +134,22 @@ class Evidence:
             f"double backward runs but disagrees with finite differences of gradients (relative difference "
             f"{mismatch / size:.2g}, against {self.spread / size:.2g} between finite-difference steps): a layer's "
             "backward is probably not differentiable (a custom autograd.Function with @once_differentiable?)" + caution
+        )
+
+    def by_time(self, exact_seconds: float | None) -> tuple[str, str | None]:
+        """The verdict on a right exact product that took ``exact_seconds`` (None: not timed): finite differences
+        when it took ``TIMED_FROM`` seconds or more, over ``TIME_MARGIN`` × the cheapest finite-difference product,
+        and the finite differences agree among themselves (a spread beyond ``UNRELIABLE``: kinks crossed, where
+        finite differences are wrong)."""
+        slow = exact_seconds is not None and exact_seconds >= TIMED_FROM and exact_seconds > TIME_MARGIN * self.seconds
+        if not slow or self.spread > UNRELIABLE * self.size:
+            return "reverse", None
+        assert exact_seconds is not None
+        return "finite_difference", (
+            f"an exact product (double backward) took {exact_seconds:.3g} s against {self.seconds:.3g} s for a "
+            f"finite-difference one, {exact_seconds / self.seconds:.1f}× (auto takes finite differences above "
+            f"{TIME_MARGIN:g}×); their error is of order u^(2/3) of the product (u: the loss's roundoff), and they "
+            "are wrong across kinks (ReLU): on such a model pass hvp_engine='reverse'"
         )
 
 
@@ -140,12 +172,19 @@ def check_direction(params: Sequence[Tensor]) -> list[Tensor]:
     return [torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p) for p in params]
 
 
-def judge(evidence: Evidence, exact: Sequence[Tensor]) -> tuple[str | None, str | None]:
-    """The verdict on the first chunk's exact product along the evidence's direction; (None, None) when the loss
-    along it was not finite (nothing to compare)."""
+def judge(evidence: Evidence, exact: Sequence[Tensor], seconds: float | None = None) -> tuple[str | None, str | None]:
+    """The verdict on the first chunk's exact product along the evidence's direction, which took ``seconds`` on a
+    graph already built; (None, None) when the loss along it was not finite (nothing to compare)."""
     if not evidence.finite:
         return None, None
-    return evidence.verdict(fingerprint(exact), math.isfinite(norms64(exact)))
+    return evidence.verdict(fingerprint(exact), math.isfinite(norms64(exact)), seconds)
+
+
+def clock(device: torch.device) -> float:
+    """``time.perf_counter()`` once the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def failed(err: BaseException) -> tuple[str, str]:
@@ -163,7 +202,7 @@ def _check(objective: Any) -> tuple[str | None, str | None]:
         chunk = next(iter(objective._chunks()))
         loss_of: LossOf = lambda ps: objective._chunk_loss(ps, chunk)  # noqa: E731
         try:
-            loss, exact = hvp_reverse(loss_of, params, vs)
+            loss, exact, seconds = _timed_exact_product(loss_of, params, vs)
         except RuntimeError as err:  # NotImplementedError included
             return failed(err)
         if not bool(torch.isfinite(loss)):
@@ -171,7 +210,21 @@ def _check(objective: Any) -> tuple[str | None, str | None]:
         exact_finite, exact_print = math.isfinite(norms64(exact)), fingerprint(exact)
         del exact  # the check holds one product at a time
         evidence = Evidence(loss_of, params, vs, objective.loss_roundoff())
-    return evidence.verdict(exact_print, exact_finite)
+    return evidence.verdict(exact_print, exact_finite, seconds)
+
+
+def _timed_exact_product(
+    loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor]
+) -> tuple[Tensor, list[Tensor], float]:
+    """(loss, H v, seconds of the double backward alone): the graph's build is not timed, as a solve pays it
+    once and each of its products only the double backward."""
+    leaves = fresh_leaves(params)
+    with torch.enable_grad():
+        loss = loss_of(leaves)
+        grads = gradient(loss, leaves, create_graph=True)
+        start = clock(loss.device)
+        product = hvp_from_grads(grads, leaves, vs)
+        return loss.detach(), product, clock(loss.device) - start
 
 
 def _distance(a: Tensor, b: Tensor) -> float:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from curvlab.core.curvature import CurvatureOperator, checked_loss
-from curvlab.core.engine_choice import Evidence, evidence_for, failed, judge, remembered, settle
+from curvlab.core.engine_choice import Evidence, clock, evidence_for, failed, judge, remembered, settle
 from curvlab.core.errors import explain_error
 from curvlab.core.hvp import add_hvp_into, fresh_leaves, gradient, hvp_from_grads
 
@@ -37,10 +37,12 @@ class HessianOperator(CurvatureOperator):
 
     def chunk_product(self, state: tuple[list[Tensor], list[Tensor]], vs: Sequence[Tensor]) -> list[Tensor]:
         leaves, grads = state
-        product = hvp_from_grads(grads, leaves, vs, retain_graph=True)
         evidence, self._evidence = self._evidence, None
-        if evidence is not None:  # the first chunk's part of the checked first product
-            self._verdict = judge(evidence, product)
+        if evidence is None:
+            return hvp_from_grads(grads, leaves, vs, retain_graph=True)
+        start = clock(leaves[0].device)  # the first chunk's part of the checked first product: judged, and timed
+        product = hvp_from_grads(grads, leaves, vs, retain_graph=True)
+        self._verdict = judge(evidence, product, clock(leaves[0].device) - start)
         return product
 
     def _product(self, v: Tensor) -> Tensor:
