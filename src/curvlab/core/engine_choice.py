@@ -149,7 +149,7 @@ class Evidence:
             f"an exact product (double backward) took {exact_seconds:.3g} s against {self.seconds:.3g} s for a "
             f"finite-difference one, {exact_seconds / self.seconds:.1f}× (auto takes finite differences above "
             f"{TIME_MARGIN:g}×); their error is of order u^(2/3) of the product (u: the loss's roundoff), and they "
-            "are wrong across kinks (ReLU): on such a model pass hvp_engine='reverse'"
+            "are wrong across kinks such as ReLU's"
         )
 
 
