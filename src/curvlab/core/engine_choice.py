@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from curvlab.core.hvp import fresh_leaves, gradient, hvp_finite_difference, hvp_from_grads
+from curvlab.core.hvp import gradient_graph, hvp_finite_difference, hvp_from_grads
 from curvlab.linalg.vectors import norms64
 from curvlab.machine import return_freed_memory
 
@@ -218,13 +218,10 @@ def _timed_exact_product(
 ) -> tuple[Tensor, list[Tensor], float]:
     """(loss, H v, seconds of the double backward alone): the graph's build is not timed, as a solve pays it
     once and each of its products only the double backward."""
-    leaves = fresh_leaves(params)
-    with torch.enable_grad():
-        loss = loss_of(leaves)
-        grads = gradient(loss, leaves, create_graph=True)
-        start = clock(loss.device)
-        product = hvp_from_grads(grads, leaves, vs)
-        return loss.detach(), product, clock(loss.device) - start
+    loss, leaves, grads = gradient_graph(loss_of, params)
+    start = clock(loss.device)
+    product = hvp_from_grads(grads, leaves, vs)
+    return loss.detach(), product, clock(loss.device) - start
 
 
 def _distance(a: Tensor, b: Tensor) -> float:

@@ -76,13 +76,18 @@ def add_hvp_into(
             leaf.grad = None
 
 
-def hvp_reverse(loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
-    """Double backward: returns (loss, H v)."""
+def gradient_graph(loss_of: LossOf, params: Sequence[Tensor]) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """(loss, leaves, ∇ loss with its graph kept): what a double backward backpropagates through."""
     leaves = fresh_leaves(params)
     with torch.enable_grad():
         loss = loss_of(leaves)
-        grads = gradient(loss, leaves, create_graph=True)
-        return loss.detach(), hvp_from_grads(grads, leaves, vs)
+        return loss, leaves, gradient(loss, leaves, create_graph=True)
+
+
+def hvp_reverse(loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """Double backward: returns (loss, H v)."""
+    loss, leaves, grads = gradient_graph(loss_of, params)
+    return loss.detach(), hvp_from_grads(grads, leaves, vs)
 
 
 def hvp_forward(loss_of: LossOf, params: Sequence[Tensor], vs: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
