@@ -19,7 +19,7 @@ from torch import Tensor
 from curvlab.core.curvature import CurvatureOperator, checked_loss
 from curvlab.core.engine_choice import Evidence, clock, evidence_for, failed, judge, remembered, settle
 from curvlab.core.errors import explain_error
-from curvlab.core.hvp import add_hvp_into, fresh_leaves, gradient, hvp_from_grads
+from curvlab.core.hvp import add_hvp_into, gradient_graph, hvp_from_grads
 
 
 class HessianOperator(CurvatureOperator):
@@ -30,9 +30,9 @@ class HessianOperator(CurvatureOperator):
 
     def chunk_state(self, index: int, chunk: Any) -> tuple[list[Tensor], list[Tensor]]:
         obj = self.objective
-        leaves = fresh_leaves(obj._params())
-        with torch.enable_grad():
-            grads = gradient(checked_loss(obj._chunk_loss(leaves, chunk), self.quantity), leaves, create_graph=True)
+        _, leaves, grads = gradient_graph(
+            lambda ps: checked_loss(obj._chunk_loss(ps, chunk), self.quantity), obj._params()
+        )
         return leaves, grads
 
     def chunk_product(self, state: tuple[list[Tensor], list[Tensor]], vs: Sequence[Tensor]) -> list[Tensor]:
