@@ -162,8 +162,9 @@ def child(task: dict) -> None:
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def in_process(task: dict, timeout: float = 3600) -> dict:
-    command = [sys.executable, __file__, "--child", json.dumps(task)]
+def in_process(task: dict, timeout: float = 3600, script: str = __file__) -> dict:
+    """``task`` run by ``script --child`` in a fresh process (its peak memory its own): the result it prints."""
+    command = [sys.executable, script, "--child", json.dumps(task)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

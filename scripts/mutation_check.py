@@ -192,6 +192,22 @@ MUTATIONS = (
         ("tests/test_finite_difference.py", "-k", "time_rule"),
     ),
     Mutation(
+        "fused-head-without-softmax-curvature",
+        "the fused head's product includes the softmax's curvature (curvlab.losses); left out",
+        "src/curvlab/losses.py",
+        "curvature = weighted - probs * weighted.sum(dim=1, keepdim=True)",
+        "curvature = torch.zeros_like(weighted)",
+        ("tests/test_linear_cross_entropy.py", "-k", "hessian_products or finite_differences"),
+    ),
+    Mutation(
+        "fused-head-mean-over-ignored",
+        "the fused head's mean leaves out ignored (-100) targets, as torch and Hugging Face do; counted in",
+        "src/curvlab/losses.py",
+        "loss = ((lse - picked) * kept).sum() / kept.sum()",
+        "loss = ((lse - picked) * kept).sum() / kept.numel()",
+        ("tests/test_linear_cross_entropy.py", "-k", "explicit"),
+    ),
+    Mutation(
         "engine-check-keeps-freed-memory",
         "what the engine check freed is given back to the system (docs/scale.md); left resident",
         "src/curvlab/core/engine_choice.py",

@@ -5,7 +5,7 @@ measurement set; the solvers (:func:`eigs`, :func:`trace`, :func:`spectral_densi
 symmetric linear operator. Definitions and formulas: docs/core.md and docs/metrics/.
 """
 
-from curvlab import geometry, losses, optim, tuners
+from curvlab import geometry, losses, models, optim, tuners
 from curvlab.core import FisherOperator, GGNOperator, HessianOperator, Objective
 from curvlab.geometry import block_eigs, critical_sharpness
 from curvlab.linalg import (
@@ -42,6 +42,7 @@ __all__ = [
     "geometry",
     "load_records",
     "losses",
+    "models",
     "optim",
     "spectral_density",
     "trace",

@@ -11,6 +11,7 @@ from torch import nn
 
 from curvlab.errors import InputError
 from curvlab.models import huggingface
+from curvlab.models.huggingface import FusedHeadLoss
 from curvlab.models.linear import linear
 from curvlab.models.mlp import ACTIVATIONS, mlp
 from curvlab.models.transformer import SIZES, CausalLM, transformer_lm
@@ -107,6 +108,7 @@ __all__ = [
     "ACTIVATIONS",
     "BUILDERS",
     "CausalLM",
+    "FusedHeadLoss",
     "SIZES",
     "SmallResNet",
     "build_model",
