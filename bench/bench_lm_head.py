@@ -22,7 +22,7 @@ import torch
 from bench_llm import in_process, model_and_batch, peak_rss
 from common import markdown_table, parse_pinned, write_section
 
-SIZES = ((2, 128), (4, 256), (8, 256))  # B×T tokens: bench_llm's batch, then larger ones
+SIZES = ((2, 128), (4, 256), (6, 256))  # B×T tokens: bench_llm's batch, then larger ones
 LOSSES = ("own loss", "fused head")
 PAYS_MEMORY = 0.95  # the fused head pays where its peak is at most this × the own loss's ...
 PAYS_TIME = 1.10  # ... and its products take at most this × the own loss's

@@ -193,10 +193,10 @@ MUTATIONS = (
     ),
     Mutation(
         "fused-head-without-softmax-curvature",
-        "the fused head's product includes the softmax's curvature (curvlab.losses); left out",
+        "the fused head's product includes the softmax's curvature (curvlab.losses); left out of the hidden part",
         "src/curvlab/losses.py",
-        "curvature = weighted - probs * weighted.sum(dim=1, keepdim=True)",
-        "curvature = torch.zeros_like(weighted)",
+        "block = torch.mm(probs, b, out=d_hidden[rows]).addmm_(curvature, w)",
+        "block = torch.mm(probs, b, out=d_hidden[rows])",
         ("tests/test_linear_cross_entropy.py", "-k", "hessian_products or finite_differences"),
     ),
     Mutation(

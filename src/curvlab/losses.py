@@ -66,7 +66,7 @@ def onehot_mse(outputs: Tensor, targets: Tensor) -> Tensor:
 
 
 IGNORE_INDEX = -100  # targets equal to this count for nothing (torch's and Hugging Face's convention)
-BLOCK_ELEMENTS = 2**22  # logits recomputed at a time (16 MB in float32): tokens per block = this // vocabulary
+BLOCK_ELEMENTS = 2**24  # logits recomputed at a time (64 MB in float32; tokens per block = this // vocabulary)
 
 
 def linear_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
@@ -110,13 +110,17 @@ def _logits(hidden: Tensor, weight: Tensor) -> Tensor:
     return hidden.to(dtype) @ weight.to(dtype).T
 
 
-def _delta(hidden: Tensor, weight: Tensor, targets: Tensor, lse: Tensor) -> tuple[Tensor, Tensor]:
-    """A block's softmax P and δ = P − onehot(targets), both zero on ignored tokens."""
-    probs = torch.exp(_logits(hidden, weight) - lse[:, None]) * (targets != IGNORE_INDEX)[:, None]
-    delta = probs.clone()
-    kept = (targets != IGNORE_INDEX).nonzero().squeeze(1)
-    delta[kept, targets[kept]] -= 1
-    return probs, delta
+def _softmax(hidden: Tensor, weight: Tensor, targets: Tensor, lse: Tensor) -> Tensor:
+    """A block's softmax P (zero on ignored tokens), in place of its logits. δ = P − onehot(targets) is never formed:
+    its products are P's less the target rows (:func:`_kept`)."""
+    probs = _logits(hidden, weight).sub_(lse[:, None]).exp_()
+    return probs.mul_((targets != IGNORE_INDEX)[:, None])
+
+
+def _kept(targets: Tensor) -> tuple[Tensor, Tensor]:
+    """The rows of a block whose target counts, and those targets."""
+    rows = (targets != IGNORE_INDEX).nonzero().squeeze(1)
+    return rows, targets[rows]
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -145,25 +149,30 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 class _LinearCrossEntropyGradient(torch.autograd.Function):
     """(g_h, g_W) of the fused loss, as a function of (hidden, weight, incoming gradient) whose own backward is the
-    head's part of a Hessian product (module docstring)."""
+    head's part of a Hessian product (module docstring). Products with δ = P − onehot are P's less the target rows;
+    g_W and its derivative accumulate in place, block by block."""
 
     @staticmethod
     def forward(ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, lse: Tensor, grad: Tensor) -> Any:
-        scale = grad.to(lse.dtype) / (targets != IGNORE_INDEX).sum()
-        grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros(weight.shape, dtype=lse.dtype)
+        dtype = lse.dtype
+        w = weight.to(dtype)
+        grad_hidden = torch.empty(hidden.shape, dtype=dtype)
+        grad_weight = torch.zeros(weight.shape, dtype=dtype)
         for rows in _blocks(hidden.shape[0], weight.shape[0]):
-            _, delta = _delta(hidden[rows], weight, targets[rows], lse[rows])
-            grad_hidden[rows] = (scale * (delta @ weight.to(delta.dtype))).to(hidden.dtype)
-            grad_weight += delta.T @ hidden[rows].to(delta.dtype)
+            h = hidden[rows].to(dtype)
+            probs = _softmax(h, w, targets[rows], lse[rows])
+            kept, picked = _kept(targets[rows])
+            block = torch.mm(probs, w, out=grad_hidden[rows])  # δ W
+            block[kept] -= w[picked]
+            grad_weight.addmm_(probs.T, h).index_add_(0, picked, h[kept], alpha=-1)  # δᵀ h
+        scale = grad.to(dtype) / (targets != IGNORE_INDEX).sum()
         ctx.save_for_backward(hidden, weight, targets, lse, grad)
-        return grad_hidden, (scale * grad_weight).to(weight.dtype)
+        return grad_hidden.mul_(scale).to(hidden.dtype), grad_weight.mul_(scale).to(weight.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, along_hidden: Tensor, along_weight: Tensor) -> tuple[Tensor | None, ...]:
         hidden, weight, targets, lse, grad = ctx.saved_tensors
-        count = (targets != IGNORE_INDEX).sum()
         dtype = lse.dtype
         w, b = weight.to(dtype), along_weight.to(dtype)
         d_hidden = torch.empty(hidden.shape, dtype=dtype)
@@ -171,13 +180,21 @@ class _LinearCrossEntropyGradient(torch.autograd.Function):
         d_grad = torch.zeros((), dtype=dtype)
         for rows in _blocks(hidden.shape[0], weight.shape[0]):
             h, a = hidden[rows].to(dtype), along_hidden[rows].to(dtype)
-            probs, delta = _delta(hidden[rows], weight, targets[rows], lse[rows])
-            along_logits = a @ w.T + h @ b.T
-            weighted = probs * along_logits
-            curvature = weighted - probs * weighted.sum(dim=1, keepdim=True)  # H_z U, row by row
-            d_hidden[rows] = delta @ b + curvature @ w
-            d_weight += delta.T @ a + curvature.T @ h
-            d_grad += (delta * along_logits).sum()
-        scale = grad.to(dtype) / count
-        d_hidden = (d_hidden * scale).to(hidden.dtype)
-        return d_hidden, (d_weight * scale).to(weight.dtype), None, None, (d_grad / count).to(grad.dtype)
+            probs = _softmax(h, w, targets[rows], lse[rows])
+            kept, picked = _kept(targets[rows])
+            along_logits = torch.addmm(h @ b.T, a, w.T)  # U = a Wᵀ + h Bᵀ
+            curvature = probs * along_logits
+            along_mean = curvature.sum(dim=1, keepdim=True)  # ⟨P, U⟩ row by row
+            d_grad += along_mean.sum() - along_logits[kept, picked].sum()  # ⟨δ, U⟩
+            curvature.addcmul_(probs, along_mean, value=-1)  # H_z U = P ⊙ U − P ⊙ rowsum(P ⊙ U)
+            block = torch.mm(probs, b, out=d_hidden[rows]).addmm_(curvature, w)  # δ B + (H_z U) W
+            block[kept] -= b[picked]
+            d_weight.addmm_(probs.T, a).addmm_(curvature.T, h).index_add_(0, picked, a[kept], alpha=-1)
+        scale = grad.to(dtype) / (targets != IGNORE_INDEX).sum()
+        return (
+            d_hidden.mul_(scale).to(hidden.dtype),
+            d_weight.mul_(scale).to(weight.dtype),
+            None,
+            None,
+            (d_grad / (targets != IGNORE_INDEX).sum()).to(grad.dtype),
+        )
