@@ -87,6 +87,7 @@ bench: $(VENV)/.installed-bench
 bench-llm: $(VENV)/.installed-bench
 	cd bench && ../$(BIN)/python bench_llm.py --layers 2 12 --he-steps 30
 	cd bench && ../$(BIN)/python bench_llm.py --layers medium --no-compare --section bench_llm_medium
+	cd bench && ../$(BIN)/python bench_lm_head.py
 
 clean:
 	rm -rf $(VENV) runs site $(WHEEL_CHECK) dist

@@ -8,7 +8,8 @@ direction and products (the first builds the graph; the median of the next three
 solve). The two losses are the same function (tests/test_linear_cross_entropy.py: to 1e-10 in float64); their
 products here are compared through a fixed random projection and their norms.
 
-Run: ``python bench/bench_lm_head.py`` (after ``make install-bench``). Writes its section of docs/benchmarks.md.
+Run: ``python bench/bench_lm_head.py`` (after ``make install``; ``make bench-llm`` runs it last). Writes its section
+of docs/benchmarks.md.
 """
 
 from __future__ import annotations
