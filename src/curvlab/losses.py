@@ -127,7 +127,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
         kept = targets != IGNORE_INDEX
-        lse = torch.empty(hidden.shape[0], dtype=torch.promote_types(hidden.dtype, torch.float32))
+        lse = torch.empty(hidden.shape[0], dtype=torch.promote_types(hidden.dtype, torch.float32), device=hidden.device)
         picked = torch.zeros_like(lse)
         for rows in _blocks(hidden.shape[0], weight.shape[0]):
             logits = _logits(hidden[rows], weight)
@@ -156,8 +156,8 @@ class _LinearCrossEntropyGradient(torch.autograd.Function):
     def forward(ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, lse: Tensor, grad: Tensor) -> Any:
         dtype = lse.dtype
         w = weight.to(dtype)
-        grad_hidden = torch.empty(hidden.shape, dtype=dtype)
-        grad_weight = torch.zeros(weight.shape, dtype=dtype)
+        grad_hidden = torch.empty(hidden.shape, dtype=dtype, device=hidden.device)
+        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device)
         for rows in _blocks(hidden.shape[0], weight.shape[0]):
             h = hidden[rows].to(dtype)
             probs = _softmax(h, w, targets[rows], lse[rows])
@@ -175,9 +175,9 @@ class _LinearCrossEntropyGradient(torch.autograd.Function):
         hidden, weight, targets, lse, grad = ctx.saved_tensors
         dtype = lse.dtype
         w, b = weight.to(dtype), along_weight.to(dtype)
-        d_hidden = torch.empty(hidden.shape, dtype=dtype)
-        d_weight = torch.zeros(weight.shape, dtype=dtype)
-        d_grad = torch.zeros((), dtype=dtype)
+        d_hidden = torch.empty(hidden.shape, dtype=dtype, device=hidden.device)
+        d_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device)
+        d_grad = torch.zeros((), dtype=dtype, device=hidden.device)
         for rows in _blocks(hidden.shape[0], weight.shape[0]):
             h, a = hidden[rows].to(dtype), along_hidden[rows].to(dtype)
             probs = _softmax(h, w, targets[rows], lse[rows])
