@@ -216,6 +216,48 @@ def test_auto_takes_finite_differences_where_double_backward_is_right_but_much_s
     assert float(found.eigenvalues[0]) == pytest.approx(float(truth.eigenvalues[0]), rel=1e-7)
 
 
+SLOW_CALLS_LEFT = [0]  # second-order passes through FirstSlowSoftplus still to wait SLOW
+
+
+class FirstSlowSigmoidTimes(SlowSigmoidTimes):
+    """SlowSigmoidTimes that waits only while SLOW_CALLS_LEFT lasts: a first exact product slowed by a one-off cost."""
+
+    @staticmethod
+    def backward(ctx, g):
+        if SLOW_CALLS_LEFT[0] > 0:
+            SLOW_CALLS_LEFT[0] -= 1
+            time.sleep(SLOW)
+        x, grad = ctx.saved_tensors
+        s = torch.sigmoid(x)
+        return g * grad * s * (1 - s), g * s
+
+
+class FirstSlowSoftplus(Softplus):
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return FirstSlowSigmoidTimes.apply(x, grad)
+
+
+def test_auto_does_not_switch_for_time_on_one_slow_exact_product():
+    """One slow exact product (a first call's setup, a load spike) is timed again before a switch for time: an exact
+    product slow only the first time (both activations of the net wait SLOW once) keeps double backward, by the
+    check alone and by the one inside a Hessian operator's first product."""
+    net, _, data = _softplus_case(FirstSlowSoftplus, torch.float64)
+    SLOW_CALLS_LEFT[0] = 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Objective(net, F.cross_entropy, data).hvp_engine == "reverse"
+    assert SLOW_CALLS_LEFT[0] == 0  # the first product did wait
+    net, _, data = _softplus_case(FirstSlowSoftplus, torch.float64)  # a new model: nothing remembered
+    SLOW_CALLS_LEFT[0] = 2
+    auto = Objective(net, F.cross_entropy, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        curvlab.eigs(auto.hessian(), tol=1e-6)
+    assert auto._engine == "reverse" and SLOW_CALLS_LEFT[0] == 0
+
+
 def test_the_time_rule_judges_only_long_products_by_a_wide_margin():
     """Evidence.by_time on set timings: finite differences only for an exact product of TIMED_FROM seconds or more
     that took more than TIME_MARGIN × the cheapest finite-difference one, and only where the finite differences
