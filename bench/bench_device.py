@@ -1,6 +1,6 @@
 """curvlab on an accelerator: products, single λ1 solves and the tracking Monitor, on whatever device is present.
 
-Three tables, each measured in this one run (device and dtype follow the model; the Lanczos basis stays float64):
+Four tables, each measured in this one run (device and dtype follow the model; the Lanczos basis stays float64):
 
 1. **Products**: gradient, HVP and kept-graph HVP times, and λ_max to 1e-3, on the bench's MLP and small LM.
 2. **Single solves**: Hugging Face GPT-2 small and a 1.1B Llama-style config (TinyLlama's shape), random init, eager
@@ -11,6 +11,9 @@ Three tables, each measured in this one run (device and dtype follow the model; 
 3. **Tracking Monitor**: GPT-2 small trained by AdamW on the Python reference in BPE tokens (2×128 per step), plain
    and with the default Monitor (budget 0.1), one after the other: the wall-time ratio, the sharpness
    measurements, and whether the trajectories are bit-identical.
+4. **The fused head**: one Hessian product of GPT-2 small and the Llama-style model, float32 and bfloat16, at 2×128
+   and 8×512 tokens, through the model's own loss and through ``curvlab.models.FusedHeadLoss``: peak device memory
+   and time of each (bench_lm_head measures the same on the CPU).
 
 On a GPU, peak memory is ``torch.cuda.max_memory_allocated``; on the CPU it is not measured (shown as —).
 ``--smoke`` runs everything at toy sizes (2-layer models, 4 training steps): on a CPU in about a minute, to check
@@ -200,6 +203,37 @@ def tracking_row(steps: int, dtype: torch.dtype, device: torch.device, smoke: bo
     return row
 
 
+# ----- 4. the fused language-model head -----------------------------------------------------------------------
+HEAD_TOKENS = ((2, 128), (8, 512))  # bench_llm's batch and a larger one
+
+
+def head_row(kind: str, dtype: torch.dtype, tokens: tuple[int, int], device: torch.device, smoke: bool) -> list:
+    """One Hessian product (at a new point: the graph built, then the double backward) through the model's own
+    loss and through ``curvlab.models.FusedHeadLoss``: peak device memory and median time of each, and their ratios."""
+    torch.manual_seed(0)
+    model = hf_model(kind, smoke).to(device=device, dtype=dtype)
+    ids = torch.randint(0, model.config.vocab_size, tokens, generator=torch.Generator().manual_seed(1)).to(device)
+    batch = {"input_ids": ids, "labels": ids}
+    losses = {"own": model, "fused": curvlab.models.FusedHeadLoss(model)}
+    objectives = {name: curvlab.Objective(m, None, [batch], hvp_engine="reverse") for name, m in losses.items()}
+    v = torch.randn(objectives["own"].dim, device=device, dtype=dtype)
+    peaks = {name: peak_bytes(lambda o=o: o.hvp(v), device) for name, o in objectives.items()}
+    sync = sync_of(device)
+    seconds = interleaved_medians({name: timed(lambda o=o: o.hvp(v), sync) for name, o in objectives.items()}, 3)
+    row = [
+        f"{kind} ({sum(p.numel() for p in model.parameters()) / 1e6:,.0f}M)",
+        str(dtype).removeprefix("torch."),
+        f"{tokens[0]}×{tokens[1]}",
+        *(peak / 1e9 if math.isfinite(peak) else "—" for peak in peaks.values()),
+        peaks["fused"] / peaks["own"] if math.isfinite(peaks["own"]) else "—",
+        seconds["own"],
+        seconds["fused"],
+        seconds["fused"] / seconds["own"],
+    ]
+    print(", ".join(map(str, row)), flush=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks.md")
@@ -213,6 +247,12 @@ def main() -> None:
     dtypes = (torch.float32, torch.bfloat16)
     solves = [solve_row(kind, dtype, device, args.smoke) for kind in ("gpt2", "llama") for dtype in dtypes]
     tracking = [tracking_row(steps, dtype, device, args.smoke) for dtype in dtypes]
+    heads = [
+        head_row(kind, dtype, tokens, device, args.smoke)
+        for kind in ("gpt2", "llama")
+        for dtype in dtypes
+        for tokens in (HEAD_TOKENS[:1] if args.smoke else HEAD_TOKENS)
+    ]
     tables = [
         "Products on the bench's problems:",
         "",
@@ -231,6 +271,24 @@ def main() -> None:
         markdown_table(
             ["dtype", "steps", "plain (s)", "monitored (s)", "ratio", "sharpness points", "unconverged", "identical"],
             tracking,
+        ),
+        "",
+        "One Hessian product at a new point through the model's own loss and through the fused head "
+        "(`curvlab.models.FusedHeadLoss`, no logits kept), exact engine:",
+        "",
+        markdown_table(
+            [
+                "model",
+                "dtype",
+                "tokens",
+                "own loss: peak (GB)",
+                "fused head: peak (GB)",
+                "peak fused / own",
+                "own loss (s)",
+                "fused head (s)",
+                "time fused / own",
+            ],
+            heads,
         ),
         "",
     ]
