@@ -171,6 +171,13 @@ def test_auto_keeps_double_backward_on_a_relu_network_in_float32():
 SLOW = 0.05  # seconds each second-order pass through SlowSoftplus waits
 
 
+def _sigmoid_times_backward(ctx, g):
+    """The exact backward of grad · σ(x) (double backward's part of softplus)."""
+    x, grad = ctx.saved_tensors
+    s = torch.sigmoid(x)
+    return g * grad * s * (1 - s), g * s
+
+
 class SlowSigmoidTimes(torch.autograd.Function):
     """grad · σ(x), softplus's first backward, whose own backward (double backward's part) is right but waits."""
 
@@ -182,18 +189,24 @@ class SlowSigmoidTimes(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         time.sleep(SLOW)
-        x, grad = ctx.saved_tensors
-        s = torch.sigmoid(x)
-        return g * grad * s * (1 - s), g * s
+        return _sigmoid_times_backward(ctx, g)
 
 
-class SlowSoftplus(Softplus):
-    """softplus whose second derivative is exact and slow: an exact product waits SLOW per layer, a gradient not."""
+def softplus_through(sigmoid_times):
+    """softplus whose first backward is ``sigmoid_times`` (so its second derivative is that function's backward)."""
 
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return SlowSigmoidTimes.apply(x, grad)
+    class ThroughSigmoidTimes(Softplus):
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return sigmoid_times.apply(x, grad)
+
+    return ThroughSigmoidTimes
+
+
+SlowSoftplus = softplus_through(
+    SlowSigmoidTimes
+)  # exact and slow: an exact product waits SLOW per layer, a gradient not
 
 
 def test_auto_takes_finite_differences_where_double_backward_is_right_but_much_slower():
@@ -227,16 +240,10 @@ class FirstSlowSigmoidTimes(SlowSigmoidTimes):
         if SLOW_CALLS_LEFT[0] > 0:
             SLOW_CALLS_LEFT[0] -= 1
             time.sleep(SLOW)
-        x, grad = ctx.saved_tensors
-        s = torch.sigmoid(x)
-        return g * grad * s * (1 - s), g * s
+        return _sigmoid_times_backward(ctx, g)
 
 
-class FirstSlowSoftplus(Softplus):
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return FirstSlowSigmoidTimes.apply(x, grad)
+FirstSlowSoftplus = softplus_through(FirstSlowSigmoidTimes)
 
 
 def test_auto_does_not_switch_for_time_on_one_slow_exact_product():
