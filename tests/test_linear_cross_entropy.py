@@ -81,6 +81,8 @@ def test_batched_shapes_and_float32(small_blocks):
         ((torch.randn(3, 4), torch.randn(5, 4), torch.zeros(4, dtype=torch.long)), "targets"),
         ((torch.randn(3, 4), torch.randn(5, 4), torch.zeros(3)), "targets"),
         ((torch.randn(3, 4), torch.randn(5, 4, dtype=torch.float64), torch.zeros(3, dtype=torch.long)), "weight"),
+        ((torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, 5, -100])), "targets"),
+        ((torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, -1, 4])), "targets"),
     ],
 )
 def test_bad_input_names_the_argument(args, named):

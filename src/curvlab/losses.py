@@ -97,6 +97,12 @@ def _check(hidden: Tensor, weight: Tensor, targets: Tensor) -> None:
         )
     if hidden.dtype != weight.dtype:
         raise InputError(f"weight: expected hidden's dtype {hidden.dtype}, got {weight.dtype}")
+    outside = (targets != IGNORE_INDEX) & ((targets < 0) | (targets >= weight.shape[0]))
+    if bool(outside.any()):
+        raise InputError(
+            f"targets: expected class indices in [0, {weight.shape[0]}) (the vocabulary) or {IGNORE_INDEX} (ignored), "
+            f"got {targets[outside][0].item()}"
+        )
 
 
 def _blocks(tokens: int, vocabulary: int) -> Iterator[slice]:
