@@ -129,18 +129,22 @@ def _kept(targets: Tensor) -> tuple[Tensor, Tensor]:
     return rows, targets[rows]
 
 
+def _count(targets: Tensor) -> Tensor:
+    """How many targets count (the mean's denominator)."""
+    return (targets != IGNORE_INDEX).sum()
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
-        kept = targets != IGNORE_INDEX
         lse = torch.empty(hidden.shape[0], dtype=torch.promote_types(hidden.dtype, torch.float32), device=hidden.device)
-        picked = torch.zeros_like(lse)
+        total = torch.zeros((), dtype=lse.dtype, device=hidden.device)  # Σ over the kept tokens of lse − z_target
         for rows in _blocks(hidden.shape[0], weight.shape[0]):
             logits = _logits(hidden[rows], weight)
             lse[rows] = torch.logsumexp(logits, dim=1)
-            block_kept = kept[rows]
-            picked[rows] = torch.where(block_kept, logits.gather(1, targets[rows].clamp_min(0)[:, None])[:, 0], 0.0)
-        loss = ((lse - picked) * kept).sum() / kept.sum()
+            kept, picked = _kept(targets[rows])
+            total += lse[rows][kept].sum() - logits[kept, picked].sum()
+        loss = total / _count(targets)
         ctx.save_for_backward(hidden, weight, targets, lse)
         return loss
 
@@ -171,7 +175,7 @@ class _LinearCrossEntropyGradient(torch.autograd.Function):
             block = torch.mm(probs, w, out=grad_hidden[rows])  # δ W
             block[kept] -= w[picked]
             grad_weight.addmm_(probs.T, h).index_add_(0, picked, h[kept], alpha=-1)  # δᵀ h
-        scale = grad.to(dtype) / (targets != IGNORE_INDEX).sum()
+        scale = grad.to(dtype) / _count(targets)
         ctx.save_for_backward(hidden, weight, targets, lse, grad)
         return grad_hidden.mul_(scale).to(hidden.dtype), grad_weight.mul_(scale).to(weight.dtype)
 
@@ -196,11 +200,12 @@ class _LinearCrossEntropyGradient(torch.autograd.Function):
             block = torch.mm(probs, b, out=d_hidden[rows]).addmm_(curvature, w)  # δ B + (H_z U) W
             block[kept] -= b[picked]
             d_weight.addmm_(probs.T, a).addmm_(curvature.T, h).index_add_(0, picked, a[kept], alpha=-1)
-        scale = grad.to(dtype) / (targets != IGNORE_INDEX).sum()
+        count = _count(targets)
+        scale = grad.to(dtype) / count
         return (
             d_hidden.mul_(scale).to(hidden.dtype),
             d_weight.mul_(scale).to(weight.dtype),
             None,
             None,
-            (d_grad / (targets != IGNORE_INDEX).sum()).to(grad.dtype),
+            (d_grad / count).to(grad.dtype),
         )
