@@ -301,7 +301,7 @@ def main() -> None:
     parser.add_argument("--lm-steps", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--lengths", default="1500,6000,24000", help="run lengths of the count's scaling (MLP)")
-    parser.add_argument("--lm-lengths", default="1500,6000", help="run lengths of the count's scaling (LM)")
+    parser.add_argument("--lm-lengths", default="1500,6000,24000", help="run lengths of the count's scaling (LM)")
     parser.add_argument("--no-write", action="store_true")
     args = parse_pinned(parser)
     mlp, lm = mlp_setup(), lm_setup()
