@@ -254,7 +254,11 @@ class Sharpness(Metric):
     ``plain="auto"`` skips the plain λ1 when the optimizer's threshold is on the preconditioned sharpness
     (Adam): then only the sharpness the threshold is about is measured, at half the cost. ``max_products``: a
     warm-started solve (every one after the first) stops after that many products even short of ``tol`` (a
-    tracking solve; the record says ``converged`` and states its bound); None: always to ``tol``."""
+    tracking solve; the record says ``converged`` and states its bound); None: always to ``tol``. ``warm``: whether a
+    solve starts from the last one's Ritz vectors (True), from the same random vector every time (False), or
+    (``"auto"``, default) the plain Hessian's warm and the preconditioned one's cold: Adam's preconditioner moves
+    between measurements, and a start from its last top vector was measured to settle on another eigenvalue, within
+    its bound of that one but further from λ1 (docs/metrics/monitor.md, "Warm and cold starts")."""
 
     name = "sharpness"
     uses_curvature = True
@@ -273,10 +277,13 @@ class Sharpness(Metric):
         preconditioned: bool | str = "auto",
         plain: bool | str = True,
         max_products: int | None = None,
+        warm: bool | str = "auto",
     ):
         super().__init__(schedule)
         if plain not in (True, False, "auto"):
             raise InputError(f"plain: expected True, False or 'auto', got {plain!r}")
+        if warm not in (True, False, "auto"):
+            raise InputError(f"warm: expected True, False or 'auto', got {warm!r}")
         if max_products is not None and (
             isinstance(max_products, bool) or not isinstance(max_products, int) or max_products < 2
         ):
@@ -286,27 +293,36 @@ class Sharpness(Metric):
             )
         self.k, self.tol, self.with_min, self.preconditioned, self.plain = k, tol, lambda_min, preconditioned, plain
         self.max_products = max_products
+        self.warm = warm
         self.v0: Tensor | None = None
         self.v0_pre: Tensor | None = None
         self.top_vector: Tensor | None = None
-        self._solves: list[tuple[bool, int]] = []  # this measurement's solves: (warm-started, products)
+        self._solves: list[tuple[int, int]] = []  # this measurement's solves: (products, products planned next time)
 
-    def _solve(self, operator: Any, v0: Tensor | None, k: int = 1) -> Any:
+    def warm_starts(self, preconditioned: bool) -> bool:
+        """Whether solves on the plain (or the preconditioned) operator start from the last one's Ritz vectors."""
+        return self.warm is True or (self.warm == "auto" and not preconditioned)
+
+    def _solve(self, operator: Any, v0: Tensor | None, k: int = 1, warm_next: bool = True) -> Any:
         """One top-k solve to ``tol``; warm-started ones (``v0`` given) stop after ``max_products`` products when
-        set, converged or not (the record says which, with its error bound)."""
+        set, converged or not (the record says which, with its error bound). ``warm_next``: the next solve on this
+        operator starts from this one's Ritz vectors (else no eigenvector is needed from a solve that is not
+        warm-started, and none is made)."""
         max_iter = self.max_products if v0 is not None else None
-        res = eigs(operator, k=k, tol=self.tol, v0=v0, max_iter=max_iter)
-        self._solves.append((v0 is not None, int(res.n_matvecs)))
+        res = eigs(operator, k=k, tol=self.tol, v0=v0, max_iter=max_iter, vectors=warm_next)
+        products = planned = int(res.n_matvecs)
+        if warm_next and v0 is None and self.max_products is not None:  # a cold solve, then capped warm ones
+            planned = min(products, self.max_products)
+        self._solves.append((products, planned))
         return res
 
     def next_cost(self, seconds: float) -> float | None:
-        """After a cold solve, with ``max_products`` set: the same cost per product at the warm solves' cap (an
-        upper estimate, so that budget pacing does not wait as for another cold solve); otherwise the same."""
+        """After a cold solve whose successor is warm-started, with ``max_products`` set: the same cost per product
+        at the warm solves' cap (an upper estimate, so that budget pacing does not wait as for another cold solve);
+        otherwise the same."""
         solves, self._solves = self._solves, []
-        if self.max_products is None or not solves or all(warm for warm, _ in solves):
-            return None
-        products = sum(n for _, n in solves)
-        return seconds * min(1.0, self.max_products * len(solves) / max(products, 1))
+        products, planned = sum(n for n, _ in solves), sum(p for _, p in solves)
+        return None if planned == products else seconds * planned / max(products, 1)
 
     def measure(self, monitor: MonitorView, info: StepInfo) -> Rows:
         threshold = stability_threshold(monitor.optimizer)
@@ -315,9 +331,11 @@ class Sharpness(Metric):
         yield from self._preconditioned(monitor, threshold)
 
     def _plain(self, monitor: MonitorView, info: StepInfo, threshold: StabilityThreshold) -> Rows:
-        res = self._solve(monitor.objective.hessian(), self.v0, self.k)
-        self.top_vector = res.eigenvectors[:, 0]
-        self.v0 = block_start(res.eigenvectors)
+        warm = self.warm_starts(preconditioned=False)
+        res = self._solve(monitor.objective.hessian(), self.v0 if warm else None, self.k)
+        self.top_vector = res.eigenvectors[:, 0]  # the update's alignment reads it
+        if warm:
+            self.v0 = block_start(res.eigenvectors)
         for i, lam in enumerate(res.eigenvalues.tolist()):
             yield "sharpness", lam, {"index": i + 1, "converged": res.converged, **accuracy(res, i)}
         lam1 = float(res.eigenvalues[0])
@@ -342,8 +360,10 @@ class Sharpness(Metric):
             if threshold.preconditioned:  # the optimizer has a preconditioner, but not yet (Adam before its step)
                 raise CannotMeasure(f"preconditioned sharpness: {err}") from err
             return
-        res = self._solve(op, self.v0_pre)
-        self.v0_pre = res.eigenvectors[:, 0]
+        warm = self.warm_starts(preconditioned=True)
+        res = self._solve(op, self.v0_pre if warm else None, warm_next=warm)
+        if warm:
+            self.v0_pre = res.eigenvectors[:, 0]
         lam = float(res.eigenvalues[0])
         yield "preconditioned_sharpness", lam, {"converged": res.converged, **accuracy(res, 0)}
         if threshold.preconditioned:
