@@ -229,12 +229,12 @@ def _budget_reading(rows: list[dict]) -> str:
         f"Reading: everything the Monitor does but its calibration (the first measurement of each budgeted group) "
         f"took {min(held):.1%}–{max(held):.1%} of the training time against the budget of {BUDGET:.0%}, and the "
         "trajectories are bit-identical. The first sharpness measurement starts Lanczos from a random vector, later "
-        "ones from the last top eigenvector: later / first cost "
+        "ones from the last top eigenvector on SGD and from the same random vector on Adam: later / first cost "
         + ", ".join(f"{r['later sharpness / training'] / r['first sharpness / training']:.2f}" for r in rows)
         + ". Three measurements (the first and two later ones, at the median costs above) take "
         + ", ".join(f"{t:.1%} ({r['problem'].split(' on ')[0]} / {r['optimizer']})" for t, r in zip(three, rows))
         + " of the training time; the budget schedules the second one on the cost the first one announces for it "
-        f"(its cost per product times the warm solves' cap), which the sharpness's "
+        f"(on SGD its cost per product times the warm solves' cap; on Adam its own cost), which the sharpness's "
         f"{SHARPNESS_WEIGHT / (SHARPNESS_WEIGHT + 1):.0%} of what the per-step costs leave must first cover. "
         "By the Monitor's own clock (1 + all Monitor time / training) the monitored runs cost "
         + ", ".join(f"{1 + r['all Monitor time / training']:.2f}×" for r in rows)
@@ -319,8 +319,9 @@ def main() -> None:
         "",
         "`curvlab.Monitor(objective, optimizer, run_dir=...)` with no metrics named: the step's own loss, gradient "
         "norm, update norm and learning rate (no extra pass), and the sharpness the optimizer's stability threshold "
-        "is about (λ1 against 2/η for SGD, the preconditioned λ1 against 38/η for Adam), warm-started from the last "
-        "top eigenvector; both at the first step, then as the cost budget (`budget=0.1`, everything the Monitor "
+        "is about (λ1 against 2/η for SGD, warm-started from the last top eigenvector; the preconditioned λ1 against "
+        "38/η for Adam, from a random start each time); both at the first step, then as the cost budget "
+        "(`budget=0.1`, everything the Monitor "
         "spends counted) allows, the sharpness with nine tenths of what the per-step costs leave. The parameters "
         "are copied only before and at the steps that measure. Records written to a run directory and flushed "
         "after every step that writes. Measurement set: the "

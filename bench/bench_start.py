@@ -21,8 +21,8 @@ from common import markdown_table, parse_pinned, write_section
 
 import curvlab
 from curvlab.geometry.sharpness import preconditioned_hessian
-from curvlab.monitor.monitor import DEFAULT_SHARPNESS_TOL, DEFAULT_WARM_PRODUCTS
 from curvlab.monitor.metrics import Sharpness
+from curvlab.monitor.monitor import DEFAULT_SHARPNESS_TOL, DEFAULT_WARM_PRODUCTS
 
 STEPS, SEED = 24000, 3
 EVERY = {"SGD": 190, "Adam": 190, "LM": 470}  # about the default Monitor's spacing on each problem
@@ -76,7 +76,7 @@ def run(setup, optimizer: str, every: int, steps: int) -> list[dict]:
                 "error (max)": max(error for _, error, _, _ in later),
             }
         )
-        print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()), flush=True)
+        print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()))
     return rows
 
 

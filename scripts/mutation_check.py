@@ -208,6 +208,15 @@ MUTATIONS = (
         ("tests/test_finite_difference.py", "-k", "time_rule"),
     ),
     Mutation(
+        "monitor-warm-starts-adams-preconditioned",
+        "the Monitor's preconditioned sharpness starts cold (warm starts on Adam's moving preconditioner settle on "
+        "another eigenvalue, bench_start); warm-started",
+        "src/curvlab/monitor/metrics.py",
+        'return self.warm is True or (self.warm == "auto" and not preconditioned)',
+        'return self.warm is True or self.warm == "auto"',
+        ("tests/test_monitor.py", "-k", "warm_starts_the_plain"),
+    ),
+    Mutation(
         "fused-head-without-softmax-curvature",
         "the fused head's product includes the softmax's curvature (curvlab.losses); left out of the hidden part",
         "src/curvlab/losses.py",

@@ -422,6 +422,54 @@ def test_sharpness_max_products_caps_warm_solves_only_and_each_record_holds_its_
         Sharpness(max_products=1)
 
 
+def _starts_under_adam(warm, steps: int = 4):
+    """Sharpness(plain=True, max_products=3) along ``steps`` Adam steps of tanh_mlp_ce, every step; returns, solve by
+    solve in order (plain, then preconditioned, each step), whether it was warm-started, and the metric."""
+    from zoo import make_case
+
+    import curvlab.monitor.metrics as metrics
+
+    case = make_case("tanh_mlp_ce")
+    optimizer = torch.optim.Adam(case.model.parameters(), lr=1e-2)
+    metric = Sharpness(every(1), tol=1e-6, plain=True, max_products=3, warm=warm)
+    monitor = Monitor(Objective(case.model, case.loss_fn, (case.inputs, case.targets)), optimizer, metrics=[metric])
+    starts = []
+
+    def spy(*args, **kwargs):
+        starts.append(kwargs.get("v0") is not None)
+        return eigs(*args, **kwargs)
+
+    eigs = metrics.eigs
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(metrics, "eigs", spy)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = case.loss_fn(case.model(case.inputs), case.targets)
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+    return starts, metric, monitor
+
+
+def test_sharpness_warm_starts_the_plain_hessian_and_starts_adams_preconditioned_hessian_cold():
+    """``warm="auto"`` (default): after the first step the plain Hessian's solve starts from the last Ritz vector and
+    the preconditioned one from the same random start as the first (Adam's preconditioner moves between
+    measurements: bench/bench_start.py); True warm-starts both, False neither. Each cold preconditioned solve runs
+    to ``tol`` (the cap is for warm starts), and the budget plans the next on its own cost, not on the cap."""
+    starts, metric, monitor = _starts_under_adam("auto")
+    assert starts[0::2] == [False, True, True, True] and starts[1::2] == [False] * 4
+    assert metric.v0_pre is None
+    pre = [r for r in monitor.records if r["metric"] == "preconditioned_sharpness"]
+    assert all(r["converged"] and r["products"] > 3 for r in pre)
+    assert _starts_under_adam(True)[0] == [False, False] + [True, True] * 3
+    assert _starts_under_adam(False)[0] == [False] * 8
+    with pytest.raises(InputError, match="warm"):
+        Sharpness(warm="sometimes")
+    metric = Sharpness(tol=1e-6, plain=False, max_products=3)  # the preconditioned solve alone: cold every time
+    metric._solve(torch.diag(torch.arange(1.0, 9.0, dtype=torch.float64)), None, warm_next=False)
+    assert metric.next_cost(2.0) is None  # the same again, not the cap's share
+
+
 def test_tracked_sharpness_follows_lambda1_a_few_products_a_step_within_its_stated_bound():
     """Four products per measurement, every step, from the last Ritz vector: each value lies within its stated
     residual bound of an eigenvalue of the explicit Hessian at the same parameters, the bound shrinks as the vector

@@ -247,7 +247,7 @@ class FullBatch(Metric):
 
 @register_metric
 class Sharpness(Metric):
-    """definitions §2: top-k eigenvalues (Lanczos, warm-started from the last top eigenvector), optional
+    """definitions §2: top-k eigenvalues (Lanczos, warm-started from the last top eigenvectors), optional
     λ_min, the stability threshold of the optimizer with λ / threshold (and, for plain GD only, η·λ1,
     η·λ1 − 2 and, from the second step on, the two-step factor |(1 − η_{t−1}λ1)(1 − η_t λ1)|), the update's alignment
     with v1, and the preconditioned sharpness when the optimizer keeps a diagonal preconditioner.

@@ -516,8 +516,10 @@ def default_metrics() -> list[Metric]:
     Adam), with that threshold. The sharpness, a solve of many curvature products, gets nine tenths of what the
     budget leaves (``SHARPNESS_WEIGHT``), the step statistics the rest: every step once a step takes some tens of
     milliseconds, at fewer steps the shorter the step (docs/benchmarks.md, *steps with step statistics*). The first
-    sharpness solve is cold, to a residual of 1% of λ; each later one starts from the last Ritz vector and stops at
-    that residual or after ``DEFAULT_WARM_PRODUCTS`` products, whichever comes first (the record says which)."""
+    sharpness solve is cold, to a residual of 1% of λ. Each later solve of the plain Hessian (SGD's) starts from the
+    last Ritz vector and stops at that residual or after ``DEFAULT_WARM_PRODUCTS`` products, whichever comes first (the
+    record says which); the preconditioned one (Adam's) starts cold every time and runs to the residual
+    (``Sharpness(warm="auto")``: docs/metrics/monitor.md, "Warm and cold starts")."""
     sharpness = Sharpness(
         schedule=budget_schedule(SHARPNESS_WEIGHT),
         tol=DEFAULT_SHARPNESS_TOL,
