@@ -466,8 +466,14 @@ def test_sharpness_warm_starts_the_plain_hessian_and_starts_adams_preconditioned
     with pytest.raises(InputError, match="warm"):
         Sharpness(warm="sometimes")
     metric = Sharpness(tol=1e-6, plain=False, max_products=3)  # the preconditioned solve alone: cold every time
-    metric._solve(torch.diag(torch.arange(1.0, 9.0, dtype=torch.float64)), None, warm_next=False)
+    metric._solve(torch.diag(torch.arange(1.0, 9.0, dtype=torch.float64)), None, warm_next=False, vectors=False)
     assert metric.next_cost(2.0) is None  # the same again, not the cap's share
+    from curvlab.monitor import budget
+
+    metric = Sharpness(budget(), tol=1e-6, max_products=3, warm=False)  # SGD's plain solve, cold every time
+    _, monitor = _sgd_on_tanh_mlp([metric], 1)
+    cost = next(r["value"] for r in monitor.records if r["metric"] == "cost_seconds" and r["group"] == "sharpness")
+    assert metric.schedule.expected_cost == pytest.approx(cost)  # the next one is cold too: planned on this cost
 
 
 def test_tracked_sharpness_follows_lambda1_a_few_products_a_step_within_its_stated_bound():

@@ -303,13 +303,13 @@ class Sharpness(Metric):
         """Whether solves on the plain (or the preconditioned) operator start from the last one's Ritz vectors."""
         return self.warm is True or (self.warm == "auto" and not preconditioned)
 
-    def _solve(self, operator: Any, v0: Tensor | None, k: int = 1, warm_next: bool = True) -> Any:
+    def _solve(self, operator: Any, v0: Tensor | None, k: int = 1, warm_next: bool = True, vectors: bool = True) -> Any:
         """One top-k solve to ``tol``; warm-started ones (``v0`` given) stop after ``max_products`` products when
         set, converged or not (the record says which, with its error bound). ``warm_next``: the next solve on this
-        operator starts from this one's Ritz vectors (else no eigenvector is needed from a solve that is not
-        warm-started, and none is made)."""
+        operator starts from this one's Ritz vectors (the budget plans it at the cap); ``vectors``: whether the
+        eigenvectors are made (a solve no later one starts from, and whose vector nothing reads, makes none)."""
         max_iter = self.max_products if v0 is not None else None
-        res = eigs(operator, k=k, tol=self.tol, v0=v0, max_iter=max_iter, vectors=warm_next)
+        res = eigs(operator, k=k, tol=self.tol, v0=v0, max_iter=max_iter, vectors=vectors)
         products = planned = int(res.n_matvecs)
         if warm_next and v0 is None and self.max_products is not None:  # a cold solve, then capped warm ones
             planned = min(products, self.max_products)
@@ -332,7 +332,7 @@ class Sharpness(Metric):
 
     def _plain(self, monitor: MonitorView, info: StepInfo, threshold: StabilityThreshold) -> Rows:
         warm = self.warm_starts(preconditioned=False)
-        res = self._solve(monitor.objective.hessian(), self.v0 if warm else None, self.k)
+        res = self._solve(monitor.objective.hessian(), self.v0 if warm else None, self.k, warm_next=warm)
         self.top_vector = res.eigenvectors[:, 0]  # the update's alignment reads it
         if warm:
             self.v0 = block_start(res.eigenvectors)
@@ -361,7 +361,7 @@ class Sharpness(Metric):
                 raise CannotMeasure(f"preconditioned sharpness: {err}") from err
             return
         warm = self.warm_starts(preconditioned=True)
-        res = self._solve(op, self.v0_pre if warm else None, warm_next=warm)
+        res = self._solve(op, self.v0_pre if warm else None, warm_next=warm, vectors=warm)
         if warm:
             self.v0_pre = res.eigenvectors[:, 0]
         lam = float(res.eigenvalues[0])
