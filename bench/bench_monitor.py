@@ -100,10 +100,20 @@ def train(make, x, y, batch, measure_n, steps, metrics, optimizer="Adam", run_di
     return seconds, monitor, torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
-def default_overhead(setup, optimizer: str, steps: int, rounds: int) -> dict:
+def print_row(row: dict) -> None:
+    print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+
+
+def count_bought(cost: float, free: float) -> float:
+    """Sharpness measurements over a run: the first (calibration, outside the budget) and as many more as the
+    sharpness's nine tenths of ``free`` (a share of the training time) buys at ``cost`` each (a share too)."""
+    return 1 + SHARPNESS_WEIGHT / (SHARPNESS_WEIGHT + 1) * free / cost
+
+
+def default_overhead(setup, optimizer: str, steps: int, rounds: int) -> tuple[dict, dict]:
     """Plain and default-monitored training, ``rounds`` pairs run back to back (which arm goes first alternates, so
     that a machine speeding up or slowing down during a round favours neither); the median of the pairs' ratios,
-    identity, measurement counts."""
+    identity, measurement counts; with the row, its floor (:func:`floor_row`)."""
     name, make, x, y, batch, measure_n = setup
     plain, watched, ratios, counts, calibration, overheads, stats, first, later, fixed = ([] for _ in range(10))
     identical = True
@@ -149,8 +159,7 @@ def default_overhead(setup, optimizer: str, steps: int, rounds: int) -> dict:
         "of which per-step costs": statistics.median(fixed),
         "first sharpness / training": statistics.median(first),
         "later sharpness / training": statistics.median(later) if later else float("nan"),
-        "count 9/10 of the budget buys at the later cost": 1
-        + SHARPNESS_WEIGHT / (SHARPNESS_WEIGHT + 1) * BUDGET / statistics.median(later)
+        "count 9/10 of the budget buys at the later cost": count_bought(statistics.median(later), BUDGET)
         if later
         else float("nan"),
         "later / first, products (max)": max(products[1:]) / products[0] if len(products) > 1 else float("nan"),
@@ -159,7 +168,7 @@ def default_overhead(setup, optimizer: str, steps: int, rounds: int) -> dict:
         "stated bound (max)": max(p["error_bound"] / abs(p["value"]) for p in points),
         "bit-identical": "yes" if identical else "NO",
     }
-    print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+    print_row(row)
     return row, floor_row(setup, optimizer, later_products, row)
 
 
@@ -199,7 +208,6 @@ def floor_row(setup, optimizer: str, later_products: float, row: dict) -> dict:
         t = interleaved_medians({"step": training_step, "graph": graph, "product": product}, rounds=FLOOR_ROUNDS)
     training = row["steps"] * t["step"]
     floor = (t["graph"] + later_products * t["product"]) / training
-    share = SHARPNESS_WEIGHT / (SHARPNESS_WEIGHT + 1)
     floor_of = {
         "problem": name.split(" on ")[0],
         "optimizer": optimizer,
@@ -208,12 +216,13 @@ def floor_row(setup, optimizer: str, later_products: float, row: dict) -> dict:
         "product ms": t["product"] * 1e3,
         "products per later point (median)": later_products,
         "floor: later / training": floor,
-        "count at the floor, 9/10 of the budget": 1 + share * BUDGET / floor,
-        "count at the floor, 9/10 of what the per-step costs leave": 1
-        + share * (BUDGET - row["of which per-step costs"]) / floor,
+        "count at the floor, 9/10 of the budget": count_bought(floor, BUDGET),
+        "count at the floor, 9/10 of what the per-step costs leave": count_bought(
+            floor, BUDGET - row["of which per-step costs"]
+        ),
         "measured later / floor": row["later sharpness / training"] / floor,
     }
-    print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in floor_of.items()), flush=True)
+    print_row(floor_of)
     return floor_of
 
 
@@ -384,7 +393,7 @@ def by_length(setup, optimizer: str, lengths: list[int]) -> list[dict]:
                 "median products, later": statistics.median(p["products"] for p in points[1:]) if points[1:] else 0,
             }
         )
-        print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()))
+        print_row(rows[-1])
     return rows
 
 
