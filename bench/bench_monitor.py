@@ -315,11 +315,16 @@ TARGET_LATER = 0.25  # each later measurement's products, against the first's
 TARGET_ERROR = 1e-2  # every point, relative to a cold solve to COLD_TOL
 
 
+def wanted_count(row: dict) -> float:
+    """The sharpness measurements the target asks of a row's run: per 1,500 steps, scaled to its steps."""
+    return TARGET_COUNT[row["problem"].split()[0]] * row["steps"] / 1500
+
+
 def _misses(row: dict) -> list[str]:
     """What of the target a row misses (none: met): ≤ 1.15× plain training, ≥ 20 sharpness measurements per
     1,500 steps on the MLP and ≥ 10 on the LM, each later one ≤ 0.25× the first in products, every point within 1e-2
     of a cold solve, a bit-identical trajectory."""
-    want = TARGET_COUNT[row["problem"].split()[0]] * row["steps"] / 1500
+    want = wanted_count(row)
     misses = []
     if row["ratio"] > TARGET_RATIO:
         misses.append(f"{row['ratio']:.2f}× > {TARGET_RATIO}×")
@@ -339,7 +344,7 @@ def _floor_reading(rows, floors) -> str:
     budget leaves), or reachable there, so that the shortfall is curvlab's own overhead."""
     verdicts = []
     for row, floor in zip(rows, floors):
-        want = TARGET_COUNT[row["problem"].split()[0]] * row["steps"] / 1500
+        want = wanted_count(row)
         whole = floor["count at the floor, 9/10 of the budget"]
         left = floor["count at the floor, 9/10 of what the per-step costs leave"]
         label = f"{floor['problem']} / {floor['optimizer']}"
