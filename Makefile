@@ -42,11 +42,13 @@ docs-numbers: install
 docs-numbers-check: install
 	$(BIN)/python scripts/docs_numbers.py --check
 
-# Lint and format gate (ruff, configured in pyproject.toml), then the tests. The report test opens the HTML
-# report in Debian's headless Chromium: installed here when run as root.
+# Lint and format gate (ruff, configured in pyproject.toml), then the tests: on two processes of one torch thread each
+# (pytest-xdist; tests/conftest.py sets the thread), which use two cores better than one process of two threads
+# does on the small models most tests train. The report test opens the HTML report in Debian's headless Chromium:
+# installed here when run as root.
 test: install lint typecheck docs wheel-check
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 # The release as a lab installs it: wheel and sdist built (python -m build) and checked (twine check --strict), the
 # wheel installed with its data extra in a fresh virtual environment (not editable; torch first, as above), then

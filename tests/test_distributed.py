@@ -285,16 +285,23 @@ FSDP_BASE = {
     "data": {"name": "digits", "subset": 200},
     "model": {"name": "mlp", "width": 16, "depth": 1},
     "optimizer": {"name": "adam", "lr": 0.01},
-    "train": {"batch_size": 50, "steps": 8, "checkpoint_every": 4, "eval_every": 3},
+    "train": {"batch_size": 50, "steps": 8, "checkpoint_every": 4, "eval_every": 2},
     "monitor": {
         "metrics": ["sharpness"],
         "schedules": {"sharpness": 4},
         "options": {"sharpness": {"tol": 1e-5, "warm": True}},
     },
 }
+FSDP_SHARDED = {**FSDP_BASE, "train": {**FSDP_BASE["train"], "parallel": "fsdp"}}
 
 
-def test_an_fsdp_run_on_two_processes_matches_one_process(tmp_path):
+@pytest.fixture(scope="module")
+def fsdp_two_processes(tmp_path_factory) -> dict:
+    """The records of FSDP_SHARDED run in one go on 2 processes: what both FSDP run tests compare with."""
+    return _records_of_run(tmp_path_factory.mktemp("fsdp"), FSDP_SHARDED, 2)
+
+
+def test_an_fsdp_run_on_two_processes_matches_one_process(tmp_path, fsdp_two_processes):
     """train.parallel = "fsdp": the model, its gradients and Adam's state sharded by FSDP2, the Monitor on a
     ShardedObjective (products from two gradients). The losses and learning rates match the one-process run to
     1e-4, and so does the validation loss on the held-out split; the Sharpness group's records (the preconditioned
@@ -303,14 +310,12 @@ def test_an_fsdp_run_on_two_processes_matches_one_process(tmp_path):
     preconditioned Hessian has a top pair 0.13% apart at step 8, where cold starts in the two runs landed on
     different members of the pair."""
     one = _records_of_run(tmp_path, FSDP_BASE, 1)
-    sharded = {**FSDP_BASE, "train": {**FSDP_BASE["train"], "parallel": "fsdp"}}
-    two = _records_of_run(tmp_path, sharded, 2)
     assert any(metric == "preconditioned_sharpness" for _, metric, _ in one)
-    assert [step for step, metric, _ in one if metric == "validation_loss"] == [3, 6, 8]  # 359 held-out rows: uneven
-    _assert_same({1: one, 2: two}, lambda metric: 1e-4 if metric in ("loss", "lr", "validation_loss") else 1e-3)
+    assert [step for step, metric, _ in one if metric == "validation_loss"] == [2, 4, 6, 8]  # 359 held-out rows
+    _assert_same({1: one, 2: fsdp_two_processes}, lambda m: 1e-4 if m in ("loss", "lr", "validation_loss") else 1e-3)
 
 
-def test_an_interrupted_fsdp_run_resumes_from_its_sharded_checkpoint(tmp_path):
+def test_an_interrupted_fsdp_run_resumes_from_its_sharded_checkpoint(tmp_path, fsdp_two_processes):
     """A 2-process FSDP2 run stopped after its step-4 checkpoint (torch's distributed checkpoint of the sharded
     model and Adam state, each rank's Monitor shards beside it) and resumed to step 8 writes the records of the
     same run made in one go."""
@@ -321,8 +326,7 @@ def test_an_interrupted_fsdp_run_resumes_from_its_sharded_checkpoint(tmp_path):
     from curvlab.experiments.config import to_toml, validate
 
     # validation every 2 steps: the 4-step run standing for the killed one scores step 4 as the whole run does
-    sharded = {**FSDP_BASE, "train": {**FSDP_BASE["train"], "parallel": "fsdp", "processes": 2, "eval_every": 2}}
-    straight = _records_of_run(tmp_path, sharded, 2)
+    sharded = {**FSDP_SHARDED, "train": {**FSDP_SHARDED["train"], "processes": 2}}
     stopped = validate({**sharded, "train": {**sharded["train"], "steps": 4}})
     (tmp_path / "stopped.toml").write_text(to_toml(stopped))
     run_dir = tmp_path / "resumed"
@@ -340,4 +344,4 @@ def test_an_interrupted_fsdp_run_resumes_from_its_sharded_checkpoint(tmp_path):
     records = [r for r in read_records(run_dir) if not r["metric"].startswith("cost_")]
     resumed = {(r["step"], r["metric"], r.get("index")): r["value"] for r in records}
     resumed |= {(r["step"], "lr", None): r["lr"] for r in records if r["metric"] == "loss"}
-    assert resumed == straight
+    assert resumed == fsdp_two_processes

@@ -100,16 +100,16 @@ def test_a_misspelt_config_field_is_refused_not_ignored():
 
 
 def test_the_example_config_runs_under_fsdp_on_two_processes_and_reports_the_blocks(tmp_path):
-    """examples/gpt2_blocks.toml, made small (1 layer × 32, 4 steps) and otherwise as shipped: GPT-2 on BPE tokens
-    sharded by FSDP2 over 2 CPU processes through ``curvlab run``, its block sharpness on the sharded model, its
-    validation loss on the held-out split, and the run's
-    report showing the blocks' ordering beside Wang et al.'s."""
+    """examples/gpt2_blocks.toml, made small (1 layer × 32, 4 steps, the blocks measured at step 4) and otherwise
+    as shipped: GPT-2 on BPE tokens sharded by FSDP2 over 2 CPU processes through ``curvlab run``, its block
+    sharpness on the sharded model, its validation loss on the held-out split, and the run's report showing the
+    blocks' ordering beside Wang et al.'s."""
     config = load_config(ROOT / "examples" / "gpt2_blocks.toml")
     assert config["train"]["parallel"] == "fsdp" and config["train"]["processes"] == 2
     config["model"] |= {"n_layer": 1, "n_embd": 32, "n_head": 2}
     config["data"] |= {"context": 16, "vocab_size": 300, "n_sequences": 128}
     config["train"] |= {"steps": 4, "eval_every": 2}
-    config["monitor"]["schedules"] = {"block_sharpness": 2}
+    config["monitor"]["schedules"] = {"block_sharpness": 4}  # once, at the last step
     (tmp_path / "small.toml").write_text(to_toml(validate(config)))
     for attempt in range(2):  # gloo's teardown abort at exit (tests/ranks.py): launched once more, saying so
         run_dir = tmp_path / f"run{attempt}"

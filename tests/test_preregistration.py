@@ -15,6 +15,8 @@ from curvlab.reproductions import base as reproductions_base
 from curvlab.reproductions.base import setting_for
 from curvlab.reproductions.claims import PILOT_SEEDS, load_claims
 
+pytestmark = pytest.mark.usefixtures("shared_training_runs")  # each training run once (conftest)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 PREREGISTERED = [name for name, rep in REGISTRY.items() if rep.preregistered]
 CONTRASTS = [(name, spec.id) for name in PREREGISTERED for spec in load_claims(name).checks]

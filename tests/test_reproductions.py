@@ -14,6 +14,8 @@ from curvlab.data.base import MissingSource
 from curvlab.reproductions import REGISTRY, reproduce
 from curvlab.reproductions.base import SEEDS
 
+pytestmark = pytest.mark.usefixtures("shared_training_runs")  # each training run once (conftest)
+
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_quick_reproduction_runs_and_states_a_verdict(name, tmp_path):

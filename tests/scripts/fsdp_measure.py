@@ -1,7 +1,7 @@
 """Run by a test under torchrun (2 or 3 CPU processes, gloo): a small causal transformer LM in float64, sharded by
 FSDP2 (each encoder layer, then the root), trained 3 steps with Adam, then measured by a ShardedObjective on each
-rank's part of the data. Rank 0 writes the full parameters and Adam state to OUT/state.pt; every rank writes its
-measurements to OUT/rank<r>.json."""
+rank's part of the data (``BATCHES``: in batches of 3 on 2 processes, whole on 3). Rank 0 writes the full parameters
+and Adam state to OUT/state.pt; every rank writes its measurements to OUT/rank<r>.json."""
 
 import json
 import sys
@@ -18,6 +18,10 @@ from curvlab.errors import InputError
 from curvlab.fsdp import ShardedObjective
 from curvlab.geometry import directional_sharpness, preconditioned_sharpness
 from curvlab.models.transformer import CausalLM
+
+# The measurement's batch size by process count: on 2 processes each rank's 5 sequences in batches of 3 (the batch
+# loop on shards, the last batch short); on 3, each rank's part at once, the parts uneven (4, 3 and 3 sequences).
+BATCHES = {2: 3, 3: None}
 
 
 def lm_loss(logits, targets):
@@ -89,7 +93,7 @@ def main() -> None:
     if rank == 0:
         torch.save({"params": full, "adam": state}, out / "state.pt")
     before = {n: p.to_local().clone() for n, p in model.named_parameters()}
-    objective = ShardedObjective(model, lm_loss, (inputs, targets), batch_size=2)
+    objective = ShardedObjective(model, lm_loss, (inputs, targets), batch_size=BATCHES[world])
     results = {"local_dim": objective.dim, "size": objective.size, "loss": objective.loss()}
     results["grad_norm"] = objective.dot(objective.grad(), objective.grad()) ** 0.5
     top = curvlab.eigs(objective.hessian(), k=3, tol=1e-9, basis="float64")

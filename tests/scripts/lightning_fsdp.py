@@ -1,5 +1,5 @@
 """Run by a test under torchrun (2 CPU processes, gloo): a LightningModule whose MLP is sharded by FSDP2 in
-``configure_model`` (Lightning's ModelParallelStrategy), trained 12 steps with AdamW, with the default-argument
+``configure_model`` (Lightning's ModelParallelStrategy), trained 8 steps with AdamW, with the default-argument
 CurvlabCallback measuring λ1 every 4 steps (argv[2] == "with") or without it ("without"). Rank 0 writes the final
 full parameters to OUT/<argv[2]>.pt and, with the callback, the records' (step, metric, value) to OUT/rows.json."""
 
@@ -52,7 +52,7 @@ def main() -> None:
         accelerator="cpu",
         devices=2,
         strategy=ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1),
-        max_steps=12,
+        max_steps=8,
         callbacks=callbacks,
         logger=False,
         enable_checkpointing=False,
