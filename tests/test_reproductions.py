@@ -92,3 +92,23 @@ def test_a_tuned_baseline_grid_is_widened_until_its_best_is_interior():
     assert calls == [1.0, 2.0, 3.0, 6.0, 12.0]  # each η run once
     assert list(widened_grid(lambda lr: lr, lambda s: s, (1.0, 2.0), 3.0, 2)) == [1 / 9, 1 / 3, 1.0, 2.0]  # capped
     assert list(widened_grid(run, lambda s: s, (4.0, 5.0, 6.0), 2.0, 3)) == [4.0, 5.0, 6.0]  # interior already
+
+
+def test_a_shared_training_run_is_reused_only_for_the_same_config(tmp_path):
+    """shared_training_runs (conftest) copies a run only for a config already trained: one that differs in a single
+    setting (here the model's width) is trained, and its records differ."""
+    from curvlab.reproductions.training import run_config, series
+
+    config = {
+        "name": "shared",
+        "seed": 0,
+        "data": {"name": "digits", "subset": 64},
+        "model": {"name": "mlp", "width": 4, "depth": 1},
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "train": {"batch_size": "full", "steps": 3},
+        "monitor": {"metrics": []},
+    }
+    first = series(run_config(config, tmp_path / "a"), "loss")
+    assert series(run_config(config, tmp_path / "b"), "loss") == first  # the same config: the same records
+    wider = {**config, "model": {**config["model"], "width": 5}}
+    assert series(run_config(wider, tmp_path / "c"), "loss") != first
