@@ -84,7 +84,7 @@ mutation-check: install
 	$(BIN)/python scripts/mutation_check.py
 
 bench: $(VENV)/.installed-bench
-	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_scaling.py && ../$(BIN)/python bench_monitor.py && ../$(BIN)/python bench_tracking.py && ../$(BIN)/python bench_start.py && ../$(BIN)/python bench_finite_difference.py && ../$(BIN)/python bench_fsdp.py
+	cd bench && ../$(BIN)/python bench_core.py && ../$(BIN)/python bench_batched.py && ../$(BIN)/python bench_scaling.py && ../$(BIN)/python bench_monitor.py && ../$(BIN)/python bench_tracking.py && ../$(BIN)/python bench_start.py && ../$(BIN)/python bench_finite_difference.py && ../$(BIN)/python bench_fsdp.py
 
 bench-llm: $(VENV)/.installed-bench
 	cd bench && ../$(BIN)/python bench_llm.py --layers 2 12 --he-steps 30
