@@ -6,7 +6,9 @@ randomly initialised), one batch of B×T random tokens, exact (double backward) 
 so that its peak resident memory (Linux's VmHWM) is its own: the model, the gradient's kept graph, a float32
 direction and products (the first builds the graph; the median of the next three is a product's time inside a
 solve). The two losses are the same function (tests/test_linear_cross_entropy.py: to 1e-10 in float64); their
-products here are compared through a fixed random projection and their norms.
+products here are compared through a fixed random projection and their norms. Beside each verdict, what the
+Objective's ``fused_head="auto"`` chooses at that batch (curvlab.core.lm_head: fused from ``FUSED_FROM`` logits per
+parameter), and whether that agrees with the verdict.
 
 Run: ``python bench/bench_lm_head.py`` (after ``make install``; ``make bench-llm`` runs it last). Writes its section
 of docs/benchmarks.md.
@@ -42,7 +44,7 @@ def run_product(loss: str, batch: int, tokens: int) -> dict:
     ids = torch.randint(0, model.config.vocab_size, (batch, tokens), generator=torch.Generator().manual_seed(1))
     data = {"input_ids": ids, "labels": ids}
     measured = FusedHeadLoss(model) if loss == "fused head" else model
-    objective = curvlab.Objective(measured, None, [data], hvp_engine="reverse")
+    objective = curvlab.Objective(measured, None, [data], hvp_engine="reverse", fused_head=False)
     gen = torch.Generator().manual_seed(0)
     direction, projection = torch.randn(objective.dim, generator=gen), torch.randn(objective.dim, generator=gen)
     operator = objective.hessian()
@@ -64,14 +66,31 @@ def run_product(loss: str, batch: int, tokens: int) -> dict:
     }
 
 
+def auto_choice(batch: int, tokens: int) -> dict:
+    """What ``fused_head="auto"`` chooses for GPT-2 small on ``batch``×``tokens`` tokens (its first evaluation decides),
+    and the logits per parameter its rule reads."""
+    import curvlab
+    from curvlab.core.lm_head import logits_per_parameter
+
+    model, _ = model_and_batch("small")
+    ids = torch.randint(0, model.config.vocab_size, (batch, tokens), generator=torch.Generator().manual_seed(1))
+    objective = curvlab.Objective(model, None, [{"input_ids": ids, "labels": ids}])
+    objective.loss()
+    return {"auto": objective.loss_head, "logits per parameter": logits_per_parameter(model, batch * tokens)}
+
+
 def child(task: dict) -> None:
     out = run_product(**task)
-    out["peak_rss"] = peak_rss()
+    out["peak_rss"] = peak_rss()  # before the choice below, whose passes are no part of a product's peak
+    if task["loss"] == "own loss":
+        out.update(auto_choice(task["batch"], task["tokens"]))
     print("RESULT " + json.dumps(out), flush=True)
 
 
 def rows_and_verdicts(runs: dict) -> tuple[list[list[object]], list[str]]:
-    rows, verdicts = [], []
+    from curvlab.core.lm_head import FUSED_FROM
+
+    rows, verdicts, agreed = [], [], True
     for batch, tokens in SIZES:
         own, fused = runs[f"own loss {batch}x{tokens}"], runs[f"fused head {batch}x{tokens}"]
         for name, run in (("own loss", own), ("fused head", fused)):
@@ -91,11 +110,20 @@ def rows_and_verdicts(runs: dict) -> tuple[list[list[object]], list[str]]:
         memory = fused["peak_rss"] / own["peak_rss"]
         speed = fused["product in a solve s"] / own["product in a solve s"]
         pays = memory <= PAYS_MEMORY and speed <= PAYS_TIME
+        agrees = (own["auto"] == "fused") == pays
+        agreed = agreed and agrees
         verdicts.append(
             f"- {batch}×{tokens} tokens: the fused head's peak is {memory:.2f}× the own loss's "
             f"({(own['peak_rss'] - fused['peak_rss']) / 1e9:.2f} GB less), a product in a solve {speed:.2f}× its time: "
-            f"**{'pays' if pays else 'does not pay'}** (pays: peak ≤ {PAYS_MEMORY}× and time ≤ {PAYS_TIME}×)."
+            f"**{'pays' if pays else 'does not pay'}** (pays: peak ≤ {PAYS_MEMORY}× and time ≤ {PAYS_TIME}×). "
+            f'`fused_head="auto"` reads {own["logits per parameter"]:.2f} logits per parameter and chooses '
+            f"{'the fused head' if own['auto'] == 'fused' else 'the logits'}: "
+            f"{'agrees with' if agrees else 'DISAGREES with'} the verdict."
         )
+    verdicts.append(
+        f'- `fused_head="auto"` (fused from {FUSED_FROM} logits per parameter) '
+        f"{'agrees with every verdict' if agreed else 'DISAGREES with a verdict'} above."
+    )
     return rows, verdicts
 
 

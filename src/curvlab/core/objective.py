@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
@@ -20,6 +21,7 @@ from curvlab.core.fisher import FisherOperator
 from curvlab.core.ggn import GGNOperator
 from curvlab.core.hessian import HessianOperator
 from curvlab.core.hvp import ENGINES, HVP_ENGINES, fresh_leaves, gradient, hvp_from_grads
+from curvlab.core.lm_head import FUSED_FROM, agree, check_choice, fused_module, logits_per_parameter, why_not
 from curvlab.core.memory import resolve_graph_memory
 from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
 from curvlab.core.reduction import refuse_declared_sum, refuse_probed_sum, repeat_factor
@@ -66,6 +68,11 @@ class Objective:
             (reused by every product at one point), or ``"auto"``: a quarter of the memory available
             when the budget is first asked (free device memory on a GPU). Chunks past the budget
             rebuild their graph for every product.
+        fused_head: with ``loss_fn=None`` and a Hugging Face causal LM (GPT-2, Llama), compute its own loss with
+            the head and cross-entropy fused (no tokens × vocabulary logits kept by the gradient's graph or a
+            product): ``"auto"`` where a chunk's logits are large enough for that to pay and the two losses agree,
+            ``True`` wherever it applies (an error where not), ``False`` never (:mod:`curvlab.core.lm_head`;
+            ``loss_head`` says which is used).
 
     Flat vectors are 1-D tensors in parameter order (``objective.names``), in the parameters' dtype.
     ``loss``, ``grad``, ``loss_and_grad``, ``hvp`` and ``quad`` take ``at=x`` to evaluate at another
@@ -92,6 +99,7 @@ class Objective:
         hvp_engine: str = "auto",
         seed: int = 0,
         graph_memory: int | float | str = "auto",
+        fused_head: bool | str = "auto",
     ):
         if not isinstance(model, nn.Module):
             raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -126,6 +134,11 @@ class Objective:
         if hvp_engine != "auto" and hvp_engine not in ENGINES:
             raise InputError(f"hvp_engine: expected 'auto' or one of {ENGINES}, got {hvp_engine!r}")
         self._engine = hvp_engine  # "auto" is resolved at the first curvature product (engine_choice)
+        check_choice(fused_head, loss_fn is not None, hvp_engine)
+        self.fused_head = fused_head
+        # "model" or "fused", decided at the first evaluation (core.lm_head); with a loss_fn there is no head to fuse
+        self._head: str | None = "model" if loss_fn is not None or fused_head is False else None
+        self._fused: nn.Module | None = None
         self._roundoff: float | None = None
         self.graph_memory = graph_memory
         self._graph_budget: float | None = None
@@ -150,6 +163,7 @@ class Objective:
             hvp_engine=self._engine,
             seed=self.seed,
             graph_memory=self.graph_memory,
+            fused_head=self.fused_head,
         )
 
     @property
@@ -158,6 +172,13 @@ class Objective:
         if self._engine == "auto":
             self._engine = choose_engine(self)
         return self._engine
+
+    @property
+    def loss_head(self) -> str | None:
+        """How the model's own loss is computed: ``"fused"`` (its head and cross-entropy fused, no logits kept) or
+        ``"model"`` (through its logits; always so with a ``loss_fn``); None until the first evaluation decides
+        (``fused_head``: :mod:`curvlab.core.lm_head`)."""
+        return self._head
 
     @property
     def parameters(self) -> list[tuple[str, Tensor]]:
@@ -178,7 +199,8 @@ class Objective:
     @property
     def settings(self) -> dict[str, Any]:
         """The measurement choices to store beside every record (definitions §1)."""
-        return {"bn_mode": self.bn_mode, "dropout": self.dropout, "hvp_engine": self.hvp_engine, "dim": self.dim}
+        chosen = {"bn_mode": self.bn_mode, "dropout": self.dropout, "hvp_engine": self.hvp_engine, "dim": self.dim}
+        return chosen if self.loss_fn is not None else {**chosen, "loss_head": self.loss_head}
 
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
         """Per-parameter tensors (in ``names`` order) → flat vector."""
@@ -416,12 +438,16 @@ class Objective:
                 seed_rng(self.seed + 1 + index, self.space.device)
             yield chunk.to(self.space.device)
 
-    def _chunk_outputs(self, leaves: Sequence[Tensor], chunk: Chunk) -> Any:
-        """The model's outputs on a chunk with the selected parameters replaced by ``leaves``."""
+    def _overrides(self, leaves: Sequence[Tensor]) -> dict[str, Tensor]:
+        """The model's parameters by name, the selected ones replaced by ``leaves``."""
         overrides = {name: p.detach() for name, p in self.model.named_parameters()}
         overrides.update(zip(self.names, leaves))
+        return overrides
+
+    def _chunk_outputs(self, leaves: Sequence[Tensor], chunk: Chunk) -> Any:
+        """The model's outputs on a chunk with the selected parameters replaced by ``leaves``."""
         try:
-            outputs = functional_call(self.model, overrides, chunk.args, chunk.kwargs)
+            outputs = functional_call(self.model, self._overrides(leaves), chunk.args, chunk.kwargs)
         except RuntimeError as err:
             raise explain_error(err) from err
         if not self._mean_probed and not _in_transform(outputs):  # a transform's or compiled pass: a later one probes
@@ -432,15 +458,59 @@ class Objective:
         return outputs
 
     def _chunk_loss(self, leaves: Sequence[Tensor], chunk: Chunk) -> Tensor:
-        outputs = self._chunk_outputs(leaves, chunk)
         try:
-            loss = self.loss_fn(outputs, chunk.targets) if self.loss_fn is not None else model_loss(outputs)
+            if self._head != "model" and self._fuses(leaves, chunk):
+                loss = self._fused_loss(leaves, chunk)
+            else:
+                outputs = self._chunk_outputs(leaves, chunk)
+                loss = self.loss_fn(outputs, chunk.targets) if self.loss_fn is not None else model_loss(outputs)
         except RuntimeError as err:
             raise explain_error(err) from err
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
             raise InputError(f"loss_fn: must return a scalar tensor (the batch's mean loss), got {shape}")
         return loss.reshape(())
+
+    def _fuses(self, leaves: Sequence[Tensor], chunk: Chunk) -> bool:
+        """Whether the model's own loss is computed by the fused head (decided at the first evaluation outside a
+        ``torch.func`` transform, whose values cannot be read; inside one before that, through the logits)."""
+        if self._head is None:
+            if leaves and _in_transform(leaves[0]):
+                return False
+            self._head = self._choose_head(leaves, chunk)
+        return self._head == "fused"
+
+    def _choose_head(self, leaves: Sequence[Tensor], chunk: Chunk) -> str:
+        """ "fused" where the fused head applies (:func:`curvlab.core.lm_head.why_not`), pays ("auto": by the size
+        of the chunk's logits) and gives the model's own loss at this chunk; else "model" (``True``: an error)."""
+        reason = why_not(self.model, chunk, self.dropout, self._engine, self.measures_shards)
+        if reason is None and self.fused_head == "auto":
+            per_parameter = logits_per_parameter(self.model, chunk.kwargs["input_ids"].numel())
+            if per_parameter < FUSED_FROM:
+                return "model"
+        if reason is None:
+            self._fused = fused_module(self.model)
+            with torch.no_grad():
+                own, fused = model_loss(self._chunk_outputs(leaves, chunk)), self._fused_loss(leaves, chunk)
+            if agree(own, fused):
+                return "fused"
+            reason = f"its own loss is {float(own)!r} here, the fused head's {float(fused)!r}"
+            self._fused = None
+            if self.fused_head == "auto":
+                warnings.warn(
+                    f"fused_head='auto': the fused head does not reproduce this {type(self.model).__name__}'s loss "
+                    f"({reason}); the loss goes through the logits",
+                    stacklevel=2,
+                )
+        if self.fused_head is True:
+            raise InputError(f"fused_head: True, but the fused head cannot replace this model's own loss: {reason}")
+        return "model"
+
+    def _fused_loss(self, leaves: Sequence[Tensor], chunk: Chunk) -> Tensor:
+        """The model's own loss on a chunk by the fused head, the selected parameters replaced by ``leaves``."""
+        assert self._fused is not None
+        overrides = {"model." + name: t for name, t in self._overrides(leaves).items()}
+        return cast(Tensor, functional_call(self._fused, overrides, chunk.args, chunk.kwargs))
 
     def _accumulate(
         self,
