@@ -233,6 +233,32 @@ MUTATIONS = (
         ("tests/test_linear_cross_entropy.py", "-k", "explicit"),
     ),
     Mutation(
+        "fused-head-auto-without-agreement",
+        "fused_head='auto' replaces a model's own loss only where the fused head gives the same loss (docs/scale.md); "
+        "the agreement check skipped",
+        "src/curvlab/core/objective.py",
+        "            if agree(own, fused):",
+        "            if True:",
+        ("tests/test_linear_cross_entropy.py", "-k", "does_not_reproduce"),
+    ),
+    Mutation(
+        "fused-head-auto-fuses-small-logits",
+        "fused_head='auto' fuses from FUSED_FROM logits per parameter, where bench_lm_head measured it to pay; "
+        "from a tenth of that",
+        "src/curvlab/core/objective.py",
+        "            if per_parameter < FUSED_FROM:",
+        "            if per_parameter < FUSED_FROM / 10:",
+        ("tests/test_linear_cross_entropy.py", "-k", "small_vocabulary"),
+    ),
+    Mutation(
+        "fused-head-auto-never-fuses",
+        "fused_head='auto' fuses a large vocabulary's head (docs/scale.md); from ten times FUSED_FROM",
+        "src/curvlab/core/objective.py",
+        "            if per_parameter < FUSED_FROM:",
+        "            if per_parameter < FUSED_FROM * 10:",
+        ("tests/test_linear_cross_entropy.py", "-k", "large_vocabulary"),
+    ),
+    Mutation(
         "engine-check-keeps-freed-memory",
         "what the engine check freed is given back to the system (docs/scale.md); left resident",
         "src/curvlab/core/engine_choice.py",

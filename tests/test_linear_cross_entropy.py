@@ -1,6 +1,8 @@
 """The fused head cross-entropy (curvlab.losses.linear_cross_entropy): its value and first and second derivatives
 against autograd through explicit logits in float64, against finite differences (gradgradcheck), and through a
-whole GPT-2 inside an Objective; a product keeps no logits."""
+whole GPT-2 inside an Objective; a product keeps no logits. The Objective's ``fused_head`` choice (core.lm_head):
+"auto" fuses a large vocabulary's head and keeps a small one's logits, nowhere else, and never a loss it does not
+reproduce."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ import torch.nn.functional as F
 
 import curvlab
 from curvlab import losses as fused
-from curvlab.core import engine_choice
+from curvlab.core import engine_choice, lm_head
 from curvlab.core.engine_choice import remembered
 from curvlab.errors import InputError
 from curvlab.losses import linear_cross_entropy
 from curvlab.models import FusedHeadLoss
+from curvlab.models.huggingface import LogitsOf
 
 
 @pytest.fixture
@@ -105,10 +108,10 @@ class ExplicitLogits(torch.nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
 
 
-def _gpt2():
+def _gpt2(vocab: int = 53):
     torch.manual_seed(0)
     config = transformers.GPT2Config(
-        vocab_size=53,
+        vocab_size=vocab,
         n_positions=16,
         n_layer=2,
         n_embd=16,
@@ -121,7 +124,7 @@ def _gpt2():
     )
     config._attn_implementation = "eager"
     model = transformers.GPT2LMHeadModel(config).double()
-    ids = torch.randint(0, 53, (3, 15), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, vocab, (3, 15), generator=torch.Generator().manual_seed(1))
     labels = ids.clone()
     labels[1, 4] = -100
     return model, [{"input_ids": ids, "labels": labels}]
@@ -135,7 +138,7 @@ def test_gpt2_objective_matches_the_explicit_loss(monkeypatch):
     objective = curvlab.Objective(FusedHeadLoss(model), None, data)
     assert objective.names == reference.names
     assert objective.loss() == pytest.approx(reference.loss(), rel=1e-14)
-    hf_own = curvlab.Objective(model, None, data).loss()  # float32 inside
+    hf_own = curvlab.Objective(model, None, data, fused_head=False).loss()  # float32 inside
     assert objective.loss() == pytest.approx(hf_own, rel=1e-6)
     torch.testing.assert_close(objective.grad(), reference.grad(), rtol=1e-11, atol=1e-13)
     vector = torch.randn(objective.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
@@ -150,7 +153,10 @@ def test_gpt2_objective_matches_the_explicit_loss(monkeypatch):
 def _largest_saved(loss, params, vocabulary: int) -> int:
     """The largest tensor with a vocabulary-sized dimension that the gradient's kept graph saves (walked from the
     gradient, every node's saved tensors, custom functions' included)."""
-    grads = torch.autograd.grad(loss, params, create_graph=True)
+    return _largest_saved_by(torch.autograd.grad(loss, params, create_graph=True), vocabulary)
+
+
+def _largest_saved_by(grads, vocabulary: int) -> int:
     seen, stack, largest = set(), [g.grad_fn for g in grads if g.grad_fn is not None], 0
     while stack:
         node = stack.pop()
@@ -179,3 +185,116 @@ def test_a_product_keeps_no_logits():
 def test_fused_head_refuses_a_model_without_a_plain_head():
     with pytest.raises(InputError, match="^model:"):
         FusedHeadLoss(torch.nn.Linear(3, 4))
+
+
+def _kept_graph_largest(objective, vocabulary: int) -> int:
+    """The largest vocabulary-sized tensor the Hessian operator's kept graph saves, after one product."""
+    operator = objective.hessian()
+    operator.matvec(torch.ones(objective.dim, dtype=torch.float64))
+    ((_, (_, grads)),) = operator._states
+    return _largest_saved_by(grads, operator.objective.model.config.vocab_size)
+
+
+def test_auto_fuses_a_large_vocabulary_head_and_keeps_the_model_loss():
+    """Vocabulary 500 on a 16-wide GPT-2 (45 tokens: 1.5 logits per parameter): "auto" fuses. It gives the model's own
+    loss (the explicit FusedHeadLoss objective's values exactly; the logits' to float32, which Hugging Face computes
+    its loss in) and its kept graph holds no logits, which the same objective through the logits does (the
+    contrast)."""
+    model, data = _gpt2(vocab=500)
+    assert lm_head.logits_per_parameter(model, 45) > lm_head.FUSED_FROM
+    auto = curvlab.Objective(model, None, data)
+    assert auto.loss_head is None  # decided by the first evaluation
+    wrapped = curvlab.Objective(FusedHeadLoss(model), None, data)
+    logits = curvlab.Objective(model, None, data, fused_head=False)
+    assert auto.loss() == wrapped.loss()
+    assert (auto.loss_head, logits.loss_head) == ("fused", "model")
+    assert auto.settings["loss_head"] == "fused" and logits.settings["loss_head"] == "model"
+    assert auto.loss() == pytest.approx(logits.loss(), rel=1e-6)
+    torch.testing.assert_close(auto.grad(), wrapped.grad(), rtol=1e-12, atol=1e-14)
+    vector = torch.randn(auto.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(auto.hvp(vector), wrapped.hvp(vector), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(auto.hvp(vector), logits.hvp(vector), rtol=1e-5, atol=1e-7)
+    mine, theirs = curvlab.eigs(auto, tol=1e-9), curvlab.eigs(wrapped, tol=1e-9)
+    assert float(mine.eigenvalues[0]) == pytest.approx(float(theirs.eigenvalues[0]), rel=1e-9)
+    logits_numel = 45 * 500
+    assert 0 < _kept_graph_largest(auto, 500) < logits_numel // 2 <= _kept_graph_largest(logits, 500)
+
+
+def test_auto_keeps_a_small_vocabulary_head_through_its_logits():
+    """Vocabulary 53 (0.3 logits per parameter): "auto" keeps the logits; True fuses the same model."""
+    model, data = _gpt2()
+    assert lm_head.logits_per_parameter(model, 45) < lm_head.FUSED_FROM
+    auto, forced = curvlab.Objective(model, None, data), curvlab.Objective(model, None, data, fused_head=True)
+    auto.loss(), forced.loss()
+    assert (auto.loss_head, forced.loss_head) == ("model", "fused")
+    assert forced.loss() == curvlab.Objective(FusedHeadLoss(model), None, data).loss()
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["another batch key", "dropout", "forward engine", "a loss_fn"],
+)
+def test_auto_keeps_the_logits_where_the_fused_head_does_not_apply(change):
+    model, data = _gpt2(vocab=500)
+    options = {}
+    if change == "another batch key":
+        data = [{**data[0], "token_type_ids": torch.zeros_like(data[0]["input_ids"])}]
+    elif change == "dropout":
+        options = {"dropout": True}
+    elif change == "forward engine":
+        options = {"hvp_engine": "forward"}
+    if change == "a loss_fn":  # the logits' own model, a loss given: no head of the model's own loss to fuse
+        ids = data[0]["input_ids"]
+        objective = curvlab.Objective(LogitsOf(model), fused.cross_entropy, [(ids, ids)])
+    else:
+        objective = curvlab.Objective(model, None, data, **options)
+    objective.loss()
+    assert objective.loss_head == "model"
+
+
+class ScaledLoss(transformers.GPT2LMHeadModel):
+    """A GPT-2 whose own loss is not the fused head's (scaled): "auto" must not replace it."""
+
+    def forward(self, *args, **kwargs):
+        out = super().forward(*args, **kwargs)
+        out.loss = 1.5 * out.loss
+        return out
+
+
+def test_a_loss_the_fused_head_does_not_reproduce_keeps_its_logits(monkeypatch):
+    monkeypatch.setattr(lm_head, "ARCHITECTURES", (*lm_head.ARCHITECTURES, "ScaledLoss"))
+    model, data = _gpt2(vocab=500)
+    scaled = ScaledLoss(model.config).double()
+    scaled.load_state_dict(model.state_dict())
+    auto = curvlab.Objective(scaled, None, data)
+    with pytest.warns(UserWarning, match="does not reproduce"):
+        value = auto.loss()
+    assert auto.loss_head == "model"
+    assert value == pytest.approx(1.5 * curvlab.Objective(model, None, data, fused_head=False).loss(), rel=1e-6)
+    with pytest.raises(InputError, match="^fused_head: True"):
+        curvlab.Objective(scaled, None, data, fused_head=True).loss()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fused_head": "yes"}, "expected True, False or 'auto'"),
+        ({"fused_head": 1}, "expected True, False or 'auto'"),
+        ({"fused_head": True, "hvp_engine": "forward"}, "no forward-mode derivative"),
+    ],
+)
+def test_fused_head_choices_are_checked(kwargs, message):
+    model, data = _gpt2()
+    with pytest.raises(InputError, match="^fused_head:.*" + message.replace("(", r"\(")):
+        curvlab.Objective(model, None, data, **kwargs)
+
+
+def test_fused_head_true_refuses_what_it_cannot_fuse():
+    with pytest.raises(InputError, match="^fused_head: True.*loss_fn"):
+        curvlab.Objective(
+            torch.nn.Linear(3, 2), fused.cross_entropy, (torch.randn(4, 3), torch.zeros(4).long()), fused_head=True
+        )
+    model, data = _gpt2()
+    extra = [{**data[0], "token_type_ids": torch.zeros_like(data[0]["input_ids"])}]
+    with pytest.raises(InputError, match="^fused_head: True.*input_ids, labels and attention_mask"):
+        curvlab.Objective(model, None, extra, fused_head=True).loss()

@@ -23,9 +23,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from curvlab.errors import InputError
+from curvlab.losses import IGNORE_INDEX, linear_cross_entropy
 
 FUSED_FROM = 0.5  # a chunk's logits (tokens × vocabulary) per parameter of the model, from which "auto" fuses
 ARCHITECTURES = ("GPT2LMHeadModel", "LlamaForCausalLM")  # whose own loss the fused head is known to reproduce
@@ -34,10 +36,43 @@ AGREEMENT = 100  # × the dtype's machine epsilon (relative): how closely the tw
 CHOICES = (True, False, "auto")
 
 
-def check_choice(fused_head: Any, has_loss_fn: bool, engine: str) -> None:
+class FusedHeadLoss(nn.Module):
+    """A Hugging Face causal LM as ``(input_ids, labels) -> loss``: the loss the model computes itself with
+    ``labels=`` (each position predicts the next label; -100 ignored; the mean over the rest), with its head and
+    cross-entropy fused (:func:`curvlab.losses.linear_cross_entropy`), so that neither the loss, nor its gradient's
+    graph, nor a Hessian product through that graph keeps the (tokens × vocabulary) logits. For
+    ``curvlab.Objective(FusedHeadLoss(model), None, [{"input_ids": ids, "labels": ids}, ...])``: the same loss,
+    gradient and Hessian products as ``Objective(model, None, ...)`` (tests/test_linear_cross_entropy.py) at less
+    memory (docs/benchmarks.md, bench_lm_head, says how much, and when it pays). Hessian products through the
+    reverse (default) or finite-difference engine; the Gauss–Newton and Fisher need the logits (use the model itself).
+    The model's logits must be its output embedding (``get_output_embeddings()``, a Linear without bias) applied to
+    its base model's last hidden state, as in GPT-2 and Llama (not for models that scale or cap their logits)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        get_head = getattr(model, "get_output_embeddings", None)
+        head = get_head() if callable(get_head) else None
+        if not isinstance(head, nn.Linear) or head.bias is not None or not hasattr(model, "base_model"):
+            raise InputError(
+                f"model: expected a Hugging Face causal LM whose output embedding is an nn.Linear without bias "
+                f"(GPT2LMHeadModel, LlamaForCausalLM), got {type(model).__name__} with head {type(head).__name__}"
+            )
+        self.model: Any = model
+
+    def forward(self, input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        targets = F.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:]  # position t predicts label t + 1
+        return linear_cross_entropy(hidden, self.model.get_output_embeddings().weight, targets)
+
+
+def check_choice(fused_head: Any, has_loss_fn: bool, engine: str, sharded: bool) -> None:
     """Refuse a ``fused_head`` that is not a choice, or ``True`` where it can never apply."""
     if fused_head not in CHOICES or not isinstance(fused_head, (bool, str)):
         raise InputError(f"fused_head: expected True, False or 'auto', got {fused_head!r}")
+    if fused_head is True and sharded:
+        raise InputError(
+            "fused_head: True is not available on an FSDP2-sharded model (its loss goes through the logits)"
+        )
     if fused_head is True and has_loss_fn:
         raise InputError("fused_head: True fuses the model's own loss head; with a loss_fn given there is none to fuse")
     if fused_head is True and engine in ("forward", "compile"):
@@ -68,13 +103,6 @@ def why_not(model: nn.Module, chunk: Any, dropout: bool, engine: str, sharded: b
     if sharded:
         return "the parameters are sharded"
     return None
-
-
-def fused_module(model: nn.Module) -> nn.Module:
-    """The fused head around ``model`` (its parameters are the model's, under the prefix ``model.``)."""
-    from curvlab.models.huggingface import FusedHeadLoss  # the model layer's class; imported when first needed
-
-    return FusedHeadLoss(model)
 
 
 def agree(own: torch.Tensor, fused: torch.Tensor) -> bool:

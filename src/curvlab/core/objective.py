@@ -21,7 +21,7 @@ from curvlab.core.fisher import FisherOperator
 from curvlab.core.ggn import GGNOperator
 from curvlab.core.hessian import HessianOperator
 from curvlab.core.hvp import ENGINES, HVP_ENGINES, fresh_leaves, gradient, hvp_from_grads
-from curvlab.core.lm_head import FUSED_FROM, agree, check_choice, fused_module, logits_per_parameter, why_not
+from curvlab.core.lm_head import FUSED_FROM, FusedHeadLoss, agree, check_choice, logits_per_parameter, why_not
 from curvlab.core.memory import resolve_graph_memory
 from curvlab.core.params import ParamSelector, ParamSpace, param_space, select_parameters
 from curvlab.core.reduction import refuse_declared_sum, refuse_probed_sum, repeat_factor
@@ -134,10 +134,12 @@ class Objective:
         if hvp_engine != "auto" and hvp_engine not in ENGINES:
             raise InputError(f"hvp_engine: expected 'auto' or one of {ENGINES}, got {hvp_engine!r}")
         self._engine = hvp_engine  # "auto" is resolved at the first curvature product (engine_choice)
-        check_choice(fused_head, loss_fn is not None, hvp_engine)
+        check_choice(fused_head, loss_fn is not None, hvp_engine, self.measures_shards)
         self.fused_head = fused_head
-        # "model" or "fused", decided at the first evaluation (core.lm_head); with a loss_fn there is no head to fuse
-        self._head: str | None = "model" if loss_fn is not None or fused_head is False else None
+        # "model" or "fused", decided at the first evaluation (core.lm_head); "model" with a loss_fn (no head of its
+        # own to fuse), fused_head=False or sharded parameters
+        never = loss_fn is not None or fused_head is False or self.measures_shards
+        self._head: str | None = "model" if never else None
         self._fused: nn.Module | None = None
         self._roundoff: float | None = None
         self.graph_memory = graph_memory
@@ -489,7 +491,7 @@ class Objective:
             if per_parameter < FUSED_FROM:
                 return "model"
         if reason is None:
-            self._fused = fused_module(self.model)
+            self._fused = FusedHeadLoss(self.model)
             with torch.no_grad():
                 own, fused = model_loss(self._chunk_outputs(leaves, chunk)), self._fused_loss(leaves, chunk)
             if agree(own, fused):

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from curvlab.core.lm_head import FusedHeadLoss
 from curvlab.errors import InputError
 from curvlab.models import huggingface
-from curvlab.models.huggingface import FusedHeadLoss
 from curvlab.models.linear import linear
 from curvlab.models.mlp import ACTIVATIONS, mlp
 from curvlab.models.transformer import SIZES, CausalLM, transformer_lm

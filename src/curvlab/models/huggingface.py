@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from curvlab.errors import InputError
-from curvlab.losses import IGNORE_INDEX, linear_cross_entropy
 
 
 class LogitsOf(nn.Module):
@@ -29,35 +27,6 @@ class LogitsOf(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         logits: Tensor = self.model(input_ids=tokens).logits
         return logits
-
-
-class FusedHeadLoss(nn.Module):
-    """A Hugging Face causal LM as ``(input_ids, labels) -> loss``: the loss the model computes itself with
-    ``labels=`` (each position predicts the next label; -100 ignored; the mean over the rest), with its head and
-    cross-entropy fused (:func:`curvlab.losses.linear_cross_entropy`), so that neither the loss, nor its gradient's
-    graph, nor a Hessian product through that graph keeps the (tokens × vocabulary) logits. For
-    ``curvlab.Objective(FusedHeadLoss(model), None, [{"input_ids": ids, "labels": ids}, ...])``: the same loss,
-    gradient and Hessian products as ``Objective(model, None, ...)`` (tests/test_linear_cross_entropy.py) at less
-    memory (docs/benchmarks.md, bench_lm_head, says how much, and when it pays). Hessian products through the
-    reverse (default) or finite-difference engine; the Gauss–Newton and Fisher need the logits (use the model itself).
-    The model's logits must be its output embedding (``get_output_embeddings()``, a Linear without bias) applied to
-    its base model's last hidden state, as in GPT-2 and Llama (not for models that scale or cap their logits)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        get_head = getattr(model, "get_output_embeddings", None)
-        head = get_head() if callable(get_head) else None
-        if not isinstance(head, nn.Linear) or head.bias is not None or not hasattr(model, "base_model"):
-            raise InputError(
-                f"model: expected a Hugging Face causal LM whose output embedding is an nn.Linear without bias "
-                f"(GPT2LMHeadModel, LlamaForCausalLM), got {type(model).__name__} with head {type(head).__name__}"
-            )
-        self.model: Any = model
-
-    def forward(self, input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        targets = F.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:]  # position t predicts label t + 1
-        return linear_cross_entropy(hidden, self.model.get_output_embeddings().weight, targets)
 
 
 def _transformers() -> Any:
