@@ -220,6 +220,31 @@ def test_auto_fuses_a_large_vocabulary_head_and_keeps_the_model_loss():
     assert 0 < _kept_graph_largest(auto, 500) < logits_numel // 2 <= _kept_graph_largest(logits, 500)
 
 
+def test_auto_fuses_a_llama_head_too():
+    """Llama (untied head, an attention mask in the batch): "auto" fuses at 1 logit per parameter, with the values
+    of the explicit FusedHeadLoss objective and the model's own loss to float32."""
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=400,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=16,
+    )
+    config._attn_implementation = "eager"
+    model = transformers.LlamaForCausalLM(config).double()
+    ids = torch.randint(0, 400, (3, 15), generator=torch.Generator().manual_seed(1))
+    data = [{"input_ids": ids, "labels": ids, "attention_mask": torch.ones_like(ids)}]
+    auto = curvlab.Objective(model, None, data)
+    wrapped = curvlab.Objective(FusedHeadLoss(model), None, data)
+    assert auto.loss() == wrapped.loss() and auto.loss_head == "fused"
+    assert auto.loss() == pytest.approx(curvlab.Objective(model, None, data, fused_head=False).loss(), rel=1e-6)
+    vector = torch.randn(auto.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(auto.hvp(vector), wrapped.hvp(vector), rtol=1e-12, atol=1e-14)
+
+
 def test_auto_keeps_a_small_vocabulary_head_through_its_logits():
     """Vocabulary 53 (0.3 logits per parameter): "auto" keeps the logits; True fuses the same model."""
     model, data = _gpt2()
