@@ -257,7 +257,7 @@ def test_auto_keeps_a_small_vocabulary_head_through_its_logits():
 
 @pytest.mark.parametrize(
     "change",
-    ["another batch key", "dropout", "forward engine", "a loss_fn"],
+    ["another batch key", "dropout", "forward engine", "a loss_fn", "a head with a bias"],
 )
 def test_auto_keeps_the_logits_where_the_fused_head_does_not_apply(change):
     model, data = _gpt2(vocab=500)
@@ -268,6 +268,9 @@ def test_auto_keeps_the_logits_where_the_fused_head_does_not_apply(change):
         options = {"dropout": True}
     elif change == "forward engine":
         options = {"hvp_engine": "forward"}
+    elif change == "a head with a bias":
+        head = model.lm_head
+        model.lm_head = torch.nn.Linear(head.in_features, head.out_features, dtype=head.weight.dtype)
     if change == "a loss_fn":  # the logits' own model, a loss given: no head of the model's own loss to fuse
         ids = data[0]["input_ids"]
         objective = curvlab.Objective(LogitsOf(model), fused.cross_entropy, [(ids, ids)])

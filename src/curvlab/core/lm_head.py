@@ -93,6 +93,9 @@ def why_not(model: nn.Module, chunk: Any, dropout: bool, engine: str, sharded: b
     """Why the fused head cannot replace ``model``'s own loss on ``chunk``; None where it can."""
     if type(model).__name__ not in ARCHITECTURES:
         return f"{type(model).__name__} is not one of {ARCHITECTURES}"
+    head = model.get_output_embeddings()  # type: ignore[operator]
+    if not isinstance(head, nn.Linear) or head.bias is not None:
+        return f"its output embedding ({type(head).__name__}) is not a Linear layer without a bias"
     if chunk.args or not set(chunk.kwargs) <= INPUTS or not {"input_ids", "labels"} <= set(chunk.kwargs):
         given = sorted(chunk.kwargs) + (["positional arguments"] if chunk.args else [])
         return f"the batch has {given}; the fused head takes input_ids, labels and attention_mask"
